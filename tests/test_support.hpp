@@ -1,1 +1,78 @@
 #pragma once
+
+// Shared helpers for weave's doctest suites: a latch, a watchdog, and a
+// helper that runs a block inside an actor and waits for its verdict.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace weave::test {
+
+using namespace std::chrono_literals;
+
+/// How long any single test case may run before the watchdog aborts it.
+constexpr auto default_watchdog_limit = std::chrono::seconds{60};
+
+/// How long a test waits for something that should happen "at once".
+constexpr auto patience = std::chrono::seconds{10};
+
+/// C++17 has no std::latch.
+class latch {
+public:
+  explicit latch(size_t count) : count_(count) {
+  }
+
+  void count_down(size_t n = 1) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    count_ = n >= count_ ? 0 : count_ - n;
+    if (count_ == 0)
+      cv_.notify_all();
+  }
+
+  /// Waits until the count is zero; false if `limit` passed first.
+  bool wait(std::chrono::milliseconds limit = patience) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return cv_.wait_for(guard, limit, [this] { return count_ == 0; });
+  }
+
+  bool ready() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return count_ == 0;
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  size_t count_;
+};
+
+/// Aborts the process (with a message naming the test) if it is still alive
+/// after `limit`; a hung test fails CI instead of stalling it.
+class watchdog {
+public:
+  explicit watchdog(std::chrono::seconds limit = default_watchdog_limit);
+  ~watchdog();
+
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+/// Keeps a value at its maximum (e.g. the highest concurrency seen).
+template <class Atomic, class T>
+void raise_max(Atomic& target, T value) {
+  auto cur = target.load();
+  while (value > cur && !target.compare_exchange_weak(cur, value)) {
+  }
+}
+
+} // namespace weave::test

@@ -1,0 +1,160 @@
+#include "runtime/blocking_pool.hpp"
+
+#include "caf/actor_system.hpp"
+#include "caf/blocking_actor.hpp"
+#include "caf/spawn_options.hpp"
+
+#include "runtime/internal/pool_impl.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/this_thread.hpp"
+
+namespace weave {
+
+namespace internal {
+
+pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
+                     std::string name)
+  : sys_(sys), max_workers_(max_workers), name_(std::move(name)) {
+  // nop
+}
+
+void pool_impl::enqueue(job_ptr j) {
+  bool want_worker = false;
+  if (!queue_.push(j, want_worker)) {
+    if (j->cancel_with(make_error(errc::shut_down,
+                                  "pool '" + name_ + "' is shut down")))
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (want_worker)
+    maybe_spawn_worker();
+}
+
+void pool_impl::maybe_spawn_worker() {
+  auto n = spawned_.load(std::memory_order_relaxed);
+  do {
+    if (n >= max_workers_)
+      return;
+  } while (!spawned_.compare_exchange_weak(n, n + 1));
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    if (finished_) {
+      spawned_.fetch_sub(1);
+      return;
+    }
+    ++live_;
+  }
+  auto self = shared_from_this();
+  sys_.spawn<caf::hidden>(
+    [self, n](caf::blocking_actor*) { self->worker_main(n); });
+}
+
+void pool_impl::worker_main(size_t index) {
+  set_this_thread_name(name_ + "_" + std::to_string(index));
+  while (auto j = queue_.pop()) {
+    if (j->deadline != steady_clock::time_point::max()
+        && steady_clock::now() > j->deadline) {
+      // Too late to start: the caller has already been told (timeout).
+      if (j->cancel_with(make_error(errc::timeout, "deadline passed while "
+                                                   "queued")))
+        cancelled_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (!j->try_start()) {
+      // Cancelled while queued; the canceller delivered the outcome.
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    busy_.fetch_add(1, std::memory_order_relaxed);
+    auto ok = j->run();
+    busy_.fetch_sub(1, std::memory_order_relaxed);
+    (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  }
+  std::unique_lock<std::mutex> guard{live_mtx_};
+  if (--live_ == 0)
+    live_cv_.notify_all();
+}
+
+void pool_impl::begin_shutdown(shutdown_report& report) {
+  for (auto& j : queue_.close()) {
+    if (j->cancel_with(
+          make_error(errc::shut_down, "pool '" + name_ + "' shut down")))
+      ++report.jobs_cancelled;
+    cancelled_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void pool_impl::finish_shutdown(steady_clock::time_point deadline,
+                                shutdown_report& report) {
+  std::unique_lock<std::mutex> guard{live_mtx_};
+  if (finished_)
+    return;
+  live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
+  finished_ = true;
+  report.threads_joined += spawned_.load() - live_;
+  report.threads_abandoned += live_;
+  report.jobs_abandoned += live_;
+  report.jobs_completed += completed_.load() + failed_.load();
+}
+
+blocking_pool::stats_type pool_impl::stats() const {
+  blocking_pool::stats_type s;
+  s.max_workers = max_workers_;
+  s.workers = spawned_.load(std::memory_order_relaxed);
+  s.busy = busy_.load(std::memory_order_relaxed);
+  s.queued = queue_.size();
+  s.completed = completed_.load(std::memory_order_relaxed);
+  s.failed = failed_.load(std::memory_order_relaxed);
+  s.cancelled = cancelled_.load(std::memory_order_relaxed);
+  return s;
+}
+
+} // namespace internal
+
+blocking_pool::blocking_pool(runtime& rt, size_t max_workers, std::string name) {
+  if (max_workers == 0 || max_workers > max_pool_size)
+    raise(make_error(errc::invalid_argument,
+                     "blocking_pool '" + name + "': max_workers is "
+                       + std::to_string(max_workers) + ", allowed 1.."
+                       + std::to_string(max_pool_size)));
+  impl_ = std::make_shared<internal::pool_impl>(rt.system(), max_workers,
+                                                std::move(name));
+  shutdown_deadline_ = rt.config().shutdown_deadline();
+  rt.register_component(impl_);
+}
+
+blocking_pool::~blocking_pool() {
+  // The runtime may already have shut the pool down; that is a no-op here.
+  shutdown_report ignored;
+  impl_->begin_shutdown(ignored);
+  impl_->finish_shutdown(internal::steady_clock::now()
+                           + shutdown_deadline_,
+                         ignored);
+}
+
+void blocking_pool::enqueue(internal::job_ptr j) {
+  impl_->enqueue(std::move(j));
+}
+
+blocking_pool::stats_type blocking_pool::stats() const {
+  return impl_->stats();
+}
+
+const std::string& blocking_pool::name() const noexcept {
+  return impl_->name();
+}
+
+size_t blocking_pool::max_workers() const noexcept {
+  return impl_->max_workers();
+}
+
+shutdown_report blocking_pool::shutdown(caf::timespan deadline) {
+  shutdown_report report;
+  auto start = internal::steady_clock::now();
+  impl_->begin_shutdown(report);
+  impl_->finish_shutdown(start + deadline, report);
+  report.total = internal::steady_clock::now() - start;
+  return report;
+}
+
+} // namespace weave

@@ -1,0 +1,128 @@
+#pragma once
+
+/// `blocking_pool`: a fixed-size pool of threads for blocking calls, the C++
+/// answer to `ThreadPoolExecutor(max_workers=N)`.
+///
+/// A pool is up to N detached worker actors (CAF blocking actors, each on its
+/// own thread) pulling jobs from one shared FIFO queue, so a slow job never
+/// holds back a queued job while another worker is idle (promise 2). Workers
+/// are started lazily, like Python's executor: one more whenever more jobs
+/// are queued than workers are idle, up to N. Worker threads are named
+/// `<pool name>_<index>` (see `this_thread_name()`).
+///
+/// Main operations
+/// - `submit(fn)` from any thread (not only actors) → `future<R>`.
+/// - From inside an actor use `offload(self, pool, fn)` (offload.hpp): the
+///   result arrives as a response message and no thread blocks.
+/// - `stats()`: workers, busy, queued, completed, failed, cancelled.
+/// - `shutdown(deadline)`: refuses new jobs (they fail at once with
+///   `shut_down`), answers every queued job with `shut_down`, lets running
+///   jobs finish until the deadline and abandons (counts) the rest. The
+///   destructor does this with the runtime's `weave.shutdown-deadline`; so
+///   does the runtime's shutdown for every pool still alive.
+///
+/// A job that throws completes with `job_failed` carrying the exception's
+/// message; the worker survives. A job whose offload deadline passed while it
+/// was queued never runs.
+///
+/// Thread-safety: all members may be called from any thread. A job's
+/// submission happens-before its execution, which happens-before its result
+/// is seen by the caller.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "caf/fwd.hpp"
+#include "caf/timespan.hpp"
+
+#include "runtime/future.hpp"
+#include "runtime/internal/job.hpp"
+#include "runtime/shutdown_report.hpp"
+
+namespace weave {
+
+class runtime;
+
+namespace internal {
+class pool_impl;
+} // namespace internal
+
+class blocking_pool {
+public:
+  /// Counters; a consistent-enough snapshot for monitoring.
+  struct stats_type {
+    size_t max_workers = 0;
+    /// Workers started so far (lazily, up to `max_workers`).
+    size_t workers = 0;
+    /// Workers running a job right now.
+    size_t busy = 0;
+    /// Jobs waiting for a worker.
+    size_t queued = 0;
+    /// Jobs that ran and returned a value.
+    size_t completed = 0;
+    /// Jobs that ran and threw.
+    size_t failed = 0;
+    /// Jobs that never ran: cancelled, timed out, or answered `shut_down`.
+    size_t cancelled = 0;
+  };
+
+  /// A pool of at most `max_workers` threads named `<name>_<index>`.
+  /// Throws `weave::exception` (`invalid_argument`) if `max_workers` is 0 or
+  /// above `max_pool_size`, or (`shut_down`) if the runtime is shutting down.
+  blocking_pool(runtime& rt, size_t max_workers, std::string name = "pool");
+
+  /// Shuts the pool down with the runtime's configured deadline.
+  ~blocking_pool();
+
+  blocking_pool(const blocking_pool&) = delete;
+  blocking_pool& operator=(const blocking_pool&) = delete;
+
+  /// Runs `fn()` on a worker; the future completes with its result.
+  template <class F>
+  auto submit(F fn) -> future<std::invoke_result_t<F&>> {
+    using r = std::invoke_result_t<F&>;
+    auto j = caf::make_counted<future_job<r, F>>(std::move(fn));
+    auto fut = internal::make_future<r>(j);
+    enqueue(std::move(j));
+    return fut;
+  }
+
+  /// Queues a job; if the pool is shut down the job is dropped at once with
+  /// `shut_down` (it never runs, its owner hears of it).
+  void enqueue(internal::job_ptr j);
+
+  stats_type stats() const;
+
+  const std::string& name() const noexcept;
+
+  size_t max_workers() const noexcept;
+
+  /// See the header comment. Idempotent; later calls report nothing new.
+  shutdown_report shutdown(caf::timespan deadline);
+
+  /// The largest pool weave accepts.
+  static constexpr size_t max_pool_size = 4096;
+
+private:
+  template <class R, class F>
+  class future_job final : public internal::future_state<R> {
+  public:
+    explicit future_job(F fn) : fn_(std::move(fn)) {
+    }
+
+    bool run() noexcept override {
+      return internal::fulfil_with(*this, fn_);
+    }
+
+  private:
+    F fn_;
+  };
+
+  std::shared_ptr<internal::pool_impl> impl_;
+  caf::timespan shutdown_deadline_;
+};
+
+} // namespace weave

@@ -1,0 +1,127 @@
+#pragma once
+
+// Internal: the unit of work every weave executor moves around.
+//
+// A job is reference-counted (CAF's `ref_counted`, so `caf::intrusive_ptr`
+// works) and moves through states exactly once:
+//
+//   queued --try_start()--> running --(run returns)--> finished
+//   queued --try_drop()---> dropped  (cancelled, timed out, shut down)
+//
+// Whoever wins the compare-and-swap out of `queued` owns the outcome: the
+// executor runs it, or the canceller delivers the error. That CAS is what
+// makes "every submitted job ends exactly once" (promise 1) hold when a
+// cancel, a timeout and a worker race for the same job.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "caf/error.hpp"
+#include "caf/intrusive_ptr.hpp"
+#include "caf/ref_counted.hpp"
+
+namespace weave::internal {
+
+using steady_clock = std::chrono::steady_clock;
+
+class job : public caf::ref_counted {
+public:
+  enum class state : uint8_t { queued, running, finished, dropped };
+
+  /// Claims the job for execution. False if it was dropped meanwhile.
+  bool try_start() noexcept {
+    auto expected = state::queued;
+    return state_.compare_exchange_strong(expected, state::running,
+                                          std::memory_order_acq_rel);
+  }
+
+  /// Claims the job for dropping. False if it already started or ended.
+  bool try_drop() noexcept {
+    auto expected = state::queued;
+    return state_.compare_exchange_strong(expected, state::dropped,
+                                          std::memory_order_acq_rel);
+  }
+
+  state current_state() const noexcept {
+    return state_.load(std::memory_order_acquire);
+  }
+
+  /// Runs the job after a successful `try_start()` and delivers its outcome.
+  /// Returns false if the user's function threw (for statistics).
+  virtual bool run() noexcept = 0;
+
+  /// Delivers `reason` as the job's outcome after a successful `try_drop()`.
+  virtual void drop(caf::error reason) noexcept = 0;
+
+  /// Drops the job with `reason` if it has not started. True on success.
+  bool cancel_with(caf::error reason) noexcept {
+    if (!try_drop())
+      return false;
+    drop(std::move(reason));
+    return true;
+  }
+
+  /// Latest time the job may start; `max()` for none.
+  steady_clock::time_point deadline = steady_clock::time_point::max();
+
+  /// Intrusive link used by job_queue.
+  job* next = nullptr;
+
+  /// Set by `run()` when the user's function threw (`job_failed`).
+  caf::error failure;
+
+protected:
+  void mark_finished() noexcept {
+    state_.store(state::finished, std::memory_order_release);
+  }
+
+private:
+  std::atomic<state> state_{state::queued};
+};
+
+using job_ptr = caf::intrusive_ptr<job>;
+
+/// A move-only `void()` callable (std::function needs copyable targets).
+class callback {
+public:
+  callback() = default;
+
+  template <class F>
+  explicit callback(F f) : impl_(new model<F>(std::move(f))) {
+    // nop
+  }
+
+  explicit operator bool() const noexcept {
+    return impl_ != nullptr;
+  }
+
+  void operator()() {
+    impl_->call();
+  }
+
+private:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual void call() = 0;
+  };
+
+  template <class F>
+  struct model final : concept_t {
+    explicit model(F f) : fn(std::move(f)) {
+    }
+    void call() override {
+      fn();
+    }
+    F fn;
+  };
+
+  std::unique_ptr<concept_t> impl_;
+};
+
+/// The message of an exception in flight, for `job_failed` errors.
+std::string current_exception_message();
+
+} // namespace weave::internal

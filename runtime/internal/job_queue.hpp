@@ -1,0 +1,70 @@
+#pragma once
+
+// Internal: the shared queue a blocking_pool's workers pull from.
+//
+// One FIFO (an intrusive list: no allocation per job) under one mutex. Idle
+// workers wait in two tiers: at most one spins for a short budget (so a job
+// pushed right after another finishes is picked up in well under a
+// microsecond, without a futex wake-up), the rest park on a condition
+// variable. `push` wakes a parked worker only when nobody spins; a spinner
+// that takes a job wakes a parked worker if more jobs are waiting. So every
+// queued job is claimed by an idle worker as soon as one exists (promise 2),
+// and an idle pool burns no CPU once the spin budget is spent.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+#include "caf/timespan.hpp"
+
+#include "runtime/internal/job.hpp"
+
+namespace weave::internal {
+
+class job_queue {
+public:
+  job_queue() = default;
+  job_queue(const job_queue&) = delete;
+  job_queue& operator=(const job_queue&) = delete;
+
+  /// Appends `j`. Returns false (and leaves `j` alone) once closed. Sets
+  /// `want_worker` if more jobs are queued than workers are idle.
+  bool push(job_ptr j, bool& want_worker);
+
+  /// Takes the oldest job, waiting while the queue is empty. Returns null
+  /// once the queue is closed (queued jobs are handed to `close()`'s caller).
+  job_ptr pop();
+
+  /// Refuses further pushes, wakes every waiting worker and returns the jobs
+  /// that were still queued, oldest first.
+  std::vector<job_ptr> close();
+
+  size_t size() const noexcept {
+    return size_.load(std::memory_order_relaxed);
+  }
+
+  size_t idle() const noexcept {
+    return idle_.load(std::memory_order_relaxed);
+  }
+
+  bool closed() const noexcept {
+    return closed_.load(std::memory_order_acquire);
+  }
+
+private:
+  job_ptr take_locked();
+
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  job* head_ = nullptr;
+  job* tail_ = nullptr;
+  std::atomic<size_t> size_{0};
+  std::atomic<size_t> idle_{0};
+  size_t parked_ = 0;
+  std::atomic<int> spinners_{0};
+  std::atomic<bool> closed_{false};
+};
+
+} // namespace weave::internal

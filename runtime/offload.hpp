@@ -1,0 +1,304 @@
+#pragma once
+
+/// `offload`: run a blocking call on a pool from inside an actor, the C++
+/// answer to `await loop.run_in_executor(pool, fn)`.
+///
+///     offload(self, [] { return read_config(); })        // default pool
+///       .then([=](std::string text) { ... },             // in the actor
+///             [=](caf::error& err) { ... });
+///     offload(self, io_pool, fn, 500ms)                  // own pool, timeout
+///
+/// The calling actor's scheduler thread never blocks (promise 5): the job is
+/// queued on the pool and its outcome comes back to the actor as a response
+/// message, handled by CAF's own response machinery. So the handle offers
+/// what `self->request(...)` offers: `.then(...)` / `.await(...)` for
+/// event-based actors, `.receive(...)` for blocking actors and
+/// `scoped_actor`s (pass the scoped actor itself).
+///
+/// - Results of any movable type (also move-only types and `void`; a `void`
+///   job's value handler takes no arguments). The value travels by pointer,
+///   so it needs no CAF type registration.
+/// - A job that throws completes with `weave::errc::job_failed`, carrying the
+///   exception's message; the worker survives.
+/// - Timeout (optional): after it, the actor gets CAF's own
+///   `sec::request_timeout` through the usual error handler; a job still
+///   queued then never runs, and a result that arrives late is dropped by
+///   CAF, never delivered as if it were on time.
+/// - `cancel()`: a job that has not started never runs; the error handler
+///   gets `weave::errc::cancelled`.
+/// - After shutdown (or on a negative timeout) the error handler runs at once
+///   with `shut_down` (`invalid_argument`).
+///
+/// Thread-safety: call from the actor that receives the result, inside one of
+/// its handlers (like `request`). The handle is bound to that actor.
+
+#include <chrono>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "caf/actor_cast.hpp"
+#include "caf/blocking_actor.hpp"
+#include "caf/mailbox_element.hpp"
+#include "caf/make_counted.hpp"
+#include "caf/message_priority.hpp"
+#include "caf/response_handle.hpp"
+#include "caf/scoped_actor.hpp"
+#include "caf/unit.hpp"
+#include "caf/weak_intrusive_ptr.hpp"
+
+#include "runtime/blocking_pool.hpp"
+#include "runtime/error.hpp"
+#include "runtime/internal/job.hpp"
+#include "runtime/runtime.hpp"
+
+namespace weave {
+
+namespace internal {
+
+/// The message that tells an actor its offloaded job is done; the value
+/// stays inside the job.
+struct job_done {
+  job_ptr ptr;
+};
+
+/// A job whose outcome goes to an actor as a response message.
+template <class T>
+class actor_job : public job {
+public:
+  using value_type = std::conditional_t<std::is_void<T>::value, caf::unit_t, T>;
+
+  actor_job(caf::strong_actor_ptr target, caf::message_id response_id)
+    : target_(std::move(target)), response_id_(response_id) {
+    // nop
+  }
+
+  void drop(caf::error reason) noexcept override {
+    deliver(caf::make_message(std::move(reason)));
+  }
+
+  value_type take() {
+    return std::move(*value_);
+  }
+
+protected:
+  void deliver(caf::message msg) noexcept {
+    // The actor may be gone; then there is nobody to tell.
+    if (auto dest = caf::actor_cast<caf::strong_actor_ptr>(target_))
+      dest->enqueue(caf::make_mailbox_element(nullptr, response_id_, {},
+                                              std::move(msg)),
+                    nullptr);
+    target_.reset();
+  }
+
+  std::optional<value_type> value_;
+
+private:
+  caf::weak_actor_ptr target_;
+  caf::message_id response_id_;
+};
+
+template <class T, class F>
+class actor_job_impl final : public actor_job<T> {
+public:
+  actor_job_impl(caf::strong_actor_ptr target, caf::message_id response_id,
+                 F fn)
+    : actor_job<T>(std::move(target), response_id), fn_(std::move(fn)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    bool ok = true;
+    try {
+      if constexpr (std::is_void<T>::value) {
+        fn_();
+        this->value_.emplace();
+      } else {
+        this->value_.emplace(fn_());
+      }
+    } catch (...) {
+      ok = false;
+      this->failure = make_error(errc::job_failed, current_exception_message());
+    }
+    this->mark_finished();
+    if (ok)
+      this->deliver(caf::make_message(job_done{job_ptr{this}}));
+    else
+      this->deliver(caf::make_message(this->failure));
+    return ok;
+  }
+
+private:
+  F fn_;
+};
+
+/// Wraps a user's value handler into a handler of `job_done`.
+template <class T, class F>
+auto unwrap_handler(F f) {
+  return [f = std::move(f)](job_done& done) mutable {
+    auto& j = static_cast<actor_job<T>&>(*done.ptr);
+    if constexpr (std::is_void<T>::value) {
+      j.take();
+      f();
+    } else {
+      f(j.take());
+    }
+  };
+}
+
+template <class Self>
+auto default_error_handler(Self* self) {
+  if constexpr (std::is_base_of<caf::blocking_actor, Self>::value) {
+    return [self](caf::error& err) { self->fail_state(std::move(err)); };
+  } else {
+    return [self](caf::error& err) { self->call_error_handler(err); };
+  }
+}
+
+} // namespace internal
+
+/// The handle `offload` returns; see the header comment.
+template <class Self, class T>
+class offload_handle {
+public:
+  offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job)
+    : self_(self), request_id_(request_id), job_(std::move(job)) {
+    // nop
+  }
+
+  /// Event-based actors: handle the outcome when it arrives, in any order
+  /// with other messages (like `request(...).then`).
+  template <class F, class OnError>
+  void then(F on_value, OnError on_error) {
+    caf::response_handle<Self, caf::message, false>{request_id_.response_id(),
+                                                    self_}
+      .then(internal::unwrap_handler<T>(std::move(on_value)),
+            std::move(on_error));
+  }
+
+  template <class F>
+  void then(F on_value) {
+    then(std::move(on_value), internal::default_error_handler(self_));
+  }
+
+  /// Event-based actors: suspend other messages until the outcome arrives
+  /// (like `request(...).await`).
+  template <class F, class OnError>
+  void await(F on_value, OnError on_error) {
+    caf::response_handle<Self, caf::message, false>{request_id_.response_id(),
+                                                    self_}
+      .await(internal::unwrap_handler<T>(std::move(on_value)),
+             std::move(on_error));
+  }
+
+  template <class F>
+  void await(F on_value) {
+    await(std::move(on_value), internal::default_error_handler(self_));
+  }
+
+  /// Blocking actors: wait for the outcome.
+  template <class F, class OnError>
+  void receive(F on_value, OnError on_error) {
+    caf::response_handle<Self, caf::message, true>{request_id_.response_id(),
+                                                   self_}
+      .receive(internal::unwrap_handler<T>(std::move(on_value)),
+               std::move(on_error));
+  }
+
+  /// Cancels the job if it has not started; the error handler then gets
+  /// `cancelled`. False if it already started or ended.
+  bool cancel() {
+    return job_->cancel_with(
+      make_error(errc::cancelled, "offloaded job cancelled before it started"));
+  }
+
+  /// The request id, e.g. to correlate with logs.
+  caf::message_id id() const noexcept {
+    return request_id_;
+  }
+
+private:
+  Self* self_;
+  caf::message_id request_id_;
+  internal::job_ptr job_;
+};
+
+namespace internal {
+
+template <class Self, class F>
+auto offload_impl(Self* self, blocking_pool* pool, F fn,
+                  std::optional<caf::timespan> timeout) {
+  using t = std::invoke_result_t<F&>;
+  auto rid = self->new_request_id(caf::message_priority::normal);
+  auto j = caf::make_counted<actor_job_impl<t, F>>(self->ctrl(),
+                                                   rid.response_id(),
+                                                   std::move(fn));
+  offload_handle<Self, t> handle{self, rid, j};
+  if (timeout && *timeout < caf::timespan{0}) {
+    j->cancel_with(make_error(errc::invalid_argument,
+                              "offload: negative timeout"));
+    return handle;
+  }
+  if (timeout) {
+    j->deadline = steady_clock::now()
+                  + std::chrono::duration_cast<steady_clock::duration>(*timeout);
+    self->request_response_timeout(caf::duration{*timeout}, rid);
+  }
+  if (pool == nullptr) {
+    auto& rt = runtime::from(self->system());
+    if (rt.shutting_down()) {
+      j->cancel_with(make_error(errc::shut_down, "the runtime is shut down"));
+      return handle;
+    }
+    pool = &rt.default_pool();
+  }
+  pool->enqueue(std::move(j));
+  return handle;
+}
+
+template <class T>
+using not_a_pool = std::enable_if_t<
+  !std::is_same<std::decay_t<T>, blocking_pool>::value>;
+
+} // namespace internal
+
+/// Runs `fn` on the runtime's default pool.
+template <class Self, class F, class = internal::not_a_pool<F>>
+auto offload(Self* self, F fn) {
+  return internal::offload_impl(self, nullptr, std::move(fn), std::nullopt);
+}
+
+/// Runs `fn` on the default pool; the outcome is `request_timeout` if it
+/// takes longer than `timeout`.
+template <class Self, class F, class Rep, class Period,
+          class = internal::not_a_pool<F>>
+auto offload(Self* self, F fn, std::chrono::duration<Rep, Period> timeout) {
+  return internal::offload_impl(
+    self, nullptr, std::move(fn),
+    std::chrono::duration_cast<caf::timespan>(timeout));
+}
+
+/// Runs `fn` on `pool`.
+template <class Self, class F>
+auto offload(Self* self, blocking_pool& pool, F fn) {
+  return internal::offload_impl(self, &pool, std::move(fn), std::nullopt);
+}
+
+/// Runs `fn` on `pool`, with a timeout.
+template <class Self, class F, class Rep, class Period>
+auto offload(Self* self, blocking_pool& pool, F fn,
+             std::chrono::duration<Rep, Period> timeout) {
+  return internal::offload_impl(
+    self, &pool, std::move(fn),
+    std::chrono::duration_cast<caf::timespan>(timeout));
+}
+
+/// `scoped_actor` callers: `offload(self, fn).receive(...)`.
+template <class... Ts>
+auto offload(caf::scoped_actor& self, Ts&&... xs) {
+  return offload(self.ptr(), std::forward<Ts>(xs)...);
+}
+
+} // namespace weave
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(weave::internal::job_done)

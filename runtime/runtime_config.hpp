@@ -1,0 +1,76 @@
+#pragma once
+
+/// `runtime_config`: the configuration of a `weave::runtime`.
+///
+/// It is a `caf::actor_system_config`, so every CAF option works as usual and
+/// weave's own options live beside them in the `weave` group, read through
+/// CAF's option system: from the command line (`--weave.pool-size=8`) and
+/// from the config file (`caf-application.ini`, section `[weave]`), or set in
+/// code with CAF's `set("weave.pool-size", 8)`.
+///
+/// | option                   | default              | allowed        |
+/// |--------------------------|----------------------|----------------|
+/// | weave.pool-size          | min(32, cores + 4)   | 1..4096        |
+/// | weave.shutdown-deadline  | 5s                   | 0..1h          |
+/// | weave.spin               | 50us                 | 0..10ms        |
+/// | weave.blocking-threshold | 100ms                | 1ms..1h        |
+///
+/// `pool-size` sizes the default blocking pool like Python's default executor.
+/// `spin` is how long an idle worker or a waiting thread spins before it
+/// parks; it buys low latency for back-to-back work and costs nothing when
+/// idle (see README, "Scheduler choice").
+///
+/// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
+/// how its idle threads wait. CAF's default polls for 25 ms after each burst
+/// of work, sleeping 50 µs between polls (so a message arriving then waits up
+/// to ~60 µs), and then wakes every 10 ms forever. weave polls aggressively
+/// for a short burst (`work-stealing.aggressive-poll-attempts`) and then goes
+/// straight to the condition variable that CAF notifies on every external
+/// enqueue (`moderate-poll-attempts = 0`), waking only every 100 ms to steal
+/// (`relaxed-sleep-duration`). An idle runtime uses ≈0% CPU, and a reply from
+/// a pool worker reaches a waiting actor at once. Any of these can still be
+/// overridden through CAF's own options.
+///
+/// Validation: `validate()` checks every weave option (type and range) and
+/// refuses unknown options in the `weave` group; the runtime calls it at
+/// construction and throws `weave::exception` (`invalid_config`) naming the
+/// option and its allowed range.
+
+#include <cstddef>
+#include <string>
+
+#include "caf/actor_system_config.hpp"
+#include "caf/error.hpp"
+#include "caf/timespan.hpp"
+
+namespace weave {
+
+class runtime_config : public caf::actor_system_config {
+public:
+  runtime_config();
+
+  runtime_config(runtime_config&&) = default;
+
+  /// Parses the command line and config file through CAF, then validates.
+  caf::error parse(int argc, char** argv);
+
+  /// Checks every weave option; returns an `invalid_config` error naming the
+  /// first offending option and its allowed range, or no error.
+  caf::error validate() const;
+
+  size_t pool_size() const;
+  caf::timespan shutdown_deadline() const;
+  caf::timespan spin() const;
+  caf::timespan blocking_threshold() const;
+
+  /// Python's default executor size: min(32, cores + 4).
+  static size_t default_pool_size();
+
+private:
+  friend class runtime;
+
+  // Set by the runtime that owns this configuration (see runtime::from).
+  class runtime* owner_ = nullptr;
+};
+
+} // namespace weave

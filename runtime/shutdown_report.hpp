@@ -1,0 +1,60 @@
+#pragma once
+
+/// What `runtime::shutdown` did, phase by phase.
+///
+/// Shutdown runs in phases (stop accepting work; stop loops; close channels;
+/// let pools finish running jobs until the deadline while queued jobs are
+/// answered with `shut_down`; wait for blockers; join every weave thread).
+/// The report counts every job and thread that shutdown had to touch, so
+/// nothing is forgotten silently: a job still running at the deadline is
+/// abandoned (its thread is left to finish on its own and counted here, its
+/// late result dropped and counted).
+///
+/// Thread-safety: a plain value.
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "caf/timespan.hpp"
+
+namespace weave {
+
+struct shutdown_report {
+  /// Jobs that had finished (ok or failed) before or during shutdown.
+  size_t jobs_completed = 0;
+  /// Queued jobs answered with `shut_down` instead of running.
+  size_t jobs_cancelled = 0;
+  /// Jobs still running at the deadline.
+  size_t jobs_abandoned = 0;
+  /// Results that arrived after their job was abandoned, dropped.
+  size_t late_results_dropped = 0;
+  /// Loop futures completed with `shut_down`.
+  size_t futures_failed = 0;
+  /// Channels closed by shutdown.
+  size_t channels_closed = 0;
+  /// weave threads that ended (pool workers, loops, blockers).
+  size_t threads_joined = 0;
+  /// weave threads still running user code at the deadline.
+  size_t threads_abandoned = 0;
+  /// User actors still running at the deadline (dropped with the scheduler).
+  size_t actors_abandoned = 0;
+  /// Time taken by each phase, in order.
+  std::vector<std::pair<std::string, caf::timespan>> phases;
+  /// Time taken by the whole shutdown.
+  caf::timespan total{0};
+
+  /// True if shutdown did not have to cancel, fail or abandon anything.
+  bool empty() const noexcept {
+    return jobs_cancelled == 0 && jobs_abandoned == 0 && futures_failed == 0
+           && threads_abandoned == 0 && actors_abandoned == 0
+           && late_results_dropped == 0;
+  }
+
+  /// One line, e.g. "weave shutdown: 3 jobs cancelled, ... in 12ms
+  /// (loops 0ms, pools 11ms, ...)".
+  std::string to_string() const;
+};
+
+} // namespace weave

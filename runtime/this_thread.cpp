@@ -1,0 +1,54 @@
+#include "runtime/this_thread.hpp"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime/internal/thread_roles.hpp"
+
+namespace weave {
+
+namespace {
+
+thread_local std::string tl_name;
+thread_local bool tl_must_not_block = false;
+
+} // namespace
+
+std::string this_thread_name() {
+  if (!tl_name.empty())
+    return tl_name;
+  if (::syscall(SYS_gettid) == ::getpid())
+    return "main";
+  char buf[16] = {};
+  if (pthread_getname_np(pthread_self(), buf, sizeof(buf)) == 0 && buf[0] != 0)
+    return buf;
+  return "thread";
+}
+
+void set_this_thread_name(std::string name) {
+  // The kernel keeps 15 characters; keep the tail, which holds the index.
+  auto os_name = name.size() > 15 ? name.substr(name.size() - 15) : name;
+  pthread_setname_np(pthread_self(), os_name.c_str());
+  tl_name = std::move(name);
+}
+
+bool this_thread_must_not_block() noexcept {
+  return tl_must_not_block;
+}
+
+namespace internal {
+
+void set_this_thread_must_not_block(bool value) noexcept {
+  tl_must_not_block = value;
+}
+
+std::string this_thread_os_name() {
+  char buf[16] = {};
+  pthread_getname_np(pthread_self(), buf, sizeof(buf));
+  return buf;
+}
+
+} // namespace internal
+
+} // namespace weave

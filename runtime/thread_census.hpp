@@ -1,0 +1,26 @@
+#pragma once
+
+/// A count of the threads weave has started and that have ended.
+///
+/// Every thread a `weave::runtime` starts (CAF's scheduler and clock threads,
+/// every detached actor: pool workers, loops on their own thread, blockers)
+/// is counted when it starts and when it ends. After a runtime is destroyed,
+/// `running()` is back to what it was before it was created, unless shutdown
+/// had to abandon a thread stuck in user code (see `shutdown_report`).
+///
+/// Thread-safety: the counters are atomics; reads are a snapshot.
+
+#include <cstddef>
+
+namespace weave::thread_census {
+
+/// Threads started by any weave runtime in this process, ever.
+size_t started() noexcept;
+
+/// Threads that have ended, ever.
+size_t ended() noexcept;
+
+/// Threads started and not yet ended.
+size_t running() noexcept;
+
+} // namespace weave::thread_census

@@ -1,0 +1,15 @@
+#pragma once
+
+/// weave: one include for the whole public surface.
+
+#include "runtime/blocking_pool.hpp"
+#include "runtime/error.hpp"
+#include "runtime/future.hpp"
+#include "runtime/loop.hpp"
+#include "runtime/offload.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/runtime_config.hpp"
+#include "runtime/shutdown_report.hpp"
+#include "runtime/spawn_blocker.hpp"
+#include "runtime/this_thread.hpp"
+#include "runtime/thread_census.hpp"
