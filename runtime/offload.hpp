@@ -45,7 +45,6 @@
 #include "caf/response_handle.hpp"
 #include "caf/scoped_actor.hpp"
 #include "caf/unit.hpp"
-#include "caf/weak_intrusive_ptr.hpp"
 
 #include "runtime/blocking_pool.hpp"
 #include "runtime/error.hpp"
@@ -83,18 +82,18 @@ public:
 
 protected:
   void deliver(caf::message msg) noexcept {
-    // The actor may be gone; then there is nobody to tell.
-    if (auto dest = caf::actor_cast<caf::strong_actor_ptr>(target_))
+    // Like a request's sender, the job holds the actor alive until it
+    // answers; delivered once, then released.
+    if (auto dest = std::move(target_))
       dest->enqueue(caf::make_mailbox_element(nullptr, response_id_, {},
                                               std::move(msg)),
                     nullptr);
-    target_.reset();
   }
 
   std::optional<value_type> value_;
 
 private:
-  caf::weak_actor_ptr target_;
+  caf::strong_actor_ptr target_;
   caf::message_id response_id_;
 };
 

@@ -51,11 +51,15 @@ private:
   std::atomic<size_t> next_worker_{0};
 };
 
-/// Actor systems that had to be left alive because a thread was abandoned;
-/// kept reachable on purpose (see runtime.hpp, phase 6).
+/// Actor systems (and the configurations they refer to) that had to be left
+/// alive because a thread was abandoned; kept reachable on purpose, so that
+/// the abandoned thread can still end cleanly (see runtime.hpp, phase 6).
+struct abandoned_system {
+  std::shared_ptr<runtime_config> config;
+  std::unique_ptr<caf::actor_system> system;
+};
 std::mutex graveyard_mtx;
-std::vector<std::unique_ptr<caf::actor_system>>* graveyard
-  = new std::vector<std::unique_ptr<caf::actor_system>>;
+std::vector<abandoned_system>* graveyard = new std::vector<abandoned_system>;
 
 const char* phase_name(internal::shutdown_phase p) {
   switch (p) {
@@ -74,12 +78,12 @@ const char* phase_name(internal::shutdown_phase p) {
 } // namespace
 
 runtime::runtime(runtime_config cfg)
-  : config_(std::make_unique<runtime_config>(std::move(cfg))) {
+  : config_(std::make_shared<runtime_config>(std::move(cfg))) {
   start();
 }
 
 runtime::runtime(int argc, char** argv)
-  : config_(std::make_unique<runtime_config>()) {
+  : config_(std::make_shared<runtime_config>()) {
   if (auto err = config_->parse(argc, argv))
     raise(std::move(err));
   start();
@@ -105,6 +109,7 @@ void runtime::start() {
 runtime::~runtime() {
   auto report = shutdown();
   (void) report;
+  config_->owner_ = nullptr;
 }
 
 runtime& runtime::from(caf::actor_system& sys) {
@@ -178,7 +183,7 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
     system_.reset();
   } else {
     std::unique_lock<std::mutex> g{graveyard_mtx};
-    graveyard->emplace_back(std::move(system_));
+    graveyard->push_back({config_, std::move(system_)});
   }
   report.phases.emplace_back("system", internal::steady_clock::now() - t0);
   report.total = internal::steady_clock::now() - start;

@@ -100,7 +100,7 @@ public:
 private:
   void start();
 
-  std::unique_ptr<runtime_config> config_;
+  std::shared_ptr<runtime_config> config_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<internal::component_registry> components_;
   std::shared_ptr<internal::blocker_set> blockers_;

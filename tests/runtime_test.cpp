@@ -1,0 +1,142 @@
+// runtime: promise 6 (shutdown within its deadline, no thread left), 5 (the
+// threads that must not block are known), 7 (calls after shutdown).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "caf/all.hpp"
+#include "runtime/weave.hpp"
+#include "tests/test_support.hpp"
+
+using namespace std::chrono_literals;
+using weave::test::latch;
+
+TEST_CASE("destroying a runtime leaves no weave thread running") {
+  auto before = weave::thread_census::running();
+  {
+    weave::runtime rt;
+    weave::blocking_pool pool{rt, 3, "census"};
+    for (int i = 0; i < 10; ++i)
+      pool.submit([] { std::this_thread::sleep_for(1ms); });
+    weave::spawn_blocker(rt, [] { return 0; }).get();
+    weave::loop lp{rt, "census-loop"};
+    CHECK(lp.submit([] { return 1; }).get() == 1);
+    CHECK(weave::thread_census::running() > before);
+  }
+  CHECK(weave::thread_census::running() == before);
+}
+
+TEST_CASE("shutdown with queued work answers it and joins every worker") {
+  auto before = weave::thread_census::running();
+  std::vector<weave::future<int>> queued;
+  weave::shutdown_report report;
+  latch started{1};
+  {
+    weave::runtime rt;
+    auto& pool = rt.default_pool();
+    auto max = pool.max_workers();
+    latch release{1};
+    std::vector<weave::future<int>> running;
+    for (size_t i = 0; i < max; ++i)
+      running.push_back(pool.submit([&] {
+        started.count_down();
+        release.wait();
+        return 1;
+      }));
+    REQUIRE(started.wait());
+    for (int i = 0; i < 20; ++i)
+      queued.push_back(pool.submit([] { return 2; }));
+    release.count_down();
+    report = rt.shutdown(weave::test::patience);
+    for (auto& f : running)
+      CHECK(f.get() == 1); // running jobs were allowed to finish
+  }
+  // Some queued jobs may have run before shutdown closed the queue; every
+  // one of them has exactly one outcome.
+  size_t ran = 0, refused = 0;
+  for (auto& f : queued) {
+    auto res = f.get_result();
+    if (res)
+      ++ran;
+    else if (weave::is(res.error(), weave::errc::shut_down))
+      ++refused;
+  }
+  CHECK(ran + refused == queued.size());
+  CHECK(report.jobs_cancelled == refused);
+  CHECK(report.jobs_abandoned == 0u);
+  CHECK(report.threads_abandoned == 0u);
+  CHECK(weave::thread_census::running() == before);
+}
+
+TEST_CASE("a job that never returns is abandoned at the deadline, and counted") {
+  constexpr auto deadline = 200ms;
+  constexpr auto margin = 2s;
+  latch stuck_started{1};
+  auto release = std::make_shared<latch>(1);
+  weave::shutdown_report report;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    weave::runtime rt;
+    weave::blocking_pool pool{rt, 1, "stuck"};
+    pool.submit([&stuck_started, release] {
+      stuck_started.count_down();
+      release->wait(std::chrono::hours{1});
+    });
+    REQUIRE(stuck_started.wait());
+    t0 = std::chrono::steady_clock::now();
+    report = rt.shutdown(deadline);
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took < deadline + margin);
+  CHECK(report.jobs_abandoned == 1u);
+  CHECK(report.threads_abandoned == 1u);
+  CHECK_FALSE(report.empty());
+  CHECK(report.to_string().find("1 jobs abandoned") != std::string::npos);
+  release->count_down(); // let the abandoned thread end before the process
+}
+
+TEST_CASE("scheduler threads are named and must not block") {
+  weave::runtime rt;
+  caf::scoped_actor test{rt.system()};
+  auto probe = rt.system().spawn([]() -> caf::behavior {
+    return {[](int) {
+      std::string verdict = weave::this_thread_name();
+      verdict += weave::this_thread_must_not_block() ? "|strict" : "|free";
+      try {
+        weave::make_ready_future(1).get();
+        verdict += "|get allowed";
+      } catch (const weave::exception& e) {
+        verdict += e.code() == weave::errc::would_deadlock ? "|refused" : "|?";
+      }
+      return verdict;
+    }};
+  });
+  std::string verdict;
+  test->request(probe, weave::test::patience, 1)
+    .receive([&](std::string& v) { verdict = v; }, [](caf::error&) {});
+  CHECK(verdict.rfind("weave-sched-", 0) == 0);
+  CHECK(verdict.find("|strict|refused") != std::string::npos);
+  CHECK_FALSE(weave::this_thread_must_not_block());
+  CHECK(weave::this_thread_name() == "main");
+  caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("runtime::from finds the runtime; a foreign system is refused") {
+  weave::runtime rt;
+  CHECK(&weave::runtime::from(rt.system()) == &rt);
+  caf::actor_system_config cfg;
+  caf::actor_system plain{cfg};
+  CHECK_THROWS_AS(weave::runtime::from(plain), weave::exception);
+}
+
+TEST_CASE("shutdown is idempotent and later calls fail at once") {
+  weave::runtime rt;
+  auto first = rt.shutdown();
+  CHECK(first.empty());
+  auto second = rt.shutdown();
+  CHECK(second.phases.empty());
+  CHECK(rt.shutting_down());
+  CHECK_THROWS_AS(rt.default_pool(), weave::exception);
+  CHECK_THROWS_AS(weave::loop(rt, "late"), weave::exception);
+}
