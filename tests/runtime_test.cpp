@@ -31,11 +31,11 @@ TEST_CASE("shutdown with queued work answers it and joins every worker") {
   auto before = weave::thread_census::running();
   std::vector<weave::future<int>> queued;
   weave::shutdown_report report;
-  latch started{1};
   {
     weave::runtime rt;
     auto& pool = rt.default_pool();
     auto max = pool.max_workers();
+    latch started{max}; // every worker holds a job
     latch release{1};
     std::vector<weave::future<int>> running;
     for (size_t i = 0; i < max; ++i)

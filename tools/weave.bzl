@@ -12,13 +12,14 @@ def weave_library(name, **kwargs):
 def weave_binary(name, **kwargs):
     cc_binary(name = name, copts = WEAVE_COPTS + kwargs.pop("copts", []), **kwargs)
 
-def weave_test(name, srcs, deps = [], size = "small", tags = [], **kwargs):
-    """A doctest suite; //tests:doctest_main provides main() and the watchdog."""
+def weave_test(name, srcs, deps = [], size = "small", tags = [], data = [], **kwargs):
+    """A doctest suite; //tests:test_support provides main() and the watchdog."""
     cc_test(
         name = name,
         srcs = srcs,
         copts = WEAVE_COPTS,
         deps = deps + ["//tests:test_support", "@doctest"],
+        data = data + ["//tools:ubsan.supp"],
         size = size,
         tags = tags,
         **kwargs
