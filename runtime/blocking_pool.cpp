@@ -69,6 +69,7 @@ void pool_impl::worker_main(size_t index) {
     auto ok = j->run();
     busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
+    j->deliver();
   }
   std::unique_lock<std::mutex> guard{live_mtx_};
   if (--live_ == 0)

@@ -84,7 +84,7 @@ public:
   template <class F>
   auto submit(F fn) -> future<std::invoke_result_t<F&>> {
     using r = std::invoke_result_t<F&>;
-    auto j = caf::make_counted<future_job<r, F>>(std::move(fn));
+    auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
     auto fut = internal::make_future<r>(j);
     enqueue(std::move(j));
     return fut;
@@ -107,20 +107,6 @@ public:
   static constexpr size_t max_pool_size = 4096;
 
 private:
-  template <class R, class F>
-  class future_job final : public internal::future_state<R> {
-  public:
-    explicit future_job(F fn) : fn_(std::move(fn)) {
-    }
-
-    bool run() noexcept override {
-      return internal::fulfil_with(*this, fn_);
-    }
-
-  private:
-    F fn_;
-  };
-
   std::shared_ptr<internal::pool_impl> impl_;
   caf::timespan shutdown_deadline_;
 };

@@ -118,6 +118,25 @@ public:
     return complete([&] { error_ = std::move(err); });
   }
 
+  /// Stores an outcome without publishing it (see job::deliver).
+  template <class... Us>
+  void stage_value(Us&&... xs) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (!ready())
+      value_.emplace(std::forward<Us>(xs)...);
+  }
+
+  void stage_error(caf::error err) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (!ready())
+      error_ = std::move(err);
+  }
+
+  /// Publishes the staged outcome.
+  void publish() {
+    complete([] {});
+  }
+
   void wait() {
     if (ready() || spin_until_set(ready_))
       return;
@@ -238,6 +257,44 @@ bool fulfil_with(future_state<T>& st, F& fn, Args&&... args) noexcept {
     return false;
   }
 }
+
+/// Like `fulfil_with`, but only stages the outcome; `publish()` makes it
+/// visible.
+template <class T, class F>
+bool stage_with(future_state<T>& st, F& fn) noexcept {
+  try {
+    if constexpr (std::is_void<T>::value) {
+      fn();
+      st.stage_value();
+    } else {
+      st.stage_value(fn());
+    }
+    return true;
+  } catch (...) {
+    st.failure = make_error(errc::job_failed, current_exception_message());
+    st.stage_error(st.failure);
+    return false;
+  }
+}
+
+/// A future state that runs `F` on an executor and publishes on deliver().
+template <class T, class F>
+class function_job final : public future_state<T> {
+public:
+  explicit function_job(F fn) : fn_(std::move(fn)) {
+  }
+
+  bool run() noexcept override {
+    return stage_with(*this, fn_);
+  }
+
+  void deliver() noexcept override {
+    this->publish();
+  }
+
+private:
+  F fn_;
+};
 
 template <class T>
 future<T> make_future(future_state_ptr<T> st) {

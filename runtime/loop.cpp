@@ -98,7 +98,9 @@ public:
     if (!task->try_start())
       return;
     context_scope scope{context_.get()};
-    if (!task->run() && task->failure) {
+    auto ok = task->run();
+    task->deliver();
+    if (!ok && task->failure) {
       // Only posted functions get here with a failure nobody else sees;
       // submitted ones carry theirs in their future.
       if (dynamic_cast<loop_task*>(task.get()) == nullptr)

@@ -73,7 +73,7 @@ public:
   }
 
   void drop(caf::error reason) noexcept override {
-    deliver(caf::make_message(std::move(reason)));
+    send(caf::make_message(std::move(reason)));
   }
 
   value_type take() {
@@ -81,7 +81,7 @@ public:
   }
 
 protected:
-  void deliver(caf::message msg) noexcept {
+  void send(caf::message msg) noexcept {
     // Like a request's sender, the job holds the actor alive until it
     // answers; delivered once, then released.
     if (auto dest = std::move(target_))
@@ -120,11 +120,14 @@ public:
       this->failure = make_error(errc::job_failed, current_exception_message());
     }
     this->mark_finished();
-    if (ok)
-      this->deliver(caf::make_message(job_done{job_ptr{this}}));
-    else
-      this->deliver(caf::make_message(this->failure));
     return ok;
+  }
+
+  void deliver() noexcept override {
+    if (!this->failure)
+      this->send(caf::make_message(job_done{job_ptr{this}}));
+    else
+      this->send(caf::make_message(this->failure));
   }
 
 private:

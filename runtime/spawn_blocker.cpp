@@ -11,8 +11,11 @@ caf::actor launch_blocker(runtime& rt, job_ptr j, std::string name) {
   return rt.system().spawn<caf::hidden>(
     [j, name, set](caf::blocking_actor* self) {
       set_this_thread_name(name);
-      if (j->try_start() && !j->run())
-        self->fail_state(j->failure);
+      if (j->try_start()) {
+        if (!j->run())
+          self->fail_state(j->failure);
+        j->deliver();
+      }
       set->leave();
     });
 }

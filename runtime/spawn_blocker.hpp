@@ -92,20 +92,6 @@ namespace internal {
 /// Starts `j` on a detached actor of its own; see the header comment.
 caf::actor launch_blocker(runtime& rt, job_ptr j, std::string name);
 
-template <class T, class F>
-class blocker_job final : public future_state<T> {
-public:
-  explicit blocker_job(F fn) : fn_(std::move(fn)) {
-  }
-
-  bool run() noexcept override {
-    return fulfil_with(*this, fn_);
-  }
-
-private:
-  F fn_;
-};
-
 } // namespace internal
 
 /// Plain form: runs `fn` on a new detached actor named `name`.
@@ -113,7 +99,7 @@ template <class F>
 auto spawn_blocker(runtime& rt, F fn, std::string name = "blocker")
   -> blocker<std::invoke_result_t<F&>> {
   using t = std::invoke_result_t<F&>;
-  auto j = caf::make_counted<internal::blocker_job<t, F>>(std::move(fn));
+  auto j = caf::make_counted<internal::function_job<t, F>>(std::move(fn));
   auto fut = internal::make_future<t>(j);
   auto handle = internal::launch_blocker(rt, j, std::move(name));
   return {std::move(handle), std::move(fut)};

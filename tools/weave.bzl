@@ -25,18 +25,19 @@ def weave_test(name, srcs, deps = [], size = "small", tags = [], data = [], **kw
         **kwargs
     )
 
-def example(name, srcs, deps = []):
-    """An example program, and the smoke test that runs it."""
+def example(name, srcs, deps = [], size = "small", local_defines = []):
+    """An example program, and the smoke test that runs it (see smoke.sh)."""
     cc_binary(
         name = name,
         srcs = srcs,
         copts = WEAVE_COPTS,
-        deps = deps + ["//runtime"],
+        local_defines = local_defines,
+        deps = deps + ["//runtime", "//examples:example_support"],
     )
     native.sh_test(
         name = name + "_smoke",
         srcs = ["//examples:smoke.sh"],
         args = ["$(location :%s)" % name, name],
         data = [":" + name, "//examples:expected/%s.txt" % name],
-        size = "small",
+        size = size,
     )

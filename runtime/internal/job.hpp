@@ -49,9 +49,17 @@ public:
     return state_.load(std::memory_order_acquire);
   }
 
-  /// Runs the job after a successful `try_start()` and delivers its outcome.
-  /// Returns false if the user's function threw (for statistics).
+  /// Runs the job after a successful `try_start()`. Returns false if the
+  /// user's function threw (for statistics). Executors that keep counters
+  /// call `deliver()` after counting, so that whoever sees the outcome also
+  /// sees the counters include it; jobs that publish in `run()` need not
+  /// override `deliver()`.
   virtual bool run() noexcept = 0;
+
+  /// Publishes the outcome staged by `run()`.
+  virtual void deliver() noexcept {
+    // nop
+  }
 
   /// Delivers `reason` as the job's outcome after a successful `try_drop()`.
   virtual void drop(caf::error reason) noexcept = 0;

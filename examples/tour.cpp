@@ -1,0 +1,31 @@
+// The tour: every tutorial pattern weave answers, in the tutorial's order,
+// each section announced. `./bazelw run //examples:tour` is the README's
+// first command.
+#include "examples/example.hpp"
+
+namespace weave_examples {
+
+void section_3_1(weave::runtime& rt, const options& opts);
+void section_3_2(weave::runtime& rt, const options& opts);
+void section_6_1(weave::runtime& rt, const options& opts);
+
+} // namespace weave_examples
+
+int main(int argc, char** argv) {
+  using namespace weave_examples;
+  auto opts = parse_options(argc, argv);
+  std::cout << "weave tour: the patterns of \"python async await 与多线程如何"
+               "结合使用\", in C++ on CAF"
+            << std::endl;
+  weave::runtime rt{weave::runtime_config{}};
+  section_3_1(rt, opts);
+  section_3_2(rt, opts);
+  section_6_1(rt, opts);
+  auto report = rt.shutdown();
+  std::cout << "\ntour finished; runtime shut down cleanly in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                 report.total)
+                 .count()
+            << " ms" << std::endl;
+  return report.empty() ? 0 : 1;
+}
