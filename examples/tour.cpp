@@ -7,6 +7,7 @@ namespace weave_examples {
 
 void section_3_1(weave::runtime& rt, const options& opts);
 void section_3_2(weave::runtime& rt, const options& opts);
+void section_4_1(weave::runtime& rt, const options& opts);
 void section_6_1(weave::runtime& rt, const options& opts);
 
 } // namespace weave_examples
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   weave::runtime rt{weave::runtime_config{}};
   section_3_1(rt, opts);
   section_3_2(rt, opts);
+  section_4_1(rt, opts);
   section_6_1(rt, opts);
   auto report = rt.shutdown();
   std::cout << "\ntour finished; runtime shut down cleanly in "
