@@ -22,7 +22,8 @@
 ///   does the runtime's shutdown for every pool still alive.
 ///
 /// A job that throws completes with `job_failed` carrying the exception's
-/// message; the worker survives. A job whose offload deadline passed while it
+/// message (a job that throws `weave::exception` fails with that exception's
+/// own error); the worker survives. A job whose offload deadline passed while it
 /// was queued never runs.
 ///
 /// Thread-safety: all members may be called from any thread. A job's

@@ -29,6 +29,8 @@ const char* to_string(errc code) noexcept {
       return "gave_up";
     case errc::broken_promise:
       return "broken_promise";
+    case errc::io_error:
+      return "io_error";
   }
   return "unknown";
 }

@@ -49,6 +49,8 @@ enum class errc : uint8_t {
   gave_up,
   /// Every promise of a pending future was destroyed without setting it.
   broken_promise,
+  /// An I/O call failed; the context names the path and the errno text.
+  io_error,
 };
 
 /// The name of an error code, e.g. "job_failed".

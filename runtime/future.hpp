@@ -252,7 +252,7 @@ bool fulfil_with(future_state<T>& st, F& fn, Args&&... args) noexcept {
     }
     return true;
   } catch (...) {
-    st.failure = make_error(errc::job_failed, current_exception_message());
+    st.failure = current_exception_error();
     st.set_error(st.failure);
     return false;
   }
@@ -271,7 +271,7 @@ bool stage_with(future_state<T>& st, F& fn) noexcept {
     }
     return true;
   } catch (...) {
-    st.failure = make_error(errc::job_failed, current_exception_message());
+    st.failure = current_exception_error();
     st.stage_error(st.failure);
     return false;
   }
@@ -389,8 +389,7 @@ public:
                 internal::fulfil(*next, inner.state_->take());
               }});
           } catch (...) {
-            next->set_error(make_error(errc::job_failed,
-                                       internal::current_exception_message()));
+            next->set_error(internal::current_exception_error());
           }
         } else {
           internal::fulfil_with(*next, cb, self->take());

@@ -139,8 +139,7 @@ public:
         });
         return true;
       } catch (...) {
-        this->failure = make_error(errc::job_failed,
-                                   current_exception_message());
+        this->failure = current_exception_error();
         this->set_error(this->failure);
         return false;
       }
@@ -166,7 +165,7 @@ public:
       mark_finished();
       return true;
     } catch (...) {
-      failure = make_error(errc::job_failed, current_exception_message());
+      failure = current_exception_error();
       mark_finished();
       return false;
     }

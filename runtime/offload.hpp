@@ -117,7 +117,7 @@ public:
       }
     } catch (...) {
       ok = false;
-      this->failure = make_error(errc::job_failed, current_exception_message());
+      this->failure = current_exception_error();
     }
     this->mark_finished();
     return ok;

@@ -4,7 +4,19 @@
 #include <string>
 #include <typeinfo>
 
+#include "runtime/error.hpp"
+
 namespace weave::internal {
+
+caf::error current_exception_error() {
+  try {
+    throw;
+  } catch (const weave::exception& e) {
+    return e.error();
+  } catch (...) {
+    return make_error(errc::job_failed, current_exception_message());
+  }
+}
 
 std::string current_exception_message() {
   try {

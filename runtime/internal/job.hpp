@@ -132,4 +132,8 @@ private:
 /// The message of an exception in flight, for `job_failed` errors.
 std::string current_exception_message();
 
+/// The error for an exception in flight: a `weave::exception` keeps its own
+/// error; anything else becomes `job_failed` carrying its message.
+caf::error current_exception_error();
+
 } // namespace weave::internal
