@@ -3,6 +3,7 @@
 /// weave: one include for the whole public surface.
 
 #include "runtime/blocking_pool.hpp"
+#include "runtime/channel.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/loop.hpp"
