@@ -25,6 +25,8 @@
 /// - Producer: `offer(self, x)` never blocks. If the channel is full it
 ///   returns `full` and later sends `self` one `channel_writable` message
 ///   when there is room (or when the channel closes).
+/// - Inside a `loop`: `consume(cx, on_item)` runs `on_item` in the loop for
+///   every item and returns a future that completes at end-of-stream.
 /// - If a subscribed actor dies while subscribed and no other subscriber is
 ///   left, the channel closes (reason: the actor's exit reason), so its
 ///   producers are released instead of blocking forever.
@@ -55,6 +57,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -74,6 +77,7 @@
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/component.hpp"
+#include "runtime/loop.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave {
@@ -350,15 +354,22 @@ public:
     return res;
   }
 
-  void subscribe(caf::event_based_actor* self, size_t credit) {
+  /// How a subscriber wants its batches and its end-of-stream wrapped.
+  using batch_wrapper = std::function<caf::message(channel_batch<T>&&)>;
+  using end_wrapper = std::function<caf::message()>;
+
+  void subscribe(caf::event_based_actor* self, size_t credit,
+                 batch_wrapper wrap_batch, end_wrapper wrap_end) {
     std::weak_ptr<channel_core> weak = this->shared_from_this();
     outbox out;
     uint64_t sid;
     {
       std::unique_lock<std::mutex> guard{mtx_};
       sid = ++next_subscriber_;
-      subs_.push_back(
-        subscriber{sid, caf::actor_cast<caf::strong_actor_ptr>(self), credit});
+      subs_.push_back(subscriber{sid,
+                                 caf::actor_cast<caf::strong_actor_ptr>(self),
+                                 credit, std::move(wrap_batch),
+                                 std::move(wrap_end)});
       dispatch(out);
     }
     self->attach_functor([weak, sid](const caf::error& reason) {
@@ -432,6 +443,8 @@ private:
     uint64_t id;
     caf::strong_actor_ptr actor;
     size_t credit;
+    batch_wrapper wrap_batch;
+    end_wrapper wrap_end;
     bool in_flight = false;
     bool end_sent = false;
   };
@@ -464,11 +477,11 @@ private:
         took = true;
         auto data = caf::make_counted<batch_data<T>>(this->weak_from_this(),
                                                      s.id, std::move(items));
-        out.sends.emplace_back(
-          s.actor, caf::make_message(channel_batch<T>{std::move(data)}));
+        out.sends.emplace_back(s.actor,
+                               s.wrap_batch(channel_batch<T>{std::move(data)}));
       } else if (buf_.empty() && closed_) {
         s.end_sent = true;
-        out.sends.emplace_back(s.actor, caf::make_message(channel_closed{id_}));
+        out.sends.emplace_back(s.actor, s.wrap_end());
       }
     }
     if (took)
@@ -610,12 +623,60 @@ public:
     if (credit == 0)
       raise(make_error(errc::invalid_argument,
                        "channel::subscribe: credit must be at least 1"));
-    core_->subscribe(self, credit);
+    auto id = core_->id();
+    core_->subscribe(
+      self, credit,
+      [](channel_batch<T>&& b) { return caf::make_message(std::move(b)); },
+      [id] { return caf::make_message(channel_closed{id}); });
   }
 
-  /// Puts without blocking; see the header comment for `full`.
-  channel_status offer(caf::event_based_actor* self, T x) {
+  /// Consumes the channel inside a loop: `on_item(T&)` runs in the loop for
+  /// every item, in order, with at most `credit` items handed over at once.
+  /// The future completes in the loop with the number of items once the
+  /// channel is closed and drained.
+  template <class F>
+  future<size_t> consume(loop_context& cx, F on_item,
+                         size_t credit = default_loop_credit) {
+    if (credit == 0)
+      raise(make_error(errc::invalid_argument,
+                       "channel::consume: credit must be at least 1"));
+    promise<size_t> done;
+    auto result = done.get_future();
+    auto count = std::make_shared<size_t>(0);
+    auto handler = std::make_shared<F>(std::move(on_item));
+    core_->subscribe(
+      cx.self(), credit,
+      [handler, count](channel_batch<T>&& b) {
+        auto run = [handler, count, b]() mutable {
+          for (auto& item : b.items()) {
+            (*handler)(item);
+            ++*count;
+          }
+        };
+        return caf::make_message(internal::loop_message{
+          caf::make_counted<internal::post_job<decltype(run)>>(
+            std::move(run))});
+      },
+      [done, count] {
+        auto finish = [done, count]() mutable { done.set_value(*count); };
+        return caf::make_message(internal::loop_message{
+          caf::make_counted<internal::post_job<decltype(finish)>>(
+            std::move(finish))});
+      });
+    return result;
+  }
+
+  /// How many items a loop consumer takes at once by default.
+  static constexpr size_t default_loop_credit = 64;
+
+  /// Puts without blocking; see the header comment for `full`. The item is
+  /// moved from only when it was accepted.
+  channel_status offer(caf::event_based_actor* self, T&& x) {
     return core_->offer(self, std::move(x));
+  }
+
+  channel_status offer(caf::event_based_actor* self, const T& x) {
+    return core_->offer(self, x);
   }
 
   // -- closing and monitoring -------------------------------------------------

@@ -345,3 +345,27 @@ TEST_CASE("runtime shutdown closes channels and releases waiters") {
   CHECK(st == channel_status::closed);
   CHECK(report.channels_closed == 1u);
 }
+
+TEST_CASE("a loop consumes a channel: items in order, in the loop, then done") {
+  weave::runtime rt;
+  weave::loop lp{rt, "consumer-loop"};
+  weave::channel<int> ch{rt, small_capacity};
+  constexpr int n = 10000;
+  auto wrong_thread = std::make_shared<std::atomic<int>>(0);
+  auto seen = std::make_shared<std::vector<int>>();
+  auto done = lp.submit([&, wrong_thread, seen](weave::loop_context& cx) {
+    return ch.consume(cx, [wrong_thread, seen](int& x) {
+      if (weave::this_thread_name() != "consumer-loop")
+        ++*wrong_thread;
+      seen->push_back(x);
+    });
+  });
+  for (int i = 0; i < n; ++i)
+    REQUIRE(ch.put(i) == channel_status::ok);
+  ch.close();
+  CHECK(done.get() == static_cast<size_t>(n));
+  REQUIRE(seen->size() == static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    REQUIRE((*seen)[i] == i);
+  CHECK(wrong_thread->load() == 0);
+}
