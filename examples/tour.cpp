@@ -8,7 +8,10 @@ namespace weave_examples {
 void section_3_1(weave::runtime& rt, const options& opts);
 void section_3_2(weave::runtime& rt, const options& opts);
 void section_4_1(weave::runtime& rt, const options& opts);
+void section_5_1(weave::runtime& rt, const options& opts);
+void section_5_2(weave::runtime& rt, const options& opts);
 void section_6_1(weave::runtime& rt, const options& opts);
+void section_7_1(weave::runtime& rt, const options& opts);
 
 } // namespace weave_examples
 
@@ -22,7 +25,10 @@ int main(int argc, char** argv) {
   section_3_1(rt, opts);
   section_3_2(rt, opts);
   section_4_1(rt, opts);
+  section_5_1(rt, opts);
+  section_5_2(rt, opts);
   section_6_1(rt, opts);
+  section_7_1(rt, opts);
   auto report = rt.shutdown();
   std::cout << "\ntour finished; runtime shut down cleanly in "
             << std::chrono::duration_cast<std::chrono::milliseconds>(
