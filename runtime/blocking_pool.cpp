@@ -5,6 +5,7 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/internal/pool_impl.hpp"
+#include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -14,8 +15,10 @@ namespace internal {
 
 pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
                      std::string name)
-  : sys_(sys), max_workers_(max_workers), name_(std::move(name)) {
-  // nop
+  : sys_(sys), max_workers_(max_workers), name_(std::move(name)),
+    running_(new std::atomic<job*>[max_workers]) {
+  for (size_t i = 0; i < max_workers; ++i)
+    running_[i].store(nullptr);
 }
 
 void pool_impl::enqueue(job_ptr j) {
@@ -66,10 +69,18 @@ void pool_impl::worker_main(size_t index) {
       continue;
     }
     busy_.fetch_add(1, std::memory_order_relaxed);
+    // The slot holds a reference of its own; whoever empties it releases it.
+    intrusive_ptr_add_ref(j.get());
+    running_[index].store(j.get(), std::memory_order_release);
     auto ok = j->run();
     busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
-    j->deliver();
+    if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {
+      intrusive_ptr_release(mine);
+      j->deliver();
+    } else {
+      census_late_result_dropped(); // shutdown abandoned it at the deadline
+    }
   }
   std::unique_lock<std::mutex> guard{live_mtx_};
   if (--live_ == 0)
@@ -92,9 +103,18 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
     return;
   live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
   finished_ = true;
+  // Jobs still running now are abandoned: their callers hear `shut_down`
+  // at once, and the late result will be dropped (and counted).
+  for (size_t i = 0; i < max_workers_; ++i)
+    if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel)) {
+      j->drop(make_error(errc::shut_down, "pool '" + name_
+                                            + "': still running at the "
+                                              "shutdown deadline, abandoned"));
+      intrusive_ptr_release(j);
+      ++report.jobs_abandoned;
+    }
   report.threads_joined += spawned_.load() - live_;
   report.threads_abandoned += live_;
-  report.jobs_abandoned += live_;
   report.jobs_completed += completed_.load() + failed_.load();
 }
 

@@ -28,7 +28,6 @@ std::string shutdown_report::to_string() const {
   add(jobs_completed, "jobs completed");
   add(jobs_cancelled, "queued jobs cancelled");
   add(jobs_abandoned, "jobs abandoned");
-  add(late_results_dropped, "late results dropped");
   add(futures_failed, "futures failed");
   add(channels_closed, "channels closed");
   add(threads_joined, "threads joined");

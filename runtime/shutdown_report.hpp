@@ -7,8 +7,9 @@
 /// answered with `shut_down`; wait for blockers; join every weave thread).
 /// The report counts every job and thread that shutdown had to touch, so
 /// nothing is forgotten silently: a job still running at the deadline is
-/// abandoned (its thread is left to finish on its own and counted here, its
-/// late result dropped and counted).
+/// abandoned: its caller is told `shut_down` at once, its thread is left to
+/// finish on its own and counted here, and its late result is dropped and
+/// counted (`thread_census::late_results_dropped()`).
 ///
 /// Thread-safety: a plain value.
 
@@ -28,8 +29,6 @@ struct shutdown_report {
   size_t jobs_cancelled = 0;
   /// Jobs still running at the deadline.
   size_t jobs_abandoned = 0;
-  /// Results that arrived after their job was abandoned, dropped.
-  size_t late_results_dropped = 0;
   /// Loop futures completed with `shut_down`.
   size_t futures_failed = 0;
   /// Channels closed by shutdown.
@@ -48,8 +47,7 @@ struct shutdown_report {
   /// True if shutdown did not have to cancel, fail or abandon anything.
   bool empty() const noexcept {
     return jobs_cancelled == 0 && jobs_abandoned == 0 && futures_failed == 0
-           && threads_abandoned == 0 && actors_abandoned == 0
-           && late_results_dropped == 0;
+           && threads_abandoned == 0 && actors_abandoned == 0;
   }
 
   /// One line, e.g. "weave shutdown: 3 jobs cancelled, ... in 12ms

@@ -10,6 +10,7 @@ namespace {
 
 std::atomic<size_t> started_count{0};
 std::atomic<size_t> ended_count{0};
+std::atomic<size_t> late_results{0};
 
 } // namespace
 
@@ -21,6 +22,10 @@ void census_thread_started() noexcept {
 
 void census_thread_ended() noexcept {
   ended_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void census_late_result_dropped() noexcept {
+  late_results.fetch_add(1, std::memory_order_relaxed);
 }
 
 } // namespace internal
@@ -41,6 +46,10 @@ size_t running() noexcept {
   auto e = ended_count.load();
   auto s = started_count.load();
   return s - e;
+}
+
+size_t late_results_dropped() noexcept {
+  return late_results.load();
 }
 
 } // namespace thread_census

@@ -23,4 +23,8 @@ size_t ended() noexcept;
 /// Threads started and not yet ended.
 size_t running() noexcept;
 
+/// Results of abandoned jobs (still running at a shutdown deadline) that
+/// arrived after their caller had been told `shut_down`, and were dropped.
+size_t late_results_dropped() noexcept;
+
 } // namespace weave::thread_census

@@ -74,14 +74,19 @@ TEST_CASE("a job that never returns is abandoned at the deadline, and counted") 
   constexpr auto margin = 2s;
   latch stuck_started{1};
   auto release = std::make_shared<latch>(1);
+  auto finished = std::make_shared<latch>(1);
   weave::shutdown_report report;
+  weave::future<int> stuck;
+  auto late_before = weave::thread_census::late_results_dropped();
   auto t0 = std::chrono::steady_clock::now();
   {
     weave::runtime rt;
     weave::blocking_pool pool{rt, 1, "stuck"};
-    pool.submit([&stuck_started, release] {
+    stuck = pool.submit([&stuck_started, release, finished] {
       stuck_started.count_down();
       release->wait(std::chrono::hours{1});
+      finished->count_down();
+      return 1;
     });
     REQUIRE(stuck_started.wait());
     t0 = std::chrono::steady_clock::now();
@@ -93,7 +98,15 @@ TEST_CASE("a job that never returns is abandoned at the deadline, and counted") 
   CHECK(report.threads_abandoned == 1u);
   CHECK_FALSE(report.empty());
   CHECK(report.to_string().find("1 jobs abandoned") != std::string::npos);
-  release->count_down(); // let the abandoned thread end before the process
+  // Its caller was told at the deadline, not left waiting.
+  REQUIRE(stuck.done());
+  CHECK(weave::is(stuck.get_result().error(), weave::errc::shut_down));
+  // When it does return, its result is dropped and counted.
+  release->count_down();
+  REQUIRE(finished->wait());
+  while (weave::thread_census::late_results_dropped() == late_before)
+    std::this_thread::yield(); // the worker counts right after returning
+  CHECK(weave::thread_census::late_results_dropped() == late_before + 1);
 }
 
 TEST_CASE("scheduler threads are named and must not block") {

@@ -56,6 +56,10 @@ private:
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
   std::atomic<size_t> cancelled_{0};
+  // The job each worker is running, so that shutdown can abandon it at the
+  // deadline: whoever takes it out of the slot (the worker when it returns,
+  // or shutdown) decides how it ends.
+  std::unique_ptr<std::atomic<job*>[]> running_;
   // Live workers; shutdown waits for this to reach zero.
   std::mutex live_mtx_;
   std::condition_variable live_cv_;

@@ -17,5 +17,6 @@ std::string this_thread_os_name();
 /// Census hooks, called by the runtime's CAF thread hook.
 void census_thread_started() noexcept;
 void census_thread_ended() noexcept;
+void census_late_result_dropped() noexcept;
 
 } // namespace weave::internal
