@@ -12,5 +12,6 @@
 #include "runtime/runtime_config.hpp"
 #include "runtime/shutdown_report.hpp"
 #include "runtime/spawn_blocker.hpp"
+#include "runtime/supervised_blocker.hpp"
 #include "runtime/this_thread.hpp"
 #include "runtime/thread_census.hpp"
