@@ -1,5 +1,6 @@
 #include "runtime/runtime.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "caf/thread_hook.hpp"
 
 #include "runtime/internal/blocker_set.hpp"
+#include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
@@ -100,10 +102,32 @@ void runtime::start() {
                                 return render(caf::error{code, category, ctx});
                               });
   internal::set_spin_duration(config_->spin());
+  if (caf::get_or(*config_, "scheduler.policy", caf::atom("stealing"))
+      == caf::atom("stealing")) {
+    // CAF's work stealing, plus the blocking detector's hooks.
+    auto workers = caf::get_or(
+      *config_, "scheduler.max-threads",
+      static_cast<size_t>(std::max(std::thread::hardware_concurrency(), 4u)));
+    detector_ = std::make_unique<internal::blocking_detector>(
+      workers, config_->blocking_threshold());
+    config_->module_factories.push_back(&internal::make_watched_scheduler);
+  }
   components_ = std::make_unique<internal::component_registry>();
   blockers_ = std::make_shared<internal::blocker_set>();
   components_->add(blockers_);
   system_ = std::make_unique<caf::actor_system>(*config_);
+  if (detector_)
+    detector_->start();
+}
+
+size_t runtime::slow_handlers() const noexcept {
+  return detector_ ? detector_->reports() : 0;
+}
+
+void runtime::on_slow_handler(
+  std::function<void(const slow_handler_event&)> handler) {
+  if (detector_)
+    detector_->set_handler(std::move(handler));
 }
 
 runtime::~runtime() {
@@ -179,6 +203,8 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
   }
   report.phases.emplace_back("actors", internal::steady_clock::now() - t0);
   t0 = internal::steady_clock::now();
+  if (detector_)
+    detector_->stop();
   if (report.threads_abandoned == 0) {
     system_.reset();
   } else {

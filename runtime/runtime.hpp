@@ -29,6 +29,7 @@
 /// runtime from one of its own threads.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -38,6 +39,7 @@
 #include "runtime/blocking_pool.hpp"
 #include "runtime/runtime_config.hpp"
 #include "runtime/shutdown_report.hpp"
+#include "runtime/slow_handler_event.hpp"
 
 namespace weave {
 
@@ -45,6 +47,7 @@ namespace internal {
 class component;
 class component_registry;
 class blocker_set;
+class blocking_detector;
 } // namespace internal
 
 class runtime {
@@ -89,6 +92,20 @@ public:
   /// created by a weave runtime.
   static runtime& from(caf::actor_system& sys);
 
+  /// How many times the blocking detector has seen an event-based actor hold
+  /// a scheduler thread longer than `weave.blocking-threshold` (see
+  /// internal/blocking_detector.hpp for what it can and cannot see).
+  size_t slow_handlers() const noexcept;
+
+  /// Replaces the detector's report (by default one line on stderr). The
+  /// handler runs on weave's watchdog thread.
+  void on_slow_handler(std::function<void(const slow_handler_event&)> handler);
+
+  /// Internal: the blocking detector, or null (with a non-weave scheduler).
+  internal::blocking_detector* detector() noexcept {
+    return detector_.get();
+  }
+
   /// Internal: components register to be stopped at shutdown.
   void register_component(std::shared_ptr<internal::component> c);
 
@@ -101,6 +118,7 @@ private:
   void start();
 
   std::shared_ptr<runtime_config> config_;
+  std::unique_ptr<internal::blocking_detector> detector_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<internal::component_registry> components_;
   std::shared_ptr<internal::blocker_set> blockers_;

@@ -11,6 +11,7 @@
 #include "runtime/runtime.hpp"
 #include "runtime/runtime_config.hpp"
 #include "runtime/shutdown_report.hpp"
+#include "runtime/slow_handler_event.hpp"
 #include "runtime/spawn_blocker.hpp"
 #include "runtime/supervised_blocker.hpp"
 #include "runtime/this_thread.hpp"

@@ -1,0 +1,106 @@
+#include "runtime/internal/blocking_detector.hpp"
+
+#include <chrono>
+#include <cstdio>
+
+#include "caf/scheduler/coordinator.hpp"
+
+#include "runtime/error.hpp"
+#include "runtime/internal/thread_roles.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/this_thread.hpp"
+
+namespace weave::internal {
+
+blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
+  : workers_(workers), threshold_(threshold), slots_(new slot[workers]),
+    reported_(new uint64_t[workers]()) {
+  // nop
+}
+
+blocking_detector::~blocking_detector() {
+  stop();
+}
+
+int64_t blocking_detector::now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+void blocking_detector::start() {
+  thread_ = std::thread{[this] {
+    census_thread_started();
+    set_this_thread_name("weave-watchdog");
+    watch();
+    census_thread_ended();
+  }};
+}
+
+void blocking_detector::stop() {
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void blocking_detector::set_handler(
+  std::function<void(const slow_handler_event&)> handler) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  handler_ = std::move(handler);
+}
+
+void blocking_detector::watch() {
+  auto period = threshold_ / 2;
+  std::unique_lock<std::mutex> guard{mtx_};
+  while (!cv_.wait_for(guard, period, [this] { return stop_; })) {
+    auto now = now_ns();
+    for (size_t i = 0; i < workers_; ++i) {
+      auto& s = slots_[i];
+      auto e1 = s.epoch.load(std::memory_order_acquire);
+      if ((e1 & 1) == 0 || reported_[i] == e1)
+        continue;
+      auto started = s.started_ns.load(std::memory_order_relaxed);
+      auto actor = s.actor.load(std::memory_order_relaxed);
+      auto name = s.name.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.epoch.load(std::memory_order_relaxed) != e1)
+        continue; // it moved on while we looked
+      auto held = caf::timespan{now - started};
+      if (held < threshold_)
+        continue;
+      reported_[i] = e1;
+      reports_.fetch_add(1);
+      slow_handler_event ev{actor, name != nullptr ? name : "?", i, held};
+      if (handler_) {
+        handler_(ev);
+      } else {
+        std::fprintf(stderr,
+                     "weave: actor #%llu (%s) has held scheduler worker %zu "
+                     "for %lld ms (weave.blocking-threshold is %lld ms); "
+                     "offload blocking calls\n",
+                     static_cast<unsigned long long>(ev.actor),
+                     ev.actor_name.c_str(), ev.worker,
+                     static_cast<long long>(held.count() / 1'000'000),
+                     static_cast<long long>(threshold_.count() / 1'000'000));
+      }
+    }
+  }
+}
+
+blocking_detector* detector_of(caf::actor_system& sys) noexcept {
+  try {
+    return runtime::from(sys).detector();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+caf::actor_system::module* make_watched_scheduler(caf::actor_system& sys) {
+  return new caf::scheduler::coordinator<watched_policy>(sys);
+}
+
+} // namespace weave::internal

@@ -1,0 +1,29 @@
+#pragma once
+
+/// `slow_handler_event`: what the blocking detector reports when an
+/// event-based actor holds a scheduler thread longer than
+/// `weave.blocking-threshold` (tutorial §8: never block the event loop).
+/// See `runtime::on_slow_handler` and `runtime::slow_handlers`.
+///
+/// Thread-safety: a plain value.
+
+#include <cstddef>
+#include <string>
+
+#include "caf/actor_addr.hpp"
+#include "caf/timespan.hpp"
+
+namespace weave {
+
+struct slow_handler_event {
+  /// The actor that held the thread.
+  caf::actor_id actor = 0;
+  /// Its `name()`.
+  std::string actor_name;
+  /// The scheduler worker (0-based) that was held.
+  size_t worker = 0;
+  /// How long the actor had held it when it was noticed.
+  caf::timespan held{0};
+};
+
+} // namespace weave
