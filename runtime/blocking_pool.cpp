@@ -22,6 +22,7 @@ pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
 }
 
 void pool_impl::enqueue(job_ptr j) {
+  j->owner = this;
   bool want_worker = false;
   if (!queue_.push(j, want_worker)) {
     if (j->cancel_with(make_error(errc::shut_down,
@@ -54,6 +55,7 @@ void pool_impl::maybe_spawn_worker() {
 
 void pool_impl::worker_main(size_t index) {
   set_this_thread_name(name_ + "_" + std::to_string(index));
+  set_current_self_wait_guard(this);
   while (auto j = queue_.pop()) {
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
@@ -116,6 +118,27 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
   report.threads_joined += spawned_.load() - live_;
   report.threads_abandoned += live_;
   report.jobs_completed += completed_.load() + failed_.load();
+}
+
+bool pool_impl::begin_wait(const job& awaited) {
+  if (awaited.owner != this)
+    return false;
+  auto waiting = self_waiters_.fetch_add(1) + 1;
+  if (waiting >= max_workers_) {
+    self_waiters_.fetch_sub(1);
+    raise(make_error(errc::would_deadlock,
+                     "a worker of pool '" + name_ + "' waits for a job queued "
+                       + "in the same pool while every other worker does "
+                         "too: nobody would run it (tutorial §8.3); use a "
+                         "second pool, or then() instead of get()"));
+  }
+  // Fewer workers than allowed may exist yet: start one for the queued job.
+  maybe_spawn_worker();
+  return true;
+}
+
+void pool_impl::end_wait() noexcept {
+  self_waiters_.fetch_sub(1);
 }
 
 blocking_pool::stats_type pool_impl::stats() const {

@@ -140,6 +140,19 @@ public:
   void wait() {
     if (ready() || spin_until_set(ready_))
       return;
+    // A pool worker waiting for a job queued in its own pool might be the
+    // last worker that could run it.
+    auto self_guard = current_self_wait_guard();
+    if (self_guard == nullptr || owner == nullptr
+        || current_state() != state::queued || !self_guard->begin_wait(*this))
+      self_guard = nullptr;
+    struct end_guard {
+      self_wait_guard* g;
+      ~end_guard() {
+        if (g != nullptr)
+          g->end_wait();
+      }
+    } ender{self_guard};
     std::unique_lock<std::mutex> guard{mtx_};
     ++waiters_;
     cv_.wait(guard, [this] { return ready(); });

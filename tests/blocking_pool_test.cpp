@@ -264,3 +264,42 @@ TEST_CASE("futures: bad use gets clear errors") {
     CHECK(e.code() == weave::errc::broken_promise);
   }
 }
+
+TEST_CASE("a job waiting on its own pool's queued job while every worker "
+          "does too fails instead of deadlocking (tutorial §8.3)") {
+  weave::runtime rt;
+  constexpr size_t workers = 2;
+  weave::blocking_pool pool{rt, workers, "selfish"};
+  latch both_running{workers};
+  // Each worker submits a job to its own pool and waits for it. With both
+  // workers waiting, nobody could run the queued jobs.
+  auto outer = [&] {
+    both_running.count_down();
+    both_running.wait();
+    auto inner = pool.submit([] { return 1; });
+    try {
+      return inner.get();
+    } catch (const weave::exception& e) {
+      return e.code() == weave::errc::would_deadlock ? -1 : -2;
+    }
+  };
+  auto a = pool.submit(outer);
+  auto b = pool.submit(outer);
+  REQUIRE(a.wait_for(weave::test::patience));
+  REQUIRE(b.wait_for(weave::test::patience));
+  auto ra = a.get(), rb = b.get();
+  // One of them was refused; that released its worker, which then ran the
+  // other one's inner job.
+  CHECK(std::min(ra, rb) == -1);
+  CHECK(std::max(ra, rb) == 1);
+}
+
+TEST_CASE("waiting on an own-pool job is fine while another worker is free") {
+  weave::runtime rt;
+  weave::blocking_pool pool{rt, 2, "helpful"};
+  auto outer = pool.submit([&] {
+    auto inner = pool.submit([] { return 20; });
+    return inner.get() + 1; // the second worker runs it
+  });
+  CHECK(outer.get() == 21);
+}

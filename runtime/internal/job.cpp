@@ -8,6 +8,20 @@
 
 namespace weave::internal {
 
+namespace {
+
+thread_local self_wait_guard* tl_guard = nullptr;
+
+} // namespace
+
+self_wait_guard* current_self_wait_guard() noexcept {
+  return tl_guard;
+}
+
+void set_current_self_wait_guard(self_wait_guard* guard) noexcept {
+  tl_guard = guard;
+}
+
 caf::error current_exception_error() {
   try {
     throw;

@@ -81,6 +81,9 @@ public:
   /// Set by `run()` when the user's function threw (`job_failed`).
   caf::error failure;
 
+  /// The executor the job was queued on (for self-deadlock detection).
+  const void* owner = nullptr;
+
 protected:
   void mark_finished() noexcept {
     state_.store(state::finished, std::memory_order_release);
@@ -128,6 +131,22 @@ private:
 
   std::unique_ptr<concept_t> impl_;
 };
+
+/// Implemented by a pool for its own worker threads: a worker about to wait
+/// for a job still queued in its own pool asks first (tutorial §8.3).
+class self_wait_guard {
+public:
+  virtual ~self_wait_guard() = default;
+  /// Throws `would_deadlock` if every worker of the pool would then be
+  /// waiting for queued work; otherwise records the wait and returns true
+  /// (false: `awaited` is not this pool's job, nothing recorded).
+  virtual bool begin_wait(const job& awaited) = 0;
+  virtual void end_wait() noexcept = 0;
+};
+
+/// The guard of the pool whose worker is the calling thread, or null.
+self_wait_guard* current_self_wait_guard() noexcept;
+void set_current_self_wait_guard(self_wait_guard* guard) noexcept;
 
 /// The message of an exception in flight, for `job_failed` errors.
 std::string current_exception_message();

@@ -17,6 +17,7 @@
 namespace weave::internal {
 
 class pool_impl : public component,
+                  public self_wait_guard,
                   public std::enable_shared_from_this<pool_impl> {
 public:
   pool_impl(caf::actor_system& sys, size_t max_workers, std::string name);
@@ -33,6 +34,10 @@ public:
   void enqueue(job_ptr j);
 
   blocking_pool::stats_type stats() const;
+
+  bool begin_wait(const job& awaited) override;
+
+  void end_wait() noexcept override;
 
   const std::string& name() const noexcept {
     return name_;
@@ -56,6 +61,8 @@ private:
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
   std::atomic<size_t> cancelled_{0};
+  // Workers waiting for jobs queued in this pool (see self_wait_guard).
+  std::atomic<size_t> self_waiters_{0};
   // The job each worker is running, so that shutdown can abandon it at the
   // deadline: whoever takes it out of the slot (the worker when it returns,
   // or shutdown) decides how it ends.
