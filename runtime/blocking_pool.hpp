@@ -30,6 +30,7 @@
 /// submission happens-before its execution, which happens-before its result
 /// is seen by the caller.
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -87,6 +88,26 @@ public:
     using r = std::invoke_result_t<F&>;
     auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
     auto fut = internal::make_future<r>(j);
+    enqueue(std::move(j));
+    return fut;
+  }
+
+  /// Like `submit(fn)`, but if no worker has started the job within
+  /// `timeout`, it never runs and the future completes with `timeout`.
+  template <class F, class Rep, class Period>
+  auto submit(F fn, std::chrono::duration<Rep, Period> timeout)
+    -> future<std::invoke_result_t<F&>> {
+    using r = std::invoke_result_t<F&>;
+    auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
+    auto fut = internal::make_future<r>(j);
+    if (timeout < timeout.zero()) {
+      j->cancel_with(make_error(errc::invalid_argument,
+                                "blocking_pool::submit: negative timeout"));
+      return fut;
+    }
+    j->deadline = internal::steady_clock::now()
+                  + std::chrono::duration_cast<internal::steady_clock::duration>(
+                    timeout);
     enqueue(std::move(j));
     return fut;
   }
