@@ -1,0 +1,225 @@
+// weave's side of the benchmarks (see bench/run and README "Benchmarks").
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_util.hpp"
+#include "caf/all.hpp"
+#include "runtime/weave.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int rtt_warmup = 2000;
+constexpr int rtt_samples = 20000;
+constexpr int throughput_in_flight = 64;
+constexpr int throughput_ops = 400000;
+constexpr long channel_items = 10000000;
+constexpr size_t channel_capacity = 1024;
+constexpr size_t actor_credit = 1024;
+constexpr int sleepers = 10000;
+constexpr size_t sleeper_pool = 64;
+constexpr auto idle_period = 5s;
+constexpr int queued_jobs = 100000;
+
+void offload_rtt(weave::runtime& rt, bench::report& out) {
+  bench::histogram h;
+  h.reserve(rtt_samples);
+  weave::promise<void> done;
+  rt.system().spawn([&h, done](caf::event_based_actor* self) mutable {
+    auto i = std::make_shared<int>(0);
+    auto t0 = std::make_shared<bench::clock::time_point>();
+    auto step = std::make_shared<std::function<void()>>();
+    *step = [=, &h]() mutable {
+      *t0 = bench::clock::now();
+      weave::offload(self, [] {}).then([=, &h]() mutable {
+        if (*i >= rtt_warmup)
+          h.add(bench::clock::now() - *t0);
+        if (++*i == rtt_warmup + rtt_samples) {
+          *step = nullptr;
+          done.set_value();
+          self->quit();
+          return;
+        }
+        (*step)();
+      });
+    };
+    (*step)();
+  });
+  done.get_future().get();
+  out.set("offload_rtt", "p50_us", h.percentile_us(50));
+  out.set("offload_rtt", "p99_us", h.percentile_us(99));
+}
+
+void offload_throughput(weave::runtime& rt, bench::report& out) {
+  weave::promise<double> done;
+  rt.system().spawn([done](caf::event_based_actor* self) mutable {
+    auto issued = std::make_shared<int>(0);
+    auto finished = std::make_shared<int>(0);
+    auto t0 = bench::clock::now();
+    auto issue = std::make_shared<std::function<void()>>();
+    *issue = [=]() mutable {
+      ++*issued;
+      weave::offload(self, [] {}).then([=]() mutable {
+        if (++*finished == throughput_ops) {
+          done.set_value(throughput_ops / bench::seconds_since(t0));
+          *issue = nullptr;
+          self->quit();
+        } else if (*issued < throughput_ops) {
+          (*issue)();
+        }
+      });
+    };
+    for (int k = 0; k < throughput_in_flight; ++k)
+      (*issue)();
+  });
+  out.set("offload_throughput", "ops_per_s", done.get_future().get());
+}
+
+double thread_to_actor_run(weave::runtime& rt, int producers) {
+  weave::channel<long> ch{rt, channel_capacity};
+  weave::promise<long> done;
+  rt.system().spawn([ch, done](caf::event_based_actor* self) mutable {
+    ch.subscribe(self, actor_credit);
+    auto sum = std::make_shared<long>(0);
+    self->become(
+      [sum](weave::channel_batch<long>& b) {
+        for (auto x : b.items())
+          *sum += x;
+      },
+      [=](weave::channel_closed&) mutable {
+        done.set_value(*sum);
+        self->quit();
+      });
+  });
+  auto t0 = bench::clock::now();
+  std::vector<std::thread> threads;
+  long per = channel_items / producers;
+  for (int p = 0; p < producers; ++p)
+    threads.emplace_back([&ch, per] {
+      for (long i = 0; i < per; ++i)
+        ch.put(i);
+    });
+  for (auto& t : threads)
+    t.join();
+  ch.close();
+  done.get_future().get();
+  return (per * producers) / bench::seconds_since(t0);
+}
+
+void actor_to_thread(weave::runtime& rt, bench::report& out) {
+  weave::channel<long> ch{rt, channel_capacity};
+  rt.system().spawn([ch](caf::event_based_actor* self) mutable {
+    auto next = std::make_shared<long>(0);
+    auto pump = [=]() mutable {
+      while (*next < channel_items) {
+        if (ch.offer(self, *next) == weave::channel_status::full)
+          return;
+        ++*next;
+      }
+      ch.close();
+      self->quit();
+    };
+    self->become([pump](weave::channel_writable&) mutable { pump(); });
+    pump();
+  });
+  auto t0 = bench::clock::now();
+  long n = 0;
+  while (auto r = ch.get())
+    ++n;
+  out.set("actor_to_thread", "items_per_s", n / bench::seconds_since(t0));
+}
+
+void submit_rtt(weave::runtime& rt, bench::report& out) {
+  weave::loop lp{rt, "bench-loop"};
+  bench::histogram h;
+  h.reserve(rtt_samples);
+  for (int i = 0; i < rtt_warmup + rtt_samples; ++i) {
+    auto t0 = bench::clock::now();
+    lp.submit([] { return 1; }).get();
+    if (i >= rtt_warmup)
+      h.add(bench::clock::now() - t0);
+  }
+  out.set("submit_rtt", "p50_us", h.percentile_us(50));
+  out.set("submit_rtt", "p99_us", h.percentile_us(99));
+}
+
+void many_sleepers(weave::runtime& rt, bench::report& out) {
+  weave::blocking_pool pool{rt, sleeper_pool, "sleepers"};
+  // Warm the pool up: start all its threads first.
+  std::vector<weave::future<void>> warm;
+  for (size_t i = 0; i < sleeper_pool; ++i)
+    warm.push_back(pool.submit([] { std::this_thread::sleep_for(1ms); }));
+  for (auto& f : warm)
+    f.get();
+  auto t0 = bench::clock::now();
+  std::vector<weave::future<void>> fs;
+  fs.reserve(sleepers);
+  for (int i = 0; i < sleepers; ++i)
+    fs.push_back(pool.submit([] { std::this_thread::sleep_for(1ms); }));
+  for (auto& f : fs)
+    f.get();
+  auto ideal = sleepers / double(sleeper_pool) * 1e-3;
+  out.set("many_sleepers", "wall_over_ideal", bench::seconds_since(t0) / ideal);
+}
+
+void idle_cpu(bench::report& out) {
+  weave::runtime rt;
+  std::this_thread::sleep_for(200ms); // let start-up settle
+  auto c0 = bench::cpu_seconds();
+  auto t0 = bench::clock::now();
+  std::this_thread::sleep_for(idle_period);
+  auto pct = (bench::cpu_seconds() - c0) / bench::seconds_since(t0) * 100;
+  out.set("idle_cpu", "cpu_percent", pct);
+}
+
+void memory_per_job(weave::runtime& rt, bench::report& out) {
+  caf::scoped_actor self{rt.system()};
+  weave::blocking_pool pool{rt, 1, "memory"};
+  weave::promise<void> gate;
+  auto gate_future = gate.get_future();
+  auto blocker = pool.submit([gate_future]() mutable { gate_future.wait(); });
+  auto before = bench::heap_in_use();
+  // Offloads from an actor: the job plus CAF's bookkeeping for its response.
+  weave::promise<size_t> measured;
+  rt.system().spawn([&pool, measured, before](caf::event_based_actor* s) mutable {
+    for (int i = 0; i < queued_jobs; ++i)
+      weave::offload(s, pool, [] {}).then([] {});
+    measured.set_value(bench::heap_in_use() - before);
+    s->quit();
+  });
+  auto bytes = measured.get_future().get();
+  gate.set_value();
+  blocker.get();
+  out.set("memory_per_job", "bytes", double(bytes) / queued_jobs);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bench::report out{"weave"};
+  {
+    weave::runtime rt;
+    if (bench::wanted(argc, argv, "offload_rtt"))
+      offload_rtt(rt, out);
+    if (bench::wanted(argc, argv, "offload_throughput"))
+      offload_throughput(rt, out);
+    if (bench::wanted(argc, argv, "thread_to_actor"))
+      out.set("thread_to_actor", "items_per_s", thread_to_actor_run(rt, 1));
+    if (bench::wanted(argc, argv, "thread_to_actor_4p"))
+      out.set("thread_to_actor_4p", "items_per_s", thread_to_actor_run(rt, 4));
+    if (bench::wanted(argc, argv, "actor_to_thread"))
+      actor_to_thread(rt, out);
+    if (bench::wanted(argc, argv, "submit_rtt"))
+      submit_rtt(rt, out);
+    if (bench::wanted(argc, argv, "many_sleepers"))
+      many_sleepers(rt, out);
+    if (bench::wanted(argc, argv, "memory_per_job"))
+      memory_per_job(rt, out);
+  }
+  if (bench::wanted(argc, argv, "idle_cpu"))
+    idle_cpu(out);
+  out.print();
+  return 0;
+}
