@@ -1,5 +1,8 @@
 #include "runtime/blocking_pool.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "caf/actor_system.hpp"
 #include "caf/blocking_actor.hpp"
 #include "caf/spawn_options.hpp"
@@ -16,6 +19,7 @@ namespace internal {
 pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
                      std::string name)
   : sys_(sys), max_workers_(max_workers), name_(std::move(name)),
+    cores_(std::max(1u, std::thread::hardware_concurrency())),
     running_(new std::atomic<job*>[max_workers]) {
   for (size_t i = 0; i < max_workers; ++i)
     running_[i].store(nullptr);
@@ -56,7 +60,10 @@ void pool_impl::maybe_spawn_worker() {
 void pool_impl::worker_main(size_t index) {
   set_this_thread_name(name_ + "_" + std::to_string(index));
   set_current_self_wait_guard(this);
-  while (auto j = queue_.pop()) {
+  for (;;) {
+    auto j = queue_.pop(busy_.load(std::memory_order_relaxed) + 1 < cores_);
+    if (!j)
+      break;
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
       // Too late to start: the caller has already been told (timeout).

@@ -94,6 +94,10 @@ runtime_config::runtime_config() {
   set("weave.spin", default_spin);
   set("weave.blocking-threshold", default_blocking_threshold);
   set("scheduler.policy", caf::atom("stealing"));
+  // One scheduler thread per core: weave keeps blocking off the scheduler,
+  // so CAF's minimum of 4 would only oversubscribe small machines.
+  set("scheduler.max-threads",
+      static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency())));
   set("work-stealing.aggressive-poll-attempts", aggressive_poll_attempts);
   set("work-stealing.moderate-poll-attempts", moderate_poll_attempts);
   set("work-stealing.relaxed-sleep-duration", relaxed_sleep_duration);

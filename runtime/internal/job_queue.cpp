@@ -41,10 +41,10 @@ job_ptr job_queue::take_locked() {
   return job_ptr{raw, false};
 }
 
-job_ptr job_queue::pop() {
+job_ptr job_queue::pop(bool may_spin) {
   idle_.fetch_add(1, std::memory_order_relaxed);
   // Tier 1: one worker spins on the size counter, without the lock.
-  if (spinners_.fetch_add(1, std::memory_order_acq_rel) == 0) {
+  if (spinners_.fetch_add(1, std::memory_order_acq_rel) == 0 && may_spin) {
     auto budget = spin_duration();
     auto start = steady_clock::now();
     while (size_.load(std::memory_order_acquire) == 0

@@ -35,7 +35,9 @@ public:
 
   /// Takes the oldest job, waiting while the queue is empty. Returns null
   /// once the queue is closed (queued jobs are handed to `close()`'s caller).
-  job_ptr pop();
+  /// `may_spin`: the caller may spin first (a spinning thread only pays off
+  /// when a core is free for it).
+  job_ptr pop(bool may_spin);
 
   /// Refuses further pushes, wakes every waiting worker and returns the jobs
   /// that were still queued, oldest first.

@@ -55,6 +55,8 @@ private:
   caf::actor_system& sys_;
   const size_t max_workers_;
   const std::string name_;
+  // Workers spin before parking only while a core is free for it.
+  const size_t cores_;
   job_queue queue_;
   std::atomic<size_t> spawned_{0};
   std::atomic<size_t> busy_{0};
