@@ -1,0 +1,242 @@
+// caf_raw: the same measures written by hand with CAF 0.17.6, the way a CAF
+// user would without weave: request to a detached actor, actor_pool of
+// detached workers, anon_send into an (unbounded) mailbox, scoped_actor
+// request, default scheduler settings.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_util.hpp"
+#include "caf/all.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int rtt_warmup = 2000;
+constexpr int rtt_samples = 20000;
+constexpr int throughput_in_flight = 64;
+constexpr int throughput_ops = 200000;
+constexpr long channel_items = 10000000;
+constexpr int sleepers = 10000;
+constexpr size_t sleeper_pool = 64;
+constexpr auto idle_period = 5s;
+constexpr int queued_jobs = 100000;
+
+using done_atom = caf::atom_constant<caf::atom("done")>;
+
+/// A detached worker: the CAF way to run a blocking call off the scheduler.
+caf::behavior blocking_worker(caf::event_based_actor*) {
+  return {[](int x) { return x; }};
+}
+
+caf::behavior sleeper_worker(caf::event_based_actor*) {
+  return {[](int x) {
+    std::this_thread::sleep_for(1ms);
+    return x;
+  }};
+}
+
+/// A pool of detached workers behind one handle (CAF's actor_pool).
+caf::actor make_pool(caf::actor_system& sys, size_t n,
+                     caf::behavior (*fun)(caf::event_based_actor*)) {
+  auto factory = [&sys, fun] { return sys.spawn<caf::detached>(fun); };
+  return caf::actor_pool::make(sys.dummy_execution_unit(), n, factory,
+                               caf::actor_pool::round_robin());
+}
+
+void offload_rtt(caf::actor_system& sys, bench::report& out) {
+  auto worker = sys.spawn<caf::detached>(blocking_worker);
+  bench::histogram h;
+  h.reserve(rtt_samples);
+  caf::scoped_actor self{sys};
+  auto driver = sys.spawn([&h, worker](caf::event_based_actor* s) {
+    auto i = std::make_shared<int>(0);
+    auto t0 = std::make_shared<bench::clock::time_point>();
+    auto step = std::make_shared<std::function<void()>>();
+    *step = [=, &h]() {
+      *t0 = bench::clock::now();
+      s->request(worker, caf::infinite, 1).then([=, &h](int) {
+        if (*i >= rtt_warmup)
+          h.add(bench::clock::now() - *t0);
+        if (++*i == rtt_warmup + rtt_samples) {
+          *step = nullptr;
+          s->quit();
+          return;
+        }
+        (*step)();
+      });
+    };
+    (*step)();
+  });
+  self->wait_for(driver);
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  out.set("offload_rtt", "p50_us", h.percentile_us(50));
+  out.set("offload_rtt", "p99_us", h.percentile_us(99));
+}
+
+void offload_throughput(caf::actor_system& sys, bench::report& out) {
+  auto pool = make_pool(sys, std::min<size_t>(32, std::thread::hardware_concurrency() + 4),
+                        blocking_worker);
+  caf::scoped_actor self{sys};
+  double rate = 0;
+  auto driver = sys.spawn([pool, &rate](caf::event_based_actor* s) {
+    auto issued = std::make_shared<int>(0);
+    auto finished = std::make_shared<int>(0);
+    auto t0 = bench::clock::now();
+    auto issue = std::make_shared<std::function<void()>>();
+    *issue = [=, &rate]() {
+      ++*issued;
+      s->request(pool, caf::infinite, 1).then([=, &rate](int) {
+        if (++*finished == throughput_ops) {
+          rate = throughput_ops / bench::seconds_since(t0);
+          *issue = nullptr;
+          s->quit();
+        } else if (*issued < throughput_ops) {
+          (*issue)();
+        }
+      });
+    };
+    for (int k = 0; k < throughput_in_flight; ++k)
+      (*issue)();
+  });
+  self->wait_for(driver);
+  caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  out.set("offload_throughput", "ops_per_s", rate);
+}
+
+double thread_to_actor_run(caf::actor_system& sys, int producers) {
+  caf::scoped_actor self{sys};
+  long per = channel_items / producers;
+  long total = per * producers;
+  auto consumer = sys.spawn([total](caf::event_based_actor* s) -> caf::behavior {
+    auto seen = std::make_shared<long>(0);
+    return {[=](long) {
+      if (++*seen == total)
+        s->quit();
+    }};
+  });
+  auto t0 = bench::clock::now();
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p)
+    threads.emplace_back([consumer, per] {
+      for (long i = 0; i < per; ++i)
+        caf::anon_send(consumer, i);
+    });
+  for (auto& t : threads)
+    t.join();
+  self->wait_for(consumer);
+  return total / bench::seconds_since(t0);
+}
+
+void actor_to_thread(caf::actor_system& sys, bench::report& out) {
+  // The consumer is a plain thread: in CAF that is a scoped_actor's mailbox.
+  caf::scoped_actor self{sys};
+  caf::actor sink = self;
+  auto t0 = bench::clock::now();
+  sys.spawn([sink](caf::event_based_actor* s) {
+    for (long i = 0; i < channel_items; ++i)
+      s->send(sink, i);
+  });
+  long n = 0;
+  self->receive_for(n, channel_items)([](long) {});
+  out.set("actor_to_thread", "items_per_s", n / bench::seconds_since(t0));
+}
+
+void submit_rtt(caf::actor_system& sys, bench::report& out) {
+  auto loop = sys.spawn<caf::detached>(
+    []() -> caf::behavior { return {[](int x) { return x; }}; });
+  caf::scoped_actor self{sys};
+  bench::histogram h;
+  h.reserve(rtt_samples);
+  for (int i = 0; i < rtt_warmup + rtt_samples; ++i) {
+    auto t0 = bench::clock::now();
+    self->request(loop, caf::infinite, i).receive([](int) {}, [](caf::error&) {});
+    if (i >= rtt_warmup)
+      h.add(bench::clock::now() - t0);
+  }
+  caf::anon_send_exit(loop, caf::exit_reason::user_shutdown);
+  out.set("submit_rtt", "p50_us", h.percentile_us(50));
+  out.set("submit_rtt", "p99_us", h.percentile_us(99));
+}
+
+void many_sleepers(caf::actor_system& sys, bench::report& out) {
+  auto pool = make_pool(sys, sleeper_pool, sleeper_worker);
+  caf::scoped_actor self{sys};
+  // Warm-up round: every worker once.
+  for (size_t i = 0; i < sleeper_pool; ++i)
+    self->request(pool, caf::infinite, 1).receive([](int) {}, [](caf::error&) {});
+  auto t0 = bench::clock::now();
+  for (int i = 0; i < sleepers; ++i)
+    self->send(pool, i);
+  int n = 0;
+  self->receive_for(n, sleepers)([](int) {});
+  auto ideal = sleepers / double(sleeper_pool) * 1e-3;
+  out.set("many_sleepers", "wall_over_ideal", bench::seconds_since(t0) / ideal);
+  caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+}
+
+void idle_cpu(bench::report& out) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  std::this_thread::sleep_for(200ms);
+  auto c0 = bench::cpu_seconds();
+  auto t0 = bench::clock::now();
+  std::this_thread::sleep_for(idle_period);
+  out.set("idle_cpu", "cpu_percent",
+          (bench::cpu_seconds() - c0) / bench::seconds_since(t0) * 100);
+}
+
+void memory_per_job(caf::actor_system& sys, bench::report& out) {
+  std::atomic<bool> release{false};
+  auto worker = sys.spawn<caf::detached>([&release]() -> caf::behavior {
+    return {[&release](int x) {
+      while (!release.load())
+        std::this_thread::sleep_for(1ms);
+      return x;
+    }};
+  });
+  size_t measured = 0;
+  caf::scoped_actor self{sys};
+  auto before = bench::heap_in_use();
+  auto driver = sys.spawn([&, worker](caf::event_based_actor* s) {
+    for (int i = 0; i < queued_jobs; ++i)
+      s->request(worker, caf::infinite, i).then([](int) {});
+    measured = bench::heap_in_use() - before;
+    s->quit();
+  });
+  self->wait_for(driver);
+  release = true;
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  out.set("memory_per_job", "bytes", double(measured) / queued_jobs);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bench::report out{"caf_raw"};
+  {
+    caf::actor_system_config cfg;
+    caf::actor_system sys{cfg};
+    if (bench::wanted(argc, argv, "offload_rtt"))
+      offload_rtt(sys, out);
+    if (bench::wanted(argc, argv, "offload_throughput"))
+      offload_throughput(sys, out);
+    if (bench::wanted(argc, argv, "thread_to_actor"))
+      out.set("thread_to_actor", "items_per_s", thread_to_actor_run(sys, 1));
+    if (bench::wanted(argc, argv, "thread_to_actor_4p"))
+      out.set("thread_to_actor_4p", "items_per_s", thread_to_actor_run(sys, 4));
+    if (bench::wanted(argc, argv, "actor_to_thread"))
+      actor_to_thread(sys, out);
+    if (bench::wanted(argc, argv, "submit_rtt"))
+      submit_rtt(sys, out);
+    if (bench::wanted(argc, argv, "many_sleepers"))
+      many_sleepers(sys, out);
+    if (bench::wanted(argc, argv, "memory_per_job"))
+      memory_per_job(sys, out);
+  }
+  if (bench::wanted(argc, argv, "idle_cpu"))
+    idle_cpu(out);
+  out.print();
+  return 0;
+}

@@ -1,0 +1,187 @@
+// The tokio peer: spawn_blocking, bounded mpsc with blocking_send /
+// blocking_recv, Handle::block_on — written the way tokio users would.
+use std::time::{Duration, Instant};
+use tokio::runtime::{Builder, Handle};
+use tokio::sync::mpsc;
+
+const RTT_WARMUP: usize = 2000;
+const RTT_SAMPLES: usize = 20000;
+const IN_FLIGHT: usize = 64;
+const THROUGHPUT_OPS: usize = 400_000;
+const CHANNEL_ITEMS: u64 = 10_000_000;
+const CAPACITY: usize = 1024;
+const SLEEPERS: usize = 10_000;
+const SLEEPER_POOL: usize = 64;
+const IDLE: Duration = Duration::from_secs(5);
+
+fn pct(samples: &mut Vec<u128>, p: f64) -> f64 {
+    samples.sort_unstable();
+    samples[((p / 100.0) * (samples.len() - 1) as f64) as usize] as f64 / 1000.0
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc/self/stat (in clock ticks).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |id: &str| args.is_empty() || args.iter().any(|a| a == id);
+    let mut out: Vec<(String, String, f64)> = Vec::new();
+    let rt = Builder::new_multi_thread().enable_all().build().unwrap();
+
+    if wanted("offload_rtt") {
+        let mut s = rt.block_on(async {
+            let mut s = Vec::with_capacity(RTT_SAMPLES);
+            for i in 0..RTT_WARMUP + RTT_SAMPLES {
+                let t0 = Instant::now();
+                tokio::task::spawn_blocking(|| ()).await.unwrap();
+                if i >= RTT_WARMUP {
+                    s.push(t0.elapsed().as_nanos());
+                }
+            }
+            s
+        });
+        out.push(("offload_rtt".into(), "p50_us".into(), pct(&mut s, 50.0)));
+        out.push(("offload_rtt".into(), "p99_us".into(), pct(&mut s, 99.0)));
+    }
+    if wanted("offload_throughput") {
+        let rate = rt.block_on(async {
+            let t0 = Instant::now();
+            let per = THROUGHPUT_OPS / IN_FLIGHT;
+            let mut tasks = Vec::new();
+            for _ in 0..IN_FLIGHT {
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per {
+                        tokio::task::spawn_blocking(|| ()).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            (per * IN_FLIGHT) as f64 / t0.elapsed().as_secs_f64()
+        });
+        out.push(("offload_throughput".into(), "ops_per_s".into(), rate));
+    }
+    for (id, producers) in [("thread_to_actor", 1u64), ("thread_to_actor_4p", 4u64)] {
+        if !wanted(id) {
+            continue;
+        }
+        let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+        let per = CHANNEL_ITEMS / producers;
+        let t0 = Instant::now();
+        let consumer = rt.spawn(async move {
+            let mut n = 0u64;
+            while let Some(_) = rx.recv().await {
+                n += 1;
+            }
+            n
+        });
+        let threads: Vec<_> = (0..producers)
+            .map(|_| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        tx.blocking_send(i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = rt.block_on(consumer).unwrap();
+        out.push((id.into(), "items_per_s".into(), n as f64 / t0.elapsed().as_secs_f64()));
+    }
+    if wanted("actor_to_thread") {
+        let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+        let t0 = Instant::now();
+        rt.spawn(async move {
+            for i in 0..CHANNEL_ITEMS {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let mut n = 0u64;
+        while let Some(_) = rx.blocking_recv() {
+            n += 1;
+        }
+        out.push(("actor_to_thread".into(), "items_per_s".into(), n as f64 / t0.elapsed().as_secs_f64()));
+    }
+    if wanted("submit_rtt") {
+        let handle: Handle = rt.handle().clone();
+        let mut s = Vec::with_capacity(RTT_SAMPLES);
+        for i in 0..RTT_WARMUP + RTT_SAMPLES {
+            let t0 = Instant::now();
+            let v = handle.block_on(async { handle.spawn(async { 1 }).await.unwrap() });
+            assert_eq!(v, 1);
+            if i >= RTT_WARMUP {
+                s.push(t0.elapsed().as_nanos());
+            }
+        }
+        out.push(("submit_rtt".into(), "p50_us".into(), pct(&mut s, 50.0)));
+        out.push(("submit_rtt".into(), "p99_us".into(), pct(&mut s, 99.0)));
+    }
+    if wanted("many_sleepers") {
+        let pool = Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(SLEEPER_POOL)
+            .build()
+            .unwrap();
+        let ratio = pool.block_on(async {
+            let warm: Vec<_> = (0..SLEEPER_POOL)
+                .map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(1))))
+                .collect();
+            for w in warm {
+                w.await.unwrap();
+            }
+            let t0 = Instant::now();
+            let jobs: Vec<_> = (0..SLEEPERS)
+                .map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(1))))
+                .collect();
+            for j in jobs {
+                j.await.unwrap();
+            }
+            t0.elapsed().as_secs_f64() / (SLEEPERS as f64 / SLEEPER_POOL as f64 * 1e-3)
+        });
+        out.push(("many_sleepers".into(), "wall_over_ideal".into(), ratio));
+    }
+    drop(rt);
+    if wanted("idle_cpu") {
+        let idle = Builder::new_multi_thread().enable_all().build().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let c0 = cpu_seconds();
+        let t0 = Instant::now();
+        std::thread::sleep(IDLE);
+        let pct = (cpu_seconds() - c0) / t0.elapsed().as_secs_f64() * 100.0;
+        out.push(("idle_cpu".into(), "cpu_percent".into(), pct));
+        drop(idle);
+    }
+    // JSON, like the other benches.
+    let mut json = String::from("{\"system\": \"tokio\", \"results\": {");
+    let mut ids: Vec<String> = out.iter().map(|(i, _, _)| i.clone()).collect();
+    ids.dedup();
+    for (k, id) in ids.iter().enumerate() {
+        if k > 0 {
+            json.push_str(", ");
+        }
+        json.push_str(&format!("\"{}\": {{", id));
+        let ms: Vec<String> = out
+            .iter()
+            .filter(|(i, _, _)| i == id)
+            .map(|(_, m, v)| format!("\"{}\": {}", m, v))
+            .collect();
+        json.push_str(&ms.join(", "));
+        json.push('}');
+    }
+    json.push_str("}}");
+    for (i, m, v) in &out {
+        eprintln!("tokio {} {} = {:.3}", i, m, v);
+    }
+    println!("{}", json);
+}
