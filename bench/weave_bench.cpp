@@ -1,5 +1,6 @@
 // weave's side of the benchmarks (see bench/run and README "Benchmarks").
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -17,7 +18,7 @@ constexpr int throughput_in_flight = 64;
 constexpr int throughput_ops = 400000;
 constexpr long channel_items = 10000000;
 constexpr size_t channel_capacity = 1024;
-constexpr size_t actor_credit = 1024;
+size_t actor_credit = 1024; // WEAVE_BENCH_CREDIT overrides, for ablations
 constexpr int sleepers = 10000;
 constexpr size_t sleeper_pool = 64;
 constexpr auto idle_period = 5s;
@@ -199,8 +200,12 @@ void memory_per_job(weave::runtime& rt, bench::report& out) {
 
 int main(int argc, char** argv) {
   bench::report out{"weave"};
+  if (auto credit = std::getenv("WEAVE_BENCH_CREDIT"))
+    actor_credit = std::strtoul(credit, nullptr, 10);
   {
-    weave::runtime rt;
+    // CAF and weave options on the command line (e.g. --weave.spin=0us)
+    // allow ablations of weave's defaults; other arguments select ids.
+    weave::runtime rt{argc, argv};
     if (bench::wanted(argc, argv, "offload_rtt"))
       offload_rtt(rt, out);
     if (bench::wanted(argc, argv, "offload_throughput"))

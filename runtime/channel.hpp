@@ -561,14 +561,20 @@ public:
 
   /// A channel holding at most `capacity` items. Throws `invalid_argument`
   /// for a capacity of 0, `shut_down` if the runtime is shutting down.
-  channel(runtime& rt, size_t capacity, overflow policy = overflow::block) {
+  channel(runtime& rt, size_t capacity, overflow policy = overflow::block)
+    : channel(capacity, policy) {
+    if (rt.shutting_down())
+      raise(make_error(errc::shut_down, "the runtime is shut down"));
+    rt.register_component(core_);
+  }
+
+  /// A channel between plain threads only, outside any runtime (so no
+  /// shutdown closes it; close it yourself). Actors need the runtime form.
+  explicit channel(size_t capacity, overflow policy = overflow::block) {
     if (capacity == 0)
       raise(make_error(errc::invalid_argument,
                        "channel: capacity must be at least 1"));
-    if (rt.shutting_down())
-      raise(make_error(errc::shut_down, "the runtime is shut down"));
     core_ = std::make_shared<internal::channel_core<T>>(capacity, policy);
-    rt.register_component(core_);
   }
 
   uint64_t id() const noexcept {

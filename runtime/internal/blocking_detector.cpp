@@ -12,6 +12,13 @@
 
 namespace weave::internal {
 
+namespace {
+
+/// The longest the watchdog sleeps while the scheduler is idle.
+constexpr caf::timespan max_idle_period = std::chrono::seconds{2};
+
+} // namespace
+
 blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
   : workers_(workers), threshold_(threshold), slots_(new slot[workers]),
     reported_(new uint64_t[workers]()) {
@@ -54,13 +61,22 @@ void blocking_detector::set_handler(
 }
 
 void blocking_detector::watch() {
-  auto period = threshold_ / 2;
+  // While the scheduler is idle (no epoch moved since the last look), the
+  // watchdog backs off, up to `max_idle_period`, so an idle runtime does not
+  // wake up for it; the first resume it sees brings the period back down.
+  const auto busy_period = threshold_ / 2;
+  auto period = busy_period;
+  std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_]());
   std::unique_lock<std::mutex> guard{mtx_};
   while (!cv_.wait_for(guard, period, [this] { return stop_; })) {
     auto now = now_ns();
+    bool moved = false;
     for (size_t i = 0; i < workers_; ++i) {
       auto& s = slots_[i];
       auto e1 = s.epoch.load(std::memory_order_acquire);
+      if (e1 != seen[i] || (e1 & 1) != 0)
+        moved = true;
+      seen[i] = e1;
       if ((e1 & 1) == 0 || reported_[i] == e1)
         continue;
       auto started = s.started_ns.load(std::memory_order_relaxed);
@@ -88,6 +104,8 @@ void blocking_detector::watch() {
                      static_cast<long long>(threshold_.count() / 1'000'000));
       }
     }
+    period = moved ? busy_period
+                   : std::min<caf::timespan>(period * 2, max_idle_period);
   }
 }
 

@@ -9,7 +9,10 @@
 // seqlock per worker (two relaxed stores and a clock read per resume). A
 // watchdog thread looks at the slots every threshold / 2 and reports a worker
 // still inside the same resume after `weave.blocking-threshold`: once per
-// resume, with the actor's id and name, counted.
+// resume, with the actor's id and name, counted. While every worker is idle
+// the watchdog backs off (up to 2 s between looks), so a handler that starts
+// blocking right after a long quiet spell may be noticed up to that much
+// later; the reported time held is still exact.
 //
 // What it can see (CAF 0.17.6 has no per-message hook in Debian's build, its
 // actor profiler is compiled out): whole resumes on scheduler threads. A

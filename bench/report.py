@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Aggregates bench/run's raw results: medians over repetitions, weave's ratio
+to each peer, and the machine's description. Writes latest.json, latest.md
+and latest.png into the output folder."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+# (id, metric, unit, lower_is_better)
+MEASURES = [
+    ("offload_rtt", "p50_us", "us", True),
+    ("offload_rtt", "p99_us", "us", True),
+    ("offload_throughput", "ops_per_s", "ops/s", False),
+    ("thread_to_actor", "items_per_s", "items/s", False),
+    ("thread_to_actor_4p", "items_per_s", "items/s", False),
+    ("actor_to_thread", "items_per_s", "items/s", False),
+    ("submit_rtt", "p50_us", "us", True),
+    ("submit_rtt", "p99_us", "us", True),
+    ("many_sleepers", "wall_over_ideal", "ratio", True),
+    ("idle_cpu", "cpu_percent", "%", True),
+    ("memory_per_job", "bytes", "bytes", True),
+]
+SYSTEMS = ["weave", "caf_raw", "tokio", "asio", "python_asyncio",
+           "python_uvloop", "python_janus"]
+NOT_RUN = {
+    "asio": "Asio 1.81 has no bounded channel usable without C++20 "
+            "coroutines: the channel measures are not run",
+    "python_janus": "janus is a queue: only the queue measures",
+    "caf_raw": "CAF has no bounded channel: its channel figures are for an "
+               "unbounded mailbox (anon_send / scoped_actor receive)",
+    "python_asyncio": "queue measures move 50,000 items (the tutorial's "
+                      "run_in_executor(q.get) pattern), not 10,000,000",
+    "python_uvloop": "as python_asyncio",
+}
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    return {
+        "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"),
+        "cores": os.cpu_count(),
+        "memory": sh("free -h | awk '/Mem:/ {print $2}'"),
+        "kernel": platform.release(),
+        "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
+        "compiler": sh("g++ --version | head -1"),
+        "caf": sh("dpkg-query -W -f='${Version}' libcaf-dev"),
+        "boost": sh("dpkg-query -W -f='${Version}' libboost1.81-dev"),
+        "tokio": sh("dpkg-query -W -f='${Version}' librust-tokio-dev"),
+        "python": sh("/usr/bin/python3 --version"),
+        "uvloop": sh("dpkg-query -W -f='${Version}' python3-uvloop"),
+        "janus": sh("dpkg-query -W -f='${Version}' python3-janus"),
+        "scheduler": "weave: CAF work stealing, max-threads = cores, "
+                     "aggressive-poll-attempts=200, moderate-poll-attempts=0, "
+                     "relaxed-sleep-duration=100ms, weave.spin=50us; "
+                     "caf_raw: CAF defaults (max(cores,4) threads, default "
+                     "polling)",
+    }
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f} k"
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}"
+
+
+def main():
+    raw_path, out_dir = sys.argv[1], sys.argv[2]
+    samples = {}
+    for line in open(raw_path):
+        doc = json.loads(line)
+        for bid, metrics in doc["results"].items():
+            for m, v in metrics.items():
+                samples.setdefault((bid, m, doc["system"]), []).append(v)
+    benchmarks = []
+    for bid, metric, unit, lower in MEASURES:
+        results = {}
+        for s in SYSTEMS:
+            vals = samples.get((bid, metric, s))
+            if vals:
+                results[s] = statistics.median(vals)
+        if results:
+            benchmarks.append({"id": bid, "metric": metric, "unit": unit,
+                               "lower_is_better": lower, "results": results})
+    doc = {"machine": machine(), "benchmarks": benchmarks}
+    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    # Markdown table: values, then weave's advantage over each peer (>1 means
+    # weave is better, whichever direction the metric runs).
+    peers = [s for s in SYSTEMS if s != "weave"]
+    lines = ["# weave benchmarks", "",
+             "Medians of the repetitions of one `bench/run` invocation; "
+             "systems alternate within each repetition. "
+             "`× peer` is weave's advantage over that peer (> 1: weave is "
+             "better, whichever way the metric runs).", "",
+             "| measure | unit | " + " | ".join(SYSTEMS) + " | "
+             + " | ".join("× " + p for p in peers) + " |",
+             "|---|---|" + "---|" * (len(SYSTEMS) + len(peers))]
+    for b in benchmarks:
+        r = b["results"]
+        row = [f"{b['id']} {b['metric']}", b["unit"]]
+        row += [fmt(r.get(s)) for s in SYSTEMS]
+        w = r.get("weave")
+        for p in peers:
+            v = r.get(p)
+            if w is None or v is None or w == 0 or v == 0:
+                row.append("—")
+            else:
+                ratio = v / w if b["lower_is_better"] else w / v
+                row.append(f"{ratio:.1f}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in doc["machine"].items()]
+    lines += ["", "## Notes", ""]
+    lines += [f"- {s}: {n}" for s, n in NOT_RUN.items()]
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        labels, data = [], {p: [] for p in peers}
+        for b in benchmarks:
+            w = b["results"].get("weave")
+            labels.append(f"{b['id']}\n{b['metric']}")
+            for p in peers:
+                v = b["results"].get(p)
+                ok = w and v
+                data[p].append((v / w if b["lower_is_better"] else w / v)
+                               if ok else 0)
+        fig, ax = plt.subplots(figsize=(14, 6))
+        width = 0.8 / len(peers)
+        for k, p in enumerate(peers):
+            xs = [i + k * width for i in range(len(labels))]
+            ax.bar(xs, data[p], width, label=p)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel("weave's advantage (× peer, log scale; > 1 is better)")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))])
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.legend(fontsize=8)
+        ax.set_title("weave vs peers, " + doc["machine"]["cpu"])
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "latest.png"), dpi=110)
+    except ImportError:
+        print("matplotlib missing: no chart", file=sys.stderr)
+    print(open(os.path.join(out_dir, "latest.md")).read())
+
+
+if __name__ == "__main__":
+    main()

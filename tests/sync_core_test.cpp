@@ -1,0 +1,151 @@
+// The parts of weave that do not go through CAF — future/promise, the pool's
+// job queue, a channel between plain threads — under contention. Tagged
+// tsan_clean: `./bazelw test --config=tsan //tests:sync_core_test` runs it
+// under ThreadSanitizer (CAF itself is not instrumented in Debian's build).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "runtime/channel.hpp"
+#include "runtime/future.hpp"
+#include "runtime/internal/job_queue.hpp"
+#include "tests/test_support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int threads = 4;
+constexpr int per_thread = 20000;
+
+/// A job that bumps a counter when run and remembers if it was dropped.
+class counting_job final : public weave::internal::job {
+public:
+  explicit counting_job(std::atomic<int>& ran) : ran_(ran) {
+  }
+  bool run() noexcept override {
+    ++ran_;
+    mark_finished();
+    return true;
+  }
+  void drop(caf::error) noexcept override {
+    dropped = true;
+  }
+  bool dropped = false;
+
+private:
+  std::atomic<int>& ran_;
+};
+
+} // namespace
+
+TEST_CASE("promises set from many threads: each future completes once") {
+  std::vector<weave::promise<int>> ps(threads * per_thread);
+  std::vector<weave::future<int>> fs;
+  std::atomic<int> callbacks{0};
+  for (auto& p : ps)
+    fs.push_back(p.get_future().then([&](weave::result<int> r) {
+      ++callbacks;
+      return *r;
+    }));
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto& p = ps[t * per_thread + i];
+        p.set_value(i);
+        CHECK_FALSE(p.set_value(-1)); // the first one wins
+      }
+    });
+  long sum = 0;
+  for (auto& f : fs)
+    sum += f.get();
+  for (auto& t : ts)
+    t.join();
+  CHECK(callbacks.load() == threads * per_thread);
+  CHECK(sum == long{threads} * per_thread * (per_thread - 1) / 2);
+}
+
+TEST_CASE("cancel races set_value: exactly one outcome per future") {
+  int values = 0, cancels = 0;
+  for (int i = 0; i < per_thread; ++i) {
+    weave::promise<int> p;
+    auto f = p.get_future();
+    std::thread setter{[&p] { p.set_value(1); }};
+    bool cancelled = f.cancel();
+    setter.join();
+    auto r = f.get_result();
+    if (r) {
+      ++values;
+      CHECK_FALSE(cancelled);
+    } else {
+      ++cancels;
+      CHECK(cancelled);
+    }
+  }
+  CHECK(values + cancels == per_thread);
+}
+
+TEST_CASE("the job queue hands every job to exactly one worker") {
+  weave::internal::job_queue q;
+  std::atomic<int> ran{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < threads; ++w)
+    workers.emplace_back([&, w] {
+      while (auto j = q.pop(w == 0)) {
+        if (j->try_start())
+          j->run();
+      }
+    });
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t)
+    producers.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        bool want = false;
+        REQUIRE(q.push(caf::make_counted<counting_job>(ran), want));
+      }
+    });
+  for (auto& t : producers)
+    t.join();
+  while (q.size() > 0)
+    std::this_thread::yield();
+  auto rest = q.close();
+  for (auto& t : workers)
+    t.join();
+  CHECK(rest.empty());
+  CHECK(ran.load() == threads * per_thread);
+  bool want = false;
+  CHECK_FALSE(q.push(caf::make_counted<counting_job>(ran), want));
+}
+
+TEST_CASE("a plain-thread channel: FIFO per producer, bounded, nothing lost") {
+  constexpr size_t capacity = 16;
+  weave::channel<long> ch{capacity};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t)
+    producers.emplace_back([&, t] {
+      for (long i = 0; i < per_thread; ++i)
+        REQUIRE(ch.put(long{t} * per_thread + i) == weave::channel_status::ok);
+    });
+  std::vector<long> last(threads, -1);
+  long count = 0;
+  bool fifo = true;
+  std::thread closer{[&] {
+    for (auto& t : producers)
+      t.join();
+    ch.close();
+  }};
+  while (auto r = ch.get(weave::test::patience)) {
+    auto t = *r / per_thread;
+    if (*r <= last[t])
+      fifo = false;
+    last[t] = *r;
+    ++count;
+  }
+  closer.join();
+  CHECK(fifo);
+  CHECK(count == long{threads} * per_thread);
+  CHECK(ch.stats().high_water <= capacity);
+}
