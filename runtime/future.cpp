@@ -10,11 +10,6 @@ namespace {
 
 std::atomic<int64_t> spin_ns{50'000};
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 } // namespace
 

@@ -148,6 +148,13 @@ public:
 self_wait_guard* current_self_wait_guard() noexcept;
 void set_current_self_wait_guard(self_wait_guard* guard) noexcept;
 
+/// Tells the CPU the caller is spinning (a `pause` on x86).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 /// The message of an exception in flight, for `job_failed` errors.
 std::string current_exception_message();
 

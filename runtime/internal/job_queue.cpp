@@ -6,11 +6,6 @@ namespace weave::internal {
 
 namespace {
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 } // namespace
 
