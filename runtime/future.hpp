@@ -101,8 +101,8 @@ public:
     return true;
   }
 
-  void drop(caf::error reason) noexcept override {
-    set_error(std::move(reason));
+  bool drop(caf::error reason) noexcept override {
+    return set_error(std::move(reason));
   }
 
   bool ready() const noexcept {

@@ -171,8 +171,9 @@ public:
     }
   }
 
-  void drop(caf::error) noexcept override {
-    // A post has nobody to tell; the loop counts dropped posts.
+  bool drop(caf::error) noexcept override {
+    // A posted function has nobody to tell.
+    return true;
   }
 
 private:

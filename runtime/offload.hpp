@@ -72,8 +72,9 @@ public:
     // nop
   }
 
-  void drop(caf::error reason) noexcept override {
+  bool drop(caf::error reason) noexcept override {
     send(caf::make_message(std::move(reason)));
+    return true;
   }
 
   value_type take() {

@@ -30,8 +30,9 @@ public:
     mark_finished();
     return true;
   }
-  void drop(caf::error) noexcept override {
+  bool drop(caf::error) noexcept override {
     dropped = true;
+    return true;
   }
   bool dropped = false;
 

@@ -62,14 +62,13 @@ public:
   }
 
   /// Delivers `reason` as the job's outcome after a successful `try_drop()`.
-  virtual void drop(caf::error reason) noexcept = 0;
+  /// False if an outcome was already delivered (a promise set directly).
+  virtual bool drop(caf::error reason) noexcept = 0;
 
-  /// Drops the job with `reason` if it has not started. True on success.
+  /// Drops the job with `reason` if it has not started and no outcome was
+  /// delivered yet. True if `reason` became the job's outcome.
   bool cancel_with(caf::error reason) noexcept {
-    if (!try_drop())
-      return false;
-    drop(std::move(reason));
-    return true;
+    return try_drop() && drop(std::move(reason));
   }
 
   /// Latest time the job may start; `max()` for none.
