@@ -79,11 +79,12 @@ void blocking_detector::watch() {
       seen[i] = e1;
       if ((e1 & 1) == 0 || reported_[i] == e1)
         continue;
-      auto started = s.started_ns.load(std::memory_order_relaxed);
-      auto actor = s.actor.load(std::memory_order_relaxed);
-      auto name = s.name.load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (s.epoch.load(std::memory_order_relaxed) != e1)
+      // Acquire loads keep the second epoch read after the data reads (a
+      // seqlock without a fence, which ThreadSanitizer does not model).
+      auto started = s.started_ns.load(std::memory_order_acquire);
+      auto actor = s.actor.load(std::memory_order_acquire);
+      auto name = s.name.load(std::memory_order_acquire);
+      if (s.epoch.load(std::memory_order_acquire) != e1)
         continue; // it moved on while we looked
       auto held = caf::timespan{now - started};
       if (held < threshold_)
