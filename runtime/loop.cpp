@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <thread>
 
 #include "caf/actor_system.hpp"
 #include "caf/send.hpp"
@@ -84,6 +85,7 @@ public:
     if (where_ == loop::own_thread) {
       set_this_thread_name(name_);
       set_this_thread_must_not_block(true);
+      thread_.store(std::this_thread::get_id(), std::memory_order_release);
     }
     context_ = std::make_unique<loop_context>(self, this);
     auto impl = shared_from_this();
@@ -259,8 +261,9 @@ public:
   }
 
   bool on_own_thread() const noexcept {
-    return where_ == loop::own_thread && tl_context == context_.get()
-           && context_ != nullptr;
+    return where_ == loop::own_thread
+           && thread_.load(std::memory_order_acquire)
+                == std::this_thread::get_id();
   }
 
 private:
@@ -273,6 +276,8 @@ private:
   bool terminated_ = false;
   loop_task* head_ = nullptr;
   std::unique_ptr<loop_context> context_;
+  // The loop's own thread (own_thread placement), for join()'s check.
+  std::atomic<std::thread::id> thread_{};
   std::function<void(const caf::error&)> handler_;
   std::atomic<size_t> submitted_{0};
   std::atomic<size_t> posted_{0};

@@ -44,15 +44,68 @@ filegroup(name = "coverage_output_generator", srcs = ["coverage_unavailable.sh"]
 
 offline_coverage_tools = repository_rule(implementation = _offline_coverage_tools_impl)
 
+def _caf_tsan_impl(rctx):
+    """CAF 0.17.6 built from Debian's source with ThreadSanitizer.
+
+    The source comes from tools/fetch_caf_source.sh (apt-get source); until it
+    has run, the repository holds only a target that says so.
+    """
+    src = rctx.path(Label("@weave//third_party:BUILD")).dirname
+    for part in rctx.attr.source.split("/"):
+        src = src.get_child(part)
+    if not src.exists:
+        rctx.file("BUILD", """
+load("@rules_cc//cc:defs.bzl", "cc_library")
+genrule(
+    name = "missing",
+    outs = ["missing.txt"],
+    cmd = "echo 'CAF source missing: run tools/fetch_caf_source.sh' >&2; exit 1",
+)
+cc_library(name = "caf", srcs = [":missing"], visibility = ["//visibility:public"])
+""")
+        return
+    for entry in ["libcaf_core"]:
+        rctx.symlink(src.get_child(entry), entry)
+    # The same configuration as Debian's build of the headers in /usr/include.
+    rctx.file("generated/caf/detail/build_config.hpp",
+              rctx.read("/usr/include/caf/detail/build_config.hpp"))
+    # The sources CAF's own CMakeLists.txt compiles, in its order.
+    cmake = rctx.read(src.get_child("libcaf_core").get_child("CMakeLists.txt"))
+    start = cmake.find("set(LIBCAF_CORE_SRCS")
+    end = cmake.find(")", start)
+    srcs = [l.strip() for l in cmake[start:end].split("\n")[1:] if l.strip().endswith(".cpp")]
+    rctx.file("BUILD", """
+load("@rules_cc//cc:defs.bzl", "cc_library")
+cc_library(
+    name = "caf",
+    srcs = [%s],
+    hdrs = glob(["libcaf_core/caf/**/*.hpp"]) + ["generated/caf/detail/build_config.hpp"],
+    includes = ["libcaf_core", "generated"],
+    copts = ["-w", "-fsanitize=thread"],
+    linkopts = ["-lpthread", "-fsanitize=thread"],
+    visibility = ["//visibility:public"],
+)
+""" % ", ".join(['"libcaf_core/%s"' % f for f in srcs]))
+
+caf_tsan = repository_rule(
+    implementation = _caf_tsan_impl,
+    attrs = {"source": attr.string(mandatory = True)},  # below third_party/
+    local = True,
+)
+
 def weave_dependencies():
     debian_rules_cc(name = "rules_cc", path = "/usr/share/bazel/rules/cc")
     native.local_repository(name = "rules_java", path = "/usr/share/bazel/rules/java")
     native.local_repository(name = "platforms", path = "/usr/share/bazel/platforms")
     offline_coverage_tools(name = "remote_coverage_tools")
     native.new_local_repository(
-        name = "caf",
+        name = "caf_system",
         path = "/usr",
         build_file = "@weave//third_party:caf.BUILD",
+    )
+    caf_tsan(
+        name = "caf_tsan",
+        source = "caf_src/actor-framework-0.17.6",
     )
     native.new_local_repository(
         name = "doctest",
