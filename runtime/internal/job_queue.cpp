@@ -4,11 +4,6 @@
 
 namespace weave::internal {
 
-namespace {
-
-
-} // namespace
-
 bool job_queue::push(job_ptr j, bool& want_worker) {
   std::unique_lock<std::mutex> guard{mtx_};
   if (closed_.load(std::memory_order_relaxed))
