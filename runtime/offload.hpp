@@ -173,10 +173,8 @@ public:
   /// with other messages (like `request(...).then`).
   template <class F, class OnError>
   void then(F on_value, OnError on_error) {
-    caf::response_handle<Self, caf::message, false>{request_id_.response_id(),
-                                                    self_}
-      .then(internal::unwrap_handler<T>(std::move(on_value)),
-            std::move(on_error));
+    response<false>().then(internal::unwrap_handler<T>(std::move(on_value)),
+                           std::move(on_error));
   }
 
   template <class F>
@@ -188,10 +186,8 @@ public:
   /// (like `request(...).await`).
   template <class F, class OnError>
   void await(F on_value, OnError on_error) {
-    caf::response_handle<Self, caf::message, false>{request_id_.response_id(),
-                                                    self_}
-      .await(internal::unwrap_handler<T>(std::move(on_value)),
-             std::move(on_error));
+    response<false>().await(internal::unwrap_handler<T>(std::move(on_value)),
+                            std::move(on_error));
   }
 
   template <class F>
@@ -202,10 +198,8 @@ public:
   /// Blocking actors: wait for the outcome.
   template <class F, class OnError>
   void receive(F on_value, OnError on_error) {
-    caf::response_handle<Self, caf::message, true>{request_id_.response_id(),
-                                                   self_}
-      .receive(internal::unwrap_handler<T>(std::move(on_value)),
-               std::move(on_error));
+    response<true>().receive(internal::unwrap_handler<T>(std::move(on_value)),
+                             std::move(on_error));
   }
 
   /// Cancels the job if it has not started; the error handler then gets
@@ -221,6 +215,12 @@ public:
   }
 
 private:
+  /// CAF's own handle for the job's response.
+  template <bool Blocking>
+  caf::response_handle<Self, caf::message, Blocking> response() const {
+    return {request_id_.response_id(), self_};
+  }
+
   Self* self_;
   caf::message_id request_id_;
   internal::job_ptr job_;
