@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <malloc.h>
 #include <map>
 #include <string>
@@ -85,6 +86,12 @@ inline double cpu_seconds() {
 /// Bytes currently allocated on the heap.
 inline size_t heap_in_use() {
   return mallinfo2().uordblks;
+}
+
+/// An integer from the environment, or `fallback`.
+inline int env_int(const char* name, int fallback) {
+  auto value = std::getenv(name);
+  return value != nullptr ? std::atoi(value) : fallback;
 }
 
 inline double seconds_since(clock::time_point t0) {

@@ -13,8 +13,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int rtt_warmup = 2000;
-constexpr int rtt_samples = 20000;
+// BENCH_WARMUP / BENCH_SAMPLES override these (bench/callgrind uses them).
+int rtt_warmup = bench::env_int("BENCH_WARMUP", 2000);
+int rtt_samples = bench::env_int("BENCH_SAMPLES", 20000);
 constexpr int throughput_in_flight = 64;
 constexpr int throughput_ops = 200000;
 constexpr long channel_items = 10000000;
@@ -217,6 +218,12 @@ int main(int argc, char** argv) {
   bench::report out{"caf_raw"};
   {
     caf::actor_system_config cfg;
+    // CAF options on the command line (bench/callgrind turns polling off);
+    // other arguments select benchmark ids.
+    if (auto err = cfg.parse(argc, argv)) {
+      std::fprintf(stderr, "%s\n", caf::to_string(err).c_str());
+      return 1;
+    }
     caf::actor_system sys{cfg};
     if (bench::wanted(argc, argv, "offload_rtt"))
       offload_rtt(sys, out);

@@ -79,7 +79,34 @@ def fmt(v):
     return f"{v:.2f}"
 
 
+def callgrind_benchmarks(out_dir):
+    """Instructions per operation from bench/callgrind, if it has run."""
+    path = os.path.join(out_dir, "callgrind.json")
+    if not os.path.exists(path):
+        return []
+    counts = json.load(open(path))
+    result = []
+    for bid in ["offload_rtt", "submit_rtt"]:
+        r = {s: counts[f"{s}/{bid}"] for s in ["weave", "caf_raw"]
+             if f"{s}/{bid}" in counts}
+        if r:
+            result.append({"id": bid, "metric": "instructions_per_op",
+                           "unit": "instructions", "lower_is_better": True,
+                           "results": r})
+    return result
+
+
 def main():
+    if sys.argv[1] == "--from-json":
+        # Regenerate the outputs from an existing latest.json (e.g. after
+        # bench/callgrind ran).
+        out_dir = sys.argv[2]
+        doc = json.load(open(os.path.join(out_dir, "latest.json")))
+        doc["benchmarks"] = [b for b in doc["benchmarks"]
+                             if b["metric"] != "instructions_per_op"]
+        doc["benchmarks"] += callgrind_benchmarks(out_dir)
+        write_outputs(doc, out_dir)
+        return
     raw_path, out_dir = sys.argv[1], sys.argv[2]
     samples = {}
     for line in open(raw_path):
@@ -97,7 +124,12 @@ def main():
         if results:
             benchmarks.append({"id": bid, "metric": metric, "unit": unit,
                                "lower_is_better": lower, "results": results})
-    doc = {"machine": machine(), "benchmarks": benchmarks}
+    benchmarks += callgrind_benchmarks(out_dir)
+    write_outputs({"machine": machine(), "benchmarks": benchmarks}, out_dir)
+
+
+def write_outputs(doc, out_dir):
+    benchmarks = doc["benchmarks"]
     with open(os.path.join(out_dir, "latest.json"), "w") as f:
         json.dump(doc, f, indent=2)
     # Markdown table: values, then weave's advantage over each peer (>1 means
@@ -107,7 +139,9 @@ def main():
              "Medians of the repetitions of one `bench/run` invocation; "
              "systems alternate within each repetition. "
              "`× peer` is weave's advantage over that peer (> 1: weave is "
-             "better, whichever way the metric runs).", "",
+             "better, whichever way the metric runs). "
+             "`instructions_per_op` rows are callgrind counts (bench/callgrind): "
+             "repeatable, with spinning and polling turned off.", "",
              "| measure | unit | " + " | ".join(SYSTEMS) + " | "
              + " | ".join("× " + p for p in peers) + " |",
              "|---|---|" + "---|" * (len(SYSTEMS) + len(peers))]

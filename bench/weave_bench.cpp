@@ -12,8 +12,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int rtt_warmup = 2000;
-constexpr int rtt_samples = 20000;
+// BENCH_WARMUP / BENCH_SAMPLES override these (bench/callgrind uses them).
+int rtt_warmup = bench::env_int("BENCH_WARMUP", 2000);
+int rtt_samples = bench::env_int("BENCH_SAMPLES", 20000);
 constexpr int throughput_in_flight = 64;
 constexpr int throughput_ops = 400000;
 constexpr long channel_items = 10000000;
