@@ -5,8 +5,10 @@
 // One FIFO (an intrusive list: no allocation per job) under one mutex. Idle
 // workers wait in two tiers: at most one spins for a short budget (so a job
 // pushed right after another finishes is picked up in well under a
-// microsecond, without a futex wake-up), the rest park on a condition
-// variable. `push` wakes a parked worker only when nobody spins; a spinner
+// microsecond, without a futex wake-up) — and only while a core is free for
+// it (the pool decides: fewer busy workers than cores), since on a full
+// machine a spinner only steals time from the threads doing the work — the
+// rest park on a condition variable. `push` wakes a parked worker only when nobody spins; a spinner
 // that takes a job wakes a parked worker if more jobs are waiting. So every
 // queued job is claimed by an idle worker as soon as one exists (promise 2),
 // and an idle pool burns no CPU once the spin budget is spent.
