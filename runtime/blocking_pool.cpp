@@ -178,6 +178,10 @@ blocking_pool::~blocking_pool() {
   // The runtime may already have shut the pool down; that is a no-op here.
   shutdown_report ignored;
   impl_->begin_shutdown(ignored);
+  // Destroyed by one of its own jobs: waiting for the workers would include
+  // waiting for this one; they end once their current jobs return.
+  if (internal::current_self_wait_guard() == impl_.get())
+    return;
   impl_->finish_shutdown(internal::steady_clock::now()
                            + shutdown_deadline_,
                          ignored);

@@ -315,7 +315,10 @@ loop::loop(runtime& rt, std::string name, placement where)
 
 loop::~loop() {
   stop();
-  join();
+  // On the loop's own thread, waiting for the loop would wait for ourselves:
+  // the loop ends right after the current function returns.
+  if (!impl_->on_own_thread())
+    impl_->join();
 }
 
 bool loop::dispatch(internal::job_ptr j, internal::loop_task* task) {

@@ -36,7 +36,8 @@
 ///   every future still pending (work that was finishing later) completes
 ///   with `shut_down`. After `stop()`, `submit` returns a future that has
 ///   already failed with `shut_down` and `post` returns false.
-/// - `join()` waits until the loop has ended. The destructor stops and joins.
+/// - `join()` waits until the loop has ended. The destructor stops and joins
+///   (only stops, when it runs on the loop's own thread).
 ///   The runtime's shutdown stops every loop first.
 ///
 /// Thread-safety: every member may be called from any thread, except `join()`

@@ -238,3 +238,16 @@ TEST_CASE("the runtime's shutdown stops loops and fails their pending work") {
   CHECK(report.futures_failed == 1u);
   CHECK(weave::is(pending.get_result().error(), weave::errc::shut_down));
 }
+
+TEST_CASE("a loop destroyed from its own thread stops without waiting on "
+          "itself") {
+  weave::runtime rt;
+  auto lp = std::make_shared<weave::loop>(rt, "self-destroying");
+  auto holder = std::make_shared<std::shared_ptr<weave::loop>>(lp);
+  auto f = lp->submit([holder] {
+    holder->reset(); // the last owner goes away on the loop's thread
+    return 1;
+  });
+  lp.reset();
+  CHECK(f.get() == 1);
+}
