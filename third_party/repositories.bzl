@@ -53,15 +53,14 @@ def _caf_tsan_impl(rctx):
     src = rctx.path(Label("@weave//third_party:BUILD")).dirname
     for part in rctx.attr.source.split("/"):
         src = src.get_child(part)
-    if not src.exists:
+    # Only --config=tsan-caf sets WEAVE_CAF_TSAN; declaring it in `environ`
+    # makes Bazel build this repository anew whenever it changes, so the
+    # source fetched after a plain build is picked up.
+    if rctx.os.environ.get("WEAVE_CAF_TSAN") != "1" or not src.exists:
+        rctx.file("missing.cc", "#error \"CAF's source is missing: run tools/fetch_caf_source.sh, then build with --config=tsan-caf\"\n")
         rctx.file("BUILD", """
 load("@rules_cc//cc:defs.bzl", "cc_library")
-genrule(
-    name = "missing",
-    outs = ["missing.txt"],
-    cmd = "echo 'CAF source missing: run tools/fetch_caf_source.sh' >&2; exit 1",
-)
-cc_library(name = "caf", srcs = [":missing"], visibility = ["//visibility:public"])
+cc_library(name = "caf", srcs = ["missing.cc"], visibility = ["//visibility:public"])
 """)
         return
     for entry in ["libcaf_core"]:
@@ -90,6 +89,7 @@ cc_library(
 caf_tsan = repository_rule(
     implementation = _caf_tsan_impl,
     attrs = {"source": attr.string(mandatory = True)},  # below third_party/
+    environ = ["WEAVE_CAF_TSAN"],
     local = True,
 )
 
