@@ -39,7 +39,8 @@ void section_3_2(weave::runtime& rt, const options& opts) {
   });
   finished.get_future().get();
   say("all ", jobs, " jobs done; peak concurrency: ", peak->load(),
-      " (max_workers=", pool_size, ")");
+      " (max_workers=", pool_size, ")",
+      peak->load() <= pool_size ? " within the limit" : " OVER THE LIMIT");
   auto s = executor.stats();
   say("pool stats: workers=", s.workers, " completed=", s.completed,
       " failed=", s.failed);
