@@ -7,6 +7,7 @@
 #include "caf/config_option_adder.hpp"
 #include "caf/settings.hpp"
 
+#include "runtime/blocking_pool.hpp"
 #include "runtime/error.hpp"
 
 namespace weave {
@@ -15,7 +16,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr size_t max_pool_size = 4096;
 constexpr caf::timespan default_shutdown_deadline = 5s;
 constexpr caf::timespan max_shutdown_deadline = 1h;
 constexpr caf::timespan default_spin = 50us;
@@ -30,16 +30,11 @@ constexpr size_t aggressive_poll_attempts = 200;
 constexpr size_t moderate_poll_attempts = 0;
 constexpr caf::timespan relaxed_sleep_duration = 100ms;
 
-struct option_spec {
-  const char* name;
-  const char* range;
-};
-
-constexpr option_spec known_options[] = {
-  {"pool-size", "1..4096"},
-  {"shutdown-deadline", "0s..1h"},
-  {"spin", "0us..10ms"},
-  {"blocking-threshold", "1ms..1h"},
+constexpr const char* known_options[] = {
+  "pool-size",
+  "shutdown-deadline",
+  "spin",
+  "blocking-threshold",
 };
 
 caf::error bad(const std::string& name, const std::string& why,
@@ -124,20 +119,25 @@ caf::error runtime_config::validate() const {
   auto& g = caf::get<caf::settings>(i->second);
   for (auto& kvp : g) {
     auto known = std::any_of(std::begin(known_options), std::end(known_options),
-                             [&](const option_spec& o) {
-                               return kvp.first == o.name;
-                             });
-    if (!known)
-      return make_error(errc::invalid_config,
-                        "unknown option weave." + kvp.first
-                          + " (known: pool-size, shutdown-deadline, spin, "
-                            "blocking-threshold)");
+                             [&](const char* o) { return kvp.first == o; });
+    if (!known) {
+      std::string names;
+      for (auto o : known_options)
+        names += names.empty() ? o : std::string{", "} + o;
+      return make_error(errc::invalid_config, "unknown option weave."
+                                                + kvp.first + " (known: "
+                                                + names + ")");
+    }
   }
-  if (auto err = check_type<int64_t>(g, "pool-size", "1..4096"))
+  // The pool's own limit, so that both checks agree.
+  auto max_pool = blocking_pool::max_pool_size;
+  auto pool_range = "1.." + std::to_string(max_pool);
+  if (auto err = check_type<int64_t>(g, "pool-size", pool_range.c_str()))
     return err;
   if (auto n = caf::get<int64_t>(g, "pool-size");
-      n < 1 || n > static_cast<int64_t>(max_pool_size))
-    return bad("pool-size", std::to_string(n) + " is out of range", "1..4096");
+      n < 1 || n > static_cast<int64_t>(max_pool))
+    return bad("pool-size", std::to_string(n) + " is out of range",
+               pool_range.c_str());
   if (auto err = check_timespan(g, "shutdown-deadline", caf::timespan{0},
                                 max_shutdown_deadline, "0s..1h"))
     return err;

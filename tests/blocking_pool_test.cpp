@@ -190,7 +190,9 @@ TEST_CASE("shutdown answers queued jobs, lets running ones finish, then refuses"
   for (int i = 0; i < 10; ++i)
     queued.push_back(pool.submit([] { return 2; }));
   std::thread releaser{[&] {
-    std::this_thread::sleep_for(20ms); // let shutdown start waiting first
+    // Shutdown answers the queue before it waits for running jobs: once the
+    // last queued job has its answer, shutdown is (about to be) waiting.
+    queued.back().wait();
     release.count_down();
   }};
   auto report = pool.shutdown(weave::test::patience);

@@ -5,6 +5,7 @@
 // component stops itself when its owner destroys it, and the runtime stops
 // the rest in phase order.
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -37,13 +38,15 @@ class component_registry {
 public:
   void add(std::weak_ptr<component> c) {
     std::unique_lock<std::mutex> guard{mtx_};
-    // Forget components whose owners are gone, so the list stays small.
-    std::vector<std::weak_ptr<component>> live;
-    for (auto& x : items_)
-      if (!x.expired())
-        live.emplace_back(std::move(x));
-    live.emplace_back(std::move(c));
-    items_.swap(live);
+    // Forget components whose owners are gone, but only when the list has
+    // doubled since the last sweep: amortized O(1) per add.
+    if (items_.size() >= 2 * live_after_sweep_ + 16) {
+      items_.erase(std::remove_if(items_.begin(), items_.end(),
+                                  [](auto& x) { return x.expired(); }),
+                   items_.end());
+      live_after_sweep_ = items_.size();
+    }
+    items_.emplace_back(std::move(c));
   }
 
   std::vector<std::shared_ptr<component>> snapshot(shutdown_phase p) {
@@ -58,6 +61,7 @@ public:
 private:
   std::mutex mtx_;
   std::vector<std::weak_ptr<component>> items_;
+  size_t live_after_sweep_ = 0;
 };
 
 } // namespace weave::internal

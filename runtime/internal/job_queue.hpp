@@ -49,13 +49,6 @@ public:
     return size_.load(std::memory_order_relaxed);
   }
 
-  size_t idle() const noexcept {
-    return idle_.load(std::memory_order_relaxed);
-  }
-
-  bool closed() const noexcept {
-    return closed_.load(std::memory_order_acquire);
-  }
 
 private:
   job_ptr take_locked();
