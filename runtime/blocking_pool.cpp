@@ -27,11 +27,11 @@ pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
 
 void pool_impl::enqueue(job_ptr j) {
   j->owner = this;
+  j->drop_counter = &cancelled_;
   bool want_worker = false;
   if (!queue_.push(j, want_worker)) {
-    if (j->cancel_with(make_error(errc::shut_down,
-                                  "pool '" + name_ + "' is shut down")))
-      cancelled_.fetch_add(1, std::memory_order_relaxed);
+    j->cancel_with(make_error(errc::shut_down,
+                              "pool '" + name_ + "' is shut down"));
     return;
   }
   if (want_worker)
@@ -67,14 +67,13 @@ void pool_impl::worker_main(size_t index) {
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
       // Too late to start: the caller has already been told (timeout).
-      if (j->cancel_with(make_error(errc::timeout, "deadline passed while "
-                                                   "queued")))
-        cancelled_.fetch_add(1, std::memory_order_relaxed);
+      j->cancel_with(make_error(errc::timeout, "deadline passed while queued"));
       continue;
     }
     if (!j->try_start()) {
-      // Cancelled while queued; the canceller delivered the outcome.
-      cancelled_.fetch_add(1, std::memory_order_relaxed);
+      // Cancelled while queued: the canceller counts it and tells the caller;
+      // this worker (and so the pool) outlives the counting.
+      j->wait_while_dropping();
       continue;
     }
     busy_.fetch_add(1, std::memory_order_relaxed);
@@ -101,7 +100,8 @@ void pool_impl::begin_shutdown(shutdown_report& report) {
     if (j->cancel_with(
           make_error(errc::shut_down, "pool '" + name_ + "' shut down")))
       ++report.jobs_cancelled;
-    cancelled_.fetch_add(1, std::memory_order_relaxed);
+    else
+      j->wait_while_dropping(); // a canceller still counts on `cancelled_`
   }
 }
 

@@ -8,6 +8,11 @@
 //   queued --try_start()--> running --(run returns)--> finished
 //   queued --try_drop()---> dropped  (cancelled, timed out, shut down)
 //
+// `cancel_with()` passes through a short `dropping` state while it counts the
+// drop on the executor's counter (so a pool's statistics include a cancelled
+// job before its caller hears of it); an executor that shuts down waits for
+// `dropping` to end before the counter may go away.
+//
 // Whoever wins the compare-and-swap out of `queued` owns the outcome: the
 // executor runs it, or the canceller delivers the error. That CAS is what
 // makes "every submitted job ends exactly once" (promise 1) hold when a
@@ -17,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "caf/error.hpp"
@@ -29,7 +35,7 @@ using steady_clock = std::chrono::steady_clock;
 
 class job : public caf::ref_counted {
 public:
-  enum class state : uint8_t { queued, running, finished, dropped };
+  enum class state : uint8_t { queued, running, finished, dropping, dropped };
 
   /// Claims the job for execution. False if it was dropped meanwhile.
   bool try_start() noexcept {
@@ -66,9 +72,23 @@ public:
   virtual bool drop(caf::error reason) noexcept = 0;
 
   /// Drops the job with `reason` if it has not started and no outcome was
-  /// delivered yet. True if `reason` became the job's outcome.
+  /// delivered yet, counting it on `drop_counter` first. True if `reason`
+  /// became the job's outcome.
   bool cancel_with(caf::error reason) noexcept {
-    return try_drop() && drop(std::move(reason));
+    auto expected = state::queued;
+    if (!state_.compare_exchange_strong(expected, state::dropping,
+                                        std::memory_order_acq_rel))
+      return false;
+    if (drop_counter != nullptr)
+      drop_counter->fetch_add(1, std::memory_order_relaxed);
+    state_.store(state::dropped, std::memory_order_release);
+    return drop(std::move(reason));
+  }
+
+  /// Waits out a concurrent `cancel_with()` that is counting the drop.
+  void wait_while_dropping() const noexcept {
+    while (state_.load(std::memory_order_acquire) == state::dropping)
+      std::this_thread::yield();
   }
 
   /// Latest time the job may start; `max()` for none.
@@ -82,6 +102,10 @@ public:
 
   /// The executor the job was queued on (for self-deadlock detection).
   const void* owner = nullptr;
+
+  /// The executor's count of dropped jobs; it stays valid while the job is
+  /// queued there (see `wait_while_dropping`).
+  std::atomic<size_t>* drop_counter = nullptr;
 
 protected:
   void mark_finished() noexcept {
