@@ -58,6 +58,7 @@
 /// (`would_deadlock`).
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -266,43 +267,54 @@ public:
   template <class U>
   channel_status put(U&& x, std::optional<steady_clock::time_point> until,
                      bool wait) {
-    outbox out;
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> guard{in_mtx_};
     for (;;) {
       if (closed_)
         return channel_status::closed;
-      if (buf_.size() < capacity_)
+      if (has_room())
         break;
       if (policy_ == overflow::drop_newest) {
-        ++drops_;
+        ++dropped_newest_;
         return channel_status::dropped;
       }
       if (policy_ == overflow::drop_oldest) {
-        buf_.pop_front();
-        ++drops_;
+        guard.unlock();
+        evict_oldest();
+        guard.lock();
         continue;
       }
       if (policy_ == overflow::fail || !wait)
         return channel_status::full;
+      // Tell consumers someone waits, then look again: either this thread
+      // sees their removal or they see `wake_wanted_` (both seq_cst).
       ++waiting_producers_;
+      wake_wanted_.store(true);
+      if (has_room()) {
+        --waiting_producers_;
+        break;
+      }
       auto timed_out = until
                        && not_full_.wait_until(guard, *until)
                             == std::cv_status::timeout;
       if (!until)
         not_full_.wait(guard);
       --waiting_producers_;
-      if (timed_out && !closed_ && buf_.size() >= capacity_)
+      if (timed_out && !closed_ && !has_room())
         return channel_status::timeout;
     }
-    buf_.emplace_back(std::forward<U>(x));
-    ++puts_;
-    if (buf_.size() > high_water_)
-      high_water_ = buf_.size();
+    in_.emplace_back(std::forward<U>(x));
+    auto puts = puts_.load(std::memory_order_relaxed) + 1;
+    puts_.store(puts, std::memory_order_release);
+    if (puts - removed_seen_ > high_water_) {
+      removed_seen_ = removed_.load();
+      high_water_ = std::max(high_water_, puts - removed_seen_);
+    }
     if (waiting_consumers_ > 0)
       not_empty_.notify_one();
-    dispatch(out);
+    auto feed_subscriber = subscriber_idle_;
     guard.unlock();
-    flush(out);
+    if (feed_subscriber)
+      dispatch_now();
     return channel_status::ok;
   }
 
@@ -312,10 +324,14 @@ public:
     if (st != channel_status::full)
       return st;
     auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
-    std::unique_lock<std::mutex> guard{mtx_};
-    if (!closed_ && buf_.size() >= capacity_) {
+    std::unique_lock<std::mutex> guard{in_mtx_};
+    if (!closed_) {
       writers_.push_back(std::move(me));
-      return channel_status::full;
+      wake_wanted_.store(true);
+      if (!has_room())
+        return channel_status::full;
+      me = std::move(writers_.back());
+      writers_.pop_back();
     }
     // Room appeared (or it closed) meanwhile: tell the actor right away.
     guard.unlock();
@@ -328,9 +344,15 @@ public:
   channel_result<T> get(std::optional<steady_clock::time_point> until,
                         bool wait) {
     channel_result<T> res;
-    outbox out;
-    std::unique_lock<std::mutex> guard{mtx_};
-    while (buf_.empty()) {
+    std::unique_lock<std::mutex> out_guard{out_mtx_};
+    for (;;) {
+      if (!out_.empty())
+        break;
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
+      if (!in_.empty()) {
+        out_.swap(in_); // the whole producer side at once
+        break;
+      }
       if (closed_) {
         res.status = channel_status::closed;
         return res;
@@ -339,24 +361,30 @@ public:
         res.status = channel_status::empty;
         return res;
       }
+      // Wait for any item, wherever it is: another consumer may have moved
+      // fresh items to `out_` meanwhile. Other consumers need `out_mtx_`.
+      out_guard.unlock();
       ++waiting_consumers_;
-      auto timed_out = until
-                       && not_empty_.wait_until(guard, *until)
-                            == std::cv_status::timeout;
+      auto ready = [this] { return closed_ || depth() > 0; };
+      auto timed_out = until && !not_empty_.wait_until(in_guard, *until, ready);
       if (!until)
-        not_empty_.wait(guard);
+        not_empty_.wait(in_guard, ready);
       --waiting_consumers_;
-      if (timed_out && buf_.empty() && !closed_) {
+      if (timed_out) {
         res.status = channel_status::timeout;
         return res;
       }
+      in_guard.unlock();
+      out_guard.lock();
     }
-    res.value.emplace(std::move(buf_.front()));
-    buf_.pop_front();
-    ++gets_;
+    res.value.emplace(std::move(out_.front()));
+    out_.pop_front();
     res.status = channel_status::ok;
-    room_freed(out);
-    guard.unlock();
+    removed_.fetch_add(1);
+    outbox out;
+    if (wake_wanted_.load())
+      wake_producers(out, false);
+    out_guard.unlock();
     flush(out);
     return res;
   }
@@ -371,7 +399,8 @@ public:
     outbox out;
     uint64_t sid;
     {
-      std::unique_lock<std::mutex> guard{mtx_};
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
       sid = ++next_subscriber_;
       subs_.push_back(subscriber{sid,
                                  caf::actor_cast<caf::strong_actor_ptr>(self),
@@ -390,7 +419,8 @@ public:
   void batch_done(uint64_t sid, size_t credit, size_t unopened) {
     outbox out;
     {
-      std::unique_lock<std::mutex> guard{mtx_};
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
       lost_ += unopened;
       for (auto& s : subs_)
         if (s.id == sid) {
@@ -408,10 +438,12 @@ public:
   bool close() {
     outbox out;
     {
-      std::unique_lock<std::mutex> guard{mtx_};
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
       if (closed_)
         return false;
       closed_ = true;
+      wake_wanted_.store(false);
       not_full_.notify_all();
       not_empty_.notify_all();
       out.writable.swap(writers_);
@@ -422,24 +454,25 @@ public:
   }
 
   bool closed() const {
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> guard{in_mtx_};
     return closed_;
   }
 
   caf::error close_reason() const {
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> guard{out_mtx_};
     return close_reason_;
   }
 
   stats_type stats() const {
-    std::unique_lock<std::mutex> guard{mtx_};
+    std::unique_lock<std::mutex> out_guard{out_mtx_};
+    std::unique_lock<std::mutex> in_guard{in_mtx_};
     stats_type s;
     s.capacity = capacity_;
-    s.depth = buf_.size();
+    s.depth = in_.size() + out_.size();
     s.high_water = high_water_;
-    s.puts = puts_;
-    s.gets = gets_;
-    s.drops = drops_;
+    s.puts = puts_.load();
+    s.gets = removed_.load() - evicted_;
+    s.drops = dropped_newest_ + evicted_;
     s.lost = lost_;
     s.batches = batches_;
     return s;
@@ -456,53 +489,123 @@ private:
     bool end_sent = false;
   };
 
-  /// Messages to send once the lock is released.
+  /// Messages to send once the locks are released.
   struct outbox {
     std::vector<std::pair<caf::strong_actor_ptr, caf::message>> sends;
     std::vector<caf::strong_actor_ptr> writable;
   };
 
+  /// Items queued now, on both sides.
+  size_t depth() const noexcept {
+    return puts_.load() - removed_.load();
+  }
+
+  /// Whether a put fits. Producers look at the consumers' count only when
+  /// the last value they saw says "full". Call with `in_mtx_` held.
+  bool has_room() noexcept {
+    auto puts = puts_.load(std::memory_order_relaxed);
+    if (puts - removed_seen_ < capacity_)
+      return true;
+    removed_seen_ = removed_.load();
+    return puts - removed_seen_ < capacity_;
+  }
+
+  /// Drop-oldest: evicts the oldest queued item to make room.
+  void evict_oldest() {
+    outbox out;
+    {
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      if (out_.empty()) {
+        std::unique_lock<std::mutex> in_guard{in_mtx_};
+        out_.swap(in_);
+      }
+      if (out_.empty())
+        return; // consumers made room meanwhile
+      out_.pop_front();
+      ++evicted_;
+      removed_.fetch_add(1);
+    }
+  }
+
+  /// Takes everything the producers queued to the consumer side. Call with
+  /// both locks held.
+  void refill() {
+    if (out_.empty()) {
+      out_.swap(in_);
+    } else {
+      for (auto& x : in_)
+        out_.emplace_back(std::move(x));
+      in_.clear();
+    }
+  }
+
   /// Hands queued items to idle subscribers with credit, and end-of-stream
-  /// to idle subscribers of a closed, drained channel. Call under the lock.
+  /// to idle subscribers of a closed, drained channel. Call with both locks
+  /// held.
   void dispatch(outbox& out) {
     bool took = false;
+    bool idle = false;
     for (auto& s : subs_) {
       if (s.in_flight || s.end_sent)
         continue;
-      if (!buf_.empty() && s.credit > 0) {
-        auto n = std::min(s.credit, buf_.size());
-        std::vector<T> items;
-        items.reserve(n);
-        for (size_t i = 0; i < n; ++i) {
-          items.emplace_back(std::move(buf_.front()));
-          buf_.pop_front();
+      if (s.credit > 0) {
+        if (out_.size() < s.credit)
+          refill();
+        if (!out_.empty()) {
+          auto n = std::min(s.credit, out_.size());
+          std::vector<T> items;
+          items.reserve(n);
+          for (size_t i = 0; i < n; ++i) {
+            items.emplace_back(std::move(out_.front()));
+            out_.pop_front();
+          }
+          removed_.fetch_add(n);
+          ++batches_;
+          s.credit -= n;
+          s.in_flight = true;
+          took = true;
+          auto data = caf::make_counted<batch_data<T>>(this->weak_from_this(),
+                                                       s.id, std::move(items));
+          out.sends.emplace_back(
+            s.actor, s.wrap_batch(channel_batch<T>{std::move(data)}));
+          continue;
         }
-        gets_ += n;
-        ++batches_;
-        s.credit -= n;
-        s.in_flight = true;
-        took = true;
-        auto data = caf::make_counted<batch_data<T>>(this->weak_from_this(),
-                                                     s.id, std::move(items));
-        out.sends.emplace_back(s.actor,
-                               s.wrap_batch(channel_batch<T>{std::move(data)}));
-      } else if (buf_.empty() && closed_) {
+        idle = true;
+      }
+      if (closed_ && out_.empty() && in_.empty()) {
         s.end_sent = true;
         out.sends.emplace_back(s.actor, s.wrap_end());
       }
     }
-    if (took)
-      room_freed(out);
+    // Producers that queue an item while a subscriber waits for one hand it
+    // over themselves (read under `in_mtx_`, so no item is stranded).
+    subscriber_idle_ = idle && !closed_;
+    if (took && wake_wanted_.load())
+      wake_producers(out, true);
   }
 
-  /// Wakes producers after items left the queue. Call under the lock.
-  /// Producers waiting on a full channel are woken once it has drained to
-  /// its low-water mark (half full), not at every freed slot: one wake-up
-  /// (or one `channel_writable` message) per half a channel of items instead
-  /// of one per item.
-  void room_freed(outbox& out) {
-    if (buf_.size() > low_water_)
+  /// Locks both sides and dispatches (a producer fed an idle subscriber).
+  void dispatch_now() {
+    outbox out;
+    {
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
+      dispatch(out);
+    }
+    flush(out);
+  }
+
+  /// Wakes producers after items left the queue, once it has drained to its
+  /// low-water mark (half full), not at every freed slot: one wake-up (or one
+  /// `channel_writable` message) per half a channel of items instead of one
+  /// per item. Call with `out_mtx_` held, and `in_mtx_` if `in_locked`.
+  void wake_producers(outbox& out, bool in_locked) {
+    if (depth() > low_water_)
       return;
+    std::unique_lock<std::mutex> in_guard{in_mtx_, std::defer_lock};
+    if (!in_locked)
+      in_guard.lock();
+    wake_wanted_.store(false); // a producer that still finds no room sets it
     if (waiting_producers_ > 0)
       not_full_.notify_all();
     if (!writers_.empty()) {
@@ -526,7 +629,8 @@ private:
   void subscriber_down(uint64_t sid, const caf::error& reason) {
     bool last = false;
     {
-      std::unique_lock<std::mutex> guard{mtx_};
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
       auto before = subs_.size();
       subs_.erase(std::remove_if(subs_.begin(), subs_.end(),
                                  [sid](const subscriber& s) {
@@ -538,32 +642,55 @@ private:
         close_reason_ = reason ? reason
                                : make_error(errc::closed,
                                             "the consumer actor ended");
+      if (subs_.empty())
+        subscriber_idle_ = false;
     }
     if (last)
       close();
   }
 
+  // The queue has two sides, each with its own lock, so that producers and
+  // consumers on different cores do not meet at one lock per item: producers
+  // append to `in_`; consumers take from `out_` and, when it runs empty, move
+  // all of `in_` over at once. Lock order: `out_mtx_`, then `in_mtx_`.
+  // Capacity is enforced on the sum through two counters, `puts_` (written
+  // by producers) and `removed_` (written by consumers).
+
   const uint64_t id_;
   const size_t capacity_;
   const size_t low_water_;
   const overflow policy_;
-  mutable std::mutex mtx_;
+
+  // Producer side, guarded by `in_mtx_`.
+  mutable std::mutex in_mtx_;
   std::condition_variable not_full_;
-  std::condition_variable not_empty_;
-  std::deque<T> buf_;
-  bool closed_ = false;
-  caf::error close_reason_;
+  std::condition_variable not_empty_; // consumers wait with `in_mtx_`
+  std::deque<T> in_;
+  std::atomic<size_t> puts_{0};
+  /// The last value of `removed_` this side read (a lower bound).
+  size_t removed_seen_ = 0;
+  size_t high_water_ = 0;
+  size_t dropped_newest_ = 0;
   size_t waiting_producers_ = 0;
   size_t waiting_consumers_ = 0;
-  std::vector<subscriber> subs_;
-  uint64_t next_subscriber_ = 0;
   std::vector<caf::strong_actor_ptr> writers_;
-  size_t high_water_ = 0;
-  size_t puts_ = 0;
-  size_t gets_ = 0;
-  size_t drops_ = 0;
+  bool closed_ = false;
+  /// Some subscriber has credit and no batch in flight.
+  bool subscriber_idle_ = false;
+
+  // Consumer side, guarded by `out_mtx_`.
+  alignas(64) mutable std::mutex out_mtx_;
+  std::deque<T> out_;
+  /// Items that left the queue (taken, or evicted by `drop_oldest`).
+  std::atomic<size_t> removed_{0};
+  /// Producers wait (or actors were told `full`): consumers wake them.
+  std::atomic<bool> wake_wanted_{false};
+  size_t evicted_ = 0;
   size_t lost_ = 0;
   size_t batches_ = 0;
+  caf::error close_reason_;
+  std::vector<subscriber> subs_;
+  uint64_t next_subscriber_ = 0;
 };
 
 } // namespace internal
