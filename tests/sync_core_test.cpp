@@ -150,3 +150,74 @@ TEST_CASE("a plain-thread channel: FIFO per producer, bounded, nothing lost") {
   CHECK(count == long{threads} * per_thread);
   CHECK(ch.stats().high_water <= capacity);
 }
+
+TEST_CASE("several thread consumers (get, get with timeout, try_get): every "
+          "item exactly once, FIFO per producer as each consumer sees it") {
+  // The channel's queue has a producer half and a consumer half; a consumer
+  // that waits must also see items another consumer moved over.
+  constexpr size_t capacity = 8;
+  constexpr int consumers = 3;
+  weave::channel<long> ch{capacity};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t)
+    producers.emplace_back([&, t] {
+      for (long i = 0; i < per_thread; ++i)
+        REQUIRE(ch.put(long{t} * per_thread + i) == weave::channel_status::ok);
+    });
+  std::vector<std::vector<char>> seen(consumers,
+                                      std::vector<char>(threads * per_thread));
+  std::vector<int> fifo_breaks(consumers, 0);
+  std::vector<std::thread> takers;
+  for (int c = 0; c < consumers; ++c)
+    takers.emplace_back([&, c] {
+      std::vector<long> last(threads, -1);
+      auto note = [&](long x) {
+        auto t = x / per_thread;
+        if (x <= last[t])
+          ++fifo_breaks[c];
+        last[t] = x;
+        seen[c][x] = 1;
+      };
+      for (;;) {
+        weave::channel_result<long> r;
+        if (c == 0) {
+          r = ch.get();
+        } else if (c == 1) {
+          r = ch.get(1ms);
+          if (r.status == weave::channel_status::timeout)
+            continue;
+        } else {
+          r = ch.try_get();
+          if (r.status == weave::channel_status::empty) {
+            std::this_thread::yield();
+            continue;
+          }
+        }
+        if (!r)
+          break;
+        note(*r);
+      }
+    });
+  for (auto& t : producers)
+    t.join();
+  ch.close();
+  for (auto& t : takers)
+    t.join();
+  size_t total = 0;
+  bool once = true;
+  for (long x = 0; x < long{threads} * per_thread; ++x) {
+    int n = 0;
+    for (int c = 0; c < consumers; ++c)
+      n += seen[c][x];
+    once = once && n == 1;
+    total += n;
+  }
+  CHECK(once);
+  CHECK(total == size_t{threads} * per_thread);
+  for (int c = 0; c < consumers; ++c)
+    CHECK(fifo_breaks[c] == 0);
+  auto s = ch.stats();
+  CHECK(s.high_water <= capacity);
+  CHECK(s.gets == total);
+  CHECK(s.depth == 0u);
+}
