@@ -59,6 +59,8 @@ private:
 struct abandoned_system {
   std::shared_ptr<runtime_config> config;
   std::unique_ptr<caf::actor_system> system;
+  /// Its scheduler workers still write their slots.
+  std::unique_ptr<internal::blocking_detector> detector;
 };
 std::mutex graveyard_mtx;
 std::vector<abandoned_system>* graveyard = new std::vector<abandoned_system>;
@@ -209,7 +211,7 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
     system_.reset();
   } else {
     std::unique_lock<std::mutex> g{graveyard_mtx};
-    graveyard->push_back({config_, std::move(system_)});
+    graveyard->push_back({config_, std::move(system_), std::move(detector_)});
   }
   report.phases.emplace_back("system", internal::steady_clock::now() - t0);
   report.total = internal::steady_clock::now() - start;
