@@ -52,7 +52,6 @@ void offload_rtt(weave::runtime& rt, bench::report& out) {
   done.get_future().get();
   out.set("offload_rtt", "p50_us", h.percentile_us(50));
   out.set("offload_rtt", "p99_us", h.percentile_us(99));
-  if (getenv("PCTS")) for (double p : {80.0, 90.0, 95.0, 97.0, 98.0, 98.5, 99.0, 99.5, 99.9}) fprintf(stderr, "p%.1f=%.1f ", p, h.percentile_us(p));
 }
 
 void offload_throughput(weave::runtime& rt, bench::report& out) {
