@@ -28,7 +28,7 @@ constexpr caf::timespan max_blocking_threshold = 1h;
 // notified condition variable.
 constexpr size_t aggressive_poll_attempts = 200;
 constexpr size_t moderate_poll_attempts = 0;
-constexpr caf::timespan relaxed_sleep_duration = 100ms;
+constexpr caf::timespan relaxed_sleep_duration = 10s;
 
 constexpr const char* known_options[] = {
   "pool-size",

@@ -56,3 +56,40 @@ TEST_CASE("a handler that blocks a scheduler thread is reported, once") {
   caf::anon_send_exit(quick, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sleepy, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
+          "sleeping one, long before the relaxed timeout") {
+  // A handler that blocks (the mistake) sends to B first, so B is queued on
+  // the same worker. The other worker may be asleep for the whole relaxed
+  // timeout (10 s); the watchdog wakes it to steal B, so A's wait for B ends.
+  weave::runtime_config cfg;
+  cfg.set("scheduler.max-threads", size_t{2});
+  cfg.set("weave.blocking-threshold", caf::timespan{1s}); // no report noise
+  weave::runtime rt{std::move(cfg)};
+  weave::test::latch b_ran{1};
+  auto b = rt.system().spawn([&]() -> caf::behavior {
+    return {[&](int) { b_ran.count_down(); }};
+  });
+  weave::promise<bool> outcome;
+  auto result = outcome.get_future();
+  auto a = rt.system().spawn([&, b](caf::event_based_actor* self) {
+    self->become([&, self, b](int x) mutable {
+      self->send(b, x); // from a scheduler thread: queued on this worker
+      auto t0 = std::chrono::steady_clock::now();
+      auto ok = b_ran.wait(5s); // holds this worker until B ran elsewhere
+      MESSAGE("B ran after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - t0)
+                   .count()
+              << " ms");
+      outcome.set_value(ok);
+    });
+  });
+  // Let the scheduler go idle, so that the other worker is likely asleep
+  // and the watchdog's wake-up is what runs B (the assertion holds either way).
+  std::this_thread::sleep_for(20ms);
+  caf::anon_send(a, 1);
+  CHECK(result.get());
+  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}

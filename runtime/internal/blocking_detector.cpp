@@ -17,6 +17,10 @@ namespace {
 /// The longest the watchdog sleeps while the scheduler is idle.
 constexpr caf::timespan max_idle_period = std::chrono::seconds{2};
 
+/// The longest the watchdog sleeps while a worker is busy: a worker stuck in
+/// one resume for that long gets a sleeping worker woken to steal its queue.
+constexpr caf::timespan max_busy_period = std::chrono::milliseconds{50};
+
 } // namespace
 
 blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
@@ -60,15 +64,44 @@ void blocking_detector::set_handler(
   handler_ = std::move(handler);
 }
 
+void blocking_detector::wake_thief(size_t busy) {
+  for (size_t j = 0; j < workers_; ++j) {
+    auto& s = slots_[j];
+    if (j == busy
+        || s.idle.load(std::memory_order_acquire) != idle_state::sleeping)
+      continue;
+    auto lock = s.wait_lock.load(std::memory_order_acquire);
+    auto cv = s.wait_cv.load(std::memory_order_acquire);
+    if (lock == nullptr || cv == nullptr)
+      continue;
+    {
+      std::unique_lock<std::mutex> guard{*lock};
+      s.steal_hint.store(true, std::memory_order_release);
+    }
+    cv->notify_one();
+    return;
+  }
+}
+
+void blocking_detector::poke() {
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    poked_ = true;
+  }
+  cv_.notify_all();
+}
+
 void blocking_detector::watch() {
   // While the scheduler is idle (no epoch moved since the last look), the
   // watchdog backs off, up to `max_idle_period`, so an idle runtime does not
   // wake up for it; the first resume it sees brings the period back down.
-  const auto busy_period = threshold_ / 2;
+  const auto busy_period = std::min<caf::timespan>(threshold_ / 2,
+                                                   max_busy_period);
   auto period = busy_period;
   std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_]());
   std::unique_lock<std::mutex> guard{mtx_};
-  while (!cv_.wait_for(guard, period, [this] { return stop_; })) {
+  while (!cv_.wait_for(guard, period, [this] { return stop_ || poked_; })) {
+    poked_ = false;
     auto now = now_ns();
     bool moved = false;
     for (size_t i = 0; i < workers_; ++i) {
@@ -76,6 +109,8 @@ void blocking_detector::watch() {
       auto e1 = s.epoch.load(std::memory_order_acquire);
       if (e1 != seen[i] || (e1 & 1) != 0)
         moved = true;
+      if ((e1 & 1) != 0 && e1 == seen[i])
+        wake_thief(i); // one resume since the last look: jobs may wait
       seen[i] = e1;
       if ((e1 & 1) == 0 || reported_[i] == e1)
         continue;
@@ -107,6 +142,7 @@ void blocking_detector::watch() {
     }
     period = moved ? busy_period
                    : std::min<caf::timespan>(period * 2, max_idle_period);
+    backing_off_.store(period > busy_period, std::memory_order_relaxed);
   }
 }
 

@@ -52,6 +52,11 @@ public:
     std::atomic<uint64_t> epoch{0};
     /// Read by the coordinator to place a job on a worker that is awake.
     std::atomic<idle_state> idle{idle_state::running};
+    /// Set (with `wait_cv` notified) by the watchdog: work waits behind a
+    /// busy worker; a sleeping worker wakes up to steal it.
+    std::atomic<bool> steal_hint{false};
+    std::atomic<std::mutex*> wait_lock{nullptr};
+    std::atomic<std::condition_variable*> wait_cv{nullptr};
     std::atomic<int64_t> started_ns{0};
     std::atomic<caf::actor_id> actor{0};
     std::atomic<const char*> name{nullptr};
@@ -73,10 +78,22 @@ public:
 
   void set_handler(std::function<void(const slow_handler_event&)> handler);
 
+  /// A worker woke up with work: if the watchdog is backing off (the
+  /// scheduler was idle), bring it back to its busy period now.
+  void activity() {
+    if (backing_off_.load(std::memory_order_relaxed))
+      poke();
+  }
+
   static int64_t now_ns() noexcept;
 
 private:
   void watch();
+
+  /// Wakes one sleeping worker (not `busy`) to steal queued work.
+  void wake_thief(size_t busy);
+
+  void poke();
 
   const size_t workers_;
   const caf::timespan threshold_;
@@ -86,6 +103,8 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false;
+  bool poked_ = false;
+  std::atomic<bool> backing_off_{false};
   std::function<void(const slow_handler_event&)> handler_;
   std::thread thread_;
 };
@@ -109,7 +128,11 @@ blocking_detector* detector_of(caf::actor_system& sys) noexcept;
 /// worker's dequeue is CAF's (poll aggressively, then moderately, then sleep
 /// on its condition variable with the relaxed timeout), with the state
 /// published around it; CAF's sleep/notify protocol is unchanged, so a job
-/// placed while a worker falls asleep still wakes it.
+/// placed while a worker falls asleep still wakes it. A sleeping worker also
+/// wakes when the watchdog sees another worker stuck in one resume (work
+/// queued behind it would otherwise wait for a relaxed timeout), so the
+/// relaxed timeout is only a backstop and can be long: an idle runtime does
+/// not wake up.
 class watched_policy : public caf::policy::work_stealing {
 public:
   using idle_state = blocking_detector::idle_state;
@@ -167,26 +190,38 @@ public:
     }
     // Relaxed: sleep on the condition variable until a job is placed here,
     // stealing after every `steal_interval` timeouts (CAF's strategy 2).
+    // The watchdog may also wake it to steal (see `blocking_detector`).
     auto& relaxed = data.strategies[2];
     auto& wait = data.waitdata;
-    for (size_t timeouts = 1;; ) {
-      bool placed;
+    if (s != nullptr && s->wait_cv.load(std::memory_order_relaxed) == nullptr) {
+      s->wait_lock.store(&wait.lock, std::memory_order_release);
+      s->wait_cv.store(&wait.cv, std::memory_order_release);
+    }
+    auto hinted = [s] {
+      return s != nullptr && s->steal_hint.load(std::memory_order_acquire);
+    };
+    for (size_t timeouts = 1;;) {
+      bool woken;
       {
         std::unique_lock<std::mutex> guard{wait.lock};
         wait.sleeping = true;
         publish(idle_state::sleeping);
-        placed = wait.cv.wait_for(guard, relaxed.sleep_duration,
-                                  [&] { return !data.queue.empty(); });
+        woken = wait.cv.wait_for(guard, relaxed.sleep_duration, [&] {
+          return !data.queue.empty() || hinted();
+        });
         wait.sleeping = false;
       }
       publish(idle_state::polling);
-      if (placed) {
-        if (auto job = data.queue.take_head())
-          return found(job);
-      } else if (timeouts++ % relaxed.steal_interval == 0) {
+      if (auto job = data.queue.take_head()) {
+        if (det_ != nullptr)
+          det_->activity();
+        return found(job);
+      }
+      bool steal = woken ? s != nullptr && s->steal_hint.exchange(false)
+                         : timeouts++ % relaxed.steal_interval == 0;
+      for (size_t k = 0; steal && k < self->parent()->num_workers(); ++k)
         if (auto job = try_steal(self))
           return found(job);
-      }
     }
   }
 
@@ -223,8 +258,10 @@ private:
   blocking_detector::slot* my_slot(Worker* self) {
     if (slot_ == nullptr && !looked_up_) {
       looked_up_ = true;
-      if (auto det = detector_of(self->system()))
+      if (auto det = detector_of(self->system())) {
+        det_ = det;
         slot_ = det->at(self->id());
+      }
     }
     return slot_;
   }
@@ -241,6 +278,7 @@ private:
     return det;
   }
 
+  blocking_detector* det_ = nullptr;
   blocking_detector::slot* slot_ = nullptr;
   bool looked_up_ = false;
   std::atomic<blocking_detector*> coordinator_detector_{nullptr};
