@@ -106,9 +106,23 @@ caf::error runtime_config::parse(int argc, char** argv) {
                           + caf::to_string(err));
     return err;
   }
-  for (auto& arg : remainder)
-    if (arg.compare(0, 8, "--weave.") == 0)
+  bool positional = false;
+  for (auto& arg : remainder) {
+    if (arg.compare(0, 8, "--weave.") == 0) {
+      auto name = arg.substr(8, arg.find('=') - 8);
+      auto known = std::any_of(std::begin(known_options),
+                               std::end(known_options),
+                               [&](const char* o) { return name == o; });
+      if (known && positional)
+        return make_error(errc::invalid_config,
+                          "option " + arg + " comes after a positional "
+                            + "argument, where CAF stops reading options: "
+                            + "put options first");
       return make_error(errc::invalid_config, "unknown option " + arg);
+    }
+    if (arg.compare(0, 1, "-") != 0)
+      positional = true;
+  }
   return validate();
 }
 

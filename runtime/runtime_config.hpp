@@ -21,15 +21,21 @@
 /// idle (see README, "Scheduler choice").
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
-/// how its idle threads wait. CAF's default polls for 25 ms after each burst
-/// of work, sleeping 50 µs between polls (so a message arriving then waits up
-/// to ~60 µs), and then wakes every 10 ms forever. weave polls aggressively
-/// for a short burst (`work-stealing.aggressive-poll-attempts`) and then goes
-/// straight to the condition variable that CAF notifies on every external
-/// enqueue (`moderate-poll-attempts = 0`), waking only every 100 ms to steal
-/// (`relaxed-sleep-duration`). An idle runtime uses ≈0% CPU, and a reply from
-/// a pool worker reaches a waiting actor at once. Any of these can still be
-/// overridden through CAF's own options.
+/// how its idle threads wait and where outside work lands. CAF's default
+/// polls for 25 ms after each burst of work, sleeping 50 µs between polls (so
+/// a message arriving then waits up to ~60 µs), then wakes every 10 ms
+/// forever, and hands work from outside the scheduler to its workers
+/// round-robin (waking a sleeping one while another is still polling).
+/// weave polls aggressively for a short burst
+/// (`work-stealing.aggressive-poll-attempts`), then goes straight to the
+/// condition variable that is notified on every external enqueue
+/// (`moderate-poll-attempts = 0`); outside work goes to a polling worker
+/// first, else wakes a sleeping one; work stuck behind a busy worker is
+/// stolen by a sleeping worker that weave's watchdog wakes, so the periodic
+/// steal wake-up (`relaxed-sleep-duration`) is only a backstop, every 10 s.
+/// An idle runtime uses ≈0% CPU, and a reply from a pool worker reaches a
+/// waiting actor at once. Any of these can still be overridden through CAF's
+/// own options (see README, "Scheduler choice").
 ///
 /// Validation: `validate()` checks every weave option (type and range) and
 /// refuses unknown options in the `weave` group; the runtime calls it at

@@ -117,6 +117,19 @@ TEST_CASE("an unknown weave option is refused") {
   CHECK(weave::render(ferr).find("weave.turbo") != std::string::npos);
 }
 
+TEST_CASE("a weave option after a positional argument is refused, saying so") {
+  weave::runtime_config cfg;
+  auto err = parse(cfg, {"input.txt", "--weave.spin=0us"});
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::invalid_config));
+  auto msg = weave::render(err);
+  CHECK(msg.find("--weave.spin=0us") != std::string::npos);
+  CHECK(msg.find("put options first") != std::string::npos);
+  weave::runtime_config first;
+  CHECK(parse(first, {"--weave.spin=0us", "input.txt"}) == caf::none);
+  CHECK(first.spin() == caf::timespan{0});
+}
+
 TEST_CASE("a value of the wrong type is refused") {
   weave::runtime_config cfg;
   auto err = parse(cfg, {"--weave.spin=fast"});
