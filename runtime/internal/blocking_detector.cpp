@@ -15,7 +15,7 @@ namespace weave::internal {
 namespace {
 
 /// The longest the watchdog sleeps while the scheduler is idle.
-constexpr caf::timespan max_idle_period = std::chrono::seconds{2};
+constexpr caf::timespan max_idle_period = std::chrono::seconds{30};
 
 /// The longest the watchdog sleeps while a worker is busy: a worker stuck in
 /// one resume for that long gets a sleeping worker woken to steal its queue.

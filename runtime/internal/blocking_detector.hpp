@@ -7,12 +7,14 @@
 // messages handled by one actor): `before_resume` stamps the worker's slot
 // with the time and the actor, `after_resume` clears it. The stamps are a
 // seqlock per worker (two relaxed stores and a clock read per resume). A
-// watchdog thread looks at the slots every threshold / 2 and reports a worker
-// still inside the same resume after `weave.blocking-threshold`: once per
-// resume, with the actor's id and name, counted. While every worker is idle
-// the watchdog backs off (up to 2 s between looks), so a handler that starts
-// blocking right after a long quiet spell may be noticed up to that much
-// later; the reported time held is still exact.
+// watchdog thread looks at the slots every min(threshold / 2, 50 ms) and
+// reports a worker still inside the same resume after
+// `weave.blocking-threshold`: once per resume, with the actor's id and name,
+// counted. While every worker is idle the watchdog backs off (up to 30 s
+// between looks); a worker that wakes from its sleep with work pokes it back
+// to its busy period, so activity after a quiet spell is watched at once.
+// The watchdog also wakes a sleeping worker to steal work queued behind a
+// worker that stays in one resume (see `watched_policy`).
 //
 // What it can see (CAF 0.17.6 has no per-message hook in Debian's build, its
 // actor profiler is compiled out): whole resumes on scheduler threads. A
