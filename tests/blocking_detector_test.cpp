@@ -93,3 +93,32 @@ TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
   caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("a handler that blocks right after a quiet spell is still reported") {
+  // While idle the watchdog backs off; the worker that wakes up with work
+  // pokes it, so a 300 ms handler is seen even after the back-off grew
+  // past 300 ms (without the poke it could end before the next look and
+  // never be reported).
+  weave::runtime_config cfg;
+  cfg.set("weave.blocking-threshold", caf::timespan{threshold});
+  weave::runtime rt{std::move(cfg)};
+  weave::test::latch reported{1};
+  rt.on_slow_handler(
+    [&](const weave::slow_handler_event&) { reported.count_down(); });
+  auto sleepy = rt.system().spawn([]() -> caf::behavior {
+    return {[](int x) {
+      std::this_thread::sleep_for(held_for);
+      return x;
+    }};
+  });
+  // Quiet: the watchdog's looks back off to 25 ms * 2^k after the last
+  // activity (~3.2 s, then ~6.4 s), so without the poke none would fall
+  // inside the handler's 300 ms starting at ~3.3 s.
+  std::this_thread::sleep_for(3300ms);
+  caf::scoped_actor test{rt.system()};
+  test->request(sleepy, weave::test::patience, 1)
+    .receive([](int) {}, [](caf::error&) {});
+  CHECK(reported.ready());
+  CHECK(rt.slow_handlers() == 1u);
+  caf::anon_send_exit(sleepy, caf::exit_reason::user_shutdown);
+}

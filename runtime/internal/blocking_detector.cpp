@@ -100,7 +100,10 @@ void blocking_detector::watch() {
   auto period = busy_period;
   std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_]());
   std::unique_lock<std::mutex> guard{mtx_};
-  while (!cv_.wait_for(guard, period, [this] { return stop_ || poked_; })) {
+  for (;;) {
+    cv_.wait_for(guard, period, [this] { return stop_ || poked_; });
+    if (stop_)
+      break;
     poked_ = false;
     auto now = now_ns();
     bool moved = false;
