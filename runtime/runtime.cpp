@@ -112,6 +112,7 @@ void runtime::start() {
       static_cast<size_t>(std::max(std::thread::hardware_concurrency(), 4u)));
     detector_ = std::make_unique<internal::blocking_detector>(
       workers, config_->blocking_threshold());
+    config_->detector_ = detector_.get();
     config_->module_factories.push_back(&internal::make_watched_scheduler);
   }
   components_ = std::make_unique<internal::component_registry>();

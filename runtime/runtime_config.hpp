@@ -45,11 +45,17 @@
 #include <cstddef>
 #include <string>
 
+#include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/error.hpp"
 #include "caf/timespan.hpp"
 
 namespace weave {
+
+namespace internal {
+class blocking_detector;
+blocking_detector* detector_of(caf::actor_system& sys) noexcept;
+} // namespace internal
 
 class runtime_config : public caf::actor_system_config {
 public:
@@ -77,6 +83,14 @@ private:
 
   // Set by the runtime that owns this configuration (see runtime::from).
   class runtime* owner_ = nullptr;
+
+  // The runtime's blocking detector, set before the actor system starts and
+  // never changed: the scheduler's threads find it here (the configuration,
+  // like the detector, outlives an actor system left in the graveyard).
+  internal::blocking_detector* detector_ = nullptr;
+
+  friend internal::blocking_detector*
+  internal::detector_of(caf::actor_system& sys) noexcept;
 };
 
 } // namespace weave

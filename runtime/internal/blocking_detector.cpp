@@ -150,11 +150,8 @@ void blocking_detector::watch() {
 }
 
 blocking_detector* detector_of(caf::actor_system& sys) noexcept {
-  try {
-    return runtime::from(sys).detector();
-  } catch (...) {
-    return nullptr;
-  }
+  auto cfg = dynamic_cast<const runtime_config*>(&sys.config());
+  return cfg != nullptr ? cfg->detector_ : nullptr;
 }
 
 caf::actor_system::module* make_watched_scheduler(caf::actor_system& sys) {
