@@ -104,6 +104,9 @@ void blocking_detector::watch() {
     cv_.wait_for(guard, period, [this] { return stop_ || poked_; });
     if (stop_)
       break;
+    // A poke means work just arrived (its resume may not have begun yet):
+    // watch closely from now on.
+    bool poked = poked_;
     poked_ = false;
     auto now = now_ns();
     bool moved = false;
@@ -143,7 +146,7 @@ void blocking_detector::watch() {
                      static_cast<long long>(threshold_.count() / 1'000'000));
       }
     }
-    period = moved ? busy_period
+    period = moved || poked ? busy_period
                    : std::min<caf::timespan>(period * 2, max_idle_period);
     backing_off_.store(period > busy_period, std::memory_order_relaxed);
   }
