@@ -3,6 +3,7 @@
 // not.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -72,17 +73,18 @@ TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
   });
   weave::promise<bool> outcome;
   auto result = outcome.get_future();
-  auto a = rt.system().spawn([&, b](caf::event_based_actor* self) {
-    self->become([&, self, b](int x) mutable {
+  // The promise is captured by value: the test may end (and its stack go)
+  // as soon as the value is set, while `set_value` is still returning.
+  std::atomic<long> waited_ms{-1};
+  auto a = rt.system().spawn([&, b, outcome](caf::event_based_actor* self) {
+    self->become([&, self, b, outcome](int x) mutable {
       self->send(b, x); // from a scheduler thread: queued on this worker
       auto t0 = std::chrono::steady_clock::now();
       auto ok = b_ran.wait(5s); // holds this worker until B ran elsewhere
-      MESSAGE("B ran after "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count()
-              << " ms");
-      outcome.set_value(ok);
+      waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+      outcome.set_value(ok); // our own copy: the test may end right now
     });
   });
   // Let the scheduler go idle, so that the other worker is likely asleep
@@ -90,6 +92,7 @@ TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
   std::this_thread::sleep_for(20ms);
   caf::anon_send(a, 1);
   CHECK(result.get());
+  MESSAGE("B ran after " << waited_ms.load() << " ms");
   caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
 }

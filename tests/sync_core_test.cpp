@@ -40,6 +40,18 @@ private:
   std::atomic<int>& ran_;
 };
 
+/// `threads` producers, each putting its `per_thread` numbers
+/// t * per_thread + i in order.
+std::vector<std::thread> start_producers(weave::channel<long>& ch) {
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t)
+    producers.emplace_back([&ch, t] {
+      for (long i = 0; i < per_thread; ++i)
+        REQUIRE(ch.put(long{t} * per_thread + i) == weave::channel_status::ok);
+    });
+  return producers;
+}
+
 } // namespace
 
 TEST_CASE("promises set from many threads: each future completes once") {
@@ -124,12 +136,7 @@ TEST_CASE("the job queue hands every job to exactly one worker") {
 TEST_CASE("a plain-thread channel: FIFO per producer, bounded, nothing lost") {
   constexpr size_t capacity = 16;
   weave::channel<long> ch{capacity};
-  std::vector<std::thread> producers;
-  for (int t = 0; t < threads; ++t)
-    producers.emplace_back([&, t] {
-      for (long i = 0; i < per_thread; ++i)
-        REQUIRE(ch.put(long{t} * per_thread + i) == weave::channel_status::ok);
-    });
+  auto producers = start_producers(ch);
   std::vector<long> last(threads, -1);
   long count = 0;
   bool fifo = true;
@@ -158,12 +165,7 @@ TEST_CASE("several thread consumers (get, get with timeout, try_get): every "
   constexpr size_t capacity = 8;
   constexpr int consumers = 3;
   weave::channel<long> ch{capacity};
-  std::vector<std::thread> producers;
-  for (int t = 0; t < threads; ++t)
-    producers.emplace_back([&, t] {
-      for (long i = 0; i < per_thread; ++i)
-        REQUIRE(ch.put(long{t} * per_thread + i) == weave::channel_status::ok);
-    });
+  auto producers = start_producers(ch);
   std::vector<std::vector<char>> seen(consumers,
                                       std::vector<char>(threads * per_thread));
   std::vector<int> fifo_breaks(consumers, 0);
