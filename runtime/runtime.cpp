@@ -12,6 +12,7 @@
 #include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/thread_roles.hpp"
+#include "runtime/internal/watched_policy.hpp"
 #include "runtime/this_thread.hpp"
 
 namespace weave {

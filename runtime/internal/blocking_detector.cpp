@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cstdio>
 
-#include "caf/scheduler/coordinator.hpp"
-
 #include "runtime/error.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
@@ -155,10 +153,6 @@ void blocking_detector::watch() {
 blocking_detector* detector_of(caf::actor_system& sys) noexcept {
   auto cfg = dynamic_cast<const runtime_config*>(&sys.config());
   return cfg != nullptr ? cfg->detector_ : nullptr;
-}
-
-caf::actor_system::module* make_watched_scheduler(caf::actor_system& sys) {
-  return new caf::scheduler::coordinator<watched_policy>(sys);
 }
 
 } // namespace weave::internal
