@@ -27,7 +27,6 @@ pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
 
 void pool_impl::enqueue(job_ptr j) {
   j->owner = this;
-  j->drop_counter = &cancelled_;
   bool want_worker = false;
   if (!queue_.push(j, want_worker)) {
     j->cancel_with(make_error(errc::shut_down,
@@ -101,7 +100,7 @@ void pool_impl::begin_shutdown(shutdown_report& report) {
           make_error(errc::shut_down, "pool '" + name_ + "' shut down")))
       ++report.jobs_cancelled;
     else
-      j->wait_while_dropping(); // a canceller still counts on `cancelled_`
+      j->wait_while_dropping(); // a canceller still counts on `dropped`
   }
 }
 
@@ -156,7 +155,7 @@ blocking_pool::stats_type pool_impl::stats() const {
   s.queued = queue_.size();
   s.completed = completed_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
-  s.cancelled = cancelled_.load(std::memory_order_relaxed);
+  s.cancelled = dropped.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -9,7 +9,7 @@
 //   queued --try_drop()---> dropped  (cancelled, timed out, shut down)
 //
 // `cancel_with()` passes through a short `dropping` state while it counts the
-// drop on the executor's counter (so a pool's statistics include a cancelled
+// drop on the executor (its `job_owner`) (so a pool's statistics include a cancelled
 // job before its caller hears of it); an executor that shuts down waits for
 // `dropping` to end before the counter may go away.
 //
@@ -32,6 +32,13 @@
 namespace weave::internal {
 
 using steady_clock = std::chrono::steady_clock;
+
+/// An executor that jobs are queued on: a job knows its owner (for
+/// self-deadlock detection) and counts its drop there.
+struct job_owner {
+  /// Jobs dropped before they ran (cancelled, timed out, shut down).
+  std::atomic<size_t> dropped{0};
+};
 
 class job : public caf::ref_counted {
 public:
@@ -72,15 +79,15 @@ public:
   virtual bool drop(caf::error reason) noexcept = 0;
 
   /// Drops the job with `reason` if it has not started and no outcome was
-  /// delivered yet, counting it on `drop_counter` first. True if `reason`
+  /// delivered yet, counting it on its owner first. True if `reason`
   /// became the job's outcome.
   bool cancel_with(caf::error reason) noexcept {
     auto expected = state::queued;
     if (!state_.compare_exchange_strong(expected, state::dropping,
                                         std::memory_order_acq_rel))
       return false;
-    if (drop_counter != nullptr)
-      drop_counter->fetch_add(1, std::memory_order_relaxed);
+    if (owner != nullptr)
+      owner->dropped.fetch_add(1, std::memory_order_relaxed);
     state_.store(state::dropped, std::memory_order_release);
     return drop(std::move(reason));
   }
@@ -100,12 +107,9 @@ public:
   /// Set by `run()` when the user's function threw (`job_failed`).
   caf::error failure;
 
-  /// The executor the job was queued on (for self-deadlock detection).
-  const void* owner = nullptr;
-
-  /// The executor's count of dropped jobs; it stays valid while the job is
+  /// The executor the job was queued on; it stays valid while the job is
   /// queued there (see `wait_while_dropping`).
-  std::atomic<size_t>* drop_counter = nullptr;
+  job_owner* owner = nullptr;
 
 protected:
   void mark_finished() noexcept {

@@ -18,6 +18,7 @@ namespace weave::internal {
 
 class pool_impl : public component,
                   public self_wait_guard,
+                  public job_owner,
                   public std::enable_shared_from_this<pool_impl> {
 public:
   pool_impl(caf::actor_system& sys, size_t max_workers, std::string name);
@@ -62,7 +63,6 @@ private:
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
-  std::atomic<size_t> cancelled_{0};
   // Workers waiting for jobs queued in this pool (see self_wait_guard).
   std::atomic<size_t> self_waiters_{0};
   // The job each worker is running, so that shutdown can abandon it at the
