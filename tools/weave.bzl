@@ -38,6 +38,7 @@ def example(name, srcs, deps = [], size = "small", local_defines = []):
         name = name + "_smoke",
         srcs = ["//examples:smoke.sh"],
         args = ["$(location :%s)" % name, name],
-        data = [":" + name, "//examples:expected/%s.txt" % name],
+        data = [":" + name, "//examples:expected/%s.txt" % name,
+                "//tools:ubsan.supp"],
         size = size,
     )

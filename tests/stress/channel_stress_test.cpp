@@ -31,7 +31,8 @@ constexpr long long tag(int producer, long seq) {
 struct order_check {
   std::vector<long> next = std::vector<long>(producers, -1);
   long count = 0;
-  long long sum = 0;
+  // Unsigned: the checksum wraps around (defined), the values are large.
+  unsigned long long sum = 0;
   bool fifo = true;
 
   void see(long long x) {
@@ -41,7 +42,7 @@ struct order_check {
       fifo = false;
     next[p] = seq;
     ++count;
-    sum += x;
+    sum += static_cast<unsigned long long>(x);
   }
 };
 
@@ -94,17 +95,19 @@ TEST_CASE("10,000,000 items through one channel, mixed consumers") {
                                             - t0)
                 .count();
   long count = 0;
-  long long sum = 0;
+  unsigned long long sum = 0;
   bool fifo = true;
   for (auto& c : all) {
     count += c.count;
     sum += c.sum;
     fifo = fifo && c.fifo;
   }
-  long long expected_sum = 0;
+  unsigned long long expected_sum = 0;
   for (int p = 0; p < producers; ++p)
-    expected_sum += (static_cast<long long>(p) << 40) * items_per_producer
-                    + items_per_producer * (items_per_producer - 1) / 2;
+    expected_sum += (static_cast<unsigned long long>(p) << 40)
+                      * items_per_producer
+                    + static_cast<unsigned long long>(items_per_producer)
+                        * (items_per_producer - 1) / 2;
   auto s = ch.stats();
   std::printf("channel stress: %ld items in %.2fs (%.1f M items/s); "
               "threads took %ld + %ld, actors %ld + %ld in %zu batches; "
