@@ -19,14 +19,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr int rtt_warmup = 2000;
-constexpr int rtt_samples = 20000;
-constexpr int in_flight = 64;
-constexpr int throughput_ops = 400000;
-constexpr int sleepers = 10000;
-constexpr size_t sleeper_pool = 64;
-constexpr auto idle_period = 5s;
-constexpr int queued_jobs = 100000;
+using namespace bench::sizes;
 
 size_t default_pool() {
   return std::min<size_t>(32, std::thread::hardware_concurrency() + 4);
@@ -92,7 +85,7 @@ void offload_throughput(bench::report& out) {
   };
   auto t0 = bench::clock::now();
   asio::post(loop.ioc, [&] {
-    for (int k = 0; k < in_flight; ++k)
+    for (int k = 0; k < throughput_in_flight; ++k)
       issue();
   });
   done.get_future().get();

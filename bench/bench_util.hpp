@@ -94,6 +94,22 @@ inline int env_int(const char* name, int fallback) {
   return value != nullptr ? std::atoi(value) : fallback;
 }
 
+// The sizes of the measures, one definition for every C++ system (tokio's
+// and python_bench.py's mirror them). BENCH_WARMUP / BENCH_SAMPLES override
+// the round-trip counts (bench/callgrind uses them).
+namespace sizes {
+inline const int rtt_warmup = env_int("BENCH_WARMUP", 2000);
+inline const int rtt_samples = env_int("BENCH_SAMPLES", 20000);
+constexpr int throughput_in_flight = 64;
+constexpr int throughput_ops = 400000;
+constexpr long channel_items = 10000000;
+constexpr size_t channel_capacity = 1024;
+constexpr int sleepers = 10000;
+constexpr size_t sleeper_pool = 64;
+constexpr auto idle_period = std::chrono::seconds{5};
+constexpr int queued_jobs = 100000;
+} // namespace sizes
+
 inline double seconds_since(clock::time_point t0) {
   return std::chrono::duration<double>(clock::now() - t0).count();
 }

@@ -12,18 +12,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// BENCH_WARMUP / BENCH_SAMPLES override these (bench/callgrind uses them).
-int rtt_warmup = bench::env_int("BENCH_WARMUP", 2000);
-int rtt_samples = bench::env_int("BENCH_SAMPLES", 20000);
-constexpr int throughput_in_flight = 64;
-constexpr int throughput_ops = 400000;
-constexpr long channel_items = 10000000;
-constexpr size_t channel_capacity = 1024;
+using namespace bench::sizes;
 size_t actor_credit = 1024; // WEAVE_BENCH_CREDIT overrides, for ablations
-constexpr int sleepers = 10000;
-constexpr size_t sleeper_pool = 64;
-constexpr auto idle_period = 5s;
-constexpr int queued_jobs = 100000;
 
 void offload_rtt(weave::runtime& rt, bench::report& out) {
   bench::histogram h;

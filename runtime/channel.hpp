@@ -518,19 +518,16 @@ private:
 
   /// Drop-oldest: evicts the oldest queued item to make room.
   void evict_oldest() {
-    outbox out;
-    {
-      std::unique_lock<std::mutex> out_guard{out_mtx_};
-      if (out_.empty()) {
-        std::unique_lock<std::mutex> in_guard{in_mtx_};
-        out_.swap(in_);
-      }
-      if (out_.empty())
-        return; // consumers made room meanwhile
-      out_.pop_front();
-      ++evicted_;
-      removed_.fetch_add(1);
+    std::unique_lock<std::mutex> out_guard{out_mtx_};
+    if (out_.empty()) {
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
+      out_.swap(in_);
     }
+    if (out_.empty())
+      return; // consumers made room meanwhile
+    out_.pop_front();
+    ++evicted_;
+    removed_.fetch_add(1);
   }
 
   /// Takes everything the producers queued to the consumer side. Call with

@@ -59,6 +59,9 @@ TEST_CASE("N jobs with exceptions and cancellations mixed give N outcomes") {
   for (int i = 0; i < jobs_per_test; i += 5)
     cancelled_ok += futures[i].cancel() ? 1 : 0;
   CHECK(cancelled_ok == jobs_per_test / 5); // all were still queued
+  // Counted when cancelled, before anyone hears of it: no worker has seen
+  // these jobs yet (both are held by the gate).
+  CHECK(pool.stats().cancelled == static_cast<size_t>(cancelled_ok));
   gate.count_down();
   int ok = 0, failed = 0, cancelled = 0;
   for (int i = 0; i < jobs_per_test; ++i) {
