@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace weave::test {
 
@@ -65,6 +66,48 @@ private:
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;
+};
+
+/// Collects failures seen on threads other than the test's own (actor
+/// handlers, pool workers, callbacks), where doctest's REQUIRE would abort
+/// or race. The test thread checks `messages()` (or `CHECK(f.empty())`)
+/// after it has waited for the other threads:
+///
+///     weave::test::failures bad;
+///     ... on another thread: bad.check(x == 42, "x was not 42");
+///     ... on the test thread, after a latch: CHECK(bad.messages() == "");
+class failures {
+public:
+  /// Records `what` if `ok` is false; returns `ok`.
+  bool check(bool ok, const std::string& what) {
+    if (!ok) {
+      std::unique_lock<std::mutex> guard{mtx_};
+      items_.push_back(what);
+    }
+    return ok;
+  }
+
+  void add(const std::string& what) {
+    check(false, what);
+  }
+
+  bool empty() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return items_.empty();
+  }
+
+  /// Every recorded failure, one per line ("" when none).
+  std::string messages() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    std::string out;
+    for (auto& x : items_)
+      out += x + "\n";
+    return out;
+  }
+
+private:
+  std::mutex mtx_;
+  std::vector<std::string> items_;
 };
 
 /// Keeps a value at its maximum (e.g. the highest concurrency seen).
