@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "caf/config_option_adder.hpp"
+#include "caf/pec.hpp"
+#include "caf/sec.hpp"
 #include "caf/settings.hpp"
 
 #include "runtime/blocking_pool.hpp"
@@ -30,17 +34,127 @@ constexpr size_t aggressive_poll_attempts = 200;
 constexpr size_t moderate_poll_attempts = 0;
 constexpr caf::timespan relaxed_sleep_duration = 10s;
 
-constexpr const char* known_options[] = {
-  "pool-size",
-  "shutdown-deadline",
-  "spin",
-  "blocking-threshold",
+/// weave's options and what kind of value each takes.
+struct option_info {
+  const char* name;
+  const char* takes;
 };
+
+constexpr option_info known_options[] = {
+  {"pool-size", "a number of threads, e.g. 8"},
+  {"shutdown-deadline", "a duration, e.g. 250ms"},
+  {"spin", "a duration, e.g. 50us"},
+  {"blocking-threshold", "a duration, e.g. 100ms"},
+};
+
+/// The prefix of weave's options on the command line.
+constexpr caf::string_view weave_cli_prefix = "--weave.";
+
+/// The option called `name` (without "weave."), or null.
+const option_info* find_option(caf::string_view name) {
+  for (auto& o : known_options)
+    if (name == o.name)
+      return &o;
+  return nullptr;
+}
+
+bool is_known(caf::string_view name) {
+  return find_option(name) != nullptr;
+}
+
+/// "unknown option weave.<name> (known: weave.pool-size, ...)".
+caf::error unknown_weave_option(caf::string_view name) {
+  std::string msg = "unknown option weave.";
+  msg.append(name.begin(), name.end());
+  msg += " (known: ";
+  bool first = true;
+  for (auto& o : known_options) {
+    if (!first)
+      msg += ", ";
+    first = false;
+    msg += "weave.";
+    msg += o.name;
+  }
+  msg += ")";
+  return make_error(errc::invalid_config, std::move(msg));
+}
+
+/// The weave option `arg` names ("--weave.spin=0us" -> "spin"), or "" if it
+/// is not a weave option.
+caf::string_view weave_option_name(caf::string_view arg) {
+  if (arg.compare(0, weave_cli_prefix.size(), weave_cli_prefix) != 0)
+    return {};
+  arg.remove_prefix(weave_cli_prefix.size());
+  return arg.substr(0, arg.find('='));
+}
+
+/// A duration as it would be written in a config: "-1s", "1500ms", "0s".
+/// (CAF 0.17.6 prints every negative timespan as "0d".)
+std::string duration_text(caf::timespan d) {
+  struct unit {
+    int64_t ns;
+    const char* suffix;
+  };
+  static constexpr unit units[] = {
+    {int64_t{3600} * 1'000'000'000, "h"},
+    {int64_t{60} * 1'000'000'000, "min"},
+    {1'000'000'000, "s"},
+    {1'000'000, "ms"},
+    {1'000, "us"},
+    {1, "ns"},
+  };
+  auto n = d.count();
+  if (n == 0)
+    return "0s";
+  for (auto& u : units)
+    if (n % u.ns == 0)
+      return std::to_string(n / u.ns) + u.suffix;
+  return std::to_string(n) + "ns"; // unreachable: every count divides by 1
+}
 
 caf::error bad(const std::string& name, const std::string& why,
                const char* range) {
   return make_error(errc::invalid_config, "weave." + name + ": " + why
                                             + " (allowed: " + range + ")");
+}
+
+/// CAF's own parse errors, in weave's words: `invalid_config` naming the
+/// argument (command line) or the place (config file).
+caf::error explain_parse_error(caf::error err) {
+  auto& ctx = err.context();
+  if (err.category() == caf::atom("parser")) {
+    auto code = static_cast<caf::pec>(err.code());
+    // A command-line argument CAF could not take comes as {"argument" = x}.
+    std::string arg;
+    if (ctx.match_elements<caf::settings>())
+      arg = caf::get_or(ctx.get_as<caf::settings>(0), "argument", "");
+    if (!arg.empty()) {
+      auto name = weave_option_name(arg);
+      if (code == caf::pec::not_an_option) {
+        if (!name.empty() && !is_known(name))
+          return unknown_weave_option(name);
+        return make_error(errc::invalid_config, "unknown option " + arg);
+      }
+      auto msg = "cannot parse option " + arg + ": " + caf::to_string(code);
+      if (auto opt = find_option(name)) {
+        msg += " (weave.";
+        msg += opt->name;
+        msg += " takes ";
+        msg += opt->takes;
+        msg += ")";
+      }
+      return make_error(errc::invalid_config, std::move(msg));
+    }
+    return make_error(errc::invalid_config,
+                      "cannot parse the configuration: " + caf::to_string(err));
+  }
+  if (err == caf::sec::cannot_open_file)
+    return make_error(errc::invalid_config,
+                      "cannot open the config file "
+                        + (ctx.match_elements<std::string>()
+                             ? ctx.get_as<std::string>(0)
+                             : caf::to_string(ctx)));
+  return err;
 }
 
 template <class T>
@@ -64,7 +178,7 @@ caf::error check_timespan(const caf::settings& g, const char* name,
     return caf::none;
   auto value = caf::get<caf::timespan>(i->second);
   if (value < lo || value > hi)
-    return bad(name, caf::to_string(i->second) + " is out of range", range);
+    return bad(name, duration_text(value) + " is out of range", range);
   return caf::none;
 }
 
@@ -98,27 +212,88 @@ runtime_config::runtime_config() {
   set("work-stealing.relaxed-sleep-duration", relaxed_sleep_duration);
 }
 
+runtime_config::runtime_config(const runtime_config& other)
+  : runtime_config() {
+  if (!other.thread_hooks_.empty())
+    raise(make_error(errc::invalid_argument,
+                     "runtime_config: cannot copy a configuration that holds "
+                     "thread hooks (CAF owns each uniquely; a runtime adds one "
+                     "to the configuration it runs on): move it instead, or "
+                     "copy it before adding hooks"));
+  adopt(other);
+}
+
+runtime_config::runtime_config(runtime_config&& other) : runtime_config() {
+  adopt(std::move(other));
+}
+
+template <class Config>
+void runtime_config::adopt(Config&& other) {
+  // `std::forward<Config>(other).x` is `x` moved from a moved configuration
+  // and copied from a copied one. The option set is not taken over: ours was
+  // built by our constructor, bound to our own members.
+  auto&& src = std::forward<Config>(other);
+  using src_t = decltype(src);
+  auto take = [&](auto member) -> decltype(auto) {
+    return std::forward<src_t>(src).*member;
+  };
+  using base = caf::actor_system_config;
+  content = take(&base::content);
+  cli_helptext_printed = src.cli_helptext_printed;
+  remainder = take(&base::remainder);
+  slave_mode = src.slave_mode;
+  slave_name = take(&base::slave_name);
+  bootstrap_node = take(&base::bootstrap_node);
+  stream_desired_batch_complexity = src.stream_desired_batch_complexity;
+  stream_max_batch_delay = src.stream_max_batch_delay;
+  stream_credit_round_interval = src.stream_credit_round_interval;
+  opencl_device_ids = take(&base::opencl_device_ids);
+  openssl_certificate = take(&base::openssl_certificate);
+  openssl_key = take(&base::openssl_key);
+  openssl_passphrase = take(&base::openssl_passphrase);
+  openssl_capath = take(&base::openssl_capath);
+  openssl_cafile = take(&base::openssl_cafile);
+  value_factories_by_name = take(&base::value_factories_by_name);
+  value_factories_by_rtti = take(&base::value_factories_by_rtti);
+  actor_factories = take(&base::actor_factories);
+  module_factories = take(&base::module_factories);
+  hook_factories = take(&base::hook_factories);
+  group_module_factories = take(&base::group_module_factories);
+  if constexpr (!std::is_lvalue_reference<Config>::value)
+    thread_hooks_ = std::move(other.thread_hooks_);
+  profiler = src.profiler;
+  type_names_by_rtti = take(&base::type_names_by_rtti);
+  error_renderers = take(&base::error_renderers);
+  config_file_path = take(&base::config_file_path);
+  named_actor_configs = take(&base::named_actor_configs);
+  slave_mode_fun = src.slave_mode_fun;
+  // Options a subclass added: those without storage are carried over; those
+  // bound to the subclass's members (`get()` reads them) would point into
+  // `other`, so they are left behind.
+  for (auto& opt : src.custom_options_)
+    if (custom_options_.qualified_name_lookup(opt.category(), opt.long_name())
+          == nullptr
+        && !opt.get())
+      custom_options_.add(opt);
+  // owner_ and detector_ belong to the runtime running on `other`.
+}
+
 caf::error runtime_config::parse(int argc, char** argv) {
-  if (auto err = caf::actor_system_config::parse(argc, argv)) {
-    if (err.category() == caf::atom("parser"))
-      return make_error(errc::invalid_config,
-                        "cannot parse the configuration: "
-                          + caf::to_string(err));
-    return err;
-  }
+  if (auto err = caf::actor_system_config::parse(argc, argv))
+    return explain_parse_error(std::move(err));
+  // CAF stops reading options at the first positional argument and leaves
+  // the rest in `remainder`, where a weave option would be silently ignored.
   bool positional = false;
   for (auto& arg : remainder) {
-    if (arg.compare(0, 8, "--weave.") == 0) {
-      auto name = arg.substr(8, arg.find('=') - 8);
-      auto known = std::any_of(std::begin(known_options),
-                               std::end(known_options),
-                               [&](const char* o) { return name == o; });
-      if (known && positional)
+    auto name = weave_option_name(arg);
+    if (!name.empty()) {
+      if (!is_known(name))
+        return unknown_weave_option(name);
+      if (positional)
         return make_error(errc::invalid_config,
                           "option " + arg + " comes after a positional "
                             + "argument, where CAF stops reading options: "
                             + "put options first");
-      return make_error(errc::invalid_config, "unknown option " + arg);
     }
     if (arg.compare(0, 1, "-") != 0)
       positional = true;
@@ -131,18 +306,9 @@ caf::error runtime_config::validate() const {
   if (i == content.end() || !caf::holds_alternative<caf::settings>(i->second))
     return make_error(errc::invalid_config, "the weave group is missing");
   auto& g = caf::get<caf::settings>(i->second);
-  for (auto& kvp : g) {
-    auto known = std::any_of(std::begin(known_options), std::end(known_options),
-                             [&](const char* o) { return kvp.first == o; });
-    if (!known) {
-      std::string names;
-      for (auto o : known_options)
-        names += names.empty() ? o : std::string{", "} + o;
-      return make_error(errc::invalid_config, "unknown option weave."
-                                                + kvp.first + " (known: "
-                                                + names + ")");
-    }
-  }
+  for (auto& kvp : g)
+    if (!is_known(kvp.first))
+      return unknown_weave_option(kvp.first);
   // The pool's own limit, so that both checks agree.
   auto max_pool = blocking_pool::max_pool_size;
   auto pool_range = "1.." + std::to_string(max_pool);

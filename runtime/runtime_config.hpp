@@ -11,14 +11,14 @@
 /// | option                   | default              | allowed        |
 /// |--------------------------|----------------------|----------------|
 /// | weave.pool-size          | min(32, cores + 4)   | 1..4096        |
-/// | weave.shutdown-deadline  | 5s                   | 0..1h          |
-/// | weave.spin               | 50us                 | 0..10ms        |
+/// | weave.shutdown-deadline  | 5s                   | 0s..1h         |
+/// | weave.spin               | 50us                 | 0us..10ms      |
 /// | weave.blocking-threshold | 100ms                | 1ms..1h        |
 ///
 /// `pool-size` sizes the default blocking pool like Python's default executor.
 /// `spin` is how long an idle worker or a waiting thread spins before it
 /// parks; it buys low latency for back-to-back work and costs nothing when
-/// idle (see README, "Scheduler choice").
+/// idle.
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default
@@ -35,12 +35,30 @@
 /// steal wake-up (`relaxed-sleep-duration`) is only a backstop, every 10 s.
 /// An idle runtime uses ≈0% CPU, and a reply from a pool worker reaches a
 /// waiting actor at once. Any of these can still be overridden through CAF's
-/// own options (see README, "Scheduler choice").
+/// own options.
 ///
-/// Validation: `validate()` checks every weave option (type and range) and
-/// refuses unknown options in the `weave` group; the runtime calls it at
-/// construction and throws `weave::exception` (`invalid_config`) naming the
-/// option and its allowed range.
+/// Validation: `parse()` and `validate()` check every weave option (type and
+/// range) and refuse unknown options in the `weave` group, naming the option
+/// and listing the known ones; the runtime calls `validate()` at construction
+/// and throws `weave::exception` (`invalid_config`) naming the option and its
+/// allowed range. Command-line errors CAF reports (an unknown option, a value
+/// it cannot parse) come back as `invalid_config` too, naming the argument.
+///
+/// Copy and move: CAF binds some of its options (`config-file`,
+/// `stream.*`, `openssl.*`) to members of the configuration object, so a
+/// plain member-wise move would leave the new object's parser writing into
+/// the old one. A copy or move here builds a fresh option set bound to the
+/// new object and then takes over every setting, so parsing a copied or
+/// moved configuration always writes into that configuration. Options a
+/// subclass added without storage (`add<T>(name, ...)`) are carried over;
+/// options a subclass bound to its own members (`add(ref, ...)`) are not
+/// (they would point into the old object): declare those without storage
+/// and read them with `caf::get_or`. Thread hooks are owned uniquely, so a
+/// configuration that holds any (every configuration a runtime has run on
+/// does) can be moved but not copied: the copy throws `invalid_argument`.
+///
+/// Thread-safety: a configuration is a plain value; do not share one between
+/// threads while it is being modified or parsed.
 
 #include <cstddef>
 #include <string>
@@ -61,9 +79,20 @@ class runtime_config : public caf::actor_system_config {
 public:
   runtime_config();
 
-  runtime_config(runtime_config&&) = default;
+  /// Copies every setting into a configuration whose options are bound to
+  /// itself. Throws `weave::exception` (`invalid_argument`) if `other` holds
+  /// thread hooks (they cannot be copied): move it instead.
+  runtime_config(const runtime_config& other);
+
+  /// Moves every setting, thread hooks included, into a configuration whose
+  /// options are bound to itself; `other` stays a valid configuration.
+  runtime_config(runtime_config&& other);
+
+  runtime_config& operator=(const runtime_config&) = delete;
+  runtime_config& operator=(runtime_config&&) = delete;
 
   /// Parses the command line and config file through CAF, then validates.
+  /// Every error is `invalid_config` naming the offending argument or option.
   caf::error parse(int argc, char** argv);
 
   /// Checks every weave option; returns an `invalid_config` error naming the
@@ -80,6 +109,11 @@ public:
 
 private:
   friend class runtime;
+
+  /// Takes over every setting of `other` (copied or moved, as `Config` says);
+  /// this object's own option set stays bound to this object.
+  template <class Config>
+  void adopt(Config&& other);
 
   // Set by the runtime that owns this configuration (see runtime::from).
   class runtime* owner_ = nullptr;

@@ -8,6 +8,7 @@
 
 #include "runtime/runtime.hpp"
 #include "runtime/runtime_config.hpp"
+#include "caf/thread_hook.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -135,5 +136,177 @@ TEST_CASE("a value of the wrong type is refused") {
   auto err = parse(cfg, {"--weave.spin=fast"});
   REQUIRE(err);
   CHECK(weave::is(err, weave::errc::invalid_config));
-  CHECK(weave::render(err).find("weave.spin") != std::string::npos);
+  CHECK(weave::render(err).find("--weave.spin=fast") != std::string::npos);
+  CHECK(weave::render(err).find("weave.spin takes a duration")
+        != std::string::npos);
+}
+
+TEST_CASE("a config file named on the command line that does not exist is "
+          "refused, naming it") {
+  weave::runtime_config cfg;
+  auto err = parse(cfg, {"--config-file=weave_no_such_file.ini"});
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::invalid_config));
+  CHECK(weave::render(err) == "weave::invalid_config: cannot open the config "
+                              "file weave_no_such_file.ini");
+}
+
+namespace {
+
+/// Writes `text` to a config file at `path`; removes it when done.
+class temp_file {
+public:
+  temp_file(std::string path, const std::string& text)
+    : path_(std::move(path)) {
+    std::ofstream out{path_};
+    out << text;
+  }
+  ~temp_file() {
+    std::remove(path_.c_str());
+  }
+  const std::string& path() const {
+    return path_;
+  }
+
+private:
+  std::string path_;
+};
+
+/// A thread hook that does nothing (for the copy refusal).
+struct quiet_hook : caf::thread_hook {
+  void init(caf::actor_system&) override {
+  }
+  void thread_started() override {
+  }
+  void thread_terminates() override {
+  }
+};
+
+} // namespace
+
+TEST_CASE("a moved configuration reads the config file named on its command "
+          "line") {
+  temp_file file{"weave_moved_test.ini", "[weave]\npool-size=3\n"};
+  weave::runtime_config source;
+  weave::runtime_config moved{std::move(source)};
+  REQUIRE(parse(moved, {"--config-file=" + file.path()}) == caf::none);
+  CHECK(moved.config_file_path == file.path());
+  CHECK(moved.pool_size() == 3u);
+}
+
+TEST_CASE("a moved configuration stores CAF's bound options in itself") {
+  auto source = std::make_unique<weave::runtime_config>();
+  weave::runtime_config moved{std::move(*source)};
+  auto old_address = source.get();
+  REQUIRE(parse(moved, {"--openssl.certificate=cert.pem",
+                        "--weave.pool-size=5"})
+          == caf::none);
+  CHECK(moved.openssl_certificate == "cert.pem");
+  CHECK(old_address->openssl_certificate.empty());
+  // Freed: a pointer left into it would now be a use-after-free (ASan).
+  source.reset();
+  REQUIRE(parse(moved, {"--openssl.key=key.pem"}) == caf::none);
+  CHECK(moved.openssl_key == "key.pem");
+  CHECK(moved.pool_size() == 5u);
+  weave::runtime rt{std::move(moved)};
+  CHECK(rt.default_pool().max_workers() == 5u);
+}
+
+TEST_CASE("a runtime is built from a configuration it copies; the original "
+          "stays usable") {
+  weave::runtime_config cfg;
+  cfg.set("weave.pool-size", 6);
+  {
+    weave::runtime rt{cfg};
+    CHECK(rt.config().pool_size() == 6u);
+    CHECK(rt.default_pool().max_workers() == 6u);
+  }
+  CHECK(cfg.pool_size() == 6u);
+  weave::runtime_config copy{cfg};
+  temp_file file{"weave_copy_test.ini", "[weave]\nspin=0us\n"};
+  REQUIRE(parse(copy, {"--config-file=" + file.path(),
+                       "--openssl.certificate=c.pem"})
+          == caf::none);
+  CHECK(copy.spin() == caf::timespan{0});
+  CHECK(copy.openssl_certificate == "c.pem");
+  CHECK(copy.pool_size() == 6u);
+  // The original is untouched by parsing the copy.
+  CHECK(cfg.spin() == caf::timespan{50us});
+  CHECK(cfg.openssl_certificate.empty());
+  weave::runtime rt{cfg};
+  CHECK(rt.default_pool().max_workers() == 6u);
+}
+
+TEST_CASE("copying a configuration that holds thread hooks is refused, "
+          "saying to move it") {
+  weave::runtime_config cfg;
+  cfg.add_thread_hook<quiet_hook>();
+  std::string what;
+  try {
+    weave::runtime_config copy{cfg};
+  } catch (const weave::exception& e) {
+    CHECK(e.code() == weave::errc::invalid_argument);
+    what = e.what();
+  }
+  CHECK(what.find("thread hook") != std::string::npos);
+  CHECK(what.find("move") != std::string::npos);
+  weave::runtime_config moved{std::move(cfg)};
+  CHECK(moved.thread_hooks_.size() == 1u);
+}
+
+TEST_CASE("a negative duration on the command line is refused, printing its "
+          "real value") {
+  weave::runtime_config cfg;
+  auto err = parse(cfg, {"--weave.shutdown-deadline=-1s"});
+  REQUIRE(err);
+  auto msg = weave::render(err);
+  CHECK(msg.find("weave.shutdown-deadline: -1s is out of range") !=
+        std::string::npos);
+  CHECK(msg.find("0d") == std::string::npos);
+  weave::runtime_config spin;
+  auto serr = parse(spin, {"--weave.spin=-5us"});
+  REQUIRE(serr);
+  CHECK(weave::render(serr).find("weave.spin: -5us is out of range")
+        != std::string::npos);
+  weave::runtime_config in_code;
+  in_code.set("weave.blocking-threshold", caf::timespan{-1500ms});
+  auto what = construction_error(std::move(in_code));
+  CHECK(what.find("-1500ms is out of range") != std::string::npos);
+}
+
+TEST_CASE("an unknown weave option on the command line is named and the known "
+          "options listed") {
+  const std::string known = "known: weave.pool-size, weave.shutdown-deadline, "
+                            "weave.spin, weave.blocking-threshold";
+  weave::runtime_config cli;
+  auto err = parse(cli, {"--weave.pool-sise=4"});
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::invalid_config));
+  auto msg = weave::render(err);
+  CHECK(msg.find("unknown option weave.pool-sise") != std::string::npos);
+  CHECK(msg.find(known) != std::string::npos);
+  CHECK(msg.find("parser_error") == std::string::npos);
+  // After a positional argument CAF leaves it to us: the same message.
+  weave::runtime_config late;
+  auto lerr = parse(late, {"input.txt", "--weave.turbo"});
+  REQUIRE(lerr);
+  CHECK(weave::render(lerr).find("unknown option weave.turbo (" + known)
+        != std::string::npos);
+  // The config file gives the same list.
+  temp_file file{"weave_unknown_list_test.ini", "[weave]\nturbo=true\n"};
+  weave::runtime_config from_file;
+  auto ferr = parse(from_file, {"--config-file=" + file.path()});
+  REQUIRE(ferr);
+  CHECK(weave::render(ferr).find("unknown option weave.turbo (" + known)
+        != std::string::npos);
+}
+
+TEST_CASE("an unknown non-weave option on the command line is named") {
+  weave::runtime_config cfg;
+  auto err = parse(cfg, {"--bogus-flag=1"});
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::invalid_config));
+  auto msg = weave::render(err);
+  CHECK(msg.find("unknown option --bogus-flag=1") != std::string::npos);
+  CHECK(msg.find("parser_error") == std::string::npos);
 }
