@@ -4,33 +4,40 @@
 /// answer to `await loop.run_in_executor(pool, fn)`.
 ///
 ///     offload(self, [] { return read_config(); })        // default pool
-///       .then([=](std::string text) { ... },             // in the actor
+///       .then([=](std::string& text) { ... },            // in the actor
 ///             [=](caf::error& err) { ... });
 ///     offload(self, io_pool, fn, 500ms)                  // own pool, timeout
 ///
-/// The calling actor's scheduler thread never blocks (promise 5): the job is
-/// queued on the pool and its outcome comes back to the actor as a response
-/// message, handled by CAF's own response machinery. So the handle offers
-/// what `self->request(...)` offers: `.then(...)` / `.await(...)` for
-/// event-based actors, `.receive(...)` for blocking actors and
-/// `scoped_actor`s (pass the scoped actor itself).
+/// The calling actor's scheduler thread never blocks: the job is queued on
+/// the pool and its outcome comes back to the actor as a response message,
+/// handled by CAF's own response machinery. So the handle offers what
+/// `self->request(...)` offers: `.then(...)` / `.await(...)` for event-based
+/// actors, `.receive(...)` for blocking actors and `scoped_actor`s (pass the
+/// scoped actor itself).
 ///
 /// - Results of any movable type (also move-only types and `void`; a `void`
-///   job's value handler takes no arguments). The value travels by pointer,
-///   so it needs no CAF type registration.
+///   job's value handler takes no arguments). The value handler may take the
+///   result as `T`, `T&` or `const T&`; the error handler as `caf::error`,
+///   `caf::error&` or `const caf::error&`. The value travels by pointer, so
+///   it needs no CAF type registration.
 /// - A job that throws completes with `weave::errc::job_failed`, carrying the
 ///   exception's message; the worker survives.
-/// - Timeout (optional): after it, the actor gets CAF's own
-///   `sec::request_timeout` through the usual error handler; a job still
-///   queued then never runs, and a result that arrives late is dropped by
-///   CAF, never delivered as if it were on time.
+/// - Timeout (optional): after it, the error handler gets
+///   `weave::errc::timeout`, the same error every other weave timeout is, so
+///   one check covers them all. A job still queued then never runs, and a
+///   result that arrives late is dropped, never delivered as if it were on
+///   time. A timeout too large for the clock (`hours::max()`, ...) saturates
+///   to "no timeout"; a negative or not-a-number one is refused at once with
+///   `invalid_argument`, and the job never runs.
 /// - `cancel()`: a job that has not started never runs; the error handler
 ///   gets `weave::errc::cancelled`.
-/// - After shutdown (or on a negative timeout) the error handler runs at once
-///   with `shut_down` (`invalid_argument`).
+/// - After shutdown the error handler runs at once with `shut_down`.
 ///
 /// Thread-safety: call from the actor that receives the result, inside one of
 /// its handlers (like `request`). The handle is bound to that actor.
+/// Shutdown: the pool answers a queued job with `shut_down`; a running job
+/// may finish until the runtime's deadline, after which its late result is
+/// dropped and counted.
 
 #include <chrono>
 #include <optional>
@@ -38,16 +45,19 @@
 #include <utility>
 
 #include "caf/actor_cast.hpp"
+#include "caf/deep_to_string.hpp"
 #include "caf/blocking_actor.hpp"
 #include "caf/mailbox_element.hpp"
 #include "caf/make_counted.hpp"
 #include "caf/message_priority.hpp"
 #include "caf/response_handle.hpp"
+#include "caf/sec.hpp"
 #include "caf/scoped_actor.hpp"
 #include "caf/unit.hpp"
 
 #include "runtime/blocking_pool.hpp"
 #include "runtime/error.hpp"
+#include "runtime/internal/deadline.hpp"
 #include "runtime/internal/job.hpp"
 #include "runtime/runtime.hpp"
 
@@ -77,8 +87,9 @@ public:
     return true;
   }
 
-  value_type take() {
-    return std::move(*value_);
+  /// The result; it stays in the job while the value handler runs.
+  value_type& value() {
+    return *value_;
   }
 
 protected:
@@ -135,17 +146,43 @@ private:
   F fn_;
 };
 
-/// Wraps a user's value handler into a handler of `job_done`.
+/// Wraps a user's value handler into a handler of `job_done`. The handler
+/// may take the value as `T` (moved in), `T&` or `const T&`.
 template <class T, class F>
 auto unwrap_handler(F f) {
   return [f = std::move(f)](job_done& done) mutable {
     auto& j = static_cast<actor_job<T>&>(*done.ptr);
     if constexpr (std::is_void<T>::value) {
-      j.take();
       f();
+    } else if constexpr (std::is_invocable<F&, T&&>::value) {
+      f(std::move(j.value()));
     } else {
-      f(j.take());
+      f(j.value());
     }
+  };
+}
+
+/// The category of CAF's `sec` errors.
+constexpr caf::atom_value caf_system_category = caf::atom("system");
+
+/// True if `err` is CAF's `sec::request_timeout` (compared without building
+/// an error object).
+inline bool is_request_timeout(const caf::error& err) noexcept {
+  return err.category() == caf_system_category
+         && err.code() == static_cast<uint8_t>(caf::sec::request_timeout);
+}
+
+/// Wraps a user's error handler: CAF reports a missed response deadline as
+/// `sec::request_timeout`; weave reports every timeout as `errc::timeout`,
+/// so the user needs one check for all of them. The handler may take the
+/// error as `caf::error`, `caf::error&` or `const caf::error&`.
+template <class OnError>
+auto weave_error_handler(OnError f, caf::timespan timeout) {
+  return [f = std::move(f), timeout](caf::error& err) mutable {
+    if (is_request_timeout(err))
+      err = make_error(errc::timeout, "offload: no result within "
+                                        + caf::deep_to_string(timeout));
+    f(err);
   };
 }
 
@@ -158,14 +195,45 @@ auto default_error_handler(Self* self) {
   }
 }
 
+/// Timeouts at or beyond this mean "no timeout": far enough to be never in
+/// practice, near enough that CAF's `now() + timeout` cannot overflow.
+constexpr auto offload_timeout_forever = std::chrono::hours{24 * 365 * 100};
+
+/// An offload's timeout after checking: refused (negative or not a number),
+/// none, or a value CAF's clock can add to `now()`.
+struct offload_timeout {
+  bool refused = false;
+  std::optional<caf::timespan> value;
+};
+
+template <class Rep, class Period>
+offload_timeout make_offload_timeout(std::chrono::duration<Rep, Period> d) {
+  using duration = std::chrono::duration<Rep, Period>;
+  if constexpr (std::is_floating_point<Rep>::value) {
+    // Not `d < zero()`: every comparison with NaN is false.
+    if (!(d.count() >= Rep{0}))
+      return {true, std::nullopt};
+  } else if (d < duration::zero()) {
+    return {true, std::nullopt};
+  }
+  auto saturated = saturating_duration(d);
+  if (saturated >= offload_timeout_forever)
+    return {false, std::nullopt};
+  return {false, std::chrono::duration_cast<caf::timespan>(saturated)};
+}
+
 } // namespace internal
 
 /// The handle `offload` returns; see the header comment.
 template <class Self, class T>
 class offload_handle {
 public:
-  offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job)
-    : self_(self), request_id_(request_id), job_(std::move(job)) {
+  offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job,
+                 caf::timespan timeout)
+    : self_(self),
+      request_id_(request_id),
+      job_(std::move(job)),
+      timeout_(timeout) {
     // nop
   }
 
@@ -174,7 +242,7 @@ public:
   template <class F, class OnError>
   void then(F on_value, OnError on_error) {
     response<false>().then(internal::unwrap_handler<T>(std::move(on_value)),
-                           std::move(on_error));
+                           wrap(std::move(on_error)));
   }
 
   template <class F>
@@ -187,7 +255,7 @@ public:
   template <class F, class OnError>
   void await(F on_value, OnError on_error) {
     response<false>().await(internal::unwrap_handler<T>(std::move(on_value)),
-                            std::move(on_error));
+                            wrap(std::move(on_error)));
   }
 
   template <class F>
@@ -199,7 +267,7 @@ public:
   template <class F, class OnError>
   void receive(F on_value, OnError on_error) {
     response<true>().receive(internal::unwrap_handler<T>(std::move(on_value)),
-                             std::move(on_error));
+                             wrap(std::move(on_error)));
   }
 
   /// Cancels the job if it has not started; the error handler then gets
@@ -215,6 +283,11 @@ public:
   }
 
 private:
+  template <class OnError>
+  auto wrap(OnError on_error) const {
+    return internal::weave_error_handler(std::move(on_error), timeout_);
+  }
+
   /// CAF's own handle for the job's response.
   template <bool Blocking>
   caf::response_handle<Self, caf::message, Blocking> response() const {
@@ -224,28 +297,30 @@ private:
   Self* self_;
   caf::message_id request_id_;
   internal::job_ptr job_;
+  /// For the timeout error's message; zero if none.
+  caf::timespan timeout_;
 };
 
 namespace internal {
 
 template <class Self, class F>
 auto offload_impl(Self* self, blocking_pool* pool, F fn,
-                  std::optional<caf::timespan> timeout) {
+                  offload_timeout timeout) {
   using t = std::invoke_result_t<F&>;
   auto rid = self->new_request_id(caf::message_priority::normal);
   auto j = caf::make_counted<actor_job_impl<t, F>>(self->ctrl(),
                                                    rid.response_id(),
                                                    std::move(fn));
-  offload_handle<Self, t> handle{self, rid, j};
-  if (timeout && *timeout < caf::timespan{0}) {
+  offload_handle<Self, t> handle{self, rid, j,
+                                 timeout.value.value_or(caf::timespan{0})};
+  if (timeout.refused) {
     j->cancel_with(make_error(errc::invalid_argument,
-                              "offload: negative timeout"));
+                              "offload: negative timeout (or not a number)"));
     return handle;
   }
-  if (timeout) {
-    j->deadline = steady_clock::now()
-                  + std::chrono::duration_cast<steady_clock::duration>(*timeout);
-    self->request_response_timeout(caf::duration{*timeout}, rid);
+  if (timeout.value) {
+    j->deadline = saturating_add(steady_clock::now(), *timeout.value);
+    self->request_response_timeout(caf::duration{*timeout.value}, rid);
   }
   if (pool == nullptr) {
     auto& rt = runtime::from(self->system());
@@ -268,32 +343,32 @@ using not_a_pool = std::enable_if_t<
 /// Runs `fn` on the runtime's default pool.
 template <class Self, class F, class = internal::not_a_pool<F>>
 auto offload(Self* self, F fn) {
-  return internal::offload_impl(self, nullptr, std::move(fn), std::nullopt);
+  return internal::offload_impl(self, nullptr, std::move(fn),
+                                internal::offload_timeout{});
 }
 
-/// Runs `fn` on the default pool; the outcome is `request_timeout` if it
+/// Runs `fn` on the default pool; the outcome is `weave::errc::timeout` if it
 /// takes longer than `timeout`.
 template <class Self, class F, class Rep, class Period,
           class = internal::not_a_pool<F>>
 auto offload(Self* self, F fn, std::chrono::duration<Rep, Period> timeout) {
-  return internal::offload_impl(
-    self, nullptr, std::move(fn),
-    std::chrono::duration_cast<caf::timespan>(timeout));
+  return internal::offload_impl(self, nullptr, std::move(fn),
+                                internal::make_offload_timeout(timeout));
 }
 
 /// Runs `fn` on `pool`.
 template <class Self, class F>
 auto offload(Self* self, blocking_pool& pool, F fn) {
-  return internal::offload_impl(self, &pool, std::move(fn), std::nullopt);
+  return internal::offload_impl(self, &pool, std::move(fn),
+                                internal::offload_timeout{});
 }
 
-/// Runs `fn` on `pool`, with a timeout.
+/// Runs `fn` on `pool`, with a timeout (`weave::errc::timeout`).
 template <class Self, class F, class Rep, class Period>
 auto offload(Self* self, blocking_pool& pool, F fn,
              std::chrono::duration<Rep, Period> timeout) {
-  return internal::offload_impl(
-    self, &pool, std::move(fn),
-    std::chrono::duration_cast<caf::timespan>(timeout));
+  return internal::offload_impl(self, &pool, std::move(fn),
+                                internal::make_offload_timeout(timeout));
 }
 
 /// `scoped_actor` callers: `offload(self, fn).receive(...)`.
