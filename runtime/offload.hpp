@@ -228,8 +228,9 @@ offload_timeout make_offload_timeout(std::chrono::duration<Rep, Period> d) {
 template <class Self, class T>
 class offload_handle {
 public:
+  /// `timeout` only names the duration in a timeout error (zero: none).
   offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job,
-                 caf::timespan timeout)
+                 caf::timespan timeout = caf::timespan{0})
     : self_(self),
       request_id_(request_id),
       job_(std::move(job)),
