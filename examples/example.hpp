@@ -1,10 +1,15 @@
 #pragma once
 
-// Shared by the examples: a thread-tagged printer and the tutorial's delays.
+// Shared by the examples: a thread-tagged printer, the tutorial's delays, and
+// the command line.
 //
 // Every example prints which thread ran what, the way the tutorial prints
-// `threading.current_thread().name`. With `--fast` (used by the smoke tests)
-// the tutorial's delays are divided by ten; the output is the same.
+// `threading.current_thread().name`. The examples keep the tutorial's delays
+// (the tour takes about 17.5 s); `--fast`, the examples' own flag (the smoke
+// tests pass it), divides every delay by ten and changes nothing else in the
+// output. Every other argument goes to the runtime, which reads weave's and
+// CAF's options from it (`--weave.pool-size=4`, `--config-file=...`); a bad
+// option ends the program with its message and status 2.
 //
 // Each example file defines one `weave_examples::section_...` function and,
 // unless it is compiled into //examples:tour (WEAVE_TOUR), a main() that runs
@@ -13,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -20,6 +26,12 @@
 #include "runtime/weave.hpp"
 
 namespace weave_examples {
+
+/// What `--fast` divides the tutorial's delays by.
+constexpr int fast_divisor = 10;
+
+/// Exit status for a bad command line.
+constexpr int bad_usage_status = 2;
 
 /// The tutorial's delays, scaled.
 struct options {
@@ -31,12 +43,41 @@ struct options {
   }
 };
 
-inline options parse_options(int argc, char** argv) {
+/// Takes the examples' own flag `--fast` out of the command line, leaving
+/// the rest (weave's and CAF's options) for the runtime.
+inline options take_options(int& argc, char** argv) {
   options opts;
-  for (int i = 1; i < argc; ++i)
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--fast") == 0)
-      opts.divisor = 10;
+      opts.divisor = fast_divisor;
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
+  argv[argc] = nullptr;
   return opts;
+}
+
+/// A runtime configured from the command line (`runtime{argc, argv}`), or
+/// null after printing why not: the configuration was refused (the
+/// constructor throws `weave::exception` naming the option), or CAF printed
+/// its help text (`--help`).
+inline std::unique_ptr<weave::runtime> make_runtime(int argc, char** argv,
+                                                    int& status) {
+  std::unique_ptr<weave::runtime> rt;
+  try {
+    rt = std::make_unique<weave::runtime>(argc, argv);
+  } catch (const weave::exception& e) {
+    std::cerr << argv[0] << ": " << e.what() << std::endl;
+    status = bad_usage_status;
+    return nullptr;
+  }
+  if (rt->config().cli_helptext_printed) {
+    status = 0;
+    return nullptr;
+  }
+  return rt;
 }
 
 inline std::mutex& print_mutex() {
@@ -67,9 +108,12 @@ inline void section(const char* number, const char* title) {
 #else
 #  define WEAVE_EXAMPLE_MAIN(fn)                                               \
     int main(int argc, char** argv) {                                          \
-      auto opts = weave_examples::parse_options(argc, argv);                   \
-      weave::runtime rt{weave::runtime_config{}};                              \
-      fn(rt, opts);                                                            \
+      auto opts = weave_examples::take_options(argc, argv);                    \
+      int status = 0;                                                          \
+      auto rt = weave_examples::make_runtime(argc, argv, status);              \
+      if (!rt)                                                                 \
+        return status;                                                         \
+      fn(*rt, opts);                                                           \
       return 0;                                                                \
     }
 #endif
