@@ -45,7 +45,6 @@
 #include <utility>
 
 #include "caf/actor_cast.hpp"
-#include "caf/deep_to_string.hpp"
 #include "caf/blocking_actor.hpp"
 #include "caf/mailbox_element.hpp"
 #include "caf/make_counted.hpp"
@@ -175,13 +174,15 @@ inline bool is_request_timeout(const caf::error& err) noexcept {
 /// Wraps a user's error handler: CAF reports a missed response deadline as
 /// `sec::request_timeout`; weave reports every timeout as `errc::timeout`,
 /// so the user needs one check for all of them. The handler may take the
-/// error as `caf::error`, `caf::error&` or `const caf::error&`.
+/// error as `caf::error`, `caf::error&` or `const caf::error&`. The wrapper
+/// holds nothing but the handler: CAF keeps it for every outstanding
+/// offload, so it adds no bytes to one.
 template <class OnError>
-auto weave_error_handler(OnError f, caf::timespan timeout) {
-  return [f = std::move(f), timeout](caf::error& err) mutable {
+auto weave_error_handler(OnError f) {
+  return [f = std::move(f)](caf::error& err) mutable {
     if (is_request_timeout(err))
-      err = make_error(errc::timeout, "offload: no result within "
-                                        + caf::deep_to_string(timeout));
+      err = make_error(errc::timeout,
+                       "offload: no result within its timeout");
     f(err);
   };
 }
@@ -228,13 +229,8 @@ offload_timeout make_offload_timeout(std::chrono::duration<Rep, Period> d) {
 template <class Self, class T>
 class offload_handle {
 public:
-  /// `timeout` only names the duration in a timeout error (zero: none).
-  offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job,
-                 caf::timespan timeout = caf::timespan{0})
-    : self_(self),
-      request_id_(request_id),
-      job_(std::move(job)),
-      timeout_(timeout) {
+  offload_handle(Self* self, caf::message_id request_id, internal::job_ptr job)
+    : self_(self), request_id_(request_id), job_(std::move(job)) {
     // nop
   }
 
@@ -285,8 +281,8 @@ public:
 
 private:
   template <class OnError>
-  auto wrap(OnError on_error) const {
-    return internal::weave_error_handler(std::move(on_error), timeout_);
+  static auto wrap(OnError on_error) {
+    return internal::weave_error_handler(std::move(on_error));
   }
 
   /// CAF's own handle for the job's response.
@@ -298,8 +294,6 @@ private:
   Self* self_;
   caf::message_id request_id_;
   internal::job_ptr job_;
-  /// For the timeout error's message; zero if none.
-  caf::timespan timeout_;
 };
 
 namespace internal {
@@ -312,8 +306,7 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
   auto j = caf::make_counted<actor_job_impl<t, F>>(self->ctrl(),
                                                    rid.response_id(),
                                                    std::move(fn));
-  offload_handle<Self, t> handle{self, rid, j,
-                                 timeout.value.value_or(caf::timespan{0})};
+  offload_handle<Self, t> handle{self, rid, j};
   if (timeout.refused) {
     j->cancel_with(make_error(errc::invalid_argument,
                               "offload: negative timeout (or not a number)"));
