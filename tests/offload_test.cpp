@@ -1,5 +1,7 @@
-// offload from actors: promises 1 (every job ends once), 5 (no scheduler
-// thread blocks) and 7 (bad input).
+// offload from actors: every job ends exactly once (value, error, timeout,
+// cancellation), no scheduler thread blocks on a job, every timeout is
+// weave's timeout, and bad input (a negative timeout, a call after shutdown)
+// gets a clear error.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -197,34 +199,6 @@ TEST_CASE("an offload timeout reaches a blocking receiver and an actor's own "
   CHECK(text.find("weave::timeout") == 0);
   gate.count_down();
   held.get();
-}
-
-TEST_CASE("an offload timeout reaches a blocking receiver and an actor's own "
-          "error handler as weave's timeout") {
-  weave::runtime rt;
-  weave::blocking_pool pool{rt, 1, "held"};
-  latch gate{1};
-  caf::scoped_actor self{rt.system()};
-  caf::error got;
-  weave::offload(self, pool, [&] { gate.wait(); }, 10ms)
-    .receive([] {}, [&](caf::error& err) { got = std::move(err); });
-  CHECK(weave::is(got, weave::errc::timeout));
-  CHECK(weave::render(got) == "weave::timeout: offload: no result within its "
-                              "timeout");
-  // `then` without an error handler: the actor's error handler gets it.
-  caf::actor reply = self;
-  rt.system().spawn([&pool, reply](caf::event_based_actor* a) {
-    a->set_error_handler([=](caf::scheduled_actor*, caf::error& err) {
-      a->send(reply, weave::render(err));
-      a->quit();
-    });
-    weave::offload(a, pool, [] { return 1; }, 10ms).then([](int) {});
-  });
-  std::string text = "<no answer>";
-  self->receive([&](std::string& s) { text = std::move(s); },
-                caf::after(weave::test::patience) >> [] {});
-  CHECK(text.find("weave::timeout") == 0);
-  gate.count_down();
 }
 
 TEST_CASE("a queued offload can be cancelled; it never runs") {

@@ -1,4 +1,6 @@
-// Promise 7 (bad input gets a clear error) for the runtime's configuration.
+// The runtime's configuration: bad input (an unknown option, a value out of
+// range or of the wrong type) gets a clear error naming it, never a silent
+// default; copies and moves parse into themselves.
 #include <doctest/doctest.h>
 
 #include <cstdio>
