@@ -34,9 +34,7 @@ thread_local channel_outbox* tl_delivering = nullptr;
 
 } // namespace
 
-void deliver(channel_outbox& out) {
-  if (out.empty())
-    return;
+void deliver_now(channel_outbox& out) {
   if (tl_delivering != nullptr) {
     // Nested (a message died at once and handed a batch back): the
     // outermost call sends these after the ones it already holds.

@@ -360,15 +360,22 @@ public:
 
   /// Closes the channel; idempotent. True if this call closed it.
   bool close() {
-    return core_->close();
+    return core_->close(caf::error{});
+  }
+
+  /// Closes the channel because of `reason`, which `close_reason()` reports
+  /// from then on (e.g. the exit reason of the actor that fed it). True if
+  /// this call closed it.
+  bool close(caf::error reason) {
+    return core_->close(std::move(reason));
   }
 
   bool closed() const {
     return core_->closed();
   }
 
-  /// Why the channel closed: none for `close()`, else the error (e.g. the
-  /// exit reason of the last subscribed actor, which died).
+  /// Why the channel closed: none for `close()`, else the error given to
+  /// `close(reason)` or, if the last subscribed actor died, its exit reason.
   caf::error close_reason() const {
     return core_->close_reason();
   }

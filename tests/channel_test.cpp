@@ -232,6 +232,39 @@ TEST_CASE("overflow policies behave as documented and count what they "
   }
 }
 
+TEST_CASE("an item evicted by drop_oldest is destroyed outside the channel's "
+          "locks") {
+  // Its destructor calls into the channel: that deadlocked under the lock.
+  struct probe {
+    weave::channel<probe>* ch = nullptr;
+    int* destroyed = nullptr;
+    probe(weave::channel<probe>* c, int* d) : ch(c), destroyed(d) {
+    }
+    probe(probe&& other) noexcept : ch(other.ch), destroyed(other.destroyed) {
+      other.ch = nullptr;
+    }
+    probe(const probe&) = delete;
+    ~probe() {
+      if (ch != nullptr) {
+        static_cast<void>(ch->stats());
+        ++*destroyed;
+      }
+    }
+  };
+  weave::runtime rt;
+  weave::channel<probe> ch{rt, 1, weave::overflow::drop_oldest};
+  int destroyed = 0;
+  REQUIRE(ch.put(probe{&ch, &destroyed}) == channel_status::ok);
+  REQUIRE(ch.put(probe{&ch, &destroyed}) == channel_status::ok); // evicts
+  CHECK(destroyed == 1);
+  CHECK(ch.stats().drops == 1u);
+  {
+    auto last = ch.try_get();
+    REQUIRE(last);
+  }
+  CHECK(destroyed == 2);
+}
+
 TEST_CASE("bad input: capacity 0, negative timeouts, blocking on a scheduler") {
   weave::runtime rt;
   CHECK(thrown_code([&] { weave::channel<int>(rt, 0); }) == "invalid_argument");

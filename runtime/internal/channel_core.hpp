@@ -57,7 +57,7 @@ public:
   }
 
   void begin_shutdown(shutdown_report& report) override {
-    if (close())
+    if (close(caf::error{}))
       ++report.channels_closed;
   }
 
@@ -134,8 +134,9 @@ public:
 
   // -- closing and monitoring -------------------------------------------------
 
-  /// Closes the channel; false if it was closed already.
-  bool close() {
+  /// Closes the channel, recording `reason`; false if it was closed
+  /// already.
+  bool close(caf::error reason) {
     channel_outbox out;
     {
       std::unique_lock<std::mutex> out_guard{this->out_mtx_};
@@ -143,6 +144,7 @@ public:
       if (this->closed_)
         return false;
       this->closed_ = true;
+      close_reason_ = std::move(reason);
       this->wake_wanted_.store(false);
       this->not_full_.notify_all();
       this->not_empty_.notify_all();
@@ -255,15 +257,12 @@ private:
       gone.emplace(std::move(*i));
       subs_.erase(i);
       last = subs_.empty() && !this->closed_;
-      if (last)
-        close_reason_ = reason ? reason
-                               : make_error(errc::closed,
-                                            "the consumer actor ended");
       if (subs_.empty())
         this->subscriber_idle_ = false;
     }
     if (last)
-      close();
+      close(reason ? reason
+                   : make_error(errc::closed, "the consumer actor ended"));
     if (gone->hooks.on_down)
       gone->hooks.on_down(reason);
   }

@@ -25,9 +25,15 @@ namespace weave::internal {
 using channel_outbox
   = std::vector<std::pair<caf::strong_actor_ptr, caf::message>>;
 
+/// Sends the messages of a non-empty outbox; see `deliver`.
+void deliver_now(channel_outbox& out);
+
 /// Sends every message in `out` and leaves it empty. Call without holding
-/// any channel lock.
-void deliver(channel_outbox& out);
+/// any channel lock. (Inline: most calls find nothing to send.)
+inline void deliver(channel_outbox& out) {
+  if (!out.empty())
+    deliver_now(out);
+}
 
 /// A process-wide unique channel id.
 uint64_t next_channel_id() noexcept;

@@ -31,7 +31,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <iterator>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -279,7 +278,8 @@ protected:
     if (out_.empty()) {
       out_.swap(in_);
     } else {
-      std::move(in_.begin(), in_.end(), std::back_inserter(out_));
+      for (auto& x : in_)
+        out_.emplace_back(std::move(x));
       in_.clear();
     }
   }
@@ -287,8 +287,8 @@ protected:
   /// Puts a dead subscriber's unread items back at the front, in order.
   /// Both locks held; the moved-from shells stay with the caller.
   void requeue(std::vector<T>& items) {
-    out_.insert(out_.begin(), std::make_move_iterator(items.begin()),
-                std::make_move_iterator(items.end()));
+    for (auto i = items.rbegin(); i != items.rend(); ++i)
+      out_.emplace_front(std::move(*i)); // items need not be assignable
     returned_ += items.size();
     note_depth();
     if (waiting_consumers_ > 0)

@@ -147,3 +147,64 @@ TEST_CASE("a stalled consumer thread holds back the whole pipeline") {
   input.close();
   static_cast<void>(source);
 }
+
+TEST_CASE("a source whose destination dies with a request unanswered closes "
+          "its input and quits") {
+  weave::runtime rt;
+  weave::channel<long> input{rt, capacity};
+  // Takes the first item into a response promise, then quits without
+  // answering it: no error reply ever comes from CAF for it.
+  auto dest = rt.system().spawn([](caf::event_based_actor* self)
+                                  -> caf::behavior {
+    return {[=](long) {
+      auto rp = self->make_response_promise();
+      self->quit(caf::exit_reason::user_shutdown);
+      return rp;
+    }};
+  });
+  auto source = weave::actors::spawn_channel_source(rt, input, dest, 1);
+  caf::scoped_actor self{rt.system()};
+  self->monitor(source);
+  channel_status last = channel_status::ok;
+  for (long i = 0; i < items; ++i) {
+    last = input.put(i, weave::test::patience); // times out if left hanging
+    if (last != channel_status::ok)
+      break;
+  }
+  CHECK(last == channel_status::closed);
+  CHECK(input.close_reason() == caf::exit_reason::user_shutdown);
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
+                caf::after(weave::test::patience) >> [] {});
+  CHECK(reason == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a sink killed with requests waiting answers them with its exit "
+          "reason and closes its channel") {
+  weave::runtime rt;
+  weave::channel<long> output{rt, 1}; // nobody reads it
+  auto sink = weave::actors::spawn_channel_sink(rt, output);
+  caf::scoped_actor self{rt.system()};
+  std::string first;
+  self->request(sink, weave::test::patience, 1L)
+    .receive([&] { first = "ok"; },
+             [&](caf::error& err) { first = caf::to_string(err); });
+  CHECK(first == "ok");
+  // The second item waits in the sink: the channel is full.
+  std::string second;
+  std::thread requester{[&] {
+    caf::scoped_actor other{rt.system()};
+    other->request(sink, weave::test::patience, 2L)
+      .receive([&] { second = "ok"; },
+               [&](caf::error& err) { second = caf::to_string(err); });
+  }};
+  REQUIRE(eventually([&] { return output.stats().waiting_writers == 1; }));
+  caf::anon_send_exit(sink, caf::exit_reason::kill);
+  requester.join(); // a request_timeout here means it was left hanging
+  CHECK(second == caf::to_string(caf::make_error(caf::exit_reason::kill)));
+  // Its consumers get what it accepted, then the end, and why.
+  auto r = output.get(weave::test::patience);
+  CHECK((r && *r == 1));
+  CHECK(output.get(weave::test::patience).status == channel_status::closed);
+  CHECK(output.close_reason() == caf::exit_reason::kill);
+}
