@@ -13,7 +13,10 @@
 /// arrived. A `channel_closed` message (as a source sends at the end of its
 /// input) closes `output` after every earlier item, and the sink quits. If
 /// `output` is closed by someone else, pending and later requests fail with
-/// `closed`.
+/// `closed`. If the sink dies (killed, say), requests of items still waiting
+/// fail with its exit reason, and it closes `output` with that reason: its
+/// consumers drain what is there, then see the end, instead of waiting for
+/// ever.
 ///
 /// Thread-safety: an actor.
 
@@ -37,6 +40,16 @@ caf::actor spawn_channel_sink(runtime& rt, channel<T> output) {
       bool close_after = false;
     };
     auto st = std::make_shared<state_t>();
+    // Answer what is still waiting when the sink dies (it runs on the
+    // sink's own thread, as it ends).
+    self->attach_functor([st, output](const caf::error& reason) mutable {
+      auto err = reason ? reason
+                        : make_error(errc::closed, "the channel sink ended");
+      for (auto& waiting : st->waiting)
+        waiting.second.deliver(err);
+      st->waiting.clear();
+      output.close(err);
+    });
     // Moves waiting items into the channel until it is full again.
     auto drain = [=]() mutable {
       while (!st->waiting.empty()) {

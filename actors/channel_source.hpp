@@ -14,7 +14,11 @@
 /// which holds back the channel, which holds back the producer threads.
 /// When `input` closes and every item has been acknowledged, the source sends
 /// `channel_closed` to `dest` and quits. If `dest` fails a request, the source
-/// closes `input` (its producers are released) and quits with that error.
+/// closes `input` with that error (its producers are released) and quits
+/// with it.
+/// If `dest` dies (its unanswered requests would never be answered), the
+/// source closes `input` with `dest`'s exit reason and quits with it. If the source
+/// itself dies, a batch it had not yet read goes back to `input`.
 ///
 /// Thread-safety: an actor.
 
@@ -52,6 +56,16 @@ caf::actor spawn_channel_source(runtime& rt, channel<T> input, caf::actor dest,
       }
     };
     input.subscribe(self, window);
+    self->monitor(dest);
+    auto in = std::make_shared<channel<T>>(input); // CAF calls it as const
+    self->set_down_handler([=](caf::down_msg& dm) {
+      if (dm.source != dest)
+        return;
+      in->close(dm.reason ? dm.reason
+                          : make_error(errc::closed,
+                                       "the source's destination ended"));
+      self->quit(dm.reason);
+    });
     self->become(
       [=](channel_batch<T>& batch) mutable {
         st->open.emplace_back(batch, batch.size());
@@ -67,7 +81,7 @@ caf::actor spawn_channel_source(runtime& rt, channel<T> input, caf::actor dest,
                 maybe_finish();
               },
               [=](caf::error& err) mutable {
-                input.close();
+                input.close(err);
                 self->quit(err);
               });
       },

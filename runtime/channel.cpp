@@ -2,6 +2,9 @@
 
 #include <atomic>
 
+#include "caf/abstract_actor.hpp"
+#include "caf/message_id.hpp"
+
 namespace weave {
 
 const char* to_string(channel_status s) noexcept {
@@ -23,6 +26,38 @@ const char* to_string(channel_status s) noexcept {
 }
 
 namespace internal {
+
+namespace {
+
+/// The messages of the outermost `deliver` running on this thread, if any.
+thread_local channel_outbox* tl_delivering = nullptr;
+
+} // namespace
+
+void deliver_now(channel_outbox& out) {
+  if (tl_delivering != nullptr) {
+    // Nested (a message died at once and handed a batch back): the
+    // outermost call sends these after the ones it already holds.
+    for (auto& x : out)
+      tl_delivering->emplace_back(std::move(x));
+    out.clear();
+    return;
+  }
+  channel_outbox pending;
+  pending.swap(out);
+  tl_delivering = &pending;
+  struct reset {
+    ~reset() {
+      tl_delivering = nullptr;
+    }
+  } resetter;
+  // `pending` may grow while we send: index, and move each entry out first.
+  for (size_t i = 0; i < pending.size(); ++i) {
+    auto dest = std::move(pending[i].first);
+    auto msg = std::move(pending[i].second);
+    dest->enqueue(nullptr, caf::make_message_id(), std::move(msg), nullptr);
+  }
+}
 
 uint64_t next_channel_id() noexcept {
   static std::atomic<uint64_t> next{0};

@@ -77,11 +77,14 @@ TEST_CASE("10,000,000 items through one channel, mixed consumers") {
         thread_results[c].see(*r);
     });
   auto t0 = std::chrono::steady_clock::now();
+  weave::test::failures bad;
   std::vector<std::thread> threads;
   for (int p = 0; p < producers; ++p)
     threads.emplace_back([&, p] {
       for (long i = 0; i < items_per_producer; ++i)
-        REQUIRE(ch.put(tag(p, i)) == weave::channel_status::ok);
+        if (!bad.check(ch.put(tag(p, i)) == weave::channel_status::ok,
+                       "a put failed"))
+          return;
     });
   for (auto& th : threads)
     th.join();
@@ -114,9 +117,118 @@ TEST_CASE("10,000,000 items through one channel, mixed consumers") {
               "high-water %zu of %zu\n",
               count, secs, count / secs / 1e6, all[0].count, all[1].count,
               all[2].count, all[3].count, s.batches, s.high_water, capacity);
+  CHECK(bad.messages() == "");
   CHECK(count == producers * items_per_producer);
   CHECK(sum == expected_sum);
   CHECK(fifo);
   CHECK(s.high_water <= capacity);
   CHECK(s.lost == 0u);
+}
+
+TEST_CASE("subscribers killed mid-stream lose nothing: every item is read "
+          "exactly once") {
+  // Two producers, two thread consumers, and a relay of subscribers: each
+  // new one subscribes, reads a while, and is then killed — often with an
+  // unread batch in its mailbox, which must come back to the channel.
+  constexpr int relay_producers = 2;
+  constexpr long relay_items = 250000; // per producer
+  constexpr long total = relay_producers * relay_items;
+  constexpr long read_before_kill = 5000;
+  constexpr size_t relay_capacity = 256;
+  constexpr size_t relay_credit = 64;
+  weave::runtime rt;
+  weave::channel<long> ch{rt, relay_capacity};
+  std::vector<std::atomic<uint8_t>> seen(total);
+  auto see = [&seen](long x) { seen[x].fetch_add(1); };
+  weave::test::failures bad;
+  std::atomic<bool> produced{false};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < relay_producers; ++p)
+    threads.emplace_back([&, p] {
+      for (long i = 0; i < relay_items; ++i)
+        if (!bad.check(ch.put(p * relay_items + i)
+                         == weave::channel_status::ok,
+                       "a put failed"))
+          return;
+    });
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < thread_consumers; ++c)
+    consumers.emplace_back([&] {
+      while (auto r = ch.get())
+        see(*r);
+    });
+  auto spawn_reader = [&](std::shared_ptr<std::atomic<long>> read,
+                          weave::promise<void> ended) {
+    return rt.system().spawn([&, read, ended](caf::event_based_actor* self) {
+      ch.subscribe(self, relay_credit);
+      self->attach_functor([ended](const caf::error&) mutable {
+        ended.set_value();
+      });
+      self->become(
+        [&, read](weave::channel_batch<long>& b) {
+          for (auto x : b.items())
+            see(x);
+          read->fetch_add(static_cast<long>(b.size()));
+        },
+        [self](weave::channel_closed&) { self->quit(); });
+    });
+  };
+  caf::actor current;
+  weave::future<void> current_ended;
+  int relays = 0;
+  auto wait_subscribers = [&](size_t n) {
+    auto until = std::chrono::steady_clock::now() + weave::test::patience;
+    while (ch.stats().subscribers != n)
+      if (std::chrono::steady_clock::now() > until)
+        return false;
+      else
+        std::this_thread::yield();
+    return true;
+  };
+  std::thread joiner{[&] {
+    for (auto& th : threads)
+      th.join();
+    produced = true;
+  }};
+  while (!produced.load()) {
+    auto read = std::make_shared<std::atomic<long>>(0);
+    weave::promise<void> ended;
+    auto next_ended = ended.get_future();
+    auto next = spawn_reader(read, ended);
+    // Never zero subscribers: the channel would close.
+    REQUIRE(wait_subscribers(current ? 2 : 1));
+    if (current) {
+      caf::anon_send_exit(current, caf::exit_reason::kill);
+      REQUIRE(current_ended.wait_for(weave::test::patience));
+      REQUIRE(wait_subscribers(1));
+    }
+    current = next;
+    current_ended = next_ended;
+    ++relays;
+    auto until = std::chrono::steady_clock::now() + weave::test::patience;
+    while (read->load() < read_before_kill && !produced.load()
+           && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+  }
+  joiner.join();
+  ch.close();
+  for (auto& th : consumers)
+    th.join();
+  REQUIRE(current_ended.wait_for(weave::test::patience));
+  long once = 0, twice = 0, never = 0;
+  for (auto& x : seen) {
+    auto n = x.load();
+    once += n == 1;
+    twice += n > 1;
+    never += n == 0;
+  }
+  auto s = ch.stats();
+  std::printf("relay: %d subscribers killed in turn, %zu items requeued\n",
+              relays - 1, s.requeued);
+  CHECK(bad.messages() == "");
+  CHECK(never == 0);
+  CHECK(twice == 0);
+  CHECK(once == total);
+  CHECK(s.lost == 0u);
+  CHECK(s.gets == static_cast<size_t>(total));
 }

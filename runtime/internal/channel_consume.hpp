@@ -1,0 +1,58 @@
+#pragma once
+
+// Internal: `channel<T>::consume`, a subscription whose messages are jobs
+// for a loop.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "caf/make_counted.hpp"
+#include "caf/make_message.hpp"
+
+#include "runtime/channel.hpp"
+#include "runtime/error.hpp"
+#include "runtime/future.hpp"
+#include "runtime/internal/channel_subscriber.hpp"
+#include "runtime/loop.hpp"
+
+namespace weave::internal {
+
+/// Subscribes the loop of `cx`: every batch becomes a job that runs
+/// `on_item` on each item in the loop; the end of the stream completes the
+/// future with the count; the loop's end first fails it with `shut_down`.
+template <class T, class F>
+future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
+                               F on_item, size_t credit) {
+  promise<size_t> done;
+  auto result = done.get_future();
+  auto count = std::make_shared<size_t>(0);
+  auto handler = std::make_shared<F>(std::move(on_item));
+  subscriber_hooks<T> hooks;
+  hooks.wrap_batch = [handler, count](channel_batch<T>&& b) {
+    auto run = [handler, count, b{std::move(b)}]() mutable {
+      for (auto& item : b.items()) {
+        (*handler)(item);
+        ++*count;
+      }
+    };
+    return caf::make_message(loop_message{
+      caf::make_counted<post_job<decltype(run)>>(std::move(run))});
+  };
+  hooks.wrap_end = [done, count] {
+    auto finish = [done, count]() mutable { done.set_value(*count); };
+    return caf::make_message(loop_message{
+      caf::make_counted<post_job<decltype(finish)>>(std::move(finish))});
+  };
+  hooks.on_down = [done](const caf::error& reason) mutable {
+    std::string what = "the loop stopped before the channel ended";
+    if (reason)
+      what += " (" + render(reason) + ")";
+    done.set_error(make_error(errc::shut_down, std::move(what)));
+  };
+  core.subscribe(cx.self(), credit, std::move(hooks));
+  return result;
+}
+
+} // namespace weave::internal

@@ -1,0 +1,41 @@
+#pragma once
+
+// Internal: the messages a channel sends (batches, end-of-stream,
+// `channel_writable`) are collected while it holds its locks and sent once
+// it has released them, by `deliver`.
+//
+// Sending can destroy a message at once: CAF destroys what is enqueued into
+// a closed mailbox (an actor that is dying). A batch's destructor hands its
+// credit — and, if unread, its items — back to the channel, which may send
+// again. So `deliver` is re-entrant without recursion: a nested call on the
+// same thread only queues its messages, and the outermost call sends them
+// all, in order. However many batches bounce off dead mailboxes, the stack
+// stays flat.
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "caf/message.hpp"
+#include "caf/actor_control_block.hpp"
+
+namespace weave::internal {
+
+/// Messages to send once the channel's locks are released.
+using channel_outbox
+  = std::vector<std::pair<caf::strong_actor_ptr, caf::message>>;
+
+/// Sends the messages of a non-empty outbox; see `deliver`.
+void deliver_now(channel_outbox& out);
+
+/// Sends every message in `out` and leaves it empty. Call without holding
+/// any channel lock. (Inline: most calls find nothing to send.)
+inline void deliver(channel_outbox& out) {
+  if (!out.empty())
+    deliver_now(out);
+}
+
+/// A process-wide unique channel id.
+uint64_t next_channel_id() noexcept;
+
+} // namespace weave::internal

@@ -1,0 +1,346 @@
+#pragma once
+
+// Internal: the bounded queue inside a channel, and what plain threads do
+// with it (put, get) and actors that produce (offer). `channel_core` adds
+// the subscribers on top.
+//
+// The queue has two sides, each with its own lock, so that producers and
+// consumers on different cores do not meet at one lock per item: producers
+// append to `in_`; consumers take from `out_` and, when it runs empty, move
+// all of `in_` over at once (this took thread → thread hand-off from ~8 M to
+// ~45 M items/s on the development machine). Lock order: `out_mtx_`, then
+// `in_mtx_`. Capacity is enforced on the sum through counters: `puts_` and
+// `returned_` (items added, written under `in_mtx_`) and `removed_`
+// (written by consumers).
+//
+// Waking producers: a producer that finds the queue full announces it
+// (`wake_wanted_`, and an entry in `writers_` for an actor) and looks once
+// more; a consumer that removes an item reads the flag (seq_cst on both
+// sides: one of them sees the other) and, only if it is set, wakes every
+// waiting thread and tells every waiting actor. So a producer is woken by
+// the first slot that frees, and a consumer pays one atomic load per item
+// while nobody waits.
+//
+// No user code runs under the locks: messages go into a `channel_outbox`
+// that `deliver` sends after the locks are released, and an item evicted by
+// `drop_oldest` is destroyed after them. (Items are moved in and out under
+// the locks, and moved-from shells destroyed there.)
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/make_message.hpp"
+
+#include "runtime/channel.hpp"
+#include "runtime/internal/channel_delivery.hpp"
+#include "runtime/internal/deadline.hpp"
+
+namespace weave::internal {
+
+template <class T>
+class channel_queue {
+public:
+  using time_point = steady_clock::time_point;
+
+  channel_queue(size_t capacity, overflow policy)
+    : id_(next_channel_id()), capacity_(capacity), policy_(policy) {
+  }
+
+  virtual ~channel_queue() = default;
+
+  channel_queue(const channel_queue&) = delete;
+  channel_queue& operator=(const channel_queue&) = delete;
+
+  uint64_t id() const noexcept {
+    return id_;
+  }
+
+  // -- producers --------------------------------------------------------------
+
+  /// Puts `x`, moving from it only if it is accepted. If `wait`, waits for
+  /// room until `until` (none: for ever).
+  template <class U>
+  channel_status put(U&& x, std::optional<time_point> until, bool wait) {
+    std::optional<T> evicted; // destroyed after the lock is released
+    std::unique_lock<std::mutex> guard{in_mtx_};
+    for (;;) {
+      if (closed_)
+        return channel_status::closed;
+      if (has_room())
+        break;
+      if (policy_ == overflow::drop_newest) {
+        ++dropped_newest_;
+        return channel_status::dropped;
+      }
+      if (policy_ == overflow::drop_oldest) {
+        guard.unlock();
+        evicted.reset();
+        evict_oldest(evicted);
+        guard.lock();
+        continue;
+      }
+      if (policy_ == overflow::fail) {
+        ++refused_;
+        return channel_status::full;
+      }
+      if (!wait)
+        return channel_status::full;
+      if (!wait_for_room(guard, until))
+        return channel_status::timeout;
+    }
+    in_.emplace_back(std::forward<U>(x));
+    puts_.store(puts_.load(std::memory_order_relaxed) + 1,
+                std::memory_order_release);
+    note_depth();
+    if (waiting_consumers_ > 0)
+      not_empty_.notify_one();
+    auto feed_subscriber = subscriber_idle_;
+    guard.unlock();
+    if (feed_subscriber)
+      feed_subscribers();
+    return channel_status::ok;
+  }
+
+  /// Puts without waiting; on `full`, `self` gets `channel_writable` once a
+  /// slot frees (or the channel closes).
+  template <class U>
+  channel_status offer(caf::event_based_actor* self, U&& x) {
+    auto st = put(std::forward<U>(x), std::nullopt, false);
+    if (st != channel_status::full)
+      return st;
+    auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
+    {
+      std::unique_lock<std::mutex> guard{in_mtx_};
+      if (!closed_) {
+        writers_.push_back(me);
+        wake_wanted_.store(true); // then look again, as in wait_for_room
+        if (!has_room())
+          return channel_status::full;
+        writers_.pop_back();
+      }
+    }
+    // Room appeared (or it closed) meanwhile: tell the actor right away.
+    channel_outbox out;
+    out.emplace_back(std::move(me), caf::make_message(channel_writable{id_}));
+    deliver(out);
+    return channel_status::full;
+  }
+
+  // -- consumers --------------------------------------------------------------
+
+  channel_result<T> get(std::optional<time_point> until, bool wait) {
+    channel_outbox out; // sent after the locks are released
+    channel_result<T> res;
+    {
+      std::unique_lock<std::mutex> out_guard{out_mtx_};
+      for (;;) {
+        if (!out_.empty())
+          break;
+        std::unique_lock<std::mutex> in_guard{in_mtx_};
+        if (!in_.empty()) {
+          out_.swap(in_); // the whole producer side at once
+          break;
+        }
+        if (closed_ || !wait) {
+          res.status = closed_ ? channel_status::closed : channel_status::empty;
+          return res;
+        }
+        // Wait for any item, wherever it is: another consumer may have
+        // moved fresh items to `out_` meanwhile. Others need `out_mtx_`.
+        out_guard.unlock();
+        ++waiting_consumers_;
+        auto ready = [this] { return closed_ || depth() > 0; };
+        auto timed_out = false;
+        if (until)
+          timed_out = !not_empty_.wait_until(in_guard, *until, ready);
+        else
+          not_empty_.wait(in_guard, ready);
+        --waiting_consumers_;
+        if (timed_out) {
+          res.status = channel_status::timeout;
+          return res;
+        }
+        in_guard.unlock();
+        out_guard.lock();
+      }
+      res.value.emplace(std::move(out_.front()));
+      out_.pop_front();
+      res.status = channel_status::ok;
+      removed_.fetch_add(1);
+      if (wake_wanted_.load())
+        wake_producers(out, false);
+    }
+    deliver(out);
+    return res;
+  }
+
+protected:
+  /// Hands queued items to idle subscribers (a producer just queued one
+  /// while `subscriber_idle_` was set). Call without holding the locks.
+  virtual void feed_subscribers() = 0;
+
+  /// Items queued now. Call with `in_mtx_` held (so that `puts_` and
+  /// `returned_` stand still and `removed_` cannot pass them).
+  size_t depth() const noexcept {
+    return puts_.load() + returned_ - removed_.load();
+  }
+
+  /// Whether a put fits. Producers look at the consumers' count only when
+  /// the last value they saw says "full". Call with `in_mtx_` held.
+  bool has_room() noexcept {
+    auto added = puts_.load(std::memory_order_relaxed) + returned_;
+    if (added - removed_seen_ < capacity_)
+      return true;
+    removed_seen_ = removed_.load();
+    return added - removed_seen_ < capacity_;
+  }
+
+  /// Updates the high-water mark. Call with `in_mtx_` held.
+  void note_depth() noexcept {
+    auto added = puts_.load(std::memory_order_relaxed) + returned_;
+    if (added - removed_seen_ > high_water_) {
+      removed_seen_ = removed_.load();
+      high_water_ = std::max(high_water_, added - removed_seen_);
+    }
+  }
+
+  /// Waits on a full channel, `in_mtx_` held by `guard`; false if `until`
+  /// passed and there is still no room (and it is still open).
+  bool wait_for_room(std::unique_lock<std::mutex>& guard,
+                     const std::optional<time_point>& until) {
+    // Tell consumers someone waits, then look again: either this thread
+    // sees their removal or they see `wake_wanted_` (both seq_cst).
+    ++waiting_producers_;
+    wake_wanted_.store(true);
+    auto timed_out = false;
+    if (!has_room()) {
+      if (until)
+        timed_out = not_full_.wait_until(guard, *until)
+                    == std::cv_status::timeout;
+      else
+        not_full_.wait(guard);
+    }
+    --waiting_producers_;
+    return !timed_out || closed_ || has_room();
+  }
+
+  /// Drop-oldest: moves the oldest queued item into `evicted`, for the
+  /// caller to destroy after the locks are released.
+  void evict_oldest(std::optional<T>& evicted) {
+    std::unique_lock<std::mutex> out_guard{out_mtx_};
+    if (out_.empty()) {
+      std::unique_lock<std::mutex> in_guard{in_mtx_};
+      out_.swap(in_);
+    }
+    if (out_.empty())
+      return; // consumers made room meanwhile
+    evicted.emplace(std::move(out_.front()));
+    out_.pop_front();
+    ++evicted_;
+    removed_.fetch_add(1);
+  }
+
+  /// Wakes producers after items left the queue: every blocked thread, and
+  /// a `channel_writable` for every waiting actor. Call with `out_mtx_`
+  /// held, and `in_mtx_` if `in_locked`.
+  void wake_producers(channel_outbox& out, bool in_locked) {
+    std::unique_lock<std::mutex> in_guard{in_mtx_, std::defer_lock};
+    if (!in_locked)
+      in_guard.lock();
+    if (!has_room())
+      return; // still over capacity (returned items): the flag stays set
+    wake_wanted_.store(false); // a producer that still finds no room sets it
+    if (waiting_producers_ > 0)
+      not_full_.notify_all();
+    tell_writers(out);
+  }
+
+  /// Queues `channel_writable` for every waiting actor. Both locks held, or
+  /// `in_mtx_` alone.
+  void tell_writers(channel_outbox& out) {
+    for (auto& w : writers_)
+      out.emplace_back(std::move(w), caf::make_message(channel_writable{id_}));
+    writers_.clear();
+  }
+
+  /// Takes everything the producers queued to the consumer side. Call with
+  /// both locks held.
+  void refill() {
+    if (out_.empty()) {
+      out_.swap(in_);
+    } else {
+      for (auto& x : in_)
+        out_.emplace_back(std::move(x));
+      in_.clear();
+    }
+  }
+
+  /// Puts a dead subscriber's unread items back at the front, in order.
+  /// Both locks held; the moved-from shells stay with the caller.
+  void requeue(std::vector<T>& items) {
+    for (auto i = items.rbegin(); i != items.rend(); ++i)
+      out_.emplace_front(std::move(*i)); // items need not be assignable
+    returned_ += items.size();
+    note_depth();
+    if (waiting_consumers_ > 0)
+      not_empty_.notify_all();
+  }
+
+  /// Moves the `n` oldest items of the consumer side into a vector (for a
+  /// batch). Both locks held.
+  std::vector<T> take(size_t n) {
+    std::vector<T> items;
+    items.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      items.emplace_back(std::move(out_.front()));
+      out_.pop_front();
+    }
+    removed_.fetch_add(n);
+    return items;
+  }
+
+  const uint64_t id_;
+  const size_t capacity_;
+  const overflow policy_;
+
+  // Producer side, guarded by `in_mtx_`.
+  mutable std::mutex in_mtx_;
+  std::condition_variable not_full_;
+  std::condition_variable not_empty_; // consumers wait with `in_mtx_`
+  std::deque<T> in_;
+  std::atomic<size_t> puts_{0};
+  /// Items a dead subscriber gave back (written with both locks held).
+  size_t returned_ = 0;
+  /// The last value of `removed_` this side read (a lower bound).
+  size_t removed_seen_ = 0;
+  size_t high_water_ = 0;
+  size_t dropped_newest_ = 0;
+  size_t refused_ = 0;
+  size_t waiting_producers_ = 0;
+  size_t waiting_consumers_ = 0;
+  /// Actors told `full`, owed a `channel_writable`.
+  std::vector<caf::strong_actor_ptr> writers_;
+  bool closed_ = false;
+  /// Some subscriber has credit and no batch in flight.
+  bool subscriber_idle_ = false;
+
+  // Consumer side, guarded by `out_mtx_`.
+  alignas(64) mutable std::mutex out_mtx_;
+  std::deque<T> out_;
+  /// Items that left the queue (taken, handed to a subscriber, or evicted).
+  std::atomic<size_t> removed_{0};
+  /// Producers wait (or actors were told `full`): consumers wake them.
+  std::atomic<bool> wake_wanted_{false};
+  size_t evicted_ = 0;
+};
+
+} // namespace weave::internal
