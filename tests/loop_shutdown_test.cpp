@@ -89,7 +89,8 @@ TEST_CASE("context futures pending when the loop stops complete inside the "
     auto after = context->sleep(1ms);
     REQUIRE(after.done());
     CHECK(is_shut_down(after.get_result().error()));
-    CHECK(lp.stats().futures_failed == 3u);
+    // Only submitted futures are counted: context futures are the loop's own.
+    CHECK(lp.stats().futures_failed == 0u);
   }
   release_job.count_down();
   caf::anon_send_exit(mute, caf::exit_reason::user_shutdown);
