@@ -56,6 +56,7 @@
 /// (functions, continuations, the exception handler, destructors of jobs)
 /// ever runs under.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -121,9 +122,11 @@ public:
                     nullptr);
   }
 
-  /// Asks `dest` through the loop; the reply completes the future.
-  template <class R, class... Ts>
-  future<R> request(caf::actor dest, caf::timespan timeout, Ts... xs) {
+  /// Asks `dest` through the loop; the reply completes the future (see
+  /// `loop_context::request` for the timeout).
+  template <class R, class Rep, class Period, class... Ts>
+  future<R> request(caf::actor dest, std::chrono::duration<Rep, Period> timeout,
+                    Ts... xs) {
     return submit([=](loop_context& cx) {
       return cx.request<R>(dest, timeout, xs...);
     });

@@ -101,24 +101,26 @@ public:
   }
 
   /// Sends a request to `dest`; the reply (of type `R`) completes the future
-  /// in this loop, or CAF's `request_timeout` after `timeout` (a timeout too
-  /// long for any clock means none). A negative timeout is
-  /// `invalid_argument`.
-  template <class R, class... Ts>
-  future<R> request(const caf::actor& dest, caf::timespan timeout,
-                    Ts&&... xs) {
-    if (timeout < caf::timespan{0})
-      return internal::failed_future<R>(make_error(
-        errc::invalid_argument, "loop_context::request: negative timeout"));
+  /// in this loop, or CAF's `request_timeout` after `timeout` (saturating: a
+  /// timeout too long for any clock, like `hours::max()`, means none). A
+  /// negative timeout is `invalid_argument`.
+  template <class R, class Rep, class Period, class... Ts>
+  future<R> request(const caf::actor& dest,
+                    std::chrono::duration<Rep, Period> timeout, Ts&&... xs) {
+    if (internal::negative_or_nan(timeout))
+      return internal::failed_future<R>(
+        make_error(errc::invalid_argument,
+                   "loop_context::request: negative or NaN timeout"));
+    auto limit = internal::saturating_duration(timeout);
     auto b = bind<R>();
-    if (b.state) {
-      auto limit = timeout >= internal::max_timer_delay
-                     ? caf::duration{caf::infinite}
-                     : caf::duration{timeout};
-      self_->request(dest, limit, std::forward<Ts>(xs)...)
+    if (b.state)
+      self_->request(dest,
+                     limit >= internal::max_timer_delay
+                       ? caf::duration{caf::infinite}
+                       : caf::duration{limit},
+                     std::forward<Ts>(xs)...)
         .then(internal::value_setter<R>(b.state),
               internal::error_setter<R>(b.state));
-    }
     return std::move(b.fut);
   }
 

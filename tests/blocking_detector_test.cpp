@@ -1,6 +1,6 @@
-// The blocking detector (tutorial §8): a handler that holds a scheduler
-// thread past the threshold is reported once, by actor; quick handlers are
-// not.
+// The blocking detector: a handler that holds a scheduler thread past the
+// threshold is reported once, by actor; quick handlers are not; the user's
+// callback runs without weave's lock.
 #include <doctest/doctest.h>
 
 #include <atomic>

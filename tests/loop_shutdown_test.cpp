@@ -128,25 +128,31 @@ TEST_CASE("continuations that offload while the loop stops run once each, "
   }
 }
 
-TEST_CASE("a context sleep of hours::max() never fires and ends with "
-          "shut_down when the loop stops") {
+TEST_CASE("a context sleep or request of hours::max() never times out and "
+          "ends with shut_down when the loop stops") {
   weave::runtime rt;
   weave::loop lp{rt, "forever"};
   auto slept = lp.submit([](weave::loop_context& cx) {
     return cx.sleep(std::chrono::hours::max());
   });
-  auto asked = lp.submit([&rt](weave::loop_context& cx) {
-    return cx.request<int>(rt.system().spawn(silent), caf::timespan::max(), 1);
+  auto mute = rt.system().spawn(silent);
+  auto asked = lp.submit([mute](weave::loop_context& cx) {
+    return cx.request<int>(mute, caf::timespan::max(), 1);
   });
+  auto asked_for_hours = lp.request<int>(mute, std::chrono::hours::max(), 2);
   CHECK(lp.submit([] { return 1; }).get() == 1);
   CHECK_FALSE(slept.done());
   CHECK_FALSE(asked.done());
+  CHECK_FALSE(asked_for_hours.done());
   lp.stop();
   lp.join();
+  for (auto* f : {&asked, &asked_for_hours}) {
+    REQUIRE(f->done());
+    CHECK(is_shut_down(f->get_result().error()));
+  }
   REQUIRE(slept.done());
   CHECK(is_shut_down(slept.get_result().error()));
-  REQUIRE(asked.done());
-  CHECK(is_shut_down(asked.get_result().error()));
+  caf::anon_send_exit(mute, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("a loop stuck in a function at the shutdown deadline is counted as "

@@ -1,5 +1,6 @@
-// loop and future from plain threads: promises 1 (every future ends exactly
-// once), 3 (per-sender FIFO), 5 (no blocking on the loop) and 7.
+// loop and future from plain threads: every future ends exactly once,
+// per-sender FIFO, no blocking on the loop's thread, clear errors for bad
+// calls.
 #include <doctest/doctest.h>
 
 #include <atomic>
