@@ -142,13 +142,20 @@ void loop_impl::report_post_failure(const caf::error& err) {
     std::unique_lock<std::mutex> guard{mtx_};
     handler = handler_;
   }
-  if (handler && *handler)
-    (*handler)(err);
-  else
-    std::fprintf(stderr,
-                 "weave: loop '%s': an exception escaped a posted function: "
-                 "%s\n",
-                 name_.c_str(), render(err).c_str());
+  if (handler && *handler) {
+    try {
+      (*handler)(err);
+      return;
+    } catch (...) {
+      std::fprintf(stderr, "weave: loop '%s': the exception handler threw: "
+                           "%s\n",
+                   name_.c_str(), current_exception_message().c_str());
+    }
+  }
+  std::fprintf(stderr,
+               "weave: loop '%s': an exception escaped a posted function: "
+               "%s\n",
+               name_.c_str(), render(err).c_str());
 }
 
 bool loop_impl::dispatch(job_ptr j, loop_pending* pending) {

@@ -18,6 +18,10 @@ bool loop_context::running() const noexcept {
   return !impl_.ended();
 }
 
+bool loop_context::accepting() const {
+  return !impl_.stopped();
+}
+
 future<void> loop_context::sleep(caf::timespan delay) {
   if (delay < caf::timespan{0})
     return internal::failed_future<void>(make_error(

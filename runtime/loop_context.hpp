@@ -18,8 +18,8 @@
 /// Lifetime: the context lives as long as its loop's shared state, which
 /// outlives the loop's end: using a context after its loop ended is harmless.
 /// `sleep`, `offload` and `request` then return futures that have already
-/// failed with `shut_down`, `call_soon` returns false, and `self()` throws
-/// `shut_down`.
+/// failed with `shut_down`, `call_soon` returns false (already once the
+/// loop is stopped), and `self()` throws `shut_down`.
 
 #include <chrono>
 #include <string>
@@ -66,10 +66,10 @@ public:
   }
 
   /// Runs `fn` in this loop later, after the work already queued. False if
-  /// the loop ended (`fn` never runs).
+  /// the loop is stopped (`fn` would never run: the loop ends first).
   template <class F>
   bool call_soon(F fn) {
-    if (!running())
+    if (!accepting())
       return false;
     self_->send(self_, internal::loop_message{
                          caf::make_counted<internal::post_job<F>>(std::move(fn))});
@@ -138,6 +138,9 @@ private:
 
   /// False once the loop ended.
   bool running() const noexcept;
+
+  /// False once the loop is stopped.
+  bool accepting() const;
 
   template <class T>
   struct bound {

@@ -271,3 +271,23 @@ TEST_CASE("a loop destroyed from its own thread stops without waiting on "
   lp.reset();
   CHECK(f.get() == 1);
 }
+
+TEST_CASE("call_soon runs after the work already queued, and is refused once "
+          "the loop is stopped") {
+  weave::runtime rt;
+  weave::loop lp{rt, "soon"};
+  std::vector<int> order; // touched only inside the loop
+  auto accepted = lp.submit([&order](weave::loop_context& cx) {
+    order.push_back(1);
+    return cx.call_soon([&order] { order.push_back(2); });
+  });
+  CHECK(accepted.get());
+  lp.submit([&order] { order.push_back(3); }).get();
+  CHECK(order == std::vector<int>{1, 2, 3});
+  auto refused = lp.submit([&lp](weave::loop_context& cx) {
+    lp.stop();
+    return cx.call_soon([] {});
+  });
+  CHECK_FALSE(refused.get());
+  lp.join();
+}
