@@ -41,7 +41,7 @@
 #include "caf/timespan.hpp"
 
 #include "runtime/future.hpp"
-#include "runtime/internal/job.hpp"
+#include "runtime/internal/function_job.hpp"
 #include "runtime/shutdown_report.hpp"
 
 namespace weave {

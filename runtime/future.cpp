@@ -10,6 +10,8 @@ namespace {
 
 std::atomic<int64_t> spin_ns{50'000};
 
+/// Spins between two reads of the clock while waiting.
+constexpr int spins_per_clock_read = 64;
 
 } // namespace
 
@@ -32,19 +34,19 @@ void set_spin_duration(caf::timespan value) noexcept {
   spin_ns.store(value.count(), std::memory_order_relaxed);
 }
 
-bool spin_until_set(const std::atomic<bool>& flag) noexcept {
+bool spin_until(const std::atomic<uint8_t>& phase, uint8_t target) noexcept {
   auto budget = spin_duration();
   if (budget.count() <= 0)
     return false;
   auto start = steady_clock::now();
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (flag.load(std::memory_order_acquire))
+    for (int i = 0; i < spins_per_clock_read; ++i) {
+      if (phase.load(std::memory_order_acquire) == target)
         return true;
       cpu_relax();
     }
     if (steady_clock::now() - start > budget)
-      return flag.load(std::memory_order_acquire);
+      return phase.load(std::memory_order_acquire) == target;
   }
 }
 

@@ -1,15 +1,11 @@
 #include "runtime/loop.hpp"
 
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
-#include <thread>
 
-#include "caf/actor_system.hpp"
 #include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 
-#include "runtime/internal/component.hpp"
+#include "runtime/internal/loop_impl.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
@@ -44,266 +40,304 @@ loop_context* current_loop_context() noexcept {
   return tl_context;
 }
 
-class loop_impl : public component,
-                  public std::enable_shared_from_this<loop_impl> {
-public:
-  loop_impl(std::string name, loop::placement where)
-    : name_(std::move(name)), where_(where) {
-    // nop
-  }
+void forget_pending(loop_pending& p) noexcept {
+  // The list's reference may be the last one: releasing it may destroy `p`
+  // and, with it, the last reference to the loop. Nothing is touched after.
+  if (p.loop != nullptr && p.loop->unlink_if_linked(p))
+    intrusive_ptr_release(&p.counted());
+}
 
-  shutdown_phase phase() const noexcept override {
-    return shutdown_phase::loops;
-  }
+bool adopt_pending(loop_impl& impl, loop_pending& p) {
+  return impl.adopt(p);
+}
 
-  void begin_shutdown(shutdown_report&) override {
-    stop();
-  }
+caf::error loop_ended_error(const loop_impl& impl) {
+  return make_error(errc::shut_down, "loop '" + impl.name() + "' has ended");
+}
 
-  void finish_shutdown(steady_clock::time_point deadline,
-                       shutdown_report& report) override {
+loop_impl::loop_impl(std::string name, loop::placement where)
+  : name_(std::move(name)), where_(where), context_(*this) {
+  // nop
+}
+
+void loop_impl::begin_shutdown(shutdown_report&) {
+  {
     std::unique_lock<std::mutex> guard{mtx_};
-    cv_.wait_until(guard, deadline, [this] { return terminated_; });
-    report.futures_failed += futures_failed_;
-    if (terminated_ && where_ == loop::own_thread)
-      ++report.threads_joined;
+    stopped_by_shutdown_ = !stopped_;
   }
+  stop();
+}
 
-  void start(caf::actor_system& sys) {
-    auto self = shared_from_this();
-    auto fun = [self](caf::event_based_actor* ptr) -> caf::behavior {
-      return self->make_behavior(ptr);
-    };
+void loop_impl::finish_shutdown(steady_clock::time_point deadline,
+                                shutdown_report& report) {
+  std::vector<loop_pending*> abandoned;
+  bool ended_in_time;
+  size_t failed_at_end = 0;
+  {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (where_ == loop::own_thread)
-      actor_ = sys.spawn<caf::detached + caf::hidden>(fun);
-    else
-      actor_ = sys.spawn<caf::hidden>(fun);
+    ended_in_time = cv_.wait_until(guard, deadline,
+                                   [this] { return terminated_; });
+    if (ended_in_time && stopped_by_shutdown_)
+      failed_at_end = failed_at_end_;
+    else if (!ended_in_time)
+      abandoned = take_pending(false);
   }
-
-  caf::behavior make_behavior(caf::event_based_actor* self) {
-    if (where_ == loop::own_thread) {
-      set_this_thread_name(name_);
-      set_this_thread_must_not_block(true);
-      thread_.store(std::this_thread::get_id(), std::memory_order_release);
-    }
-    context_ = std::make_unique<loop_context>(self, this);
-    auto impl = shared_from_this();
-    self->attach_functor([impl](const caf::error&) { impl->on_terminated(); });
-    return {
-      [impl](loop_message& msg) { impl->run_task(msg.task); },
-      [self](loop_stop) { self->quit(); },
-    };
-  }
-
-  void run_task(job_ptr& task) {
-    if (!task->try_start())
-      return;
-    context_scope scope{context_.get()};
-    auto ok = task->run();
-    task->deliver();
-    if (!ok && task->failure) {
-      // Only posted functions get here with a failure nobody else sees;
-      // submitted ones carry theirs in their future.
-      if (dynamic_cast<loop_task*>(task.get()) == nullptr)
-        report_post_failure(task->failure);
-    }
-  }
-
-  void report_post_failure(const caf::error& err) {
-    post_failures_.fetch_add(1, std::memory_order_relaxed);
-    std::function<void(const caf::error&)> handler;
-    {
-      std::unique_lock<std::mutex> guard{mtx_};
-      handler = handler_;
-    }
-    if (handler)
-      handler(err);
-    else
-      std::fprintf(stderr,
-                   "weave: loop '%s': an exception escaped a posted "
-                   "function: %s\n",
-                   name_.c_str(), render(err).c_str());
-  }
-
-  bool dispatch(job_ptr j, loop_task* task) {
-    if (task != nullptr) {
-      // Registered before linking, outside the lock: the future cannot
-      // complete yet, nobody else has it.
-      std::weak_ptr<loop_impl> weak = shared_from_this();
-      task->on_done(callback{[weak, task] {
-        if (auto impl = weak.lock())
-          impl->forget(task);
-      }});
-    }
-    std::unique_lock<std::mutex> guard{mtx_};
-    if (stopped_) {
-      guard.unlock();
-      j->cancel_with(make_error(errc::shut_down,
-                                "loop '" + name_ + "' is stopped"));
-      return false;
-    }
-    if (task != nullptr) {
-      link(task);
-      submitted_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      posted_.fetch_add(1, std::memory_order_relaxed);
-    }
-    // Sending under the lock orders every accepted message before the stop
-    // message: work accepted before stop() runs before the loop ends.
-    caf::anon_send(actor_, loop_message{std::move(j)});
-    return true;
-  }
-
-  void link(loop_task* t) {
-    intrusive_ptr_add_ref(&t->as_job());
-    t->linked = true;
-    t->prev_pending = nullptr;
-    t->next_pending = head_;
-    if (head_ != nullptr)
-      head_->prev_pending = t;
-    head_ = t;
-  }
-
-  /// Unlinks `t` once its future completed; called from its callback.
-  void forget(loop_task* t) {
-    {
-      std::unique_lock<std::mutex> guard{mtx_};
-      if (!t->linked)
-        return;
-      unlink(t);
-    }
-    intrusive_ptr_release(&t->as_job());
-  }
-
-  void unlink(loop_task* t) {
-    t->linked = false;
-    if (t->prev_pending != nullptr)
-      t->prev_pending->next_pending = t->next_pending;
-    else
-      head_ = t->next_pending;
-    if (t->next_pending != nullptr)
-      t->next_pending->prev_pending = t->prev_pending;
-    t->prev_pending = t->next_pending = nullptr;
-  }
-
-  void stop() {
-    std::unique_lock<std::mutex> guard{mtx_};
-    if (stopped_)
-      return;
-    stopped_ = true;
-    if (actor_)
-      caf::anon_send(actor_, loop_stop{});
-  }
-
-  void on_terminated() {
-    std::vector<loop_task*> pending;
-    {
-      std::unique_lock<std::mutex> guard{mtx_};
-      stopped_ = true;
-      while (head_ != nullptr) {
-        auto t = head_;
-        unlink(t);
-        pending.push_back(t);
-      }
-    }
-    // Fail outside the lock: completion callbacks may call back into us.
-    size_t failed = 0;
-    for (auto t : pending) {
-      // Never ran (its message was dropped) or started and finishing later:
-      // either way nobody would ever complete it now.
-      if (t->fail(make_error(errc::shut_down, "loop '" + name_
-                                                + "' stopped before this "
-                                                  "finished")))
-        ++failed;
-      intrusive_ptr_release(&t->as_job());
-    }
-    context_.reset();
+  // Still inside a function at the deadline: its callers hear shut_down now
+  // (context futures wait for the loop's end: their continuations belong in
+  // the loop), and its thread is left to finish on its own.
+  auto failed = fail_all(abandoned, "still running at the shutdown deadline, "
+                                    "abandoned");
+  {
     std::unique_lock<std::mutex> guard{mtx_};
     futures_failed_ += failed;
+  }
+  report.futures_failed += failed_at_end + failed;
+  if (where_ == loop::own_thread)
+    ++(ended_in_time ? report.threads_joined : report.threads_abandoned);
+}
+
+void loop_impl::start(caf::actor_system& sys) {
+  auto self = shared_from_this();
+  auto fun = [self](caf::event_based_actor* ptr) -> caf::behavior {
+    return self->make_behavior(ptr);
+  };
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (where_ == loop::own_thread)
+    actor_ = sys.spawn<caf::detached + caf::hidden>(fun);
+  else
+    actor_ = sys.spawn<caf::hidden>(fun);
+}
+
+caf::behavior loop_impl::make_behavior(caf::event_based_actor* self) {
+  if (where_ == loop::own_thread) {
+    set_this_thread_name(name_);
+    set_this_thread_must_not_block(true);
+    thread_.store(std::this_thread::get_id(), std::memory_order_release);
+  }
+  context_.self_ = self;
+  auto impl = shared_from_this();
+  self->attach_functor([impl](const caf::error&) { impl->on_terminated(); });
+  return {
+    [impl](loop_message& msg) { impl->run_task(msg.task); },
+    [self](loop_stop) { self->quit(); },
+  };
+}
+
+void loop_impl::run_task(job_ptr& task) {
+  if (!task->try_start())
+    return;
+  context_scope scope{&context_};
+  auto ok = task->run();
+  task->deliver();
+  // Only posted functions keep a failure nobody else sees; submitted ones
+  // carry theirs in their future.
+  if (!ok && task->failure)
+    report_post_failure(task->failure);
+}
+
+void loop_impl::report_post_failure(const caf::error& err) {
+  post_failures_.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<const handler_type> handler;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    handler = handler_;
+  }
+  if (handler && *handler) {
+    try {
+      (*handler)(err);
+      return;
+    } catch (...) {
+      std::fprintf(stderr, "weave: loop '%s': the exception handler threw: "
+                           "%s\n",
+                   name_.c_str(), current_exception_message().c_str());
+    }
+  }
+  std::fprintf(stderr,
+               "weave: loop '%s': an exception escaped a posted function: "
+               "%s\n",
+               name_.c_str(), render(err).c_str());
+}
+
+bool loop_impl::dispatch(job_ptr j, loop_pending* pending) {
+  // A posted job's only reference travels in the message: if CAF drops the
+  // message under the lock (the actor is gone), the job, a user's function,
+  // must not be destroyed there.
+  job_ptr keep = pending == nullptr ? j : nullptr;
+  if (pending != nullptr)
+    pending->loop = shared_from_this();
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (stopped_) {
+    guard.unlock();
+    j->cancel_with(make_error(errc::shut_down,
+                              "loop '" + name_ + "' is stopped"));
+    return false;
+  }
+  if (pending != nullptr) {
+    link(pending);
+    submitted_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    posted_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Sending under the lock orders every accepted message before the stop
+  // message: work accepted before stop() runs before the loop ends.
+  caf::anon_send(actor_, loop_message{std::move(j)});
+  return true;
+}
+
+bool loop_impl::adopt(loop_pending& p) {
+  auto self = shared_from_this();
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (terminated_ || ended())
+    return false;
+  p.loop = std::move(self);
+  p.loop_bound = true;
+  link(&p);
+  return true;
+}
+
+void loop_impl::link(loop_pending* p) noexcept {
+  intrusive_ptr_add_ref(&p->counted());
+  p->linked = true;
+  p->prev_pending = nullptr;
+  p->next_pending = head_;
+  if (head_ != nullptr)
+    head_->prev_pending = p;
+  head_ = p;
+}
+
+void loop_impl::unlink(loop_pending* p) noexcept {
+  p->linked = false;
+  if (p->prev_pending != nullptr)
+    p->prev_pending->next_pending = p->next_pending;
+  else
+    head_ = p->next_pending;
+  if (p->next_pending != nullptr)
+    p->next_pending->prev_pending = p->prev_pending;
+  p->prev_pending = p->next_pending = nullptr;
+}
+
+bool loop_impl::unlink_if_linked(loop_pending& p) noexcept {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (!p.linked)
+    return false;
+  unlink(&p);
+  return true;
+}
+
+std::vector<loop_pending*> loop_impl::take_pending(bool with_loop_bound) {
+  // Submitted futures first: their callers hear shut_down even where a
+  // context future's continuation, failing next, would have completed them.
+  std::vector<loop_pending*> result;
+  for (bool bound : {false, true}) {
+    if (bound && !with_loop_bound)
+      break;
+    for (auto p = head_; p != nullptr;) {
+      auto next = p->next_pending;
+      if (p->loop_bound == bound) {
+        unlink(p);
+        result.push_back(p);
+      }
+      p = next;
+    }
+  }
+  return result;
+}
+
+size_t loop_impl::fail_all(std::vector<loop_pending*>& items,
+                           const char* why) {
+  size_t failed = 0;
+  for (auto p : items) {
+    auto submitted = !p->loop_bound;
+    if (p->fail(make_error(errc::shut_down, "loop '" + name_ + "' " + why))
+        && submitted)
+      ++failed;
+    intrusive_ptr_release(&p->counted());
+  }
+  items.clear();
+  return failed;
+}
+
+void loop_impl::stop() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (stopped_)
+    return;
+  stopped_ = true;
+  if (actor_)
+    caf::anon_send(actor_, loop_stop{});
+}
+
+void loop_impl::on_terminated() {
+  std::vector<loop_pending*> pending;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    stopped_ = true;
+    ended_.store(true, std::memory_order_release); // the context refuses work
+    pending = take_pending(true);
+  }
+  // Work that never ran (its message was dropped) or that was finishing
+  // later: nobody would ever complete it now. Its continuations run here, on
+  // the loop's thread, as inside the loop.
+  size_t failed;
+  {
+    context_scope scope{&context_};
+    failed = fail_all(pending, "stopped before this finished");
+  }
+  caf::actor dead;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    futures_failed_ += failed;
+    failed_at_end_ = failed;
     terminated_ = true;
-    actor_ = nullptr;
-    cv_.notify_all();
+    dead.swap(actor_);
   }
+  cv_.notify_all();
+}
 
-  void join() {
+void loop_impl::join() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  cv_.wait(guard, [this] { return terminated_; });
+}
+
+bool loop_impl::stopped() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return stopped_;
+}
+
+caf::actor loop_impl::actor() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return actor_;
+}
+
+void loop_impl::set_handler(handler_type h) {
+  auto next = std::make_shared<const handler_type>(std::move(h));
+  {
     std::unique_lock<std::mutex> guard{mtx_};
-    cv_.wait(guard, [this] { return terminated_; });
+    handler_.swap(next);
   }
+  // `next` now holds the replaced handler: destroyed here, unlocked.
+}
 
-  bool stopped() const {
-    std::unique_lock<std::mutex> guard{mtx_};
-    return stopped_;
-  }
+loop::stats_type loop_impl::stats() const {
+  loop::stats_type s;
+  s.submitted = submitted_.load();
+  s.posted = posted_.load();
+  s.post_failures = post_failures_.load();
+  std::unique_lock<std::mutex> guard{mtx_};
+  s.futures_failed = futures_failed_;
+  return s;
+}
 
-  caf::actor actor() const {
-    std::unique_lock<std::mutex> guard{mtx_};
-    return actor_;
-  }
+bool loop_impl::on_own_thread() const noexcept {
+  return where_ == loop::own_thread
+         && thread_.load(std::memory_order_acquire)
+              == std::this_thread::get_id();
+}
 
-  const std::string& name() const noexcept {
-    return name_;
-  }
-
-  void set_handler(std::function<void(const caf::error&)> h) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    handler_ = std::move(h);
-  }
-
-  loop::stats_type stats() const {
-    loop::stats_type s;
-    s.submitted = submitted_.load();
-    s.posted = posted_.load();
-    s.post_failures = post_failures_.load();
-    std::unique_lock<std::mutex> guard{mtx_};
-    s.futures_failed = futures_failed_;
-    return s;
-  }
-
-  bool on_own_thread() const noexcept {
-    return where_ == loop::own_thread
-           && thread_.load(std::memory_order_acquire)
-                == std::this_thread::get_id();
-  }
-
-private:
-  const std::string name_;
-  const loop::placement where_;
-  mutable std::mutex mtx_;
-  std::condition_variable cv_;
-  caf::actor actor_;
-  bool stopped_ = false;
-  bool terminated_ = false;
-  loop_task* head_ = nullptr;
-  std::unique_ptr<loop_context> context_;
-  // The loop's own thread (own_thread placement), for join()'s check.
-  std::atomic<std::thread::id> thread_{};
-  std::function<void(const caf::error&)> handler_;
-  std::atomic<size_t> submitted_{0};
-  std::atomic<size_t> posted_{0};
-  std::atomic<size_t> post_failures_{0};
-  size_t futures_failed_ = 0;
-};
+bool loop_impl::in_own_task() const noexcept {
+  return current_loop_context() == &context_;
+}
 
 } // namespace internal
-
-const std::string& loop_context::name() const noexcept {
-  return impl_->name();
-}
-
-future<void> loop_context::sleep(caf::timespan delay) {
-  promise<void> p;
-  auto f = p.get_future();
-  if (delay < caf::timespan{0}) {
-    p.set_error(make_error(errc::invalid_argument,
-                           "loop_context::sleep: negative delay"));
-    return f;
-  }
-  auto fire = [p]() mutable { p.set_value(); };
-  auto j = caf::make_counted<internal::post_job<decltype(fire)>>(std::move(fire));
-  self_->delayed_send(self_, delay, internal::loop_message{std::move(j)});
-  return f;
-}
 
 loop::loop(runtime& rt, std::string name, placement where)
   : impl_(std::make_shared<internal::loop_impl>(std::move(name), where)) {
@@ -315,14 +349,14 @@ loop::loop(runtime& rt, std::string name, placement where)
 
 loop::~loop() {
   stop();
-  // On the loop's own thread, waiting for the loop would wait for ourselves:
-  // the loop ends right after the current function returns.
-  if (!impl_->on_own_thread())
-    impl_->join();
+  if (impl_->on_own_thread() || impl_->in_own_task()
+      || this_thread_must_not_block())
+    return; // waiting would wait for ourselves, or block a scheduler thread
+  impl_->join();
 }
 
-bool loop::dispatch(internal::job_ptr j, internal::loop_task* task) {
-  return impl_->dispatch(std::move(j), task);
+bool loop::dispatch(internal::job_ptr j, internal::loop_pending* pending) {
+  return impl_->dispatch(std::move(j), pending);
 }
 
 void loop::stop() {
@@ -330,9 +364,11 @@ void loop::stop() {
 }
 
 void loop::join() {
-  if (impl_->on_own_thread())
+  if (impl_->on_own_thread() || impl_->in_own_task())
     raise(make_error(errc::would_deadlock,
-                     "loop::join called on the loop's own thread"));
+                     "loop::join called inside loop '" + impl_->name()
+                       + "' itself"));
+  internal::check_may_block("loop::join");
   impl_->join();
 }
 

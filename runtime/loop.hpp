@@ -33,242 +33,45 @@
 ///   any actor through the loop (no `scoped_actor` per call).
 /// - `stop()` from any thread, idempotent: work accepted before it runs
 ///   first (like `call_soon_threadsafe(loop.stop)`), then the loop ends and
-///   every future still pending (work that was finishing later) completes
-///   with `shut_down`. After `stop()`, `submit` returns a future that has
+///   every future still pending (work that was finishing later, and the
+///   futures its context made) completes with `shut_down`, on the loop's own
+///   thread as it ends. After `stop()`, `submit` returns a future that has
 ///   already failed with `shut_down` and `post` returns false.
-/// - `join()` waits until the loop has ended. The destructor stops and joins
-///   (only stops, when it runs on the loop's own thread).
-///   The runtime's shutdown stops every loop first.
+/// - `join()` waits until the loop has ended: once it returns, every
+///   continuation of a context future has run. The destructor stops and
+///   joins (inside the loop, or on a thread that must not block, it only
+///   stops).
 ///
-/// Thread-safety: every member may be called from any thread, except `join()`
-/// and the destructor, which must not run on the loop's own thread. The
+/// Shutdown: the runtime's shutdown stops every loop first and waits for it
+/// until the deadline. A loop still inside a function then is abandoned: its
+/// thread is counted as abandoned in the report, its submitted futures fail
+/// with `shut_down` at once, and it ends by itself whenever the function
+/// returns. The report counts only the futures the shutdown failed, not
+/// those an earlier `stop()` failed.
+///
+/// Thread-safety: every member may be called from any thread; `join()` is
+/// refused inside the loop and on threads that must not block. The
 /// submission of `fn` happens-before `fn` runs, which happens-before the
-/// future completes.
+/// future completes. The loop's shared state holds a lock that no user code
+/// (functions, continuations, the exception handler, destructors of jobs)
+/// ever runs under.
 
-#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <utility>
 
 #include "caf/actor.hpp"
-#include "caf/event_based_actor.hpp"
 #include "caf/timespan.hpp"
 
-#include "runtime/blocking_pool.hpp"
 #include "runtime/future.hpp"
-#include "runtime/internal/job.hpp"
-#include "runtime/offload.hpp"
+#include "runtime/internal/loop_jobs.hpp"
+#include "runtime/loop_context.hpp"
 
 namespace weave {
 
 class runtime;
-class loop_context;
-
-namespace internal {
-
-class loop_impl;
-
-/// The message that carries work into a loop.
-struct loop_message {
-  job_ptr task;
-};
-
-/// Loop tasks that may finish later sit in an intrusive list of their loop,
-/// so that stopping the loop can fail them (nobody waits forever).
-class loop_task {
-public:
-  virtual ~loop_task() = default;
-  virtual job& as_job() noexcept = 0;
-  /// Completes the task's future with `reason`; false if already complete.
-  virtual bool fail(caf::error reason) = 0;
-  /// Runs `cb` once the task's future completes.
-  virtual void on_done(callback cb) = 0;
-  loop_task* prev_pending = nullptr;
-  loop_task* next_pending = nullptr;
-  bool linked = false;
-};
-
-/// The loop context of the calling thread while it runs a loop's work.
-loop_context* current_loop_context() noexcept;
-
-template <class F>
-decltype(auto) invoke_with_context(F& fn, loop_context& cx) {
-  if constexpr (std::is_invocable<F&, loop_context&>::value)
-    return fn(cx);
-  else
-    return fn();
-}
-
-template <class F>
-struct submit_result {
-  using raw = std::conditional_t<std::is_invocable<F&, loop_context&>::value,
-                                 std::invoke_result<F&, loop_context&>,
-                                 std::invoke_result<F&>>;
-  using type = typename raw::type;
-};
-
-template <class T, class F>
-class submit_job final : public future_state<T>, public loop_task {
-public:
-  explicit submit_job(F fn) : fn_(std::move(fn)) {
-  }
-
-  job& as_job() noexcept override {
-    return *this;
-  }
-
-  bool fail(caf::error reason) override {
-    this->try_drop();
-    return this->set_error(std::move(reason));
-  }
-
-  void on_done(callback cb) override {
-    this->on_complete(std::move(cb));
-  }
-
-  bool run() noexcept override {
-    using r0 = typename submit_result<F>::type;
-    auto& cx = *current_loop_context();
-    if constexpr (is_future<r0>::value) {
-      try {
-        auto inner = invoke_with_context(fn_, cx);
-        caf::intrusive_ptr<submit_job> self{this};
-        inner.then([self](result<T> res) mutable {
-          fulfil(*self, std::move(res));
-        });
-        return true;
-      } catch (...) {
-        this->failure = current_exception_error();
-        this->set_error(this->failure);
-        return false;
-      }
-    } else {
-      auto call = [this, &cx] { return invoke_with_context(fn_, cx); };
-      return fulfil_with(*this, call);
-    }
-  }
-
-private:
-  F fn_;
-};
-
-template <class F>
-class post_job final : public job {
-public:
-  explicit post_job(F fn) : fn_(std::move(fn)) {
-  }
-
-  bool run() noexcept override {
-    try {
-      invoke_with_context(fn_, *current_loop_context());
-      mark_finished();
-      return true;
-    } catch (...) {
-      failure = current_exception_error();
-      mark_finished();
-      return false;
-    }
-  }
-
-  bool drop(caf::error) noexcept override {
-    // A posted function has nobody to tell.
-    return true;
-  }
-
-private:
-  F fn_;
-};
-
-template <class T>
-auto value_setter(promise<T> p) {
-  if constexpr (std::is_void<T>::value)
-    return [p]() mutable { p.set_value(); };
-  else
-    return [p](T x) mutable { p.set_value(std::move(x)); };
-}
-
-template <class T>
-auto error_setter(promise<T> p) {
-  return [p](caf::error& err) mutable { p.set_error(std::move(err)); };
-}
-
-} // namespace internal
-
-/// What a submitted or posted function may use to work asynchronously inside
-/// its loop. Valid only on the loop's thread, while the loop runs.
-class loop_context {
-public:
-  loop_context(caf::event_based_actor* self, internal::loop_impl* impl)
-    : self_(self), impl_(impl) {
-    // nop
-  }
-
-  /// The loop's actor: spawn, send, monitor, as from any actor.
-  caf::event_based_actor* self() const noexcept {
-    return self_;
-  }
-
-  /// The loop's name.
-  const std::string& name() const noexcept;
-
-  /// A future that completes in this loop after `delay`, without blocking it
-  /// (`await asyncio.sleep(delay)`).
-  future<void> sleep(caf::timespan delay);
-
-  template <class Rep, class Period>
-  future<void> sleep(std::chrono::duration<Rep, Period> delay) {
-    return sleep(std::chrono::duration_cast<caf::timespan>(delay));
-  }
-
-  /// Runs `fn` in this loop later, after the work already queued.
-  template <class F>
-  void call_soon(F fn);
-
-  /// Offloads `fn` to the default pool; completes in this loop.
-  template <class F>
-  auto offload(F fn) {
-    using t = std::invoke_result_t<F&>;
-    promise<t> p;
-    auto f = p.get_future();
-    weave::offload(self_, std::move(fn))
-      .then(internal::value_setter<t>(p), internal::error_setter<t>(p));
-    return f;
-  }
-
-  /// Offloads `fn` to `pool`; completes in this loop.
-  template <class F>
-  auto offload(blocking_pool& pool, F fn) {
-    using t = std::invoke_result_t<F&>;
-    promise<t> p;
-    auto f = p.get_future();
-    weave::offload(self_, pool, std::move(fn))
-      .then(internal::value_setter<t>(p), internal::error_setter<t>(p));
-    return f;
-  }
-
-  /// Sends a request to `dest`; the reply (of type `R`) completes the future
-  /// in this loop.
-  template <class R, class... Ts>
-  future<R> request(const caf::actor& dest, caf::timespan timeout,
-                    Ts&&... xs) {
-    promise<R> p;
-    auto f = p.get_future();
-    self_->request(dest, timeout, std::forward<Ts>(xs)...)
-      .then(internal::value_setter<R>(p), internal::error_setter<R>(p));
-    return f;
-  }
-
-  /// The context of the loop the calling thread is running, or null.
-  static loop_context* current() noexcept {
-    return internal::current_loop_context();
-  }
-
-private:
-  caf::event_based_actor* self_;
-  internal::loop_impl* impl_;
-};
 
 class loop {
 public:
@@ -280,7 +83,8 @@ public:
     size_t posted = 0;
     /// Posted functions that threw.
     size_t post_failures = 0;
-    /// Futures failed with `shut_down` when the loop stopped.
+    /// Submitted futures failed with `shut_down` when the loop ended (or at
+    /// a shutdown deadline it missed).
     size_t futures_failed = 0;
   };
 
@@ -289,7 +93,11 @@ public:
   explicit loop(runtime& rt, std::string name = "loop",
                 placement where = own_thread);
 
-  /// Stops the loop and waits for it to end.
+  /// Stops the loop and waits for it to end, except where waiting would
+  /// deadlock or block a thread that must not block: inside the loop itself
+  /// (its thread, or its own task on a scheduler thread) and on any other
+  /// thread that must not block, it only stops; the loop then ends by itself
+  /// once its current function returns.
   ~loop();
 
   loop(const loop&) = delete;
@@ -302,7 +110,8 @@ public:
     using t = typename internal::unwrap_future<r0>::type;
     auto j = caf::make_counted<internal::submit_job<t, F>>(std::move(fn));
     auto fut = internal::make_future<t>(j);
-    dispatch(j, j.get());
+    internal::loop_pending* pending = j.get();
+    dispatch(std::move(j), pending);
     return fut;
   }
 
@@ -313,9 +122,11 @@ public:
                     nullptr);
   }
 
-  /// Asks `dest` through the loop; the reply completes the future.
-  template <class R, class... Ts>
-  future<R> request(caf::actor dest, caf::timespan timeout, Ts... xs) {
+  /// Asks `dest` through the loop; the reply completes the future (see
+  /// `loop_context::request` for the timeout).
+  template <class R, class Rep, class Period, class... Ts>
+  future<R> request(caf::actor dest, std::chrono::duration<Rep, Period> timeout,
+                    Ts... xs) {
     return submit([=](loop_context& cx) {
       return cx.request<R>(dest, timeout, xs...);
     });
@@ -324,7 +135,9 @@ public:
   /// Stops the loop (idempotent, any thread).
   void stop();
 
-  /// Waits until the loop has ended. Refused on the loop's own thread.
+  /// Waits until the loop has ended. Refused with `would_deadlock` inside
+  /// the loop itself and on any thread that must not block (a scheduler
+  /// thread), like `future::get`.
   void join();
 
   /// True once `stop()` was called (or the runtime shut down).
@@ -343,17 +156,9 @@ public:
 
 private:
   /// Sends `j` to the loop; fails it at once if the loop is stopped.
-  bool dispatch(internal::job_ptr j, internal::loop_task* task);
+  bool dispatch(internal::job_ptr j, internal::loop_pending* pending);
 
   std::shared_ptr<internal::loop_impl> impl_;
 };
 
-template <class F>
-void loop_context::call_soon(F fn) {
-  self_->send(self_, internal::loop_message{
-                       caf::make_counted<internal::post_job<F>>(std::move(fn))});
-}
-
 } // namespace weave
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(weave::internal::loop_message)

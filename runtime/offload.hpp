@@ -72,7 +72,7 @@ struct job_done {
 
 /// A job whose outcome goes to an actor as a response message.
 template <class T>
-class actor_job : public job {
+class actor_job : public counted_job {
 public:
   using value_type = std::conditional_t<std::is_void<T>::value, caf::unit_t, T>;
 

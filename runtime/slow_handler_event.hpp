@@ -2,7 +2,8 @@
 
 /// `slow_handler_event`: what the blocking detector reports when an
 /// event-based actor holds a scheduler thread longer than
-/// `weave.blocking-threshold` (tutorial §8: never block the event loop).
+/// `weave.blocking-threshold`: an event loop must never be blocked, and a
+/// handler that holds a scheduler thread blocks every actor queued behind it.
 /// See `runtime::on_slow_handler` and `runtime::slow_handlers`.
 ///
 /// Thread-safety: a plain value.

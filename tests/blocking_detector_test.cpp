@@ -1,6 +1,6 @@
-// The blocking detector (tutorial §8): a handler that holds a scheduler
-// thread past the threshold is reported once, by actor; quick handlers are
-// not.
+// The blocking detector: a handler that holds a scheduler thread past the
+// threshold is reported once, by actor; quick handlers are not; the user's
+// callback runs without weave's lock.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "caf/all.hpp"
+#include "runtime/internal/blocking_detector.hpp"
 #include "runtime/weave.hpp"
 #include "tests/test_support.hpp"
 
@@ -18,6 +19,12 @@ namespace {
 
 constexpr auto threshold = 50ms;
 constexpr auto held_for = 300ms; // well past the threshold
+constexpr size_t scheduler_workers = 2;
+/// How long A waits for B: well below the relaxed timeout (10 s), well above
+/// the watchdog's look period (50 ms).
+constexpr auto steal_bound = std::chrono::seconds{5};
+/// How often the test looks at the workers' published idle state.
+constexpr auto idle_poll = std::chrono::milliseconds{5};
 
 /// Spawns a function actor with one (unused) argument. CAF 0.17.6 binds a
 /// null reference when a function actor has none (see tools/ubsan.supp);
@@ -26,6 +33,38 @@ constexpr auto held_for = 300ms; // well past the threshold
 template <class F>
 caf::actor spawn_with_arg(caf::actor_system& sys, F fn) {
   return sys.spawn([fn](int) mutable -> caf::behavior { return fn(); }, 0);
+}
+
+/// Waits (bounded) until every scheduler worker of `rt` sleeps.
+bool all_workers_asleep(weave::runtime& rt) {
+  auto det = rt.detector();
+  if (det == nullptr)
+    return false;
+  auto until = std::chrono::steady_clock::now() + weave::test::patience;
+  while (std::chrono::steady_clock::now() < until) {
+    bool asleep = true;
+    for (size_t i = 0; auto s = det->at(i); ++i)
+      if (s->idle.load() != weave::internal::blocking_detector::idle_state::
+                              sleeping)
+        asleep = false;
+    if (asleep)
+      return true;
+    std::this_thread::sleep_for(idle_poll);
+  }
+  return false;
+}
+
+/// Holds a scheduler worker past the threshold, once (fire and forget).
+void block_a_worker(weave::runtime& rt) {
+  auto sleepy = rt.system().spawn(
+    [](caf::event_based_actor* self, int) -> caf::behavior {
+      return {[self](int) {
+        std::this_thread::sleep_for(held_for); // the mistake, on purpose
+        self->quit();
+      }};
+    },
+    0);
+  caf::anon_send(sleepy, 1);
 }
 
 } // namespace
@@ -74,10 +113,11 @@ TEST_CASE("a handler that blocks a scheduler thread is reported, once") {
 TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
           "sleeping one, long before the relaxed timeout") {
   // A handler that blocks (the mistake) sends to B first, so B is queued on
-  // the same worker. The other worker may be asleep for the whole relaxed
-  // timeout (10 s); the watchdog wakes it to steal B, so A's wait for B ends.
+  // the same worker. The other worker sleeps for the whole relaxed timeout
+  // (10 s) unless the watchdog wakes it to steal B, so A's wait for B ends
+  // only through that wake-up.
   weave::runtime_config cfg;
-  cfg.set("scheduler.max-threads", size_t{2});
+  cfg.set("scheduler.max-threads", size_t{scheduler_workers});
   cfg.set("weave.blocking-threshold", caf::timespan{1s}); // no report noise
   weave::runtime rt{std::move(cfg)};
   weave::test::latch b_ran{1};
@@ -93,21 +133,60 @@ TEST_CASE("work queued behind a stuck scheduler worker is stolen by a "
     self->become([&, self, b, outcome](int x) mutable {
       self->send(b, x); // from a scheduler thread: queued on this worker
       auto t0 = std::chrono::steady_clock::now();
-      auto ok = b_ran.wait(5s); // holds this worker until B ran elsewhere
+      auto ok = b_ran.wait(steal_bound); // holds this worker until B ran
       waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::steady_clock::now() - t0)
                     .count();
       outcome.set_value(ok); // our own copy: the test may end right now
     });
   });
-  // Let the scheduler go idle, so that the other worker is likely asleep
-  // and the watchdog's wake-up is what runs B (the assertion holds either way).
-  std::this_thread::sleep_for(20ms);
+  // Both workers asleep first: the one woken for A is then the only one
+  // awake, and nothing but the watchdog's wake-up lets the other run B.
+  REQUIRE(all_workers_asleep(rt));
   caf::anon_send(a, 1);
   CHECK(result.get());
   MESSAGE("B ran after " << waited_ms.load() << " ms");
   caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a slow-handler callback may replace the callback without "
+          "deadlocking") {
+  weave::runtime_config cfg;
+  cfg.set("weave.blocking-threshold", caf::timespan{threshold});
+  weave::runtime rt{std::move(cfg)};
+  weave::test::latch replaced{1};
+  rt.on_slow_handler([&](const weave::slow_handler_event&) {
+    // Replaces itself while it runs (it stays alive until it returns).
+    rt.on_slow_handler([](const weave::slow_handler_event&) {});
+    replaced.count_down();
+  });
+  block_a_worker(rt);
+  CHECK(replaced.wait());
+}
+
+TEST_CASE("replacing the slow-handler callback does not wait for a running "
+          "one") {
+  weave::runtime_config cfg;
+  cfg.set("weave.blocking-threshold", caf::timespan{threshold});
+  weave::runtime rt{std::move(cfg)};
+  weave::test::latch in_callback{1};
+  weave::test::latch release{1};
+  rt.on_slow_handler([&](const weave::slow_handler_event&) {
+    in_callback.count_down();
+    release.wait(); // a slow callback, on purpose
+  });
+  block_a_worker(rt);
+  REQUIRE(in_callback.wait());
+  weave::test::latch replaced{1};
+  std::thread other{[&] {
+    rt.on_slow_handler([](const weave::slow_handler_event&) {});
+    replaced.count_down();
+  }};
+  bool not_held_back = replaced.wait();
+  release.count_down();
+  other.join();
+  CHECK(not_held_back);
 }
 
 TEST_CASE("a handler that blocks right after a quiet spell is still reported") {

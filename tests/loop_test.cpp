@@ -1,5 +1,6 @@
-// loop and future from plain threads: promises 1 (every future ends exactly
-// once), 3 (per-sender FIFO), 5 (no blocking on the loop) and 7.
+// loop and future from plain threads: every future ends exactly once,
+// per-sender FIFO, no blocking on the loop's thread, clear errors for bad
+// calls.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
+using weave::test::failures;
 using weave::test::latch;
 
 namespace {
@@ -26,16 +28,21 @@ TEST_CASE("N threads x M submits all complete with the right values") {
   weave::loop lp{rt, "calc-loop"};
   std::vector<std::thread> threads;
   std::atomic<long> sum{0};
+  failures bad;
   for (int t = 0; t < submit_threads; ++t)
     threads.emplace_back([&, t] {
       std::vector<weave::future<int>> fs;
       for (int i = 0; i < submits_per_thread; ++i)
         fs.push_back(lp.submit([t, i] { return t * submits_per_thread + i; }));
-      for (auto& f : fs)
-        sum += f.get();
+      for (auto& f : fs) {
+        auto r = f.get_result();
+        if (bad.check(static_cast<bool>(r), "a submit failed"))
+          sum += *r;
+      }
     });
   for (auto& th : threads)
     th.join();
+  CHECK(bad.messages() == "");
   long n = submit_threads * submits_per_thread;
   CHECK(sum.load() == n * (n - 1) / 2);
   CHECK(lp.stats().submitted == static_cast<size_t>(n));
@@ -59,13 +66,16 @@ TEST_CASE("posts run in FIFO order per posting thread") {
   std::vector<std::pair<int, int>> seen; // touched only inside the loop
   seen.reserve(posters * posts_each);
   std::vector<std::thread> threads;
+  failures bad;
   for (int t = 0; t < posters; ++t)
     threads.emplace_back([&, t] {
       for (int i = 0; i < posts_each; ++i)
-        REQUIRE(lp.post([&seen, t, i] { seen.emplace_back(t, i); }));
+        bad.check(lp.post([&seen, t, i] { seen.emplace_back(t, i); }),
+                  "post refused on a running loop");
     });
   for (auto& th : threads)
     th.join();
+  CHECK(bad.messages() == "");
   // A submit after all posts returns when every earlier post has run.
   lp.submit([] {}).get();
   REQUIRE(seen.size() == static_cast<size_t>(posters * posts_each));
@@ -82,11 +92,12 @@ TEST_CASE("posts run in FIFO order per posting thread") {
 TEST_CASE("a function may finish later; the future waits for it") {
   weave::runtime rt;
   weave::loop lp{rt, "async"};
+  failures bad;
   auto t0 = std::chrono::steady_clock::now();
-  auto f = lp.submit([](weave::loop_context& cx) {
+  auto f = lp.submit([&bad](weave::loop_context& cx) {
     auto where = weave::this_thread_name();
-    return cx.sleep(50ms).then([where](weave::result<void> slept) {
-      REQUIRE(slept);
+    return cx.sleep(50ms).then([where, &bad](weave::result<void> slept) {
+      bad.check(static_cast<bool>(slept), "the sleep failed");
       return where + "|" + weave::this_thread_name();
     });
   });
@@ -95,6 +106,7 @@ TEST_CASE("a function may finish later; the future waits for it") {
   CHECK_FALSE(f.done());
   CHECK(f.get() == "async|async");
   CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+  CHECK(bad.messages() == "");
 }
 
 TEST_CASE("a loop function can offload and ask actors; results come back "
@@ -104,14 +116,20 @@ TEST_CASE("a loop function can offload and ask actors; results come back "
   auto doubler = rt.system().spawn([]() -> caf::behavior {
     return {[](int x) { return 2 * x; }};
   });
-  auto f = lp.submit([doubler](weave::loop_context& cx) {
+  failures bad;
+  auto f = lp.submit([doubler, &bad](weave::loop_context& cx) {
     return cx.offload([] { return 20; })
-      .then([&cx, doubler](weave::result<int> v) {
-        REQUIRE(weave::this_thread_name() == "worker-loop");
-        return cx.request<int>(doubler, 1s, *v + 1);
+      .then([&cx, doubler, &bad](weave::result<int> v) {
+        bad.check(weave::this_thread_name() == "worker-loop",
+                  "the offload's continuation ran on "
+                    + weave::this_thread_name());
+        bad.check(static_cast<bool>(v), "the offload failed");
+        return cx.request<int>(doubler, weave::test::patience,
+                               (v ? *v : 0) + 1);
       });
   });
   CHECK(f.get() == 42);
+  CHECK(bad.messages() == "");
   // The same from a plain thread, through the loop.
   CHECK(lp.request<int>(doubler, 1s, 5).get() == 10);
   caf::anon_send_exit(doubler, caf::exit_reason::user_shutdown);
@@ -143,6 +161,7 @@ TEST_CASE("submit racing stop from several threads: every future ends once") {
     weave::runtime rt;
     weave::loop lp{rt, "race"};
     std::atomic<int> ok{0}, refused{0}, callbacks{0};
+    failures bad;
     std::vector<std::thread> threads;
     latch go{1};
     for (int t = 0; t < submit_threads; ++t)
@@ -162,14 +181,15 @@ TEST_CASE("submit racing stop from several threads: every future ends once") {
         }
         for (auto& f : fs) {
           auto r = f.get_result();
-          REQUIRE(r);
-          (*r >= 0 ? ok : refused)++;
+          if (bad.check(static_cast<bool>(r), "a continuation failed"))
+            (*r >= 0 ? ok : refused)++;
         }
       });
     go.count_down();
     lp.stop();
     for (auto& th : threads)
       th.join();
+    CHECK(bad.messages() == "");
     CHECK(ok + refused == submit_threads * 500);
     CHECK(callbacks.load() == submit_threads * 500);
   }
@@ -250,4 +270,24 @@ TEST_CASE("a loop destroyed from its own thread stops without waiting on "
   });
   lp.reset();
   CHECK(f.get() == 1);
+}
+
+TEST_CASE("call_soon runs after the work already queued, and is refused once "
+          "the loop is stopped") {
+  weave::runtime rt;
+  weave::loop lp{rt, "soon"};
+  std::vector<int> order; // touched only inside the loop
+  auto accepted = lp.submit([&order](weave::loop_context& cx) {
+    order.push_back(1);
+    return cx.call_soon([&order] { order.push_back(2); });
+  });
+  CHECK(accepted.get());
+  lp.submit([&order] { order.push_back(3); }).get();
+  CHECK(order == std::vector<int>{1, 2, 3});
+  auto refused = lp.submit([&lp](weave::loop_context& cx) {
+    lp.stop();
+    return cx.call_soon([] {});
+  });
+  CHECK_FALSE(refused.get());
+  lp.join();
 }

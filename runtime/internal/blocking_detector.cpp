@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <vector>
 
 #include "runtime/error.hpp"
+#include "runtime/internal/job.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
@@ -18,6 +20,9 @@ constexpr caf::timespan max_idle_period = std::chrono::seconds{30};
 /// The longest the watchdog sleeps while a worker is busy: a worker stuck in
 /// one resume for that long gets a sleeping worker woken to steal its queue.
 constexpr caf::timespan max_busy_period = std::chrono::milliseconds{50};
+
+/// How much of an actor's name a report carries.
+constexpr size_t max_name_length = 255;
 
 } // namespace
 
@@ -56,10 +61,40 @@ void blocking_detector::stop() {
     thread_.join();
 }
 
-void blocking_detector::set_handler(
-  std::function<void(const slow_handler_event&)> handler) {
-  std::unique_lock<std::mutex> guard{mtx_};
-  handler_ = std::move(handler);
+void blocking_detector::set_handler(handler_type handler) {
+  auto next = std::make_shared<const handler_type>(std::move(handler));
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    handler_.swap(next);
+  }
+  // `next` holds the replaced handler: destroyed here, unlocked (a running
+  // call keeps its own reference).
+}
+
+void blocking_detector::report(const slow_handler_event& ev) {
+  std::shared_ptr<const handler_type> handler;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    handler = handler_;
+  }
+  if (handler && *handler) {
+    try {
+      (*handler)(ev);
+    } catch (...) {
+      std::fprintf(stderr,
+                   "weave: the slow-handler callback threw: %s\n",
+                   current_exception_message().c_str());
+    }
+    return;
+  }
+  std::fprintf(stderr,
+               "weave: actor #%llu (%s) has held scheduler worker %zu for "
+               "%lld ms (weave.blocking-threshold is %lld ms); offload "
+               "blocking calls\n",
+               static_cast<unsigned long long>(ev.actor),
+               ev.actor_name.c_str(), ev.worker,
+               static_cast<long long>(ev.held.count() / 1'000'000),
+               static_cast<long long>(threshold_.count() / 1'000'000));
 }
 
 void blocking_detector::wake_thief(size_t busy) {
@@ -97,15 +132,21 @@ void blocking_detector::watch() {
                                                    max_busy_period);
   auto period = busy_period;
   std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_]());
-  std::unique_lock<std::mutex> guard{mtx_};
+  std::vector<slow_handler_event> events;
   for (;;) {
-    cv_.wait_for(guard, period, [this] { return stop_ || poked_; });
-    if (stop_)
-      break;
-    // A poke means work just arrived (its resume may not have begun yet):
-    // watch closely from now on.
-    bool poked = poked_;
-    poked_ = false;
+    bool poked;
+    {
+      // Held only to wait: a worker's poke never waits behind a look, a
+      // wake-up or a callback.
+      std::unique_lock<std::mutex> guard{mtx_};
+      cv_.wait_for(guard, period, [this] { return stop_ || poked_; });
+      if (stop_)
+        break;
+      // A poke means work just arrived (its resume may not have begun
+      // yet): watch closely from now on.
+      poked = poked_;
+      poked_ = false;
+    }
     auto now = now_ns();
     bool moved = false;
     for (size_t i = 0; i < workers_; ++i) {
@@ -118,35 +159,43 @@ void blocking_detector::watch() {
       seen[i] = e1;
       if ((e1 & 1) == 0 || reported_[i] == e1)
         continue;
-      // Acquire loads keep the second epoch read after the data reads (a
-      // seqlock without a fence, which ThreadSanitizer does not model).
+      // A seqlock read: the slot's fields, and the actor's name they point
+      // to, are copied first; the epoch read again after them tells whether
+      // the worker was in the same resume all along. Only then was the actor
+      // (which lives at least until its resume ends) alive while its name was
+      // copied. Acquire loads plus the fence keep the second epoch read after
+      // the copies (ThreadSanitizer does not model the fence alone).
       auto started = s.started_ns.load(std::memory_order_acquire);
       auto actor = s.actor.load(std::memory_order_acquire);
-      auto name = s.name.load(std::memory_order_acquire);
-      if (s.epoch.load(std::memory_order_acquire) != e1)
-        continue; // it moved on while we looked
+      auto name_ptr = s.name.load(std::memory_order_acquire);
       auto held = caf::timespan{now - started};
       if (held < threshold_)
-        continue;
+        continue; // not yet: no need to copy anything
+      char name[max_name_length + 1];
+      size_t len = 0;
+      if (name_ptr != nullptr)
+        while (len < max_name_length && name_ptr[len] != '\0') {
+          name[len] = name_ptr[len];
+          ++len;
+        }
+      name[len] = '\0';
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.epoch.load(std::memory_order_acquire) != e1)
+        continue; // it moved on while we looked
       reported_[i] = e1;
       reports_.fetch_add(1);
-      slow_handler_event ev{actor, name != nullptr ? name : "?", i, held};
-      if (handler_) {
-        handler_(ev);
-      } else {
-        std::fprintf(stderr,
-                     "weave: actor #%llu (%s) has held scheduler worker %zu "
-                     "for %lld ms (weave.blocking-threshold is %lld ms); "
-                     "offload blocking calls\n",
-                     static_cast<unsigned long long>(ev.actor),
-                     ev.actor_name.c_str(), ev.worker,
-                     static_cast<long long>(held.count() / 1'000'000),
-                     static_cast<long long>(threshold_.count() / 1'000'000));
-      }
+      events.push_back(
+        slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held});
     }
     period = moved || poked ? busy_period
-                   : std::min<caf::timespan>(period * 2, max_idle_period);
+                            : std::min<caf::timespan>(period * 2,
+                                                      max_idle_period);
     backing_off_.store(period > busy_period, std::memory_order_relaxed);
+    // The user's callback runs with no lock held: it may replace itself,
+    // and workers poking the watchdog meanwhile are not held back.
+    for (auto& ev : events)
+      report(ev);
+    events.clear();
   }
 }
 

@@ -22,6 +22,13 @@
 // messages in one resume also count as holding the thread (they do hold it).
 // It cannot see detached actors (they have their own thread, blocking is
 // their right) nor interrupt the handler: it reports, it does not fix.
+//
+// Lock: `mtx_` guards the watchdog's wait (stop and poke flags) and the
+// callback's handle, nothing else. The watchdog scans the slots and calls
+// the user's callback (`runtime::on_slow_handler`) with no lock held, so a
+// callback may replace itself, and a worker poking the watchdog never waits
+// behind a scan or a callback. The callback runs on the watchdog thread; it
+// must not shut the runtime down (that joins the watchdog thread).
 
 #include <atomic>
 #include <condition_variable>
@@ -76,7 +83,11 @@ public:
     return reports_.load();
   }
 
-  void set_handler(std::function<void(const slow_handler_event&)> handler);
+  using handler_type = std::function<void(const slow_handler_event&)>;
+
+  /// Replaces the report callback; returns without waiting for a call of
+  /// the old one that is running (it finishes with its own reference).
+  void set_handler(handler_type handler);
 
   /// A worker woke up with work: if the watchdog is backing off (the
   /// scheduler was idle), bring it back to its busy period now.
@@ -95,6 +106,9 @@ private:
 
   void poke();
 
+  /// Calls the user's callback (or prints), with no lock held.
+  void report(const slow_handler_event& ev);
+
   const size_t workers_;
   const caf::timespan threshold_;
   std::unique_ptr<slot[]> slots_;
@@ -105,7 +119,8 @@ private:
   bool stop_ = false;
   bool poked_ = false;
   std::atomic<bool> backing_off_{false};
-  std::function<void(const slow_handler_event&)> handler_;
+  // Shared, so that a report can copy it under the lock and call it after.
+  std::shared_ptr<const handler_type> handler_;
   std::thread thread_;
 };
 

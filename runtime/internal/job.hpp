@@ -2,32 +2,46 @@
 
 // Internal: the unit of work every weave executor moves around.
 //
-// A job is reference-counted (CAF's `ref_counted`, so `caf::intrusive_ptr`
-// works) and moves through states exactly once:
+// `job` is the executor's view of a piece of work: its state machine, its
+// deadline, the intrusive link of a queue, the executor it is queued on, and
+// the failure its function threw. It is an interface without a reference
+// count of its own: a job is always part of a larger object that has one,
+// and `job_ptr` (`caf::intrusive_ptr<job>`) forwards to it. A submitted
+// function is a `function_job`, which is a future's shared state and a job in
+// one allocation (the job's reference count is the state's); a job with no
+// future (an offloaded function answering an actor, a posted function) is a
+// `counted_job`, which brings its own count.
+//
+// A job moves through states exactly once:
 //
 //   queued --try_start()--> running --(run returns)--> finished
 //   queued --try_drop()---> dropped  (cancelled, timed out, shut down)
 //
 // `cancel_with()` passes through a short `dropping` state while it counts the
-// drop on the executor (its `job_owner`) (so a pool's statistics include a cancelled
-// job before its caller hears of it); an executor that shuts down waits for
-// `dropping` to end before the counter may go away.
+// drop on the executor (its `job_owner`), so a pool's statistics include a
+// cancelled job before its caller hears of it; an executor that shuts down
+// waits for `dropping` to end before the counter may go away.
 //
 // Whoever wins the compare-and-swap out of `queued` owns the outcome: the
 // executor runs it, or the canceller delivers the error. That CAS is what
-// makes "every submitted job ends exactly once" (promise 1) hold when a
-// cancel, a timeout and a worker race for the same job.
+// makes "every submitted job ends exactly once" hold when a cancel, a timeout
+// and a worker race for the same job.
+//
+// Thread-safety: the state machine is lock-free and may be driven from any
+// thread; the plain fields belong to the executor that queued the job.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 
 #include "caf/error.hpp"
 #include "caf/intrusive_ptr.hpp"
 #include "caf/ref_counted.hpp"
+
+#include "runtime/internal/callback.hpp"
 
 namespace weave::internal {
 
@@ -40,9 +54,13 @@ struct job_owner {
   std::atomic<size_t> dropped{0};
 };
 
-class job : public caf::ref_counted {
+class job {
 public:
   enum class state : uint8_t { queued, running, finished, dropping, dropped };
+
+  job() = default;
+  job(const job&) = delete;
+  job& operator=(const job&) = delete;
 
   /// Claims the job for execution. False if it was dropped meanwhile.
   bool try_start() noexcept {
@@ -62,6 +80,11 @@ public:
     return state_.load(std::memory_order_acquire);
   }
 
+  /// True while the job waits in its owner's queue.
+  bool queued_on_owner() const noexcept {
+    return owner != nullptr && current_state() == state::queued;
+  }
+
   /// Runs the job after a successful `try_start()`. Returns false if the
   /// user's function threw (for statistics). Executors that keep counters
   /// call `deliver()` after counting, so that whoever sees the outcome also
@@ -74,8 +97,9 @@ public:
     // nop
   }
 
-  /// Delivers `reason` as the job's outcome after a successful `try_drop()`.
-  /// False if an outcome was already delivered (a promise set directly).
+  /// Delivers `reason` as the job's outcome after a successful `try_drop()`
+  /// (or instead of a running job's own outcome, when an executor abandons
+  /// it). False if an outcome was already delivered.
   virtual bool drop(caf::error reason) noexcept = 0;
 
   /// Drops the job with `reason` if it has not started and no outcome was
@@ -112,55 +136,56 @@ public:
   job_owner* owner = nullptr;
 
 protected:
+  virtual ~job() = default;
+
   void mark_finished() noexcept {
     state_.store(state::finished, std::memory_order_release);
   }
 
+  /// The reference count of the object the job is part of.
+  virtual void ref_job() const noexcept = 0;
+  virtual void deref_job() const noexcept = 0;
+
 private:
+  friend void intrusive_ptr_add_ref(const job* j) noexcept {
+    j->ref_job();
+  }
+
+  friend void intrusive_ptr_release(const job* j) noexcept {
+    j->deref_job();
+  }
+
   std::atomic<state> state_{state::queued};
 };
 
 using job_ptr = caf::intrusive_ptr<job>;
 
-/// A move-only `void()` callable (std::function needs copyable targets).
-class callback {
-public:
-  callback() = default;
-
-  template <class F>
-  explicit callback(F f) : impl_(new model<F>(std::move(f))) {
-    // nop
+/// A job with a reference count of its own, for work that has no future
+/// (its outcome goes to an actor, or nowhere).
+class counted_job : public caf::ref_counted, public job {
+protected:
+  void ref_job() const noexcept final {
+    ref();
   }
 
-  explicit operator bool() const noexcept {
-    return impl_ != nullptr;
-  }
-
-  void operator()() {
-    impl_->call();
+  void deref_job() const noexcept final {
+    deref();
   }
 
 private:
-  struct concept_t {
-    virtual ~concept_t() = default;
-    virtual void call() = 0;
-  };
+  // Both bases offer these; the most derived one is the unambiguous match.
+  friend void intrusive_ptr_add_ref(const counted_job* j) noexcept {
+    j->ref();
+  }
 
-  template <class F>
-  struct model final : concept_t {
-    explicit model(F f) : fn(std::move(f)) {
-    }
-    void call() override {
-      fn();
-    }
-    F fn;
-  };
-
-  std::unique_ptr<concept_t> impl_;
+  friend void intrusive_ptr_release(const counted_job* j) noexcept {
+    j->deref();
+  }
 };
 
 /// Implemented by a pool for its own worker threads: a worker about to wait
-/// for a job still queued in its own pool asks first (tutorial §8.3).
+/// for a job still queued in its own pool asks first, because every worker
+/// waiting for queued work would leave nobody to run it.
 class self_wait_guard {
 public:
   virtual ~self_wait_guard() = default;

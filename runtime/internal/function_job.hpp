@@ -1,0 +1,90 @@
+#pragma once
+
+// Internal: a function submitted to an executor, and the future it completes,
+// in one allocation.
+//
+// `function_job<T, F>` is a `future_state<T>` (what the caller's future
+// refers to) and a `job` (what the executor queues and runs); the job's
+// reference count is the state's. `run()` calls the function and stages its
+// value, `deliver()` publishes it: an executor that keeps counters counts in
+// between, so whoever sees the outcome also sees the counters include it. An
+// executor that abandons the running job at a shutdown deadline `drop`s it
+// instead: the caller hears `shut_down` at once, and the staged value, if it
+// ever comes, is never read.
+//
+// Thread-safety: as `job` and `future_state`.
+
+#include <type_traits>
+#include <utility>
+
+#include "runtime/internal/future_state.hpp"
+#include "runtime/internal/job.hpp"
+
+namespace weave::internal {
+
+template <class T, class F>
+class function_job final : public future_state<T>, public job {
+public:
+  explicit function_job(F fn) : fn_(std::move(fn)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    bool ok = true;
+    try {
+      if constexpr (std::is_void<T>::value) {
+        fn_();
+        this->stage_value();
+      } else {
+        this->stage_value(fn_());
+      }
+    } catch (...) {
+      failure = current_exception_error();
+      ok = false;
+    }
+    mark_finished();
+    return ok;
+  }
+
+  void deliver() noexcept override {
+    if (failure)
+      this->set_error(failure);
+    else
+      this->publish_staged();
+  }
+
+  bool drop(caf::error reason) noexcept override {
+    return this->set_error(std::move(reason));
+  }
+
+  bool cancel(caf::error reason) noexcept override {
+    return cancel_with(std::move(reason));
+  }
+
+protected:
+  const job* executor_job() const noexcept override {
+    return this;
+  }
+
+  void ref_job() const noexcept override {
+    this->ref();
+  }
+
+  void deref_job() const noexcept override {
+    this->deref();
+  }
+
+private:
+  // Both bases offer these; the most derived one is the unambiguous match.
+  friend void intrusive_ptr_add_ref(const function_job* j) noexcept {
+    j->ref();
+  }
+
+  friend void intrusive_ptr_release(const function_job* j) noexcept {
+    j->deref();
+  }
+
+  F fn_;
+};
+
+} // namespace weave::internal

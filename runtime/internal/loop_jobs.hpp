@@ -1,0 +1,252 @@
+#pragma once
+
+// Internal: the work a loop runs, and the futures it owes.
+//
+// - `loop_message` carries a job into the loop's actor.
+// - `submit_job<T, F>`: a submitted function, its future's state and its
+//   place in the loop's list of pending futures, in one allocation.
+// - `post_job<F>`: a posted function (or a timer's or a channel's delivery);
+//   nobody waits for it.
+// - `bound_state<T>`: the state of a future made by `loop_context` (sleep,
+//   offload, request). The carriers that complete it (a delayed message, a
+//   response handler) run inside the loop; if the loop ends first, they are
+//   destroyed wherever CAF drops them (a timer thread, a pool worker), and
+//   that must not complete anything there. So a carrier holds the state
+//   without owning its outcome, and the loop, which lists every such state,
+//   fails what is left with `shut_down` when it ends, on its own thread.
+//
+// Every future a loop owes is a `loop_pending` in its list (which holds a
+// reference); completing the future unlinks it (`completed()`), and the loop's
+// end fails the rest. Thread-safety: the list belongs to `loop_impl` and its
+// mutex; a node's `loop` is set before the node is linked and never changes.
+
+#include <chrono>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "caf/allowed_unsafe_message_type.hpp"
+#include "caf/error.hpp"
+#include "caf/ref_counted.hpp"
+#include "caf/timespan.hpp"
+
+#include "runtime/future.hpp"
+#include "runtime/internal/job.hpp"
+
+namespace weave {
+
+class loop_context;
+
+namespace internal {
+
+class loop_impl;
+
+/// Timers at least this long never fire (CAF's clock would overflow); their
+/// futures end with `shut_down` when the loop ends.
+constexpr caf::timespan max_timer_delay = std::chrono::hours{24 * 365 * 100};
+
+/// The message that carries work into a loop.
+struct loop_message {
+  job_ptr task;
+};
+
+/// A future that a loop owes; see the header comment.
+class loop_pending {
+public:
+  /// Completes the future with `reason`; false if it was already complete.
+  virtual bool fail(caf::error reason) noexcept = 0;
+
+  /// The reference count of the object this node is part of.
+  virtual caf::ref_counted& counted() noexcept = 0;
+
+  /// The loop that lists this node (set before linking).
+  std::shared_ptr<loop_impl> loop;
+  loop_pending* prev_pending = nullptr;
+  loop_pending* next_pending = nullptr;
+  bool linked = false;
+  /// A context future: its continuations must run inside the loop, so it is
+  /// failed only when the loop ends, never from another thread before.
+  bool loop_bound = false;
+
+protected:
+  virtual ~loop_pending() = default;
+};
+
+/// Unlinks `p` from its loop once its future completed.
+void forget_pending(loop_pending& p) noexcept;
+
+/// Lists a context future on `impl`; false if the loop already ended.
+bool adopt_pending(loop_impl& impl, loop_pending& p);
+
+/// The error for work offered to a loop that ended.
+caf::error loop_ended_error(const loop_impl& impl);
+
+/// The loop context of the calling thread while it runs a loop's work.
+loop_context* current_loop_context() noexcept;
+
+template <class F>
+decltype(auto) invoke_with_context(F& fn, loop_context& cx) {
+  if constexpr (std::is_invocable<F&, loop_context&>::value)
+    return fn(cx);
+  else
+    return fn();
+}
+
+template <class F>
+struct submit_result {
+  using raw = std::conditional_t<std::is_invocable<F&, loop_context&>::value,
+                                 std::invoke_result<F&, loop_context&>,
+                                 std::invoke_result<F&>>;
+  using type = typename raw::type;
+};
+
+template <class T, class F>
+class submit_job final : public future_state<T>,
+                         public job,
+                         public loop_pending {
+public:
+  explicit submit_job(F fn) : fn_(std::move(fn)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    using r0 = typename submit_result<F>::type;
+    auto& cx = *current_loop_context();
+    bool ok = true;
+    try {
+      if constexpr (is_future<r0>::value) {
+        // Finishes later: completes when the returned future does.
+        auto inner = invoke_with_context(fn_, cx);
+        auto inner_state = state_of(inner);
+        if (!inner_state)
+          raise(make_error(errc::invalid_argument,
+                           "the submitted function returned an invalid "
+                           "future"));
+        caf::intrusive_ptr<submit_job> self{this};
+        inner_state->on_complete(callback{[self, inner_state] {
+          fulfil(*self, inner_state->take());
+        }});
+      } else if constexpr (std::is_void<T>::value) {
+        invoke_with_context(fn_, cx);
+        this->set_value();
+      } else {
+        this->set_value(invoke_with_context(fn_, cx));
+      }
+    } catch (...) {
+      this->set_error(current_exception_error());
+      ok = false;
+    }
+    mark_finished();
+    return ok;
+  }
+
+  bool drop(caf::error reason) noexcept override {
+    return this->set_error(std::move(reason));
+  }
+
+  bool cancel(caf::error reason) noexcept override {
+    return cancel_with(std::move(reason));
+  }
+
+  bool fail(caf::error reason) noexcept override {
+    try_drop(); // if it never ran, it never will
+    return this->set_error(std::move(reason));
+  }
+
+  caf::ref_counted& counted() noexcept override {
+    return *this;
+  }
+
+protected:
+  void completed() noexcept override {
+    forget_pending(*this);
+  }
+
+  void ref_job() const noexcept override {
+    this->ref();
+  }
+
+  void deref_job() const noexcept override {
+    this->deref();
+  }
+
+private:
+  friend void intrusive_ptr_add_ref(const submit_job* j) noexcept {
+    j->ref();
+  }
+
+  friend void intrusive_ptr_release(const submit_job* j) noexcept {
+    j->deref();
+  }
+
+  F fn_;
+};
+
+template <class F>
+class post_job final : public counted_job {
+public:
+  explicit post_job(F fn) : fn_(std::move(fn)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    bool ok = true;
+    try {
+      invoke_with_context(fn_, *current_loop_context());
+    } catch (...) {
+      failure = current_exception_error();
+      ok = false;
+    }
+    mark_finished();
+    return ok;
+  }
+
+  bool drop(caf::error) noexcept override {
+    // A posted function has nobody to tell.
+    return true;
+  }
+
+private:
+  F fn_;
+};
+
+/// The state of a future made by `loop_context`; see the header comment.
+template <class T>
+class bound_state final : public future_state<T>, public loop_pending {
+public:
+  bool fail(caf::error reason) noexcept override {
+    return this->set_error(std::move(reason));
+  }
+
+  caf::ref_counted& counted() noexcept override {
+    return *this;
+  }
+
+protected:
+  void completed() noexcept override {
+    forget_pending(*this);
+  }
+};
+
+template <class T>
+using bound_ptr = caf::intrusive_ptr<bound_state<T>>;
+
+/// A response handler that completes `st` with the value.
+template <class T>
+auto value_setter(bound_ptr<T> st) {
+  if constexpr (std::is_void<T>::value)
+    return [st] { st->set_value(); };
+  else
+    return [st](T x) { st->set_value(std::move(x)); };
+}
+
+/// A response handler that completes `st` with the error.
+template <class T>
+auto error_setter(bound_ptr<T> st) {
+  return [st](caf::error& err) { st->set_error(std::move(err)); };
+}
+
+} // namespace internal
+} // namespace weave
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(weave::internal::loop_message)
