@@ -27,12 +27,18 @@ constexpr size_t scheduler_threads = 2;
 constexpr size_t fanout_tasks = 160;
 constexpr auto task_cpu = 5ms;
 
-/// With the tasks spread over both threads the busiest one does about half
-/// the work (speed-up ~2); all on one thread gives 1.
+/// Speed-up: how many scheduler threads were running a task, on average,
+/// from the first task's start to the last one's end. Spread over both
+/// threads, ~2; all on one thread, 1. It counts wall time a task held its
+/// thread, so a loaded machine (which stretches each task and may give one
+/// thread more CPU than the other) does not change it, unlike the ratio of
+/// CPU time to wall time.
 constexpr double min_speedup = 1.5;
 
 /// Long enough for idle scheduler threads to finish polling and sleep.
 constexpr auto idle_wait = 20ms;
+
+using clock_type = std::chrono::steady_clock;
 
 /// The calling thread's CPU time.
 std::chrono::nanoseconds thread_cpu() {
@@ -41,53 +47,87 @@ std::chrono::nanoseconds thread_cpu() {
   return std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
 }
 
-/// Burns `d` of this thread's CPU time; returns what it burned.
-std::chrono::nanoseconds burn(std::chrono::nanoseconds d) {
+/// Burns `d` of this thread's CPU time.
+void burn(std::chrono::nanoseconds d) {
   auto t0 = thread_cpu();
   volatile unsigned sink = 0;
   while (thread_cpu() - t0 < d)
     for (int i = 0; i < 1000; ++i)
       sink = sink + i;
-  return thread_cpu() - t0;
 }
 
-/// The CPU each scheduler thread spent on the tasks.
+/// Where and when each task ran.
 class ledger {
 public:
-  void add(std::thread::id who, std::chrono::nanoseconds cpu) {
+  /// Runs one task on the calling (scheduler) thread and books it.
+  void run_task() {
+    auto start = clock_type::now();
+    burn(task_cpu);
+    auto end = clock_type::now();
     std::lock_guard<std::mutex> guard{mtx_};
-    per_thread_[who] += cpu;
+    tasks_.push_back({std::this_thread::get_id(), start, end});
   }
 
-  /// Total task CPU over the busiest thread's share: the speed-up that the
-  /// placement allowed, whatever else the machine was running (a loaded
-  /// machine stretches the wall clock, not this).
+  /// The average number of threads running a task while any ran.
   double speedup() {
     std::lock_guard<std::mutex> guard{mtx_};
-    std::chrono::nanoseconds total{0}, busiest{0};
-    for (auto& [who, cpu] : per_thread_) {
-      total += cpu;
-      busiest = std::max(busiest, cpu);
+    if (tasks_.empty())
+      return 0;
+    auto first = tasks_.front().start;
+    auto last = tasks_.front().end;
+    clock_type::duration busy{0};
+    for (auto& t : tasks_) {
+      first = std::min(first, t.start);
+      last = std::max(last, t.end);
+      busy += t.end - t.start;
     }
-    return busiest.count() > 0 ? double(total.count()) / busiest.count() : 0;
+    return std::chrono::duration<double>(busy).count()
+           / std::chrono::duration<double>(last - first).count();
   }
 
-  std::chrono::nanoseconds total() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    std::chrono::nanoseconds sum{0};
-    for (auto& [who, cpu] : per_thread_)
-      sum += cpu;
-    return sum;
-  }
-
+  /// Threads that ran a task.
   size_t threads() {
+    return per_thread().size();
+  }
+
+  /// E.g. "81/79": tasks run by each thread.
+  std::string tasks_per_thread() {
+    std::string out;
+    for (auto& [who, n] : per_thread())
+      out += (out.empty() ? "" : "/") + std::to_string(n);
+    return out;
+  }
+
+  /// How long after `t0` the last thread to take part began its first task.
+  double last_joined_ms(clock_type::time_point t0) {
     std::lock_guard<std::mutex> guard{mtx_};
-    return per_thread_.size();
+    std::map<std::thread::id, clock_type::time_point> joined;
+    for (auto& t : tasks_)
+      if (joined.count(t.who) == 0 || t.start < joined[t.who])
+        joined[t.who] = t.start;
+    auto latest = t0;
+    for (auto& [who, when] : joined)
+      latest = std::max(latest, when);
+    return std::chrono::duration<double, std::milli>(latest - t0).count();
   }
 
 private:
+  struct task {
+    std::thread::id who;
+    clock_type::time_point start;
+    clock_type::time_point end;
+  };
+
+  std::map<std::thread::id, size_t> per_thread() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::map<std::thread::id, size_t> result;
+    for (auto& t : tasks_)
+      ++result[t.who];
+    return result;
+  }
+
   std::mutex mtx_;
-  std::map<std::thread::id, std::chrono::nanoseconds> per_thread_;
+  std::vector<task> tasks_;
 };
 
 weave::runtime_config two_threads() {
@@ -101,18 +141,18 @@ weave::runtime_config two_threads() {
 caf::behavior cpu_task(ledger& book, weave::test::latch& done) {
   return {
     [&book, &done](int) {
-      book.add(std::this_thread::get_id(), burn(task_cpu));
+      book.run_task();
       done.count_down();
     },
     [](const std::string& ping) { return ping; },
   };
 }
 
-void report(const char* what, ledger& book, double wall_s) {
-  MESSAGE(std::string{what} << ": " << book.threads() << " thread(s), speed-up "
-               << book.speedup() << " by placement, "
-               << std::chrono::duration<double>(book.total()).count() / wall_s
-               << " by wall clock (" << wall_s << " s)");
+void report(const char* what, ledger& book, clock_type::time_point t0) {
+  MESSAGE(std::string{what} << ": tasks per thread " << book.tasks_per_thread()
+                            << ", speed-up " << book.speedup()
+                            << "; the last thread joined after "
+                            << book.last_joined_ms(t0) << " ms");
 }
 
 } // namespace
@@ -141,12 +181,10 @@ TEST_CASE("CPU-bound work an actor sends to other actors runs on every "
   // Let the scheduler go idle, so that the other thread is asleep when the
   // tasks become runnable (the assertions hold either way).
   std::this_thread::sleep_for(idle_wait);
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = clock_type::now();
   caf::anon_send(fanout, 1);
   REQUIRE(done.wait());
-  report("send fan-out", book,
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-           .count());
+  report("send fan-out", book, t0);
   CHECK(book.threads() == scheduler_threads);
   CHECK(book.speedup() >= min_speedup);
   for (auto& t : tasks)
@@ -164,19 +202,17 @@ TEST_CASE("actors that an actor spawns run on every scheduler thread") {
       // work is in its first resume.
       for (size_t i = 0; i < fanout_tasks; ++i)
         self->spawn([&](caf::event_based_actor* child) {
-          book.add(std::this_thread::get_id(), burn(task_cpu));
+          book.run_task();
           done.count_down();
           child->quit();
         });
     });
   });
   std::this_thread::sleep_for(idle_wait);
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = clock_type::now();
   caf::anon_send(parent, 1);
   REQUIRE(done.wait());
-  report("spawn fan-out", book,
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-           .count());
+  report("spawn fan-out", book, t0);
   CHECK(book.threads() == scheduler_threads);
   CHECK(book.speedup() >= min_speedup);
   caf::anon_send_exit(parent, caf::exit_reason::user_shutdown);
