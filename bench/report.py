@@ -91,7 +91,8 @@ def machine():
         "janus": sh("dpkg-query -W -f='${Version}' python3-janus"),
         "scheduler": "weave: CAF work stealing, max-threads = cores, "
                      "aggressive-poll-attempts=200, moderate-poll-attempts=0, "
-                     "relaxed-sleep-duration=100ms, weave.spin=50us; "
+                     "relaxed-sleep-duration=10s, weave.spin=50us, "
+                     "idle workers woken when work is queued; "
                      "caf_raw: CAF defaults (max(cores,4) threads, default "
                      "polling)",
     }
