@@ -10,7 +10,6 @@
 #include <functional>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "caf/actor_system.hpp"
 #include "caf/policy/work_stealing.hpp"
@@ -18,46 +17,9 @@
 #include "caf/scheduled_actor.hpp"
 
 #include "runtime/internal/blocking_detector.hpp"
+#include "runtime/internal/parked_workers.hpp"
 
 namespace weave::internal {
-
-/// The scheduler workers that are parked (asleep on their condition
-/// variable), for waking one in O(1). Thread-safe; every operation holds one
-/// mutex for a few instructions and runs no user code.
-class parked_workers {
-public:
-  static constexpr size_t none = static_cast<size_t>(-1);
-
-  /// What `remove` found.
-  struct removal {
-    /// The worker was still parked (no one had woken it).
-    bool was_parked;
-    /// Woken by `pop(true)`: the waker counted it as searching.
-    bool token;
-  };
-
-  /// Worker `id` parks; it is not parked yet.
-  void push(size_t id);
-
-  /// Takes the most recently parked worker (its caches are the warmest),
-  /// handing it `token`; `none` if no worker is parked.
-  size_t pop(bool token);
-
-  /// Worker `id` unparks itself; once per `push`.
-  removal remove(size_t id);
-
-  /// How many workers are parked (a sequentially consistent read).
-  size_t size() const noexcept {
-    return count_.load();
-  }
-
-private:
-  std::mutex mtx_;
-  std::vector<size_t> stack_;
-  std::vector<size_t> pos_;     // index of each worker in stack_, or none
-  std::vector<uint8_t> token_;  // set by pop, read by remove
-  std::atomic<size_t> count_{0};
-};
 
 /// CAF's work-stealing policy with the detector's two hooks and a wake-up
 /// protocol in the manner of Go's `wakep` and Tokio's `notify_parked`.
@@ -83,6 +45,11 @@ private:
 ///   is still searching (claiming it, so a burst does not pile onto one
 ///   worker), else to a parked worker, which is woken, else to a worker in
 ///   turn. O(1): no scan of the workers.
+/// - Spinning is bounded by the work there is: a worker without work polls
+///   (spins) only while fewer than half the workers that are not parked are
+///   searching already (Go's rule); otherwise it looks once and parks. So
+///   when many workers run dry at once, most park at once instead of
+///   burning their cores.
 /// - A worker parks only after checking every queue once more, after it
 ///   announced that it parks; an enqueuer checks for parked workers after
 ///   its job is queued. Both sides use sequentially consistent operations,
@@ -211,7 +178,7 @@ public:
     if (auto job = data.queue.take_head())
       return job;
     publish(self, idle_state::polling);
-    start_searching(self);
+    spin_ = start_searching(self);
     size_t victim = none;
     for (;;) {
       size_t from = none;
@@ -227,13 +194,23 @@ public:
 private:
   // -- searching -------------------------------------------------------------
 
+  /// Joins the searching workers; true if it may also spin (poll) rather
+  /// than look once: fewer than half the workers that are not parked
+  /// searched already.
   template <class Worker>
-  void start_searching(Worker* self) {
-    auto& co = d(self->parent());
+  bool start_searching(Worker* self) {
+    auto p = self->parent();
+    auto& co = d(p);
     d(self).state.store(worker_state::searching);
-    co.searching.fetch_add(2);
+    auto before = co.searching.fetch_add(2) / 2;
+    auto parked = co.parked.size();
+    auto awake = p->num_workers() > parked ? p->num_workers() - parked : 1;
+    if (2 * before >= awake)
+      return false;
+    // Outside work goes to the spinning worker that began most recently.
     if (co.hint.load(std::memory_order_relaxed) != self->id())
       co.hint.store(self->id(), std::memory_order_relaxed);
+    return true;
   }
 
   /// Leaves the searching workers; true if this was the last one and work
@@ -263,13 +240,14 @@ private:
   }
 
   /// Polls the own queue and steals (CAF's aggressive, then moderate
-  /// strategy), stealing from `victim` first.
+  /// strategy; only one look unless `spin_`), stealing from `victim` first.
   template <class Worker>
   caf::resumable* search(Worker* self, size_t victim, size_t& from) {
     auto& data = d(self);
-    for (size_t k = 0; k < 2; ++k) {
+    for (size_t k = 0; k < (spin_ ? 2 : 1); ++k) {
       auto& st = data.strategies[k];
-      for (size_t i = 0; i < st.attempts; i += st.step_size) {
+      auto attempts = spin_ ? st.attempts : 1;
+      for (size_t i = 0; i < attempts; i += st.step_size) {
         if (auto job = data.queue.take_head()) {
           from = self->id();
           return job;
@@ -370,10 +348,12 @@ private:
     if (det_ != nullptr)
       det_->activity();
     auto r = d(co).parked.remove(self->id());
-    if (r.was_parked || !r.token)
-      start_searching(self);
-    else
+    if (r.was_parked || !r.token) {
+      spin_ = start_searching(self);
+    } else {
       data.state.store(worker_state::searching); // counted by its waker
+      spin_ = true;
+    }
     return victim;
   }
 
@@ -438,6 +418,8 @@ private:
   blocking_detector* det_ = nullptr;
   blocking_detector::slot* slot_ = nullptr;
   bool looked_up_ = false;
+  /// This worker's current search may poll (see `start_searching`).
+  bool spin_ = true;
 };
 
 /// Installs weave's coordinator (CAF's work stealing with the policy above).
