@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,12 @@ constexpr double min_speedup = 1.5;
 /// Long enough for idle scheduler threads to finish polling and sleep.
 constexpr auto idle_wait = 20ms;
 
+/// An idle runtime is watched this long, and may use this share of one
+/// core (the watchdog and clock threads wake now and then; a spinning
+/// worker would use ~100%).
+constexpr auto idle_span = 300ms;
+constexpr double max_idle_cpu_share = 0.05;
+
 using clock_type = std::chrono::steady_clock;
 
 /// The calling thread's CPU time.
@@ -45,6 +52,14 @@ std::chrono::nanoseconds thread_cpu() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
+}
+
+/// The process's CPU time (user + system) in seconds.
+double process_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec
+         + ru.ru_stime.tv_usec / 1e6;
 }
 
 /// Burns `d` of this thread's CPU time.
@@ -215,5 +230,34 @@ TEST_CASE("actors that an actor spawns run on every scheduler thread") {
   report("spawn fan-out", book, t0);
   CHECK(book.threads() == scheduler_threads);
   CHECK(book.speedup() >= min_speedup);
+  caf::anon_send_exit(parent, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("after a burst of work the scheduler threads park: an idle runtime "
+          "burns no CPU") {
+  // A worker that never parks (a lost wake-up protocol that keeps searching,
+  // wake-ups that chain forever) would burn whole cores here.
+  weave::runtime rt{two_threads()};
+  weave::test::latch done{fanout_tasks};
+  auto parent = rt.system().spawn([&](caf::event_based_actor* self) {
+    self->become([&, self](int) {
+      for (size_t i = 0; i < fanout_tasks; ++i)
+        self->spawn([&](caf::event_based_actor* child) {
+          done.count_down();
+          child->quit();
+        });
+    });
+  });
+  caf::anon_send(parent, 1);
+  REQUIRE(done.wait());
+  std::this_thread::sleep_for(idle_wait); // let them finish searching
+  auto before = process_cpu();
+  auto t0 = clock_type::now();
+  std::this_thread::sleep_for(idle_span); // the idle span being measured
+  auto share = (process_cpu() - before) / std::chrono::duration<double>(
+                                             clock_type::now() - t0)
+                                             .count();
+  MESSAGE("idle CPU: " << share * 100 << "% of one core");
+  CHECK(share < max_idle_cpu_share);
   caf::anon_send_exit(parent, caf::exit_reason::user_shutdown);
 }
