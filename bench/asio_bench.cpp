@@ -7,6 +7,7 @@
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -44,6 +45,7 @@ void offload_rtt(bench::report& out) {
   asio::thread_pool pool{default_pool()};
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   std::promise<void> done;
   int i = 0;
   bench::clock::time_point t0;
@@ -62,6 +64,7 @@ void offload_rtt(bench::report& out) {
   };
   asio::post(loop.ioc, step);
   done.get_future().get();
+  out.set("offload_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   pool.join();
   out.set("offload_rtt", "p50_us", h.percentile_us(50));
   out.set("offload_rtt", "p99_us", h.percentile_us(99));
@@ -83,6 +86,7 @@ void offload_throughput(bench::report& out) {
       });
     });
   };
+  bench::cpu_meter cpu;
   auto t0 = bench::clock::now();
   asio::post(loop.ioc, [&] {
     for (int k = 0; k < throughput_in_flight; ++k)
@@ -91,6 +95,7 @@ void offload_throughput(bench::report& out) {
   done.get_future().get();
   out.set("offload_throughput", "ops_per_s",
           throughput_ops / bench::seconds_since(t0));
+  out.set("offload_throughput", "cpu_us_per_op", cpu.us_per_op(throughput_ops));
   pool.join();
 }
 
@@ -98,12 +103,14 @@ void submit_rtt(bench::report& out) {
   event_loop loop;
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   for (int i = 0; i < rtt_warmup + rtt_samples; ++i) {
     auto t0 = bench::clock::now();
     asio::post(loop.ioc, asio::use_future([] { return 1; })).get();
     if (i >= rtt_warmup)
       h.add(bench::clock::now() - t0);
   }
+  out.set("submit_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   out.set("submit_rtt", "p50_us", h.percentile_us(50));
   out.set("submit_rtt", "p99_us", h.percentile_us(99));
 }
@@ -116,6 +123,7 @@ void many_sleepers(bench::report& out) {
                                       [] { std::this_thread::sleep_for(1ms); })));
   for (auto& f : warm)
     f.get();
+  bench::cpu_meter cpu;
   auto t0 = bench::clock::now();
   std::vector<std::future<void>> fs;
   fs.reserve(sleepers);
@@ -126,6 +134,7 @@ void many_sleepers(bench::report& out) {
     f.get();
   auto ideal = sleepers / double(sleeper_pool) * 1e-3;
   out.set("many_sleepers", "wall_over_ideal", bench::seconds_since(t0) / ideal);
+  out.set("many_sleepers", "cpu_us_per_op", cpu.us_per_op(sleepers));
   pool.join();
 }
 
@@ -160,6 +169,108 @@ void memory_per_job(bench::report& out) {
   out.set("memory_per_job", "bytes", double(bytes) / queued_jobs);
 }
 
+
+// -- scaling measures (see bench_util.hpp) ------------------------------------
+
+/// One handler posts a CPU-bound task per element to a thread_pool of T
+/// threads.
+void fanout(bench::report& out) {
+  double base = 0;
+  for (auto t : bench::thread_counts()) {
+    asio::thread_pool pool{t};
+    std::atomic<int> left{fanout_tasks};
+    std::promise<void> done;
+    bench::cpu_meter cpu;
+    auto t0 = bench::clock::now();
+    asio::post(pool, [&] {
+      for (int i = 0; i < fanout_tasks; ++i)
+        asio::post(pool, [&] {
+          bench::burn_cpu(fanout_task_cpu_s);
+          if (--left == 0)
+            done.set_value();
+        });
+    });
+    done.get_future().get();
+    auto wall = bench::seconds_since(t0);
+    if (t == 1)
+      base = wall;
+    out.set_at("fanout", "wall_ms", t, wall * 1e3);
+    out.set_at("fanout", "cpu_us_per_op", t, cpu.us_per_op(fanout_tasks));
+    if (base > 0)
+      out.set_at("fanout", "speedup", t, base / wall);
+    pool.join();
+  }
+}
+
+/// T event loops each keep 64 jobs in flight on one thread_pool of T.
+void offload_fanin(bench::report& out) {
+  for (auto t : bench::thread_counts()) {
+    asio::thread_pool pool{t};
+    std::vector<std::unique_ptr<event_loop>> loops;
+    for (size_t k = 0; k < t; ++k)
+      loops.push_back(std::make_unique<event_loop>());
+    int per_loop = fanin_ops / static_cast<int>(t);
+    std::atomic<size_t> left{t};
+    std::promise<void> done;
+    struct state {
+      int issued = 0, finished = 0;
+      std::function<void()> issue;
+    };
+    std::vector<state> states(t);
+    bench::cpu_meter cpu;
+    auto t0 = bench::clock::now();
+    for (size_t k = 0; k < t; ++k) {
+      auto& st = states[k];
+      auto& ioc = loops[k]->ioc;
+      st.issue = [&st, &ioc, &pool, &left, &done, per_loop] {
+        ++st.issued;
+        asio::post(pool, [&st, &ioc, &left, &done, per_loop] {
+          asio::post(ioc, [&st, &left, &done, per_loop] {
+            if (++st.finished == per_loop) {
+              if (--left == 0)
+                done.set_value();
+            } else if (st.issued < per_loop) {
+              st.issue();
+            }
+          });
+        });
+      };
+      asio::post(ioc, [&st] {
+        for (int j = 0; j < throughput_in_flight; ++j)
+          st.issue();
+      });
+    }
+    done.get_future().get();
+    auto ops = double(per_loop) * t;
+    out.set_at("offload_fanin", "ops_per_s", t, ops / bench::seconds_since(t0));
+    out.set_at("offload_fanin", "cpu_us_per_op", t, cpu.us_per_op(ops));
+    pool.join();
+  }
+}
+
+/// T plain threads each doing post(pool, use_future(fn)).get() on a
+/// thread_pool of T.
+void submit_mt(bench::report& out) {
+  for (auto t : bench::thread_counts()) {
+    asio::thread_pool pool{t};
+    int per = submit_mt_ops / static_cast<int>(t);
+    bench::cpu_meter cpu;
+    auto t0 = bench::clock::now();
+    std::vector<std::thread> ts;
+    for (size_t k = 0; k < t; ++k)
+      ts.emplace_back([&pool, per] {
+        for (int i = 0; i < per; ++i)
+          asio::post(pool, asio::use_future([] { return 1; })).get();
+      });
+    for (auto& th : ts)
+      th.join();
+    auto ops = double(per) * t;
+    out.set_at("submit_mt", "ops_per_s", t, ops / bench::seconds_since(t0));
+    out.set_at("submit_mt", "cpu_us_per_op", t, cpu.us_per_op(ops));
+    pool.join();
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -174,6 +285,12 @@ int main(int argc, char** argv) {
     many_sleepers(out);
   if (bench::wanted(argc, argv, "memory_per_job"))
     memory_per_job(out);
+  if (bench::wanted(argc, argv, "fanout"))
+    fanout(out);
+  if (bench::wanted(argc, argv, "offload_fanin"))
+    offload_fanin(out);
+  if (bench::wanted(argc, argv, "submit_mt"))
+    submit_mt(out);
   if (bench::wanted(argc, argv, "idle_cpu"))
     idle_cpu(out);
   out.print();

@@ -3,6 +3,10 @@
 // Shared by the C++ benchmarks: latency histograms, JSON output, CPU and
 // heap readings. Each benchmark binary prints one JSON object:
 //   {"system": "...", "results": {"<id>": {"<metric>": number, ...}, ...}}
+// Scaling measures run at several thread counts T and name their metrics
+// "<metric>@<T>" (e.g. "ops_per_s@4"). Every measure also reports
+// "cpu_us_per_op": the process's user + system CPU time over its operations,
+// so that a design that spins shows what it burns.
 
 #include <algorithm>
 #include <chrono>
@@ -10,8 +14,10 @@
 #include <cstdlib>
 #include <malloc.h>
 #include <map>
+#include <ctime>
 #include <string>
 #include <sys/resource.h>
+#include <thread>
 #include <vector>
 
 namespace bench {
@@ -54,6 +60,12 @@ public:
                  metric.c_str(), value);
   }
 
+  /// A scaling figure, at `threads` threads.
+  void set_at(const std::string& id, const std::string& metric, size_t threads,
+              double value) {
+    set(id, metric + "@" + std::to_string(threads), value);
+  }
+
   void print() const {
     std::printf("{\"system\": \"%s\", \"results\": {", system_.c_str());
     bool first_id = true;
@@ -83,6 +95,37 @@ inline double cpu_seconds() {
          + ru.ru_stime.tv_usec / 1e6;
 }
 
+/// Process CPU time spent from its construction, per operation.
+class cpu_meter {
+public:
+  cpu_meter() : c0_(cpu_seconds()) {
+  }
+
+  /// Microseconds of CPU per operation.
+  double us_per_op(double ops) const {
+    return ops > 0 ? (cpu_seconds() - c0_) * 1e6 / ops : 0;
+  }
+
+private:
+  double c0_;
+};
+
+/// The calling thread's CPU time in seconds.
+inline double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/// Burns `seconds` of the calling thread's CPU (a CPU-bound task).
+inline void burn_cpu(double seconds) {
+  auto t0 = thread_cpu_seconds();
+  volatile unsigned sink = 0;
+  while (thread_cpu_seconds() - t0 < seconds)
+    for (int i = 0; i < 1000; ++i)
+      sink = sink + i;
+}
+
 /// Bytes currently allocated on the heap.
 inline size_t heap_in_use() {
   return mallinfo2().uordblks;
@@ -108,7 +151,41 @@ constexpr int sleepers = 10000;
 constexpr size_t sleeper_pool = 64;
 constexpr auto idle_period = std::chrono::seconds{5};
 constexpr int queued_jobs = 100000;
+// Scaling measures (totals over all threads, whatever T is).
+constexpr int fanout_tasks = 400;
+constexpr double fanout_task_cpu_s = 0.002;
+constexpr int fanin_ops = 400000;
+constexpr int submit_mt_ops = 200000;
+constexpr long mpmc_items = 4000000;
 } // namespace sizes
+
+/// Cores of this machine.
+inline size_t cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+/// The thread counts of the scaling measures: 1, 2, 4, ... up to the cores,
+/// and the cores themselves; BENCH_THREADS="1,3,8" overrides.
+inline std::vector<size_t> thread_counts() {
+  std::vector<size_t> result;
+  if (auto list = std::getenv("BENCH_THREADS")) {
+    for (char* p = list; *p != 0;) {
+      char* end = nullptr;
+      auto t = std::strtoul(p, &end, 10);
+      if (t > 0)
+        result.push_back(t);
+      p = *end == ',' ? end + 1 : end;
+      if (end == p && *p != 0)
+        ++p;
+    }
+    if (!result.empty())
+      return result;
+  }
+  for (size_t t = 1; t < cores(); t *= 2)
+    result.push_back(t);
+  result.push_back(cores());
+  return result;
+}
 
 inline double seconds_since(clock::time_point t0) {
   return std::chrono::duration<double>(clock::now() - t0).count();

@@ -3,6 +3,8 @@
 // detached workers, anon_send into an (unbounded) mailbox, scoped_actor
 // request, default scheduler settings.
 #include <atomic>
+#include <future>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,6 +43,7 @@ void offload_rtt(caf::actor_system& sys, bench::report& out) {
   auto worker = sys.spawn<caf::detached>(blocking_worker);
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   caf::scoped_actor self{sys};
   auto driver = sys.spawn([&h, worker](caf::event_based_actor* s) {
     auto i = std::make_shared<int>(0);
@@ -63,6 +66,7 @@ void offload_rtt(caf::actor_system& sys, bench::report& out) {
   });
   self->wait_for(driver);
   caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  out.set("offload_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   out.set("offload_rtt", "p50_us", h.percentile_us(50));
   out.set("offload_rtt", "p99_us", h.percentile_us(99));
 }
@@ -71,6 +75,7 @@ void offload_throughput(caf::actor_system& sys, bench::report& out) {
   auto pool = make_pool(sys, std::min<size_t>(32, std::thread::hardware_concurrency() + 4),
                         blocking_worker);
   caf::scoped_actor self{sys};
+  bench::cpu_meter cpu;
   double rate = 0;
   auto driver = sys.spawn([pool, &rate](caf::event_based_actor* s) {
     auto issued = std::make_shared<int>(0);
@@ -95,6 +100,7 @@ void offload_throughput(caf::actor_system& sys, bench::report& out) {
   self->wait_for(driver);
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
   out.set("offload_throughput", "ops_per_s", rate);
+  out.set("offload_throughput", "cpu_us_per_op", cpu.us_per_op(throughput_ops));
 }
 
 double thread_to_actor_run(caf::actor_system& sys, int producers) {
@@ -125,6 +131,7 @@ void actor_to_thread(caf::actor_system& sys, bench::report& out) {
   // The consumer is a plain thread: in CAF that is a scoped_actor's mailbox.
   caf::scoped_actor self{sys};
   caf::actor sink = self;
+  bench::cpu_meter cpu;
   auto t0 = bench::clock::now();
   sys.spawn([sink](caf::event_based_actor* s) {
     for (long i = 0; i < channel_items; ++i)
@@ -133,6 +140,7 @@ void actor_to_thread(caf::actor_system& sys, bench::report& out) {
   long n = 0;
   self->receive_for(n, channel_items)([](long) {});
   out.set("actor_to_thread", "items_per_s", n / bench::seconds_since(t0));
+  out.set("actor_to_thread", "cpu_us_per_op", cpu.us_per_op(n));
 }
 
 void submit_rtt(caf::actor_system& sys, bench::report& out) {
@@ -141,6 +149,7 @@ void submit_rtt(caf::actor_system& sys, bench::report& out) {
   caf::scoped_actor self{sys};
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   for (int i = 0; i < rtt_warmup + rtt_samples; ++i) {
     auto t0 = bench::clock::now();
     self->request(loop, caf::infinite, i).receive([](int) {}, [](caf::error&) {});
@@ -148,6 +157,7 @@ void submit_rtt(caf::actor_system& sys, bench::report& out) {
       h.add(bench::clock::now() - t0);
   }
   caf::anon_send_exit(loop, caf::exit_reason::user_shutdown);
+  out.set("submit_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   out.set("submit_rtt", "p50_us", h.percentile_us(50));
   out.set("submit_rtt", "p99_us", h.percentile_us(99));
 }
@@ -158,6 +168,7 @@ void many_sleepers(caf::actor_system& sys, bench::report& out) {
   // Warm-up round: every worker once.
   for (size_t i = 0; i < sleeper_pool; ++i)
     self->request(pool, caf::infinite, 1).receive([](int) {}, [](caf::error&) {});
+  bench::cpu_meter cpu;
   auto t0 = bench::clock::now();
   for (int i = 0; i < sleepers; ++i)
     self->send(pool, i);
@@ -165,6 +176,7 @@ void many_sleepers(caf::actor_system& sys, bench::report& out) {
   self->receive_for(n, sleepers)([](int) {});
   auto ideal = sleepers / double(sleeper_pool) * 1e-3;
   out.set("many_sleepers", "wall_over_ideal", bench::seconds_since(t0) / ideal);
+  out.set("many_sleepers", "cpu_us_per_op", cpu.us_per_op(sleepers));
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
 }
 
@@ -203,6 +215,126 @@ void memory_per_job(caf::actor_system& sys, bench::report& out) {
   out.set("memory_per_job", "bytes", double(measured) / queued_jobs);
 }
 
+
+// -- scaling measures (see bench_util.hpp) ------------------------------------
+
+/// One actor sends a CPU-bound task to each of N actors, on a system of T
+/// scheduler threads, CAF's defaults otherwise; seconds until all finished.
+double fanout_run(int argc, char** argv, size_t threads) {
+  caf::actor_system_config cfg;
+  cfg.parse(argc, argv);
+  cfg.set("scheduler.max-threads", threads);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::atomic<int> left{fanout_tasks};
+  std::promise<void> done;
+  std::vector<caf::actor> tasks;
+  for (int i = 0; i < fanout_tasks; ++i) {
+    tasks.push_back(sys.spawn([&]() -> caf::behavior {
+      return {[&](int) {
+                bench::burn_cpu(fanout_task_cpu_s);
+                if (--left == 0)
+                  done.set_value();
+              },
+              [](const std::string& ping) { return ping; }};
+    }));
+    self->request(tasks.back(), caf::infinite, std::string{"ping"})
+      .receive([](const std::string&) {}, [](caf::error&) {});
+  }
+  auto fanout = sys.spawn([tasks](caf::event_based_actor* a) {
+    a->become([a, tasks](int x) {
+      for (auto& t : tasks)
+        a->send(t, x);
+    });
+  });
+  auto t0 = bench::clock::now();
+  caf::anon_send(fanout, 1);
+  done.get_future().get();
+  auto wall = bench::seconds_since(t0);
+  for (auto& t : tasks)
+    caf::anon_send_exit(t, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(fanout, caf::exit_reason::user_shutdown);
+  return wall;
+}
+
+void fanout(int argc, char** argv, bench::report& out) {
+  double base = 0;
+  for (auto t : bench::thread_counts()) {
+    bench::cpu_meter cpu;
+    auto wall = fanout_run(argc, argv, t);
+    if (t == 1)
+      base = wall;
+    out.set_at("fanout", "wall_ms", t, wall * 1e3);
+    out.set_at("fanout", "cpu_us_per_op", t, cpu.us_per_op(fanout_tasks));
+    if (base > 0)
+      out.set_at("fanout", "speedup", t, base / wall);
+  }
+}
+
+/// T actors each keep 64 requests in flight to an actor_pool of T detached
+/// workers.
+void offload_fanin(caf::actor_system& sys, bench::report& out) {
+  for (auto t : bench::thread_counts()) {
+    auto pool = make_pool(sys, t, blocking_worker);
+    int per_actor = fanin_ops / static_cast<int>(t);
+    std::atomic<size_t> left{t};
+    std::promise<void> done;
+    bench::cpu_meter cpu;
+    auto t0 = bench::clock::now();
+    for (size_t a = 0; a < t; ++a)
+      sys.spawn([pool, per_actor, &left, &done](caf::event_based_actor* s) {
+        auto issued = std::make_shared<int>(0);
+        auto finished = std::make_shared<int>(0);
+        auto issue = std::make_shared<std::function<void()>>();
+        *issue = [=, &left, &done]() {
+          ++*issued;
+          s->request(pool, caf::infinite, 1).then([=, &left, &done](int) {
+            if (++*finished == per_actor) {
+              *issue = nullptr;
+              if (--left == 0)
+                done.set_value();
+              s->quit();
+            } else if (*issued < per_actor) {
+              (*issue)();
+            }
+          });
+        };
+        for (int k = 0; k < throughput_in_flight; ++k)
+          (*issue)();
+      });
+    done.get_future().get();
+    auto ops = double(per_actor) * t;
+    out.set_at("offload_fanin", "ops_per_s", t, ops / bench::seconds_since(t0));
+    out.set_at("offload_fanin", "cpu_us_per_op", t, cpu.us_per_op(ops));
+    caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  }
+}
+
+/// T plain threads each doing a blocking request (scoped_actor) to an
+/// actor_pool of T detached workers.
+void submit_mt(caf::actor_system& sys, bench::report& out) {
+  for (auto t : bench::thread_counts()) {
+    auto pool = make_pool(sys, t, blocking_worker);
+    int per = submit_mt_ops / static_cast<int>(t);
+    bench::cpu_meter cpu;
+    auto t0 = bench::clock::now();
+    std::vector<std::thread> ts;
+    for (size_t k = 0; k < t; ++k)
+      ts.emplace_back([&sys, pool, per] {
+        caf::scoped_actor self{sys};
+        for (int i = 0; i < per; ++i)
+          self->request(pool, caf::infinite, i)
+            .receive([](int) {}, [](caf::error&) {});
+      });
+    for (auto& th : ts)
+      th.join();
+    auto ops = double(per) * t;
+    out.set_at("submit_mt", "ops_per_s", t, ops / bench::seconds_since(t0));
+    out.set_at("submit_mt", "cpu_us_per_op", t, cpu.us_per_op(ops));
+    caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -220,10 +352,14 @@ int main(int argc, char** argv) {
       offload_rtt(sys, out);
     if (bench::wanted(argc, argv, "offload_throughput"))
       offload_throughput(sys, out);
-    if (bench::wanted(argc, argv, "thread_to_actor"))
-      out.set("thread_to_actor", "items_per_s", thread_to_actor_run(sys, 1));
-    if (bench::wanted(argc, argv, "thread_to_actor_4p"))
-      out.set("thread_to_actor_4p", "items_per_s", thread_to_actor_run(sys, 4));
+    for (auto [id, producers] : {std::pair{"thread_to_actor", 1},
+                                 std::pair{"thread_to_actor_4p", 4}}) {
+      if (!bench::wanted(argc, argv, id))
+        continue;
+      bench::cpu_meter cpu;
+      out.set(id, "items_per_s", thread_to_actor_run(sys, producers));
+      out.set(id, "cpu_us_per_op", cpu.us_per_op(channel_items));
+    }
     if (bench::wanted(argc, argv, "actor_to_thread"))
       actor_to_thread(sys, out);
     if (bench::wanted(argc, argv, "submit_rtt"))
@@ -232,7 +368,13 @@ int main(int argc, char** argv) {
       many_sleepers(sys, out);
     if (bench::wanted(argc, argv, "memory_per_job"))
       memory_per_job(sys, out);
+    if (bench::wanted(argc, argv, "offload_fanin"))
+      offload_fanin(sys, out);
+    if (bench::wanted(argc, argv, "submit_mt"))
+      submit_mt(sys, out);
   }
+  if (bench::wanted(argc, argv, "fanout"))
+    fanout(argc, argv, out);
   if (bench::wanted(argc, argv, "idle_cpu"))
     idle_cpu(out);
   out.print();

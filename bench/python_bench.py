@@ -27,6 +27,82 @@ SLEEPERS = 10000
 SLEEPER_POOL = 64
 IDLE_SECONDS = 5.0
 QUEUED_JOBS = 100000
+SUBMIT_MT_OPS = 20000
+MPMC_ITEMS = 100000
+
+
+def cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def thread_counts():
+    """1, 2, 4, ... up to the cores, and the cores (BENCH_THREADS overrides),
+    as bench_util.hpp."""
+    import os
+    env = os.environ.get("BENCH_THREADS")
+    if env:
+        ts = [int(x) for x in env.split(",") if x.strip().isdigit() and int(x) > 0]
+        if ts:
+            return ts
+    cores = os.cpu_count() or 1
+    ts, t = [], 1
+    while t < cores:
+        ts.append(t)
+        t *= 2
+    return ts + [cores]
+
+
+def submit_mt(out):
+    """T plain threads each doing pool.submit(fn).result() on a
+    ThreadPoolExecutor of T workers."""
+    res = out.setdefault("submit_mt", {})
+    for t in thread_counts():
+        per = SUBMIT_MT_OPS // t
+        with concurrent.futures.ThreadPoolExecutor(max_workers=t) as pool:
+            def client():
+                for _ in range(per):
+                    pool.submit(noop).result()
+            threads = [threading.Thread(target=client) for _ in range(t)]
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t0
+            res[f"ops_per_s@{t}"] = per * t / wall
+            res[f"cpu_us_per_op@{t}"] = (cpu_seconds() - c0) * 1e6 / (per * t)
+
+
+def channel_mpmc(out):
+    """T producer threads -> queue.Queue(1024) -> T consumer threads."""
+    res = out.setdefault("channel_mpmc", {})
+    done = object()
+    for t in thread_counts():
+        q = queue.Queue(QUEUE_CAPACITY)
+        per = MPMC_ITEMS // t
+
+        def produce():
+            for i in range(per):
+                q.put(i)
+
+        def consume():
+            while q.get() is not done:
+                pass
+        producers = [threading.Thread(target=produce) for _ in range(t)]
+        consumers = [threading.Thread(target=consume) for _ in range(t)]
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        for th in producers + consumers:
+            th.start()
+        for th in producers:
+            th.join()
+        for _ in consumers:
+            q.put(done)
+        for th in consumers:
+            th.join()
+        wall = time.perf_counter() - t0
+        res[f"items_per_s@{t}"] = per * t / wall
+        res[f"cpu_us_per_op@{t}"] = (cpu_seconds() - c0) * 1e6 / (per * t)
 
 
 def percentile(samples, p):
@@ -253,6 +329,12 @@ def main():
             submit_rtt(out, new_loop)
         if wanted("many_sleepers"):
             many_sleepers(out)
+    if flavour == "asyncio":
+        # Plain threads only: the same figures under every flavour.
+        if wanted("submit_mt"):
+            submit_mt(out)
+        if wanted("channel_mpmc"):
+            channel_mpmc(out)
     system = {"asyncio": "python_asyncio", "uvloop": "python_uvloop",
               "janus": "python_janus"}[flavour]
     print(json.dumps({"system": system, "results": out}))

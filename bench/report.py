@@ -1,7 +1,12 @@
 #!/usr/bin/python3
 """Aggregates bench/run's raw results: medians over repetitions, weave's ratio
-to each peer, and the machine's description. Writes latest.json, latest.md
-and latest.png into the output folder."""
+to each peer, and the machine's description. Writes <name>.json, <name>.md,
+<name>.png (weave's advantage per measure) and <name>_scaling.png (throughput
+against threads, one line per system) into the output folder; <name> is
+"latest" unless a third argument names it (bench/run --loaded: "loaded").
+
+    report.py RAW.jsonl OUT_DIR [NAME]
+    report.py --from-json OUT_DIR [NAME]"""
 import json
 import os
 import platform
@@ -22,6 +27,21 @@ MEASURES = [
     ("many_sleepers", "wall_over_ideal", "ratio", True),
     ("idle_cpu", "cpu_percent", "%", True),
     ("memory_per_job", "bytes", "bytes", True),
+    # CPU time (process user + system) per operation: what a design burns.
+    ("offload_rtt", "cpu_us_per_op", "us", True),
+    ("offload_throughput", "cpu_us_per_op", "us", True),
+    ("thread_to_actor", "cpu_us_per_op", "us", True),
+    ("thread_to_actor_4p", "cpu_us_per_op", "us", True),
+    ("actor_to_thread", "cpu_us_per_op", "us", True),
+    ("submit_rtt", "cpu_us_per_op", "us", True),
+]
+# Scaling measures: (id, metric, unit, lower_is_better), reported at every
+# thread count T as "<metric>@<T>", each with "cpu_us_per_op@<T>".
+SCALING = [
+    ("fanout", "speedup", "× 1 thread", False),
+    ("offload_fanin", "ops_per_s", "ops/s", False),
+    ("submit_mt", "ops_per_s", "ops/s", False),
+    ("channel_mpmc", "items_per_s", "items/s", False),
 ]
 SYSTEMS = ["weave", "caf_raw", "tokio", "asio", "python_asyncio",
            "python_uvloop", "python_janus"]
@@ -34,6 +54,16 @@ NOT_RUN = {
     "python_asyncio": "queue measures move 50,000 items (the tutorial's "
                       "run_in_executor(q.get) pattern), not 10,000,000",
     "python_uvloop": "as python_asyncio",
+    "scaling": "fanout: one actor (task, handler) sends a CPU-bound task "
+               "(2 ms of CPU) to each of 400 actors on T scheduler threads; "
+               "speed-up over T = 1 (caf_raw: CAF's defaults but for the "
+               "thread count). offload_fanin: T actors each keeping 64 "
+               "offloads in flight on one pool of T workers. submit_mt: T "
+               "plain threads each doing submit(fn).get() on a pool of T. "
+               "channel_mpmc: T producer threads -> bounded channel (1024) -> "
+               "T consumer threads (tokio: mpsc, one consumer; caf_raw and "
+               "asio have no bounded channel; python: queue.Queue, under the "
+               "GIL, python_asyncio only)",
 }
 
 
@@ -61,7 +91,8 @@ def machine():
         "janus": sh("dpkg-query -W -f='${Version}' python3-janus"),
         "scheduler": "weave: CAF work stealing, max-threads = cores, "
                      "aggressive-poll-attempts=200, moderate-poll-attempts=0, "
-                     "relaxed-sleep-duration=100ms, weave.spin=50us; "
+                     "relaxed-sleep-duration=10s, weave.spin=50us, "
+                     "idle workers woken when work is queued; "
                      "caf_raw: CAF defaults (max(cores,4) threads, default "
                      "polling)",
     }
@@ -96,16 +127,38 @@ def callgrind_benchmarks(out_dir):
     return result
 
 
+def scaling_benchmarks(samples):
+    """Rows for every scaling measure at every thread count seen."""
+    result = []
+    for bid, metric, unit, lower in SCALING:
+        counts = sorted({int(m.split("@")[1]) for (b, m, _) in samples
+                         if b == bid and "@" in m})
+        for t in counts:
+            for m, u, low in [(metric, unit, lower),
+                              ("cpu_us_per_op", "us", True)]:
+                results = {}
+                for s in SYSTEMS:
+                    vals = samples.get((bid, f"{m}@{t}", s))
+                    if vals:
+                        results[s] = statistics.median(vals)
+                if results:
+                    result.append({"id": bid, "metric": m, "threads": t,
+                                   "unit": u, "lower_is_better": low,
+                                   "results": results})
+    return result
+
+
 def main():
+    name = sys.argv[3] if len(sys.argv) > 3 else "latest"
     if sys.argv[1] == "--from-json":
         # Regenerate the outputs from an existing latest.json (e.g. after
         # bench/callgrind ran).
         out_dir = sys.argv[2]
-        doc = json.load(open(os.path.join(out_dir, "latest.json")))
+        doc = json.load(open(os.path.join(out_dir, name + ".json")))
         doc["benchmarks"] = [b for b in doc["benchmarks"]
                              if b["metric"] != "instructions_per_op"]
         doc["benchmarks"] += callgrind_benchmarks(out_dir)
-        write_outputs(doc, out_dir)
+        write_outputs(doc, out_dir, name)
         return
     raw_path, out_dir = sys.argv[1], sys.argv[2]
     samples = {}
@@ -124,13 +177,53 @@ def main():
         if results:
             benchmarks.append({"id": bid, "metric": metric, "unit": unit,
                                "lower_is_better": lower, "results": results})
-    benchmarks += callgrind_benchmarks(out_dir)
-    write_outputs({"machine": machine(), "benchmarks": benchmarks}, out_dir)
+    benchmarks += scaling_benchmarks(samples)
+    if name == "latest":
+        benchmarks += callgrind_benchmarks(out_dir)
+    doc = {"machine": machine(), "benchmarks": benchmarks}
+    if name == "loaded":
+        doc["machine"]["load"] = ("one busy-loop thread per core ran "
+                                  "beside every measure (bench/run --loaded)")
+    write_outputs(doc, out_dir, name)
 
 
-def write_outputs(doc, out_dir):
+def label(b):
+    """A row's name: id and metric, and the thread count if it has one."""
+    text = f"{b['id']} {b['metric']}"
+    return text + (f" T={b['threads']}" if "threads" in b else "")
+
+
+def write_scaling_chart(doc, out_dir, name, plt):
+    """Throughput (or speed-up) against threads, one line per system."""
+    rows = [b for b in doc["benchmarks"]
+            if "threads" in b and b["metric"] != "cpu_us_per_op"]
+    ids = [bid for bid, *_ in SCALING if any(b["id"] == bid for b in rows)]
+    if not ids:
+        return
+    fig, axes = plt.subplots(1, len(ids), figsize=(4.5 * len(ids), 4.2),
+                             squeeze=False)
+    for ax, bid in zip(axes[0], ids):
+        mine = [b for b in rows if b["id"] == bid]
+        for s in SYSTEMS:
+            pts = sorted((b["threads"], b["results"][s]) for b in mine
+                         if s in b["results"])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        label=s, linewidth=2.5 if s == "weave" else 1.2)
+        ax.set_title(f"{bid} ({mine[0]['metric']})", fontsize=9)
+        ax.set_xlabel("threads T")
+        ax.set_xscale("log", base=2)
+        ax.set_ylabel(mine[0]["unit"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"scaling ({name}), " + doc["machine"]["cpu"], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, name + "_scaling.png"), dpi=110)
+
+
+def write_outputs(doc, out_dir, name="latest"):
     benchmarks = doc["benchmarks"]
-    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+    with open(os.path.join(out_dir, name + ".json"), "w") as f:
         json.dump(doc, f, indent=2)
     # Markdown table: values, then weave's advantage over each peer (>1 means
     # weave is better, whichever direction the metric runs).
@@ -147,7 +240,7 @@ def write_outputs(doc, out_dir):
              "|---|---|" + "---|" * (len(SYSTEMS) + len(peers))]
     for b in benchmarks:
         r = b["results"]
-        row = [f"{b['id']} {b['metric']}", b["unit"]]
+        row = [label(b), b["unit"]]
         row += [fmt(r.get(s)) for s in SYSTEMS]
         w = r.get("weave")
         for p in peers:
@@ -162,22 +255,30 @@ def write_outputs(doc, out_dir):
     lines += [f"- {k}: {v}" for k, v in doc["machine"].items()]
     lines += ["", "## Notes", ""]
     lines += [f"- {s}: {n}" for s, n in NOT_RUN.items()]
-    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+    with open(os.path.join(out_dir, name + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         labels, data = [], {p: [] for p in peers}
+        # Scaling measures: only at the most threads (the scaling chart
+        # has the rest).
+        most = {}
         for b in benchmarks:
+            if "threads" in b:
+                most[b["id"]] = max(most.get(b["id"], 0), b["threads"])
+        for b in benchmarks:
+            if "threads" in b and b["threads"] != most[b["id"]]:
+                continue
             w = b["results"].get("weave")
-            labels.append(f"{b['id']}\n{b['metric']}")
+            labels.append(label(b).replace(" ", "\n", 1))
             for p in peers:
                 v = b["results"].get(p)
                 ok = w and v
                 data[p].append((v / w if b["lower_is_better"] else w / v)
                                if ok else 0)
-        fig, ax = plt.subplots(figsize=(14, 6))
+        fig, ax = plt.subplots(figsize=(max(14, 0.6 * len(labels)), 6))
         width = 0.8 / len(peers)
         for k, p in enumerate(peers):
             xs = [i + k * width for i in range(len(labels))]
@@ -190,10 +291,11 @@ def write_outputs(doc, out_dir):
         ax.legend(fontsize=8)
         ax.set_title("weave vs peers, " + doc["machine"]["cpu"])
         fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "latest.png"), dpi=110)
+        fig.savefig(os.path.join(out_dir, name + ".png"), dpi=110)
+        write_scaling_chart(doc, out_dir, name, plt)
     except ImportError:
         print("matplotlib missing: no chart", file=sys.stderr)
-    print(open(os.path.join(out_dir, "latest.md")).read())
+    print(open(os.path.join(out_dir, name + ".md")).read())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "bench/weave_scaling.hpp"
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
 
@@ -18,6 +19,7 @@ size_t actor_credit = 1024; // WEAVE_BENCH_CREDIT overrides, for ablations
 void offload_rtt(weave::runtime& rt, bench::report& out) {
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   weave::promise<void> done;
   rt.system().spawn([&h, done](caf::event_based_actor* self) mutable {
     auto i = std::make_shared<int>(0);
@@ -40,11 +42,13 @@ void offload_rtt(weave::runtime& rt, bench::report& out) {
     (*step)();
   });
   done.get_future().get();
+  out.set("offload_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   out.set("offload_rtt", "p50_us", h.percentile_us(50));
   out.set("offload_rtt", "p99_us", h.percentile_us(99));
 }
 
 void offload_throughput(weave::runtime& rt, bench::report& out) {
+  bench::cpu_meter cpu;
   weave::promise<double> done;
   rt.system().spawn([done](caf::event_based_actor* self) mutable {
     auto issued = std::make_shared<int>(0);
@@ -67,6 +71,7 @@ void offload_throughput(weave::runtime& rt, bench::report& out) {
       (*issue)();
   });
   out.set("offload_throughput", "ops_per_s", done.get_future().get());
+  out.set("offload_throughput", "cpu_us_per_op", cpu.us_per_op(throughput_ops));
 }
 
 double thread_to_actor_run(weave::runtime& rt, int producers) {
@@ -101,6 +106,7 @@ double thread_to_actor_run(weave::runtime& rt, int producers) {
 }
 
 void actor_to_thread(weave::runtime& rt, bench::report& out) {
+  bench::cpu_meter cpu;
   weave::channel<long> ch{rt, channel_capacity};
   rt.system().spawn([ch](caf::event_based_actor* self) mutable {
     auto next = std::make_shared<long>(0);
@@ -121,18 +127,21 @@ void actor_to_thread(weave::runtime& rt, bench::report& out) {
   while (auto r = ch.get())
     ++n;
   out.set("actor_to_thread", "items_per_s", n / bench::seconds_since(t0));
+  out.set("actor_to_thread", "cpu_us_per_op", cpu.us_per_op(n));
 }
 
 void submit_rtt(weave::runtime& rt, bench::report& out) {
   weave::loop lp{rt, "bench-loop"};
   bench::histogram h;
   h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
   for (int i = 0; i < rtt_warmup + rtt_samples; ++i) {
     auto t0 = bench::clock::now();
     lp.submit([] { return 1; }).get();
     if (i >= rtt_warmup)
       h.add(bench::clock::now() - t0);
   }
+  out.set("submit_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
   out.set("submit_rtt", "p50_us", h.percentile_us(50));
   out.set("submit_rtt", "p99_us", h.percentile_us(99));
 }
@@ -145,6 +154,7 @@ void many_sleepers(weave::runtime& rt, bench::report& out) {
     warm.push_back(pool.submit([] { std::this_thread::sleep_for(1ms); }));
   for (auto& f : warm)
     f.get();
+  bench::cpu_meter cpu;
   auto t0 = bench::clock::now();
   std::vector<weave::future<void>> fs;
   fs.reserve(sleepers);
@@ -154,6 +164,7 @@ void many_sleepers(weave::runtime& rt, bench::report& out) {
     f.get();
   auto ideal = sleepers / double(sleeper_pool) * 1e-3;
   out.set("many_sleepers", "wall_over_ideal", bench::seconds_since(t0) / ideal);
+  out.set("many_sleepers", "cpu_us_per_op", cpu.us_per_op(sleepers));
 }
 
 void idle_cpu(bench::report& out) {
@@ -201,10 +212,14 @@ int main(int argc, char** argv) {
       offload_rtt(rt, out);
     if (bench::wanted(argc, argv, "offload_throughput"))
       offload_throughput(rt, out);
-    if (bench::wanted(argc, argv, "thread_to_actor"))
-      out.set("thread_to_actor", "items_per_s", thread_to_actor_run(rt, 1));
-    if (bench::wanted(argc, argv, "thread_to_actor_4p"))
-      out.set("thread_to_actor_4p", "items_per_s", thread_to_actor_run(rt, 4));
+    for (auto [id, producers] : {std::pair{"thread_to_actor", 1},
+                                 std::pair{"thread_to_actor_4p", 4}}) {
+      if (!bench::wanted(argc, argv, id))
+        continue;
+      bench::cpu_meter cpu;
+      out.set(id, "items_per_s", thread_to_actor_run(rt, producers));
+      out.set(id, "cpu_us_per_op", cpu.us_per_op(channel_items));
+    }
     if (bench::wanted(argc, argv, "actor_to_thread"))
       actor_to_thread(rt, out);
     if (bench::wanted(argc, argv, "submit_rtt"))
@@ -213,7 +228,16 @@ int main(int argc, char** argv) {
       many_sleepers(rt, out);
     if (bench::wanted(argc, argv, "memory_per_job"))
       memory_per_job(rt, out);
+    if (bench::wanted(argc, argv, "offload_fanin"))
+      bench::weave_offload_fanin(rt, out);
+    if (bench::wanted(argc, argv, "submit_mt"))
+      bench::weave_submit_mt(rt, out);
+    if (bench::wanted(argc, argv, "channel_mpmc"))
+      bench::weave_channel_mpmc(rt, out);
   }
+  // Its own runtimes, one per thread count.
+  if (bench::wanted(argc, argv, "fanout"))
+    bench::weave_fanout(argc, argv, out);
   if (bench::wanted(argc, argv, "idle_cpu"))
     idle_cpu(out);
   out.print();

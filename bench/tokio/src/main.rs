@@ -13,6 +13,58 @@ const CAPACITY: usize = 1024;
 const SLEEPERS: usize = 10_000;
 const SLEEPER_POOL: usize = 64;
 const IDLE: Duration = Duration::from_secs(5);
+// Scaling measures (totals over all threads), as in bench_util.hpp.
+const FANOUT_TASKS: usize = 400;
+const FANOUT_TASK_CPU: f64 = 0.002;
+const FANIN_OPS: usize = 400_000;
+const SUBMIT_MT_OPS: usize = 200_000;
+const MPMC_ITEMS: u64 = 4_000_000;
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc_timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { clock_gettime(3 /* CLOCK_THREAD_CPUTIME_ID */, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+#[repr(C)]
+struct libc_timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clk: i32, ts: *mut libc_timespec) -> i32;
+}
+
+/// Burns `seconds` of this thread's CPU (a CPU-bound task).
+fn burn_cpu(seconds: f64) {
+    let t0 = thread_cpu_seconds();
+    let mut sink = 0u64;
+    while thread_cpu_seconds() - t0 < seconds {
+        for i in 0..1000u64 {
+            sink = std::hint::black_box(sink.wrapping_add(i));
+        }
+    }
+}
+
+/// 1, 2, 4, ... up to the cores, and the cores; BENCH_THREADS overrides.
+fn thread_counts() -> Vec<usize> {
+    if let Ok(list) = std::env::var("BENCH_THREADS") {
+        let v: Vec<usize> = list.split(',').filter_map(|x| x.trim().parse().ok()).filter(|&t| t > 0).collect();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut v = Vec::new();
+    let mut t = 1;
+    while t < cores {
+        v.push(t);
+        t *= 2;
+    }
+    v.push(cores);
+    v
+}
 
 fn pct(samples: &mut Vec<u128>, p: f64) -> f64 {
     samples.sort_unstable();
@@ -28,6 +80,122 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+fn scaling(wanted: &dyn Fn(&str) -> bool, out: &mut Vec<(String, String, f64)>) {
+    let mut put = |id: &str, m: &str, t: usize, v: f64| out.push((id.into(), format!("{}@{}", m, t), v));
+    if wanted("fanout") {
+        // One task spawns a CPU-bound task per element on T worker threads.
+        let mut base = 0.0;
+        for t in thread_counts() {
+            let rt = Builder::new_multi_thread().worker_threads(t).enable_all().build().unwrap();
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            rt.block_on(async {
+                tokio::spawn(async {
+                    let hs: Vec<_> = (0..FANOUT_TASKS).map(|_| tokio::spawn(async { burn_cpu(FANOUT_TASK_CPU) })).collect();
+                    for h in hs {
+                        h.await.unwrap();
+                    }
+                })
+                .await
+                .unwrap();
+            });
+            let wall = t0.elapsed().as_secs_f64();
+            if t == 1 {
+                base = wall;
+            }
+            put("fanout", "wall_ms", t, wall * 1e3);
+            put("fanout", "cpu_us_per_op", t, (cpu_seconds() - c0) * 1e6 / FANOUT_TASKS as f64);
+            if base > 0.0 {
+                put("fanout", "speedup", t, base / wall);
+            }
+        }
+    }
+    if wanted("offload_fanin") {
+        // T tasks each keeping 64 spawn_blocking calls in flight, on a
+        // blocking pool of T threads.
+        for t in thread_counts() {
+            let rt = Builder::new_multi_thread().max_blocking_threads(t).enable_all().build().unwrap();
+            let per = FANIN_OPS / (t * IN_FLIGHT);
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            rt.block_on(async {
+                let hs: Vec<_> = (0..t * IN_FLIGHT)
+                    .map(|_| {
+                        tokio::spawn(async move {
+                            for _ in 0..per {
+                                tokio::task::spawn_blocking(|| ()).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            });
+            let ops = (per * t * IN_FLIGHT) as f64;
+            put("offload_fanin", "ops_per_s", t, ops / t0.elapsed().as_secs_f64());
+            put("offload_fanin", "cpu_us_per_op", t, (cpu_seconds() - c0) * 1e6 / ops);
+        }
+    }
+    if wanted("submit_mt") {
+        // T plain threads each doing block_on(spawn_blocking(fn)), on a
+        // blocking pool of T threads.
+        for t in thread_counts() {
+            let rt = Builder::new_multi_thread().max_blocking_threads(t).enable_all().build().unwrap();
+            let per = SUBMIT_MT_OPS / t;
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..t {
+                    let h = rt.handle().clone();
+                    s.spawn(move || {
+                        for _ in 0..per {
+                            h.block_on(h.spawn_blocking(|| 1)).unwrap();
+                        }
+                    });
+                }
+            });
+            let ops = (per * t) as f64;
+            put("submit_mt", "ops_per_s", t, ops / t0.elapsed().as_secs_f64());
+            put("submit_mt", "cpu_us_per_op", t, (cpu_seconds() - c0) * 1e6 / ops);
+        }
+    }
+    if wanted("channel_mpmc") {
+        // T producer threads -> mpsc(1024) -> one consumer thread (tokio's
+        // bounded channel has a single receiver).
+        for t in thread_counts() {
+            let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+            let per = MPMC_ITEMS / t as u64;
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                let mut n = 0u64;
+                while let Some(_) = rx.blocking_recv() {
+                    n += 1;
+                }
+                n
+            });
+            let producers: Vec<_> = (0..t)
+                .map(|_| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..per {
+                            tx.blocking_send(i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            for p in producers {
+                p.join().unwrap();
+            }
+            let n = consumer.join().unwrap() as f64;
+            put("channel_mpmc", "items_per_s", t, n / t0.elapsed().as_secs_f64());
+            put("channel_mpmc", "cpu_us_per_op", t, (cpu_seconds() - c0) * 1e6 / n);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |id: &str| args.is_empty() || args.iter().any(|a| a == id);
@@ -35,6 +203,7 @@ fn main() {
     let rt = Builder::new_multi_thread().enable_all().build().unwrap();
 
     if wanted("offload_rtt") {
+        let c0 = cpu_seconds();
         let mut s = rt.block_on(async {
             let mut s = Vec::with_capacity(RTT_SAMPLES);
             for i in 0..RTT_WARMUP + RTT_SAMPLES {
@@ -46,10 +215,12 @@ fn main() {
             }
             s
         });
+        out.push(("offload_rtt".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / (RTT_WARMUP + RTT_SAMPLES) as f64));
         out.push(("offload_rtt".into(), "p50_us".into(), pct(&mut s, 50.0)));
         out.push(("offload_rtt".into(), "p99_us".into(), pct(&mut s, 99.0)));
     }
     if wanted("offload_throughput") {
+        let c0 = cpu_seconds();
         let rate = rt.block_on(async {
             let t0 = Instant::now();
             let per = THROUGHPUT_OPS / IN_FLIGHT;
@@ -67,6 +238,7 @@ fn main() {
             (per * IN_FLIGHT) as f64 / t0.elapsed().as_secs_f64()
         });
         out.push(("offload_throughput".into(), "ops_per_s".into(), rate));
+        out.push(("offload_throughput".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / THROUGHPUT_OPS as f64));
     }
     for (id, producers) in [("thread_to_actor", 1u64), ("thread_to_actor_4p", 4u64)] {
         if !wanted(id) {
@@ -74,6 +246,7 @@ fn main() {
         }
         let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
         let per = CHANNEL_ITEMS / producers;
+        let c0 = cpu_seconds();
         let t0 = Instant::now();
         let consumer = rt.spawn(async move {
             let mut n = 0u64;
@@ -98,9 +271,11 @@ fn main() {
         }
         let n = rt.block_on(consumer).unwrap();
         out.push((id.into(), "items_per_s".into(), n as f64 / t0.elapsed().as_secs_f64()));
+        out.push((id.into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / n as f64));
     }
     if wanted("actor_to_thread") {
         let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+        let c0 = cpu_seconds();
         let t0 = Instant::now();
         rt.spawn(async move {
             for i in 0..CHANNEL_ITEMS {
@@ -112,10 +287,12 @@ fn main() {
             n += 1;
         }
         out.push(("actor_to_thread".into(), "items_per_s".into(), n as f64 / t0.elapsed().as_secs_f64()));
+        out.push(("actor_to_thread".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / n as f64));
     }
     if wanted("submit_rtt") {
         let handle: Handle = rt.handle().clone();
         let mut s = Vec::with_capacity(RTT_SAMPLES);
+        let c0 = cpu_seconds();
         for i in 0..RTT_WARMUP + RTT_SAMPLES {
             let t0 = Instant::now();
             let v = handle.block_on(async { handle.spawn(async { 1 }).await.unwrap() });
@@ -124,6 +301,7 @@ fn main() {
                 s.push(t0.elapsed().as_nanos());
             }
         }
+        out.push(("submit_rtt".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / (RTT_WARMUP + RTT_SAMPLES) as f64));
         out.push(("submit_rtt".into(), "p50_us".into(), pct(&mut s, 50.0)));
         out.push(("submit_rtt".into(), "p99_us".into(), pct(&mut s, 99.0)));
     }
@@ -140,6 +318,7 @@ fn main() {
             for w in warm {
                 w.await.unwrap();
             }
+            let c0 = cpu_seconds();
             let t0 = Instant::now();
             let jobs: Vec<_> = (0..SLEEPERS)
                 .map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(1))))
@@ -147,11 +326,14 @@ fn main() {
             for j in jobs {
                 j.await.unwrap();
             }
-            t0.elapsed().as_secs_f64() / (SLEEPERS as f64 / SLEEPER_POOL as f64 * 1e-3)
+            (t0.elapsed().as_secs_f64() / (SLEEPERS as f64 / SLEEPER_POOL as f64 * 1e-3),
+             (cpu_seconds() - c0) * 1e6 / SLEEPERS as f64)
         });
-        out.push(("many_sleepers".into(), "wall_over_ideal".into(), ratio));
+        out.push(("many_sleepers".into(), "wall_over_ideal".into(), ratio.0));
+        out.push(("many_sleepers".into(), "cpu_us_per_op".into(), ratio.1));
     }
     drop(rt);
+    scaling(&wanted, &mut out);
     if wanted("idle_cpu") {
         let idle = Builder::new_multi_thread().enable_all().build().unwrap();
         std::thread::sleep(Duration::from_millis(200));
