@@ -49,6 +49,7 @@
 #include "runtime/blocking_pool.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave {
@@ -255,7 +256,7 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
     }
     pool = &rt.default_pool();
   }
-  pool->enqueue(std::move(j));
+  runtime_access::enqueue(*pool, std::move(j));
   return handle;
 }
 
