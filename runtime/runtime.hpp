@@ -36,6 +36,14 @@
 /// anyway with what was done so far, and that thread is counted as
 /// abandoned too.
 ///
+/// One thing shutdown cannot undo: CAF 0.17.6 pins an actor system to every
+/// thread that spawned an actor on it (a thread-local reference that the
+/// system's destructor waits for). weave drops the references its own
+/// spawns leave on your threads, and the caller's own; a thread of yours
+/// that spawned actors itself and is still running at shutdown holds up the
+/// final destruction until it ends. Shutdown still returns in time, and
+/// counts its own thread as abandoned until then.
+///
 /// Locking: weave holds none of its locks while user code runs (jobs,
 /// continuations, destructors of user values); the shutdown's own state is
 /// guarded by a lock that is never held while its phases run.
