@@ -155,12 +155,11 @@ struct shutdown_job {
       n += detached_locked();
     } else if (joining_detector != nullptr) {
       // Stuck destroying the actor system: CAF's scheduler threads that are
-      // still inside a resume (user code that never returns).
+      // still inside a resume (user code that never returns). Without a
+      // detector they cannot be seen, and are not counted.
       for (size_t i = 0; auto slot = joining_detector->at(i); ++i)
         if (slot->epoch.load(std::memory_order_acquire) % 2 == 1)
           ++n;
-    } else {
-      ++n; // without a detector: at least the thread it waits for
     }
     return n;
   }
