@@ -9,6 +9,7 @@
 #include "caf/event_based_actor.hpp"
 #include "caf/typed_event_based_actor.hpp"
 
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/offload.hpp"
 
 namespace weave::actors {
@@ -95,31 +96,39 @@ file_stat stat_file(const std::string& path) {
 }
 
 file_actor spawn_file_actor(runtime& rt, blocking_pool& pool) {
-  return rt.system().spawn(
-    [&pool](file_actor::pointer self) -> file_actor::behavior_type {
+  // Shared, not borrowed: the actor may outlive the pool object (its
+  // requests then fail with `shut_down`). system() throws `shut_down` after
+  // shutdown.
+  auto& sys = rt.system();
+  auto shared = internal::runtime_access::share(pool);
+  return sys.spawn(
+    [shared](file_actor::pointer self) -> file_actor::behavior_type {
+      auto& on = *shared;
       return {
-        [self, &pool](read_atom, std::string& path) {
+        [self, shared, &on](read_atom, std::string& path) {
           auto rp = self->make_response_promise<std::string>();
-          answer(self, pool, rp, [path] { return read_file(path); });
+          answer(self, on, rp, [path] { return read_file(path); });
           return rp;
         },
-        [self, &pool](write_atom, std::string& path, std::string& data) {
+        [self, shared, &on](write_atom, std::string& path,
+                              std::string& data) {
           auto rp = self->make_response_promise<uint64_t>();
-          answer(self, pool, rp, [path, data] {
+          answer(self, on, rp, [path, data] {
             return write_file(path, data, false);
           });
           return rp;
         },
-        [self, &pool](append_atom, std::string& path, std::string& data) {
+        [self, shared, &on](append_atom, std::string& path,
+                              std::string& data) {
           auto rp = self->make_response_promise<uint64_t>();
-          answer(self, pool, rp, [path, data] {
+          answer(self, on, rp, [path, data] {
             return write_file(path, data, true);
           });
           return rp;
         },
-        [self, &pool](stat_atom, std::string& path) {
+        [self, shared, &on](stat_atom, std::string& path) {
           auto rp = self->make_response_promise<file_stat>();
-          answer(self, pool, rp, [path] { return stat_file(path); });
+          answer(self, on, rp, [path] { return stat_file(path); });
           return rp;
         },
       };

@@ -63,7 +63,10 @@ using file_actor = caf::typed_actor<
   caf::replies_to<append_atom, std::string, std::string>::with<uint64_t>,
   caf::replies_to<stat_atom, std::string>::with<file_stat>>;
 
-/// Spawns a file actor whose blocking calls run on `pool`.
+/// Spawns a file actor whose blocking calls run on `pool`. The actor may
+/// outlive the `pool` object: once the pool is shut down (or destroyed), its
+/// requests fail with `shut_down`. Throws `shut_down` once the runtime's
+/// shutdown has begun.
 file_actor spawn_file_actor(runtime& rt, blocking_pool& pool);
 
 /// Spawns a file actor on the runtime's default pool.

@@ -7,7 +7,10 @@
 #include "caf/blocking_actor.hpp"
 #include "caf/spawn_options.hpp"
 
+#include "runtime/internal/deadline.hpp"
 #include "runtime/internal/pool_impl.hpp"
+#include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/spawn_guard.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
@@ -16,18 +19,39 @@ namespace weave {
 
 namespace internal {
 
-pool_impl::pool_impl(caf::actor_system& sys, size_t max_workers,
+namespace {
+
+/// The index of the calling thread among its pool's workers.
+thread_local size_t tl_worker_index = 0;
+
+caf::error abandoned_error(const std::string& name) {
+  return make_error(errc::shut_down, "pool '" + name
+                                       + "': still running at the shutdown "
+                                         "deadline, abandoned");
+}
+
+} // namespace
+
+pool_impl::pool_impl(caf::actor_system& sys,
+                     std::shared_ptr<deadline_timer> timer, size_t max_workers,
                      std::string name)
-  : sys_(sys), max_workers_(max_workers), name_(std::move(name)),
+  : sys_(sys), timer_(std::move(timer)), max_workers_(max_workers),
+    name_(std::move(name)),
     cores_(std::max(1u, std::thread::hardware_concurrency())),
-    running_(new std::atomic<job*>[max_workers]) {
+    running_(new std::atomic<job*>[max_workers]),
+    awaited_(max_workers, nullptr) {
   for (size_t i = 0; i < max_workers; ++i)
     running_[i].store(nullptr);
 }
 
-void pool_impl::enqueue(job_ptr j) {
+void pool_impl::enqueue(job_ptr j, bool timed) {
   j->owner = this;
   bool want_worker = false;
+  timed = timed && timer_ != nullptr
+          && j->deadline != steady_clock::time_point::max();
+  // The queue may hand the job to a worker at once: keep a reference to
+  // arm the timer with.
+  auto armed = timed ? j : nullptr;
   if (!queue_.push(j, want_worker)) {
     j->cancel_with(make_error(errc::shut_down,
                               "pool '" + name_ + "' is shut down"));
@@ -35,6 +59,8 @@ void pool_impl::enqueue(job_ptr j) {
   }
   if (want_worker)
     maybe_spawn_worker();
+  if (armed)
+    timer_->arm(std::move(armed));
 }
 
 void pool_impl::maybe_spawn_worker() {
@@ -43,15 +69,16 @@ void pool_impl::maybe_spawn_worker() {
     if (n >= max_workers_)
       return;
   } while (!spawned_.compare_exchange_weak(n, n + 1));
-  {
-    std::unique_lock<std::mutex> guard{live_mtx_};
-    if (finished_) {
-      spawned_.fetch_sub(1);
-      return;
-    }
-    ++live_;
+  // Spawned under the lock (a spawn runs no user code), so that a worker
+  // never starts on an actor system that a finished shutdown let go of.
+  std::unique_lock<std::mutex> guard{live_mtx_};
+  if (finished_) {
+    spawned_.fetch_sub(1);
+    return;
   }
+  ++live_;
   auto self = shared_from_this();
+  spawn_guard sg;
   sys_.spawn<caf::hidden>(
     [self, n](caf::blocking_actor*) { self->worker_main(n); });
 }
@@ -59,14 +86,17 @@ void pool_impl::maybe_spawn_worker() {
 void pool_impl::worker_main(size_t index) {
   set_this_thread_name(name_ + "_" + std::to_string(index));
   set_current_self_wait_guard(this);
+  tl_worker_index = index;
   for (;;) {
     auto j = queue_.pop(busy_.load(std::memory_order_relaxed) + 1 < cores_);
     if (!j)
       break;
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
-      // Too late to start: the caller has already been told (timeout).
-      j->cancel_with(make_error(errc::timeout, "deadline passed while queued"));
+      // Too late to start (the timer may not have got to it yet).
+      if (!j->cancel_with(make_error(errc::timeout,
+                                     "deadline passed while queued")))
+        j->wait_while_dropping();
       continue;
     }
     if (!j->try_start()) {
@@ -86,15 +116,19 @@ void pool_impl::worker_main(size_t index) {
       intrusive_ptr_release(mine);
       j->deliver();
     } else {
-      census_late_result_dropped(); // shutdown abandoned it at the deadline
+      // A shutdown abandoned it at its deadline and told the caller.
+      abandoned_live_.fetch_sub(1, std::memory_order_acq_rel);
+      census_late_result_dropped();
     }
   }
+  set_current_self_wait_guard(nullptr);
   std::unique_lock<std::mutex> guard{live_mtx_};
   if (--live_ == 0)
     live_cv_.notify_all();
 }
 
 void pool_impl::begin_shutdown(shutdown_report& report) {
+  // close() hands over the queued jobs and unlocks before they are answered.
   for (auto& j : queue_.close()) {
     if (j->cancel_with(
           make_error(errc::shut_down, "pool '" + name_ + "' shut down")))
@@ -104,47 +138,71 @@ void pool_impl::begin_shutdown(shutdown_report& report) {
   }
 }
 
+bool pool_impl::finished() const {
+  std::unique_lock<std::mutex> guard{live_mtx_};
+  return finished_;
+}
+
 void pool_impl::finish_shutdown(steady_clock::time_point deadline,
                                 shutdown_report& report) {
-  std::unique_lock<std::mutex> guard{live_mtx_};
-  if (finished_)
-    return;
-  live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
-  finished_ = true;
+  size_t live = 0;
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
+    finished_ = true;
+    live = live_;
+  }
   // Jobs still running now are abandoned: their callers hear `shut_down`
-  // at once, and the late result will be dropped (and counted).
+  // at once, and the late result will be dropped (and counted). Jobs an
+  // earlier shutdown abandoned and that still run are counted again here:
+  // this report, too, leaves them behind.
+  auto earlier = std::max(0L, abandoned_live_.load(std::memory_order_acquire));
+  std::vector<job_ptr> abandoned;
   for (size_t i = 0; i < max_workers_; ++i)
-    if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel)) {
-      j->drop(make_error(errc::shut_down, "pool '" + name_
-                                            + "': still running at the "
-                                              "shutdown deadline, abandoned"));
-      intrusive_ptr_release(j);
-      ++report.jobs_abandoned;
-    }
-  report.threads_joined += spawned_.load() - live_;
-  report.threads_abandoned += live_;
+    if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel))
+      abandoned.emplace_back(j, false); // adopts the slot's reference
+  abandoned_live_.fetch_add(static_cast<long>(abandoned.size()),
+                            std::memory_order_acq_rel);
+  for (auto& j : abandoned)
+    j->drop(abandoned_error(name_));
+  report.jobs_abandoned += abandoned.size() + static_cast<size_t>(earlier);
+  report.threads_joined += spawned_.load() - live;
+  report.threads_abandoned += live;
   report.jobs_completed += completed_.load() + failed_.load();
 }
 
 bool pool_impl::begin_wait(const job& awaited) {
   if (awaited.owner != this)
     return false;
-  auto waiting = self_waiters_.fetch_add(1) + 1;
-  if (waiting >= max_workers_) {
-    self_waiters_.fetch_sub(1);
+  auto index = tl_worker_index;
+  size_t waiting = 0;
+  {
+    // Exact, not a counter: a worker counts as waiting only while the job
+    // it waits for is still queued. One whose job has started (or ended)
+    // will be woken without needing another worker, even if it has not
+    // woken yet. Entries are valid while in the table (see pool_impl.hpp).
+    std::unique_lock<std::mutex> guard{wait_mtx_};
+    awaited_[index] = &awaited;
+    for (auto x : awaited_)
+      if (x != nullptr && x->current_state() == job::state::queued)
+        ++waiting;
+    if (waiting >= max_workers_)
+      awaited_[index] = nullptr;
+  }
+  if (waiting >= max_workers_)
     raise(make_error(errc::would_deadlock,
                      "a worker of pool '" + name_ + "' waits for a job queued "
                        + "in the same pool while every other worker does "
-                         "too: nobody would run it (tutorial §8.3); use a "
-                         "second pool, or then() instead of get()"));
-  }
+                         "too: nobody would run it; use a second pool, or "
+                         "then() instead of get()"));
   // Fewer workers than allowed may exist yet: start one for the queued job.
   maybe_spawn_worker();
   return true;
 }
 
 void pool_impl::end_wait() noexcept {
-  self_waiters_.fetch_sub(1);
+  std::unique_lock<std::mutex> guard{wait_mtx_};
+  awaited_[tl_worker_index] = nullptr;
 }
 
 blocking_pool::stats_type pool_impl::stats() const {
@@ -167,27 +225,40 @@ blocking_pool::blocking_pool(runtime& rt, size_t max_workers, std::string name) 
                      "blocking_pool '" + name + "': max_workers is "
                        + std::to_string(max_workers) + ", allowed 1.."
                        + std::to_string(max_pool_size)));
-  impl_ = std::make_shared<internal::pool_impl>(rt.system(), max_workers,
-                                                std::move(name));
+  // system() throws `shut_down` once shutdown has begun; registration
+  // refuses (throws) a pool that would come too late for shutdown to stop.
+  impl_ = std::make_shared<internal::pool_impl>(
+    rt.system(), internal::runtime_access::timer(rt), max_workers,
+    std::move(name));
   shutdown_deadline_ = rt.config().shutdown_deadline();
-  rt.register_component(impl_);
+  internal::runtime_access::register_component(rt, impl_);
+}
+
+blocking_pool::blocking_pool(std::shared_ptr<internal::pool_impl> impl,
+                             caf::timespan deadline, bool owning)
+  : impl_(std::move(impl)), shutdown_deadline_(deadline), owning_(owning) {
+  // nop
 }
 
 blocking_pool::~blocking_pool() {
-  // The runtime may already have shut the pool down; that is a no-op here.
+  if (!owning_ || !impl_)
+    return;
+  // Shut down already (by its owner or the runtime): nothing to wait for
+  // again; the runtime's shutdown still counts a job left running.
   shutdown_report ignored;
   impl_->begin_shutdown(ignored);
+  if (impl_->finished())
+    return;
   // Destroyed by one of its own jobs: waiting for the workers would include
   // waiting for this one; they end once their current jobs return.
   if (internal::current_self_wait_guard() == impl_.get())
     return;
-  impl_->finish_shutdown(internal::steady_clock::now()
-                           + shutdown_deadline_,
+  impl_->finish_shutdown(internal::deadline_after(shutdown_deadline_),
                          ignored);
 }
 
-void blocking_pool::enqueue(internal::job_ptr j) {
-  impl_->enqueue(std::move(j));
+void blocking_pool::enqueue(internal::job_ptr j, bool timed) {
+  impl_->enqueue(std::move(j), timed);
 }
 
 blocking_pool::stats_type blocking_pool::stats() const {
@@ -203,10 +274,15 @@ size_t blocking_pool::max_workers() const noexcept {
 }
 
 shutdown_report blocking_pool::shutdown(caf::timespan deadline) {
+  if (deadline < caf::timespan::zero())
+    raise(make_error(errc::invalid_argument,
+                     "blocking_pool::shutdown: negative deadline"));
+  // Keeps the pool alive if a continuation run below destroys this object.
+  auto impl = impl_;
   shutdown_report report;
   auto start = internal::steady_clock::now();
-  impl_->begin_shutdown(report);
-  impl_->finish_shutdown(start + deadline, report);
+  impl->begin_shutdown(report);
+  impl->finish_shutdown(internal::saturating_add(start, deadline), report);
   report.total = internal::steady_clock::now() - start;
   return report;
 }

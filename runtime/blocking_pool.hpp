@@ -5,26 +5,37 @@
 ///
 /// A pool is up to N detached worker actors (CAF blocking actors, each on its
 /// own thread) pulling jobs from one shared FIFO queue, so a slow job never
-/// holds back a queued job while another worker is idle (promise 2). Workers
-/// are started lazily, like Python's executor: one more whenever more jobs
-/// are queued than workers are idle, up to N. Worker threads are named
+/// holds back a queued job while another worker is idle. Workers are started
+/// lazily, like Python's executor: one more whenever more jobs are queued
+/// than workers are idle, up to N. Worker threads are named
 /// `<pool name>_<index>` (see `this_thread_name()`).
 ///
 /// Main operations
 /// - `submit(fn)` from any thread (not only actors) → `future<R>`.
+/// - `submit(fn, timeout)`: if no worker has started `fn` by then (every
+///   worker busy), the future completes with `timeout` at that moment and
+///   `fn` never runs.
 /// - From inside an actor use `offload(self, pool, fn)` (offload.hpp): the
 ///   result arrives as a response message and no thread blocks.
 /// - `stats()`: workers, busy, queued, completed, failed, cancelled.
 /// - `shutdown(deadline)`: refuses new jobs (they fail at once with
 ///   `shut_down`), answers every queued job with `shut_down`, lets running
-///   jobs finish until the deadline and abandons (counts) the rest. The
-///   destructor does this with the runtime's `weave.shutdown-deadline`; so
-///   does the runtime's shutdown for every pool still alive.
+///   jobs finish until the deadline and abandons (counts) the rest: their
+///   callers hear `shut_down` at the deadline. The destructor does this with
+///   the runtime's `weave.shutdown-deadline` (at once if the pool was shut
+///   down already); so does the runtime's shutdown for every pool still
+///   alive. A job still running after its pool was shut down or destroyed
+///   is also counted in the runtime's shutdown report.
 ///
 /// A job that throws completes with `job_failed` carrying the exception's
 /// message (a job that throws `weave::exception` fails with that exception's
 /// own error); the worker survives. A job whose offload deadline passed while it
 /// was queued never runs.
+///
+/// Continuations (`then`) of a job run on the thread that completes it: the
+/// worker, the canceller, the runtime's timer thread (`timeout`) or the
+/// thread running a shutdown (`shut_down`). weave holds none of its locks
+/// while they run, so they may call back into the pool, even destroy it.
 ///
 /// Thread-safety: all members may be called from any thread. A job's
 /// submission happens-before its execution, which happens-before its result
@@ -42,6 +53,8 @@
 
 #include "runtime/future.hpp"
 #include "runtime/internal/function_job.hpp"
+#include "runtime/internal/deadline.hpp"
+#include "runtime/internal/job.hpp"
 #include "runtime/shutdown_report.hpp"
 
 namespace weave {
@@ -50,6 +63,7 @@ class runtime;
 
 namespace internal {
 class pool_impl;
+struct runtime_access;
 } // namespace internal
 
 class blocking_pool {
@@ -76,7 +90,8 @@ public:
   /// above `max_pool_size`, or (`shut_down`) if the runtime is shutting down.
   blocking_pool(runtime& rt, size_t max_workers, std::string name = "pool");
 
-  /// Shuts the pool down with the runtime's configured deadline.
+  /// Shuts the pool down with the runtime's configured deadline (at once if
+  /// it was shut down already).
   ~blocking_pool();
 
   blocking_pool(const blocking_pool&) = delete;
@@ -93,7 +108,9 @@ public:
   }
 
   /// Like `submit(fn)`, but if no worker has started the job within
-  /// `timeout`, it never runs and the future completes with `timeout`.
+  /// `timeout`, it never runs and the future completes with `timeout` at
+  /// that moment, even while every worker is busy. A negative `timeout` is
+  /// `invalid_argument`; a huge one (`hours::max()`) means "never".
   template <class F, class Rep, class Period>
   auto submit(F fn, std::chrono::duration<Rep, Period> timeout)
     -> future<std::invoke_result_t<F&>> {
@@ -105,16 +122,10 @@ public:
                                 "blocking_pool::submit: negative timeout"));
       return fut;
     }
-    j->deadline = internal::steady_clock::now()
-                  + std::chrono::duration_cast<internal::steady_clock::duration>(
-                    timeout);
-    enqueue(std::move(j));
+    j->deadline = internal::deadline_after(timeout);
+    enqueue(std::move(j), true);
     return fut;
   }
-
-  /// Queues a job; if the pool is shut down the job is dropped at once with
-  /// `shut_down` (it never runs, its owner hears of it).
-  void enqueue(internal::job_ptr j);
 
   stats_type stats() const;
 
@@ -122,15 +133,27 @@ public:
 
   size_t max_workers() const noexcept;
 
-  /// See the header comment. Idempotent; later calls report nothing new.
+  /// See the header comment. Idempotent: a later call answers nothing new,
+  /// and reports the jobs still left running. A negative `deadline` is
+  /// `invalid_argument`.
   shutdown_report shutdown(caf::timespan deadline);
 
   /// The largest pool weave accepts.
   static constexpr size_t max_pool_size = 4096;
 
 private:
+  friend struct internal::runtime_access;
+
+  /// A second handle on `impl` (`owning`: shuts it down when destroyed).
+  blocking_pool(std::shared_ptr<internal::pool_impl> impl,
+                caf::timespan deadline, bool owning);
+
+  /// Queues a job (see `pool_impl::enqueue`).
+  void enqueue(internal::job_ptr j, bool timed = false);
+
   std::shared_ptr<internal::pool_impl> impl_;
-  caf::timespan shutdown_deadline_;
+  caf::timespan shutdown_deadline_{0};
+  bool owning_ = true;
 };
 
 } // namespace weave

@@ -93,6 +93,8 @@
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/component.hpp"
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/loop.hpp"
 #include "runtime/runtime.hpp"
 
@@ -255,7 +257,7 @@ public:
     : channel(capacity, policy) {
     if (rt.shutting_down())
       raise(make_error(errc::shut_down, "the runtime is shut down"));
-    rt.register_component(core_);
+    internal::runtime_access::register_component(rt, core_);
   }
 
   /// A channel between plain threads only, outside any runtime (so no

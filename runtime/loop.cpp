@@ -6,6 +6,8 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/internal/loop_impl.hpp"
+#include "runtime/internal/component.hpp"
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
@@ -343,8 +345,7 @@ loop::loop(runtime& rt, std::string name, placement where)
   : impl_(std::make_shared<internal::loop_impl>(std::move(name), where)) {
   if (rt.shutting_down())
     raise(make_error(errc::shut_down, "the runtime is shut down"));
-  impl_->start(rt.system());
-  rt.register_component(impl_);
+  internal::runtime_access::start_component(rt, impl_, [this](caf::actor_system& sys) { impl_->start(sys); });
 }
 
 loop::~loop() {

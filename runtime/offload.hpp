@@ -58,6 +58,7 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave {
@@ -324,7 +325,7 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
     }
     pool = &rt.default_pool();
   }
-  pool->enqueue(std::move(j));
+  runtime_access::enqueue(*pool, std::move(j));
   return handle;
 }
 

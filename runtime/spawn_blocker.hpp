@@ -16,7 +16,11 @@
 /// `job_failed` error carrying its message, and the actor exits with that
 /// same error as its exit reason (monitors see it in their `down_msg`); it
 /// never crashes the program. Runtime shutdown waits for blockers until its
-/// deadline, then abandons and counts them; after shutdown has begun,
+/// deadline, then abandons and counts them: a blocker still running then is
+/// answered with `shut_down` at the deadline (its caller does not wait for
+/// the function to return), its thread is left to finish and counted, and
+/// its late result is dropped and counted
+/// (`thread_census::late_results_dropped()`). After shutdown has begun,
 /// `spawn_blocker` fails at once with `shut_down` (the actor handle is then
 /// invalid).
 ///
@@ -33,7 +37,6 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/future.hpp"
-#include "runtime/internal/blocker_set.hpp"
 #include "runtime/offload.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"

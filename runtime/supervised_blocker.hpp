@@ -101,11 +101,14 @@ auto spawn_supervised_blocker(runtime& rt, F fn, restart_policy policy = {},
   using t = std::invoke_result_t<F&>;
   promise<t> done;
   auto result = done.get_future();
-  if (rt.shutting_down()) {
-    done.set_error(make_error(errc::shut_down, "the runtime is shut down"));
+  caf::actor_system* sys = nullptr;
+  try {
+    sys = &rt.system(); // throws `shut_down` once shutdown has begun
+  } catch (const exception& e) {
+    done.set_error(e.error());
     return {caf::actor{}, std::move(result)};
   }
-  auto sup = rt.system().spawn([=](caf::event_based_actor* self) mutable {
+  auto sup = sys->spawn([=](caf::event_based_actor* self) mutable {
     struct state_t {
       std::deque<internal::steady_clock::time_point> restarts;
       uint64_t total = 0;

@@ -10,6 +10,7 @@
 
 #include "caf/all.hpp"
 #include "runtime/internal/blocking_detector.hpp"
+#include "runtime/internal/runtime_access.hpp"
 #include "runtime/weave.hpp"
 #include "tests/test_support.hpp"
 
@@ -37,7 +38,7 @@ caf::actor spawn_with_arg(caf::actor_system& sys, F fn) {
 
 /// Waits (bounded) until every scheduler worker of `rt` sleeps.
 bool all_workers_asleep(weave::runtime& rt) {
-  auto det = rt.detector();
+  auto det = weave::internal::runtime_access::detector(rt);
   if (det == nullptr)
     return false;
   auto until = std::chrono::steady_clock::now() + weave::test::patience;

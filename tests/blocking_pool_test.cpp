@@ -308,3 +308,89 @@ TEST_CASE("waiting on an own-pool job is fine while another worker is free") {
   });
   CHECK(outer.get() == 21);
 }
+
+TEST_CASE("a timed submit fails with timeout at its deadline even while "
+          "every worker is busy") {
+  constexpr auto timeout = 10ms;
+  // How late the answer may come on a loaded machine (the bug: never, while
+  // the worker stays busy).
+  constexpr auto lateness = 2s;
+  weave::runtime rt;
+  weave::blocking_pool pool{rt, 1, "busy"};
+  latch entered{1};
+  latch release{1};
+  auto busy = pool.submit([&] {
+    entered.count_down();
+    release.wait(std::chrono::hours{1});
+  });
+  REQUIRE(entered.wait());
+  auto t0 = std::chrono::steady_clock::now();
+  auto timed = pool.submit([] { return 1; }, timeout);
+  auto answered = timed.wait_for(timeout + lateness);
+  auto took = std::chrono::steady_clock::now() - t0;
+  release.count_down();
+  REQUIRE(answered);
+  CHECK(took >= timeout);
+  auto res = timed.get_result();
+  REQUIRE_FALSE(res);
+  CHECK(weave::is(res.error(), weave::errc::timeout));
+  CHECK(pool.stats().cancelled == 1u);
+  busy.get();
+}
+
+TEST_CASE("a timed submit whose timeout is hours::max() never times out") {
+  weave::runtime rt;
+  weave::blocking_pool pool{rt, 1, "forever"};
+  CHECK(pool.submit([] { return 5; }, std::chrono::hours::max()).get() == 5);
+  CHECK(pool.submit([] { return 6; }, std::chrono::seconds::max()).get() == 6);
+  CHECK(pool.submit([] { return 7; }, 0ms).wait_for(weave::test::patience));
+}
+
+TEST_CASE("a worker whose awaited job has started is not counted as "
+          "waiting: a correct nested get() is never refused") {
+  // Two workers. Worker 1 waits for `inner`, queued while worker 2 is held.
+  // Worker 2 then runs `inner`; its continuation (on worker 2, as soon as
+  // `inner` completes) waits for a second job of the pool. Worker 1 is free
+  // to run it once it wakes, so that wait is not a deadlock; it used to be
+  // refused when worker 1 had not yet woken up.
+  constexpr int attempts = 20;
+  int refused = 0;
+  for (int i = 0; i < attempts; ++i) {
+    weave::runtime rt;
+    weave::blocking_pool pool{rt, 2, "nested"};
+    latch hold{1};
+    latch held{1};
+    latch outer_waits{1};
+    auto holder = pool.submit([&] {
+      held.count_down();
+      hold.wait();
+    });
+    REQUIRE(held.wait());
+    auto outer = pool.submit([&] {
+      auto inner = pool.submit([] { return 1; });
+      auto cont = inner.then([&](weave::result<int>) {
+        auto second = pool.submit([] { return 2; });
+        try {
+          return second.get();
+        } catch (const weave::exception& e) {
+          return e.code() == weave::errc::would_deadlock ? -1 : -2;
+        }
+      });
+      outer_waits.count_down();
+      inner.wait();
+      return cont;
+    });
+    REQUIRE(outer_waits.wait());
+    // Creates the condition: worker 1 is parked in inner.wait().
+    std::this_thread::sleep_for(5ms);
+    hold.count_down();
+    auto cont = outer.get();
+    REQUIRE(cont.wait_for(weave::test::patience));
+    auto v = cont.get();
+    CHECK(v != -2);
+    if (v == -1)
+      ++refused;
+    holder.get();
+  }
+  CHECK(refused == 0);
+}

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
@@ -109,4 +110,30 @@ TEST_CASE("the actor's blocking calls run on the pool, not the scheduler") {
     .receive([](uint64_t) {}, [](caf::error& e) { FAIL(weave::render(e)); });
   CHECK(io.stats().completed == 1u); // counted before the reply is sent
   caf::anon_send_exit(files, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a file actor outlives its pool: requests fail with shut_down") {
+  weave::runtime rt;
+  auto pool = std::make_unique<weave::blocking_pool>(rt, 1, "files");
+  auto files = spawn_file_actor(rt, *pool);
+  pool.reset();
+  caf::scoped_actor self{rt.system()};
+  caf::error got;
+  self->request(files, weave::test::patience, stat_atom::value,
+                std::string{"/"})
+    .receive([&](file_stat&) { got = caf::make_error(caf::sec::none); },
+             [&](caf::error& err) { got = err; });
+  CHECK(weave::is(got, weave::errc::shut_down));
+  self->send_exit(files, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("spawn_file_actor after shutdown fails with shut_down") {
+  weave::runtime rt;
+  rt.shutdown();
+  try {
+    spawn_file_actor(rt);
+    FAIL("a file actor was spawned after shutdown");
+  } catch (const weave::exception& e) {
+    CHECK(e.code() == weave::errc::shut_down);
+  }
 }

@@ -2,8 +2,11 @@
 // threads that must not block are known), 7 (calls after shutdown).
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
@@ -152,4 +155,101 @@ TEST_CASE("shutdown is idempotent and later calls fail at once") {
   CHECK(rt.shutting_down());
   CHECK_THROWS_AS(rt.default_pool(), weave::exception);
   CHECK_THROWS_AS(weave::loop(rt, "late"), weave::exception);
+}
+
+namespace {
+
+/// True if `make()` throws `weave::exception` with `shut_down`.
+template <class F>
+bool refused_with_shut_down(F make) {
+  try {
+    make();
+  } catch (const weave::exception& e) {
+    return e.code() == weave::errc::shut_down;
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("after shutdown, creating a pool, a loop or a channel fails with "
+          "shut_down") {
+  weave::runtime rt;
+  rt.shutdown();
+  CHECK(refused_with_shut_down([&] { weave::blocking_pool p{rt, 2, "late"}; }));
+  CHECK(refused_with_shut_down([&] { weave::loop l{rt, "late"}; }));
+  CHECK(refused_with_shut_down([&] { weave::channel<int> c{rt, 4}; }));
+  CHECK(refused_with_shut_down([&] { rt.system(); }));
+  CHECK(refused_with_shut_down([&] { rt.default_pool(); }));
+}
+
+TEST_CASE("pools, loops and channels created while the runtime shuts down "
+          "are refused or stopped, never missed") {
+  constexpr int rounds = 40;
+  /// Each racer keeps at most this many of its components alive.
+  constexpr size_t kept = 4;
+  weave::test::failures bad;
+  size_t created = 0;
+  for (int round = 0; round < rounds; ++round) {
+    weave::runtime_config cfg;
+    cfg.set("weave.pool-size", 2);
+    cfg.set("scheduler.max-threads", 2);
+    weave::runtime rt{std::move(cfg)};
+    latch started{3};
+    latch shut{1};
+    std::atomic<size_t> made{0};
+    auto race = [&](auto make, auto check) {
+      using ptr = decltype(make());
+      std::vector<ptr> alive;
+      started.count_down();
+      for (;;) {
+        try {
+          alive.push_back(make());
+          ++made;
+        } catch (const weave::exception& e) {
+          bad.check(e.code() == weave::errc::shut_down,
+                    "refused with " + weave::render(e.error()));
+          break;
+        }
+        if (alive.size() > kept)
+          alive.erase(alive.begin());
+      }
+      shut.wait();
+      for (auto& x : alive)
+        check(*x);
+    };
+    std::thread pools{[&] {
+      race([&] { return std::make_unique<weave::blocking_pool>(rt, 1, "r"); },
+           [&](weave::blocking_pool& p) {
+             auto f = p.submit([] { return 1; });
+             bad.check(f.done(), "a pool missed by shutdown accepted a job");
+             if (f.wait_for(weave::test::patience)) {
+               auto res = f.get_result();
+               bad.check(!res && weave::is(res.error(), weave::errc::shut_down),
+                         "a pool missed by shutdown ran a job");
+             }
+           });
+    }};
+    std::thread loops{[&] {
+      race([&] { return std::make_unique<weave::loop>(rt, "r"); },
+           [&](weave::loop& l) {
+             bad.check(l.stopped(), "a loop missed by shutdown");
+           });
+    }};
+    std::thread channels{[&] {
+      race([&] { return std::make_unique<weave::channel<int>>(rt, 2); },
+           [&](weave::channel<int>& c) {
+             bad.check(c.closed(), "a channel missed by shutdown");
+           });
+    }};
+    REQUIRE(started.wait());
+    rt.shutdown(weave::test::patience);
+    shut.count_down();
+    pools.join();
+    loops.join();
+    channels.join();
+    created += made.load();
+  }
+  CHECK(bad.messages() == "");
+  CHECK(created > 0u);
 }

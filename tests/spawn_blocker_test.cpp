@@ -2,8 +2,10 @@
 // errors, not crashes (promises 1 and 7).
 #include <doctest/doctest.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
@@ -77,4 +79,39 @@ TEST_CASE("spawn_blocker after shutdown fails at once") {
   auto res = b.result().get_result();
   REQUIRE_FALSE(res);
   CHECK(weave::is(res.error(), weave::errc::shut_down));
+}
+
+TEST_CASE("a blocker still running at the deadline: its caller hears "
+          "shut_down at once and its late result is counted") {
+  constexpr auto deadline = 100ms;
+  auto release = std::make_shared<weave::test::latch>(1);
+  auto entered = std::make_shared<weave::test::latch>(1);
+  auto finished = std::make_shared<weave::test::latch>(1);
+  auto late_before = weave::thread_census::late_results_dropped();
+  auto rt = std::make_unique<weave::runtime>();
+  auto b = weave::spawn_blocker(
+    *rt,
+    [release, entered, finished] {
+      entered->count_down();
+      release->wait(std::chrono::hours{1});
+      finished->count_down();
+      return 7;
+    },
+    "stuck-blocker");
+  REQUIRE(entered->wait());
+  auto report = rt->shutdown(deadline);
+  CHECK(report.jobs_abandoned == 1u);
+  CHECK(report.threads_abandoned == 1u);
+  // Told at the deadline, not when (if ever) the function returns.
+  auto told = b.result().wait_for(weave::test::patience);
+  release->count_down();
+  REQUIRE(told);
+  auto res = b.result().get_result();
+  REQUIRE_FALSE(res);
+  CHECK(weave::is(res.error(), weave::errc::shut_down));
+  REQUIRE(finished->wait());
+  while (weave::thread_census::late_results_dropped() == late_before)
+    std::this_thread::yield(); // counted right after the function returns
+  CHECK(weave::thread_census::late_results_dropped() == late_before + 1);
+  rt.reset();
 }

@@ -1,15 +1,28 @@
 #pragma once
 
 // Internal: something the runtime must stop at shutdown (a pool, a loop, a
-// channel, the set of blockers). The runtime keeps weak references; each
-// component stops itself when its owner destroys it, and the runtime stops
-// the rest in phase order.
+// channel, the set of blockers, the deadline timer). The runtime keeps weak
+// references; each component stops itself when its owner destroys it, and
+// the runtime stops the rest in phase order.
+//
+// Registration is atomic with shutdown: `component_registry::close()` (the
+// first thing shutdown does) and `add()` take the same lock, so a component
+// is either in the list that shutdown stops, or refused (its constructor
+// throws `shut_down`). Nothing registered can be missed by every phase.
+//
+// Locking: the registry's lock guards the list only. No user code runs under
+// it: components are never destroyed while it is held (the last reference
+// to an expired or filtered-out component is dropped after unlocking).
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
+
+#include "caf/fwd.hpp"
 
 #include "runtime/internal/job.hpp"
 #include "runtime/shutdown_report.hpp"
@@ -28,40 +41,70 @@ public:
   virtual void begin_shutdown(shutdown_report& report) = 0;
 
   /// Waits for running work until `deadline`; counts what is abandoned.
+  /// May be called more than once (by its owner, then by the runtime):
+  /// later calls count what is still left behind.
   virtual void finish_shutdown(steady_clock::time_point deadline,
                                shutdown_report& report)
     = 0;
 };
 
+using component_ptr = std::shared_ptr<component>;
+
 /// The runtime's list of live components.
 class component_registry {
 public:
-  void add(std::weak_ptr<component> c) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    // Forget components whose owners are gone, but only when the list has
-    // doubled since the last sweep: amortized O(1) per add.
-    if (items_.size() >= 2 * live_after_sweep_ + 16) {
-      items_.erase(std::remove_if(items_.begin(), items_.end(),
-                                  [](auto& x) { return x.expired(); }),
-                   items_.end());
-      live_after_sweep_ = items_.size();
+  /// Adds `c`, after running `start` (if any) under the registry's lock, so
+  /// that a started component is always one shutdown will stop. False (and
+  /// `start` not run) once `close()` was called.
+  bool add(const component_ptr& c,
+           const std::function<void()>& start = nullptr) {
+    std::vector<std::weak_ptr<component>> expired;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      if (closed_)
+        return false;
+      if (start)
+        start();
+      // Forget components whose owners are gone, but only when the list has
+      // doubled since the last sweep: amortized O(1) per add.
+      if (items_.size() >= 2 * live_after_sweep_ + sweep_floor) {
+        auto live = std::partition(items_.begin(), items_.end(),
+                                   [](auto& x) { return !x.expired(); });
+        expired.assign(std::make_move_iterator(live),
+                       std::make_move_iterator(items_.end()));
+        items_.erase(live, items_.end());
+        live_after_sweep_ = items_.size();
+      }
+      items_.emplace_back(c);
     }
-    items_.emplace_back(std::move(c));
+    return true;
   }
 
-  std::vector<std::shared_ptr<component>> snapshot(shutdown_phase p) {
-    std::vector<std::shared_ptr<component>> result;
+  /// Refuses every later `add` and returns the live components, in the
+  /// order they were added.
+  std::vector<component_ptr> close() {
+    std::vector<component_ptr> result;
     std::unique_lock<std::mutex> guard{mtx_};
+    closed_ = true;
     for (auto& x : items_)
-      if (auto ptr = x.lock(); ptr && ptr->phase() == p)
+      if (auto ptr = x.lock())
         result.emplace_back(std::move(ptr));
     return result;
   }
 
+  bool closed() const {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return closed_;
+  }
+
 private:
-  std::mutex mtx_;
+  /// Below this many entries the list is never swept.
+  static constexpr size_t sweep_floor = 16;
+
+  mutable std::mutex mtx_;
   std::vector<std::weak_ptr<component>> items_;
   size_t live_after_sweep_ = 0;
+  bool closed_ = false;
 };
 
 } // namespace weave::internal

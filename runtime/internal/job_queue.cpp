@@ -63,6 +63,16 @@ job_ptr job_queue::pop(bool may_spin) {
   return result;
 }
 
+job_queue::~job_queue() {
+  // Nobody else can reach the queue now; released without the lock.
+  while (head_ != nullptr) {
+    auto raw = head_;
+    head_ = raw->next;
+    raw->next = nullptr;
+    intrusive_ptr_release(raw);
+  }
+}
+
 std::vector<job_ptr> job_queue::close() {
   std::vector<job_ptr> rest;
   {

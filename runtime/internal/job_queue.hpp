@@ -8,10 +8,16 @@
 // microsecond, without a futex wake-up) — and only while a core is free for
 // it (the pool decides: fewer busy workers than cores), since on a full
 // machine a spinner only steals time from the threads doing the work — the
-// rest park on a condition variable. `push` wakes a parked worker only when nobody spins; a spinner
-// that takes a job wakes a parked worker if more jobs are waiting. So every
-// queued job is claimed by an idle worker as soon as one exists (promise 2),
-// and an idle pool burns no CPU once the spin budget is spent.
+// rest park on a condition variable. `push` wakes a parked worker only when
+// nobody spins; a spinner that takes a job wakes a parked worker if more
+// jobs are waiting. So every queued job is claimed by an idle worker as soon
+// as one exists (a slow job never holds back a queued one while another
+// worker is idle), and an idle pool burns no CPU once the spin budget is
+// spent.
+//
+// Locking: the mutex guards the list only. No user code runs under it: jobs
+// leave the queue as references handed to the caller (`pop`, `close`), who
+// runs, answers or releases them after unlocking.
 
 #include <atomic>
 #include <condition_variable>
@@ -28,6 +34,8 @@ namespace weave::internal {
 class job_queue {
 public:
   job_queue() = default;
+  /// Releases jobs still queued (a queue is normally closed first).
+  ~job_queue();
   job_queue(const job_queue&) = delete;
   job_queue& operator=(const job_queue&) = delete;
 

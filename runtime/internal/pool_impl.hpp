@@ -1,17 +1,31 @@
 #pragma once
 
-// Internal: the shared part of a blocking_pool, kept alive by its workers.
+// Internal: the shared part of a blocking_pool.
+//
+// Owned jointly by the `blocking_pool` object, by every worker (so a pool
+// destroyed while a worker is stuck in a job stays valid for that worker),
+// and by anything that must outlive the pool object (a file actor's view of
+// it, see runtime_access). The runtime holds a weak reference and stops it
+// at shutdown; a pool already shut down by its owner is visited again, so
+// that a job it left running is still counted in the runtime's report.
+//
+// Locking: `live_mtx_` guards the live-worker count (and spawning workers:
+// a spawn runs no user code); `wait_mtx_` guards the self-wait table. No
+// user code runs under either: jobs abandoned at the deadline are taken out
+// of their slots and answered (their continuations run) after unlocking.
 
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "caf/fwd.hpp"
 
 #include "runtime/blocking_pool.hpp"
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/job_queue.hpp"
 
 namespace weave::internal {
@@ -21,7 +35,8 @@ class pool_impl : public component,
                   public job_owner,
                   public std::enable_shared_from_this<pool_impl> {
 public:
-  pool_impl(caf::actor_system& sys, size_t max_workers, std::string name);
+  pool_impl(caf::actor_system& sys, std::shared_ptr<deadline_timer> timer,
+            size_t max_workers, std::string name);
 
   shutdown_phase phase() const noexcept override {
     return shutdown_phase::pools;
@@ -32,7 +47,13 @@ public:
   void finish_shutdown(steady_clock::time_point deadline,
                        shutdown_report& report) override;
 
-  void enqueue(job_ptr j);
+  /// True once a shutdown has passed its deadline (no worker starts after).
+  bool finished() const;
+
+  /// Queues `j`; answers it with `shut_down` at once if the pool is shut
+  /// down. With `timed`, `j->deadline` (unless "never") is armed on the
+  /// runtime's timer, which answers `timeout` if no worker started it.
+  void enqueue(job_ptr j, bool timed = false);
 
   blocking_pool::stats_type stats() const;
 
@@ -54,6 +75,7 @@ private:
   void worker_main(size_t index);
 
   caf::actor_system& sys_;
+  const std::shared_ptr<deadline_timer> timer_;
   const size_t max_workers_;
   const std::string name_;
   // Workers spin before parking only while a core is free for it.
@@ -63,14 +85,20 @@ private:
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
-  // Workers waiting for jobs queued in this pool (see self_wait_guard).
-  std::atomic<size_t> self_waiters_{0};
   // The job each worker is running, so that shutdown can abandon it at the
   // deadline: whoever takes it out of the slot (the worker when it returns,
   // or shutdown) decides how it ends.
   std::unique_ptr<std::atomic<job*>[]> running_;
+  // Jobs taken out of their slots by a shutdown whose workers have not
+  // returned yet (briefly negative while a worker races the count).
+  std::atomic<long> abandoned_live_{0};
+  // Self-wait table: for each worker, the job of this pool it waits for
+  // (null: none). A pointer stays valid while it is in the table: its
+  // waiter holds the job and removes it before it stops waiting.
+  mutable std::mutex wait_mtx_;
+  std::vector<const job*> awaited_;
   // Live workers; shutdown waits for this to reach zero.
-  std::mutex live_mtx_;
+  mutable std::mutex live_mtx_;
   std::condition_variable live_cv_;
   size_t live_ = 0;
   bool finished_ = false;
