@@ -10,6 +10,13 @@
 /// return an error (`future<T>::get()`) throw `weave::exception`, which
 /// carries the same `caf::error`.
 ///
+/// One error per meaning: every timeout is `errc::timeout`, every call after
+/// shutdown `errc::shut_down`, and so on, whichever part of weave reports
+/// it. Where CAF reports the same meaning with an error of its own (an
+/// offload's missed response deadline arrives from CAF as
+/// `sec::request_timeout`), weave translates it before the user sees it, so
+/// one check (`weave::is(err, errc::timeout)`) covers every case.
+///
 /// Thread-safety: everything here is a value type or a pure function.
 
 #include <stdexcept>
@@ -28,7 +35,8 @@ constexpr caf::atom_value error_category = caf::atom("weave");
 enum class errc : uint8_t {
   /// The job or future was cancelled before it started.
   cancelled = 1,
-  /// A deadline passed before the result arrived.
+  /// A deadline passed before the result arrived (any weave timeout:
+  /// offload, timed submit, waits, channel operations).
   timeout,
   /// The channel is closed.
   closed,

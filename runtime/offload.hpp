@@ -212,7 +212,7 @@ template <class Rep, class Period>
 offload_timeout make_offload_timeout(std::chrono::duration<Rep, Period> d) {
   using duration = std::chrono::duration<Rep, Period>;
   if constexpr (std::is_floating_point<Rep>::value) {
-    // Not `d < zero()`: every comparison with NaN is false.
+    // `d < zero()` is false for NaN too: require a count of at least zero.
     if (!(d.count() >= Rep{0}))
       return {true, std::nullopt};
   } else if (d < duration::zero()) {
