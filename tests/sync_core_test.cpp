@@ -21,7 +21,7 @@ constexpr int threads = 4;
 constexpr int per_thread = 20000;
 
 /// A job that bumps a counter when run and remembers if it was dropped.
-class counting_job final : public weave::internal::job {
+class counting_job final : public weave::internal::counted_job {
 public:
   explicit counting_job(std::atomic<int>& ran) : ran_(ran) {
   }
