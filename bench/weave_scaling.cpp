@@ -3,7 +3,9 @@
 #include "bench/weave_scaling.hpp"
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>

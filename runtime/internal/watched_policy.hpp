@@ -38,8 +38,8 @@ namespace weave::internal {
 ///   woken worker searches, first stealing from the worker that woke it.
 ///   At most one worker is woken at a time: the woken one counts as a
 ///   searcher, and a searcher that finds work wakes the next one if work
-///   remains or is pending. An enqueue costs two atomic loads when no
-///   worker is parked; O(1) in every case.
+///   remains or is pending. Beyond CAF's queue operation, an enqueue
+///   costs one atomic load when no worker is parked; O(1) in every case.
 /// - Work from outside the scheduler (a pool's reply, a plain thread's
 ///   message) goes to the worker that most recently began searching if it
 ///   is still searching (claiming it, so a burst does not pile onto one
@@ -60,6 +60,11 @@ namespace weave::internal {
 /// one resume (a single job queued behind it is not announced: see above),
 /// and at the relaxed timeout, which is only a backstop: an idle runtime
 /// does not wake up.
+///
+/// Locks: a worker's wait lock (CAF's) and the `parked_workers` mutex, each
+/// held only to flip a flag, notify or move an id; no job, handler or other
+/// user code ever runs while either is held, and neither is taken inside
+/// the other.
 class watched_policy : public caf::policy::work_stealing {
 public:
   using super = caf::policy::work_stealing;
