@@ -6,8 +6,6 @@
 #include <typeinfo>
 #include <vector>
 
-#include "caf/actor_registry.hpp"
-#include "caf/logger.hpp"
 #include "caf/thread_hook.hpp"
 
 #include "runtime/internal/blocker_set.hpp"
@@ -16,6 +14,7 @@
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/shutdown_job.hpp"
 #include "runtime/internal/spawn_guard.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/internal/watched_policy.hpp"
@@ -27,13 +26,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// How often shutdown looks at the number of running user actors.
-constexpr auto actor_poll_interval = 1ms;
-
 /// How long past the deadline a shutdown waits for its `weave-shutdown`
-/// thread before giving up on it: most of the margin, the rest is slack for
-/// the caller itself (waking up, copying the report) on a loaded machine.
-constexpr caf::timespan runner_patience = runtime::shutdown_margin * 3 / 4;
+/// thread before giving up on it: part of the margin (joining CAF's threads
+/// takes well under this, also under sanitizers on a loaded machine); the
+/// rest is slack for the caller itself, whose wake-up alone took 130 ms on
+/// an overloaded 2-core machine.
+constexpr caf::timespan runner_patience = runtime::shutdown_margin * 3 / 5;
 
 /// Names CAF's threads, marks the ones that must never block, counts all.
 class thread_hook final : public caf::thread_hook {
@@ -65,198 +63,9 @@ private:
   std::atomic<size_t> next_worker_{0};
 };
 
-/// Actor systems (and the configurations they refer to) that had to be left
-/// alive because a thread was abandoned; kept reachable on purpose, so that
-/// the abandoned thread can still end cleanly (see runtime.hpp, phase 6).
-struct abandoned_system {
-  std::shared_ptr<runtime_config> config;
-  std::unique_ptr<caf::actor_system> system;
-  /// Its scheduler workers still write their slots.
-  std::shared_ptr<internal::blocking_detector> detector;
-};
-std::mutex graveyard_mtx;
-std::vector<abandoned_system>* graveyard = new std::vector<abandoned_system>;
-
 /// On a `weave-shutdown` thread: the runtime it shuts down (compared, never
 /// dereferenced), so that a continuation it runs may call shutdown again.
 thread_local const runtime* tl_shutting_down = nullptr;
-
-const char* phase_name(internal::shutdown_phase p) {
-  switch (p) {
-    case internal::shutdown_phase::loops:
-      return "loops";
-    case internal::shutdown_phase::channels:
-      return "channels";
-    case internal::shutdown_phase::pools:
-      return "pools";
-    case internal::shutdown_phase::blockers:
-      return "blockers";
-  }
-  return "?";
-}
-
-/// Adds the counts of `from` to `into` (phases and total excepted).
-void add_counts(shutdown_report& into, const shutdown_report& from) {
-  into.jobs_completed += from.jobs_completed;
-  into.jobs_cancelled += from.jobs_cancelled;
-  into.jobs_abandoned += from.jobs_abandoned;
-  into.futures_failed += from.futures_failed;
-  into.channels_closed += from.channels_closed;
-  into.threads_joined += from.threads_joined;
-  into.threads_abandoned += from.threads_abandoned;
-  into.actors_abandoned += from.actors_abandoned;
-}
-
-/// One shutdown, shared by the caller and the `weave-shutdown` thread that
-/// runs its phases: the caller can give up on that thread at the deadline
-/// plus the margin, and everything the thread touches lives here.
-struct shutdown_job {
-  std::shared_ptr<runtime_config> config;
-  std::vector<internal::component_ptr> components;
-  // CAF's own detached actors (its printer), which CAF stops itself.
-  size_t caf_detached = 0;
-  internal::steady_clock::time_point start;
-  internal::steady_clock::time_point until;
-  std::mutex mtx;
-  std::condition_variable cv;
-  // Guarded by `mtx` (the caller reads them when it gives up): moved out
-  // under the lock before the thread destroys or buries them.
-  std::unique_ptr<caf::actor_system> system;
-  std::shared_ptr<internal::blocking_detector> detector;
-  internal::blocking_detector* joining_detector = nullptr;
-  shutdown_report report;
-  bool done = false;
-
-  /// Detached actors other than CAF's own. Call with `mtx` held (or from
-  /// the `weave-shutdown` thread while it owns `system`).
-  size_t detached_locked() const {
-    auto n = system->detached_actors();
-    return n > caf_detached ? n - caf_detached : 0;
-  }
-
-  /// Adds one step's counts to the report.
-  void add(const shutdown_report& part) {
-    std::unique_lock<std::mutex> guard{mtx};
-    add_counts(report, part);
-  }
-
-  void add_phase(const char* name, internal::steady_clock::time_point t0) {
-    auto t = internal::steady_clock::now() - t0;
-    std::unique_lock<std::mutex> guard{mtx};
-    report.phases.emplace_back(name, t);
-  }
-
-  /// The threads left behind, as seen by a caller that gave up on the
-  /// `weave-shutdown` thread (which counts as one of them). Call with `mtx`
-  /// held.
-  size_t threads_left_locked() const {
-    size_t n = 1;
-    if (system != nullptr) {
-      n += detached_locked();
-    } else if (joining_detector != nullptr) {
-      // Stuck destroying the actor system: CAF's scheduler threads that are
-      // still inside a resume (user code that never returns). Without a
-      // detector they cannot be seen, and are not counted.
-      for (size_t i = 0; auto slot = joining_detector->at(i); ++i)
-        if (slot->epoch.load(std::memory_order_acquire) % 2 == 1)
-          ++n;
-    }
-    return n;
-  }
-};
-
-/// Drops the calling thread's reference to `sys`'s logger, if it holds one.
-/// CAF 0.17.6 keeps one per thread that constructed the system or a
-/// `scoped_actor` (a thread-local), and the actor system's destructor waits
-/// until the logger is gone: a thread other than the destroying one that
-/// still holds it would hold up the destruction.
-void release_logger(caf::actor_system& sys) {
-  if (caf::logger::current_logger() == &sys.logger())
-    caf::logger::set_current_actor_system(nullptr);
-}
-
-/// The phases (see runtime.hpp), on the `weave-shutdown` thread.
-void run_phases(shutdown_job& job) {
-  set_this_thread_name("weave-shutdown");
-  for (auto p : {internal::shutdown_phase::loops,
-                 internal::shutdown_phase::channels,
-                 internal::shutdown_phase::pools,
-                 internal::shutdown_phase::blockers}) {
-    auto t0 = internal::steady_clock::now();
-    std::vector<internal::component_ptr> items;
-    for (auto& c : job.components)
-      if (c->phase() == p)
-        items.emplace_back(c);
-    // One step at a time into the report: if a step never returns (user
-    // code), the caller still has the counts of the others.
-    for (auto& c : items) {
-      shutdown_report part;
-      c->begin_shutdown(part);
-      job.add(part);
-    }
-    for (auto& c : items) {
-      shutdown_report part;
-      c->finish_shutdown(job.until, part);
-      job.add(part);
-    }
-    job.add_phase(phase_name(p), t0);
-  }
-  job.components.clear();
-  // User actors and every detached thread (weave's and the user's): CAF
-  // would wait for them forever; weave waits until the deadline.
-  auto t0 = internal::steady_clock::now();
-  auto& sys = *job.system;
-  auto& reg = sys.registry();
-  while ((reg.running() > 0 || job.detached_locked() > 0)
-         && internal::steady_clock::now() < job.until)
-    std::this_thread::sleep_for(actor_poll_interval);
-  sys.await_actors_before_shutdown(false);
-  {
-    shutdown_report part;
-    part.actors_abandoned = reg.running();
-    job.add(part);
-  }
-  job.add_phase("actors", t0);
-  t0 = internal::steady_clock::now();
-  std::shared_ptr<internal::blocking_detector> detector;
-  {
-    std::unique_lock<std::mutex> guard{job.mtx};
-    detector = std::move(job.detector);
-  }
-  if (detector)
-    detector->stop();
-  std::unique_ptr<caf::actor_system> doomed;
-  {
-    std::unique_lock<std::mutex> guard{job.mtx};
-    // Every thread still running is counted once, from CAF's own count:
-    // pool workers, loops, blockers, the timer, and user actors with a
-    // thread of their own (each pool or loop counted its own already).
-    auto left = job.detached_locked();
-    job.report.threads_abandoned = left;
-    if (left > 0) {
-      std::unique_lock<std::mutex> g{graveyard_mtx};
-      graveyard->push_back(
-        {job.config, std::move(job.system), detector});
-    } else {
-      doomed = std::move(job.system);
-      job.joining_detector = detector.get();
-    }
-  }
-  // Joins CAF's threads (nothing left to wait for but the scheduler's own).
-  doomed.reset();
-  {
-    std::unique_lock<std::mutex> guard{job.mtx};
-    job.joining_detector = nullptr;
-  }
-  detector.reset();
-  job.add_phase("system", t0);
-  {
-    std::unique_lock<std::mutex> guard{job.mtx};
-    job.report.total = internal::steady_clock::now() - job.start;
-    job.done = true;
-  }
-  job.cv.notify_all();
-}
 
 } // namespace
 
@@ -297,7 +106,7 @@ void runtime::start() {
   components_ = std::make_shared<internal::component_registry>();
   system_ = std::make_unique<caf::actor_system>(*config_);
   caf_detached_ = system_->detached_actors();
-  release_logger(*system_);
+  internal::release_logger(*system_);
   live_system_.store(system_.get(), std::memory_order_release);
   blockers_ = std::make_shared<internal::blocker_set>(*system_);
   components_->add(blockers_);
@@ -371,7 +180,7 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
     }
     shutdown_started_ = true;
   }
-  auto job = std::make_shared<shutdown_job>();
+  auto job = std::make_shared<internal::shutdown_job>();
   job->start = internal::steady_clock::now();
   job->until = internal::saturating_add(job->start, deadline);
   // Phase 1: from here on, registering a component fails (atomically with
@@ -384,11 +193,11 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
   job->detector = detector_;
   job->caf_detached = caf_detached_;
   // The phases destroy the actor system on another thread.
-  release_logger(*job->system);
+  internal::release_logger(*job->system);
   internal::census_thread_started();
   auto body = [job, self = this] {
     tl_shutting_down = self;
-    run_phases(*job);
+    internal::run_phases(*job);
     tl_shutting_down = nullptr;
     internal::census_thread_ended();
   };
