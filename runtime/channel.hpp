@@ -58,13 +58,13 @@
 /// it waits (then once for all blocked threads, plus one `channel_writable`
 /// per waiting actor). A blocked consumer is woken by the next item.
 ///
-/// Ordering: FIFO per producer (promise 3) — one queue, and batches are sent
-/// to a subscriber one at a time, in order. Items a dead subscriber returns
-/// go ahead of everything queued.
+/// Ordering: FIFO per producer — one queue, and batches are sent to a
+/// subscriber one at a time, in order. Items a dead subscriber returns go
+/// ahead of everything queued.
 ///
-/// Capacity: the queue never holds more than `capacity` items (promise 4),
-/// except for items returned by a dead subscriber, which may take it over
-/// until consumers drain it (producers wait meanwhile). Items in flight to a
+/// Capacity: the queue never holds more than `capacity` items, except for
+/// items returned by a dead subscriber, which may take it over until
+/// consumers drain it (producers wait meanwhile). Items in flight to a
 /// subscriber are bounded separately by its credit.
 ///
 /// Thread-safety: all members may be called from any thread; copies of a

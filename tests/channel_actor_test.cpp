@@ -1,7 +1,7 @@
-// channel<T> with actors and loops: subscribers get every item in order with
-// credit (promises 1, 3), and actors producing with offer() are told when
-// they may write again (promise 4). What happens when a consumer dies is in
-// channel_dead_consumer_test.cpp.
+// channel<T> with actors and loops: subscribers get every item, once and in
+// order, with credit; a slow subscriber holds producers back; actors
+// producing with offer() are told as soon as they may write again. What
+// happens when a consumer dies is in channel_dead_consumer_test.cpp.
 #include <doctest/doctest.h>
 
 #include <atomic>

@@ -1,7 +1,8 @@
-// channel<T> between plain threads: capacity and release of blocked
-// producers (promise 4), per-producer FIFO (promise 3), no item lost or
-// duplicated (promise 1), bad input (promise 7). The actor side is in
-// channel_actor_test.cpp.
+// channel<T> between plain threads: the capacity bound, blocked producers
+// released as soon as there is room (or by close or their timeout),
+// per-producer FIFO, no item lost or duplicated, refused items left with
+// their callers, no user code under the channel's locks, and bad input. The
+// actor side is in channel_actor_test.cpp and channel_dead_consumer_test.cpp.
 #include <doctest/doctest.h>
 
 #include <atomic>

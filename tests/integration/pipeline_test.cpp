@@ -1,7 +1,7 @@
 // actors/channel_source + channel_sink: a thread -> actor -> actor -> thread
 // pipeline loses and duplicates nothing, keeps order, and propagates
-// backpressure (promises 1, 3, 4); a stage that dies ends the pipeline
-// instead of leaving it hanging.
+// backpressure; a stage that dies ends the pipeline instead of leaving it
+// hanging.
 #include <doctest/doctest.h>
 
 #include <algorithm>
