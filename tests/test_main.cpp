@@ -1,6 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 
@@ -15,6 +16,9 @@ watchdog::watchdog(std::chrono::seconds limit) {
       std::fprintf(stderr, "watchdog: a test case exceeded %llds; aborting\n",
                    static_cast<long long>(limit.count()));
       std::fflush(stderr);
+      // doctest's own SIGABRT handler would end this test case, whose
+      // listener destroys (joins) this very watchdog: abort plainly.
+      std::signal(SIGABRT, SIG_DFL);
       std::abort();
     }
   }};
