@@ -1,4 +1,4 @@
-// §5.2 asyncio.Queue: when both sides are asynchronous, an actor's mailbox is
+// asyncio.Queue: when both sides are asynchronous, an actor's mailbox is
 // the queue. Part 1 sends 0..4 from a producer actor to a consumer actor.
 // Part 2 puts a bounded channel between them and makes the consumer slow:
 // the producer is told "full" and waits (without blocking its thread) until

@@ -1,4 +1,4 @@
-// §7.1 the comprehensive example, done right: an event loop on its own
+// the comprehensive example, done right: an event loop on its own
 // thread runs a consumer; a blocking pool of 3 runs three 2-second I/O jobs
 // that push "result i" into a channel; the consumer prints each and finishes
 // after the last one. The program ends as soon as the work is done (no

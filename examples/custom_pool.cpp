@@ -1,4 +1,4 @@
-// §3.2 a custom pool: ThreadPoolExecutor(max_workers=5). Ten blocking jobs
+// a custom pool: ThreadPoolExecutor(max_workers=5). Ten blocking jobs
 // are offloaded to a pool of five; at most five run at once, the other five
 // wait in the pool's queue and start as soon as a worker frees up.
 #include <atomic>

@@ -1,4 +1,4 @@
-// §4.1 an event loop in its own thread, fed from the main thread: the C++
+// an event loop in its own thread, fed from the main thread: the C++
 // twin of new_event_loop() + Thread(run_forever) + run_coroutine_threadsafe.
 // The submitted task prints its thread, waits two seconds asynchronously
 // (the loop stays free), prints again. Main keeps working meanwhile, then

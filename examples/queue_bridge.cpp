@@ -1,4 +1,4 @@
-// §5.1 queue.Queue between a thread and a coroutine, done right: a producer
+// queue.Queue between a thread and a coroutine, done right: a producer
 // thread puts 0..4 into a bounded channel with a delay; a consumer actor
 // receives each item as a message as it arrives (no pool thread parked in
 // q.get per item) and ends when the channel is closed, not on a magic value.

@@ -1,4 +1,4 @@
-// §3.1 run_in_executor: an event-based actor offloads a blocking call to the
+// run_in_executor: an event-based actor offloads a blocking call to the
 // runtime's default pool. The scheduler thread is never blocked; the result
 // comes back to the actor as a message, on a scheduler thread.
 #include <thread>

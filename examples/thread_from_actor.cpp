@@ -1,4 +1,4 @@
-// §6.1 a thread started from an actor: the actor starts one long blocking
+// a thread started from an actor: the actor starts one long blocking
 // function on a thread of its own (threading.Thread(target=...)), keeps
 // serving meanwhile, and continues when the thread finishes.
 #include <thread>

@@ -271,7 +271,7 @@ TEST_CASE("futures: bad use gets clear errors") {
 }
 
 TEST_CASE("a job waiting on its own pool's queued job while every worker "
-          "does too fails instead of deadlocking (tutorial §8.3)") {
+          "does too fails instead of deadlocking") {
   weave::runtime rt;
   constexpr size_t workers = 2;
   weave::blocking_pool pool{rt, workers, "selfish"};

@@ -1,5 +1,5 @@
 // actors/file_actor: typed file I/O through the blocking pool; errors carry
-// the path and the errno text (promise 7).
+// the path and the errno text: bad input gets a clear error.
 #include <doctest/doctest.h>
 
 #include <cstdlib>

@@ -1,5 +1,5 @@
-// runtime: promise 6 (shutdown within its deadline, no thread left), 5 (the
-// threads that must not block are known), 7 (calls after shutdown).
+// runtime: shutdown finishes within its deadline and leaves no thread behind;
+// the threads that must not block are known; calls after shutdown fail.
 #include <doctest/doctest.h>
 
 #include <atomic>

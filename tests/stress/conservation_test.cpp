@@ -1,5 +1,5 @@
 // Conservation under faults: every submitted job ends exactly once, as ok,
-// failed, cancelled or timed out — counted exactly (promise 1).
+// failed, cancelled or timed out, and the counters add up exactly.
 #include <doctest/doctest.h>
 
 #include <atomic>
