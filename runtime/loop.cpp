@@ -81,9 +81,13 @@ void loop_impl::finish_shutdown(steady_clock::time_point deadline,
                                    [this] { return terminated_; });
     if (ended_in_time && stopped_by_shutdown_)
       failed_at_end = failed_at_end_;
-    else if (!ended_in_time)
+    else if (!ended_in_time) {
       abandoned = take_pending(false);
+      abandoned_ = true;
+    }
   }
+  if (!ended_in_time)
+    cv_.notify_all(); // joiners stop waiting for an abandoned loop
   // Still inside a function at the deadline: its callers hear shut_down now
   // (context futures wait for the loop's end: their continuations belong in
   // the loop), and its thread is left to finish on its own.
@@ -297,7 +301,7 @@ void loop_impl::on_terminated() {
 
 void loop_impl::join() {
   std::unique_lock<std::mutex> guard{mtx_};
-  cv_.wait(guard, [this] { return terminated_; });
+  cv_.wait(guard, [this] { return terminated_ || abandoned_; });
 }
 
 bool loop_impl::stopped() const {

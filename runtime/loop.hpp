@@ -38,7 +38,9 @@
 ///   thread as it ends. After `stop()`, `submit` returns a future that has
 ///   already failed with `shut_down` and `post` returns false.
 /// - `join()` waits until the loop has ended: once it returns, every
-///   continuation of a context future has run. The destructor stops and
+///   continuation of a context future has run — or until the runtime's
+///   shutdown has abandoned the loop (stuck in a function at the deadline),
+///   so that neither `join()` nor the destructor hangs after shutdown. The destructor stops and
 ///   joins (inside the loop, or on a thread that must not block, it only
 ///   stops).
 ///

@@ -65,10 +65,19 @@ void blocker_set::finish_shutdown(steady_clock::time_point deadline,
     live = live_;
     started = started_;
   }
-  for (auto& j : abandoned)
-    j->drop(make_error(errc::shut_down, "blocker still running at the "
-                                        "shutdown deadline, abandoned"));
-  report.jobs_abandoned += abandoned.size();
+  for (auto& j : abandoned) {
+    // One whose thread has not started it yet never will: cancel it, so
+    // the caller's `shut_down` is the whole story. A running one is
+    // abandoned: its caller hears `shut_down` now, its late result is
+    // dropped and counted.
+    if (j->cancel_with(make_error(errc::shut_down, "blocker cancelled at the "
+                                                   "shutdown deadline")))
+      ++report.jobs_cancelled;
+    else if (j->drop(make_error(errc::shut_down, "blocker still running at "
+                                                 "the shutdown deadline, "
+                                                 "abandoned")))
+      ++report.jobs_abandoned;
+  }
   report.threads_joined += started - live;
   report.threads_abandoned += live;
 }

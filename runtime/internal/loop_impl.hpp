@@ -122,6 +122,9 @@ private:
   // `stop()` came from the runtime's shutdown (not from an earlier stop).
   bool stopped_by_shutdown_ = false;
   bool terminated_ = false;
+  // The runtime gave up on the loop at its shutdown deadline (stuck in a
+  // function): join() no longer waits for it.
+  bool abandoned_ = false;
   std::atomic<bool> ended_{false};
   loop_pending* head_ = nullptr;
   // The loop's own thread (own_thread placement), for join()'s check.
