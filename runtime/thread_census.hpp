@@ -3,8 +3,10 @@
 /// A count of the threads weave has started and that have ended.
 ///
 /// Every thread a `weave::runtime` starts (CAF's scheduler and clock threads,
-/// every detached actor: pool workers, loops on their own thread, blockers)
-/// is counted when it starts and when it ends. After a runtime is destroyed,
+/// every detached actor: pool workers, loops on their own thread, blockers,
+/// the timer of timed submits; the blocking detector's watchdog and the
+/// thread that runs a shutdown's phases) is counted when it starts and when
+/// it ends. After a runtime is destroyed,
 /// `running()` is back to what it was before it was created, unless shutdown
 /// had to abandon a thread stuck in user code (see `shutdown_report`).
 ///

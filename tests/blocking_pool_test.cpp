@@ -394,3 +394,36 @@ TEST_CASE("a worker whose awaited job has started is not counted as "
   }
   CHECK(refused == 0);
 }
+
+TEST_CASE("timed submits armed while the timer waits each time out at "
+          "their own deadline") {
+  // The timer waits for the earliest deadline while more are armed (the
+  // heap grows and moves under it), and earlier ones keep arriving.
+  constexpr int timed_jobs = 2000;
+  weave::runtime rt;
+  weave::blocking_pool pool{rt, 1, "timers"};
+  latch entered{1};
+  latch release{1};
+  auto busy = pool.submit([&] {
+    entered.count_down();
+    release.wait(std::chrono::hours{1});
+  });
+  REQUIRE(entered.wait());
+  std::vector<weave::future<int>> timed;
+  timed.push_back(pool.submit([] { return 1; }, 30s));
+  for (int i = 0; i < timed_jobs; ++i)
+    timed.push_back(pool.submit([] { return 1; },
+                                std::chrono::milliseconds{200 - i / 20}));
+  size_t timed_out = 0;
+  for (size_t i = 1; i < timed.size(); ++i) {
+    if (!timed[i].wait_for(weave::test::patience))
+      break;
+    auto res = timed[i].get_result();
+    if (!res && weave::is(res.error(), weave::errc::timeout))
+      ++timed_out;
+  }
+  CHECK(timed_out == static_cast<size_t>(timed_jobs));
+  CHECK_FALSE(timed.front().done()); // its deadline is still ahead
+  release.count_down();
+  busy.get();
+}

@@ -196,6 +196,39 @@ TEST_CASE("a user's detached and blocking actors still running: shutdown "
   rt.reset();
 }
 
+TEST_CASE("an event-based actor stuck in a handler on a scheduler thread: "
+          "shutdown keeps its deadline") {
+  stuck_gate gate;
+  weave::runtime_config cfg = quick_config();
+  cfg.set("weave.blocking-threshold", caf::timespan{1h}); // no report noise
+  auto rt = std::make_unique<weave::runtime>(std::move(cfg));
+  auto entered = gate.entered;
+  auto release = gate.release;
+  auto stuck = rt->system().spawn([entered, release]() -> caf::behavior {
+    return {[entered, release](int) {
+      entered->count_down();
+      release->wait(std::chrono::hours{1}); // blocks a scheduler thread
+    }};
+  });
+  caf::anon_send(stuck, 1);
+  REQUIRE(gate.entered->wait());
+  weave::shutdown_report report;
+  clock_type::duration took{};
+  REQUIRE(finishes(
+    [&] {
+      auto t0 = clock_type::now();
+      report = rt->shutdown(short_deadline);
+      took = clock_type::now() - t0;
+    },
+    gate));
+  print("an event-based actor stuck in a handler", took);
+  CHECK(took < short_deadline + margin);
+  CHECK(report.actors_abandoned == 1u);
+  CHECK(report.threads_abandoned >= 1u);
+  stuck = nullptr;
+  rt.reset();
+}
+
 TEST_CASE("a continuation that never returns does not hold shutdown past "
           "its deadline") {
   stuck_gate gate;

@@ -57,8 +57,10 @@ void deadline_timer::run() {
       continue;
     }
     auto now = steady_clock::now();
-    if (now < heap_.front().at) {
-      cv_.wait_until(guard, heap_.front().at);
+    // A copy: while this waits, arm() may move the heap's storage.
+    auto next = heap_.front().at;
+    if (now < next) {
+      cv_.wait_until(guard, next);
       continue;
     }
     while (!heap_.empty() && heap_.front().at <= now) {
