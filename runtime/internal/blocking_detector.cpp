@@ -163,8 +163,8 @@ void blocking_detector::watch() {
       // to, are copied first; the epoch read again after them tells whether
       // the worker was in the same resume all along. Only then was the actor
       // (which lives at least until its resume ends) alive while its name was
-      // copied. Acquire loads plus the fence keep the second epoch read after
-      // the copies (ThreadSanitizer does not model the fence alone).
+      // copied. Acquire loads, and the read-modify-write below, keep the second
+      // epoch read after the copies.
       auto started = s.started_ns.load(std::memory_order_acquire);
       auto actor = s.actor.load(std::memory_order_acquire);
       auto name_ptr = s.name.load(std::memory_order_acquire);
@@ -179,8 +179,10 @@ void blocking_detector::watch() {
           ++len;
         }
       name[len] = '\0';
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (s.epoch.load(std::memory_order_acquire) != e1)
+      // A read-don't-modify-write: its release half keeps the copies above
+      // before the re-read (a seqlock reader's fence, which GCC refuses
+      // under ThreadSanitizer; this costs one RMW per slow handler seen).
+      if (s.epoch.fetch_add(0, std::memory_order_acq_rel) != e1)
         continue; // it moved on while we looked
       reported_[i] = e1;
       reports_.fetch_add(1);
