@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
@@ -70,6 +71,22 @@ bool finishes(F body, const stuck_gate& gate) {
   return ok;
 }
 
+/// Shuts `rt` down with `short_deadline` on a thread of its own (bounded as
+/// `finishes` is): whether it returned, its report, and how long it took.
+std::tuple<bool, weave::shutdown_report, clock_type::duration>
+timed_shutdown(weave::runtime& rt, const stuck_gate& gate) {
+  weave::shutdown_report report;
+  clock_type::duration took{};
+  auto done = finishes(
+    [&] {
+      auto t0 = clock_type::now();
+      report = rt.shutdown(short_deadline);
+      took = clock_type::now() - t0;
+    },
+    gate);
+  return {done, report, took};
+}
+
 weave::runtime_config quick_config() {
   weave::runtime_config cfg;
   cfg.set("weave.shutdown-deadline", caf::timespan{short_deadline});
@@ -97,15 +114,8 @@ TEST_CASE("a pool shut down before the runtime leaves a stuck job: the "
   REQUIRE(stuck.done());
   CHECK(weave::is(stuck.get_result().error(), weave::errc::shut_down));
   pool.reset(); // already shut down: returns at once
-  weave::shutdown_report report;
-  clock_type::duration took{};
-  REQUIRE(finishes(
-    [&] {
-      auto t0 = clock_type::now();
-      report = rt->shutdown(short_deadline);
-      took = clock_type::now() - t0;
-    },
-    gate));
+  auto [finished, report, took] = timed_shutdown(*rt, gate);
+  REQUIRE(finished);
   print("pool shut down early, its job stuck", took);
   CHECK(took < short_deadline + margin);
   CHECK(report.jobs_abandoned == 1u);
@@ -143,15 +153,8 @@ TEST_CASE("a loop stuck in a submitted function: shutdown keeps its "
   auto lp = std::make_unique<weave::loop>(*rt, "stuck-loop");
   auto stuck = lp->submit(gate.blocker());
   REQUIRE(gate.entered->wait());
-  weave::shutdown_report report;
-  clock_type::duration took{};
-  REQUIRE(finishes(
-    [&] {
-      auto t0 = clock_type::now();
-      report = rt->shutdown(short_deadline);
-      took = clock_type::now() - t0;
-    },
-    gate));
+  auto [finished, report, took] = timed_shutdown(*rt, gate);
+  REQUIRE(finished);
   print("loop on its own thread stuck in a submitted function", took);
   CHECK(took < short_deadline + margin);
   CHECK(report.threads_abandoned == 1u);
@@ -178,15 +181,8 @@ TEST_CASE("a user's detached and blocking actors still running: shutdown "
     release->wait(std::chrono::hours{1});
   });
   REQUIRE(both->wait());
-  weave::shutdown_report report;
-  clock_type::duration took{};
-  REQUIRE(finishes(
-    [&] {
-      auto t0 = clock_type::now();
-      report = rt->shutdown(short_deadline);
-      took = clock_type::now() - t0;
-    },
-    gate));
+  auto [finished, report, took] = timed_shutdown(*rt, gate);
+  REQUIRE(finished);
   print("a user's detached and blocking actors still running", took);
   CHECK(took < short_deadline + margin);
   CHECK(report.actors_abandoned == 2u);
@@ -212,15 +208,8 @@ TEST_CASE("an event-based actor stuck in a handler on a scheduler thread: "
   });
   caf::anon_send(stuck, 1);
   REQUIRE(gate.entered->wait());
-  weave::shutdown_report report;
-  clock_type::duration took{};
-  REQUIRE(finishes(
-    [&] {
-      auto t0 = clock_type::now();
-      report = rt->shutdown(short_deadline);
-      took = clock_type::now() - t0;
-    },
-    gate));
+  auto [finished, report, took] = timed_shutdown(*rt, gate);
+  REQUIRE(finished);
   print("an event-based actor stuck in a handler", took);
   CHECK(took < short_deadline + margin);
   CHECK(report.actors_abandoned == 1u);
@@ -243,15 +232,8 @@ TEST_CASE("a continuation that never returns does not hold shutdown past "
     release->wait(std::chrono::hours{1});
     return 0;
   });
-  weave::shutdown_report report;
-  clock_type::duration took{};
-  REQUIRE(finishes(
-    [&] {
-      auto t0 = clock_type::now();
-      report = rt->shutdown(short_deadline);
-      took = clock_type::now() - t0;
-    },
-    gate));
+  auto [finished, report, took] = timed_shutdown(*rt, gate);
+  REQUIRE(finished);
   print("a continuation blocks during shutdown", took);
   CHECK(took < short_deadline + margin);
   CHECK_FALSE(report.empty());
