@@ -159,23 +159,26 @@ TEST_CASE("a loop stuck in a function at the shutdown deadline is counted as "
           "an abandoned thread, and its caller hears shut_down") {
   weave::runtime rt;
   weave::loop lp{rt, "stuck"};
-  latch entered{1};
-  latch release{1};
-  auto f = lp.submit([&] {
-    entered.count_down();
-    release.wait(); // stuck past the shutdown deadline, on purpose
+  // Shared with the loop's thread: the shutdown abandons that thread, so
+  // join() below does not wait for it, and it may still be waking from
+  // release->wait() after this test case has returned.
+  auto entered = std::make_shared<latch>(1);
+  auto release = std::make_shared<latch>(1);
+  auto f = lp.submit([entered, release] {
+    entered->count_down();
+    release->wait(); // stuck past the shutdown deadline, on purpose
     return 1;
   });
-  REQUIRE(entered.wait());
+  REQUIRE(entered->wait());
   auto report = rt.shutdown(short_deadline);
   auto outcome = f.get_result();
-  release.count_down();
+  release->count_down();
   CHECK(report.threads_abandoned == 1u);
   CHECK(report.threads_joined == 0u);
   CHECK(report.futures_failed == 1u);
   REQUIRE_FALSE(outcome);
   CHECK(is_shut_down(outcome.error()));
-  lp.join(); // the loop ends once its function returns
+  lp.join(); // returns at once: the shutdown abandoned the loop's thread
 }
 
 TEST_CASE("the shutdown report does not count futures an earlier stop "
