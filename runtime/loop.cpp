@@ -5,8 +5,9 @@
 #include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 
-#include "runtime/internal/loop_impl.hpp"
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/deadline.hpp"
+#include "runtime/internal/loop_impl.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
@@ -57,9 +58,49 @@ caf::error loop_ended_error(const loop_impl& impl) {
   return make_error(errc::shut_down, "loop '" + impl.name() + "' has ended");
 }
 
-loop_impl::loop_impl(std::string name, loop::placement where)
-  : name_(std::move(name)), where_(where), context_(*this) {
+loop_impl::loop_impl(std::string name, loop::placement where,
+                     std::shared_ptr<deadline_timer> timer)
+  : name_(std::move(name)),
+    where_(where),
+    timer_(std::move(timer)),
+    context_(*this) {
   // nop
+}
+
+namespace {
+
+/// A sleep's timer entry: at its deadline the timer "drops" it, which sends
+/// the sleep's task to the loop. It holds the loop weakly, so a loop that
+/// ended is not kept alive by its pending sleeps; the task (and the future
+/// state it completes) is released when the entry is, without a lock held.
+class wake_job final : public counted_job {
+public:
+  wake_job(std::weak_ptr<loop_impl> loop, job_ptr task)
+    : loop_(std::move(loop)), task_(std::move(task)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    return true; // never queued on an executor: only the timer drops it
+  }
+
+  bool drop(caf::error) noexcept override {
+    if (auto lp = loop_.lock())
+      lp->dispatch(std::move(task_), nullptr, false);
+    return true;
+  }
+
+private:
+  std::weak_ptr<loop_impl> loop_;
+  job_ptr task_;
+};
+
+} // namespace
+
+void loop_impl::wake_after(caf::timespan delay, job_ptr task) {
+  auto entry = caf::make_counted<wake_job>(weak_from_this(), std::move(task));
+  entry->deadline = deadline_after(delay);
+  timer_->arm(std::move(entry));
 }
 
 void loop_impl::begin_shutdown(shutdown_report&) {
@@ -164,7 +205,7 @@ void loop_impl::report_post_failure(const caf::error& err) {
                name_.c_str(), render(err).c_str());
 }
 
-bool loop_impl::dispatch(job_ptr j, loop_pending* pending) {
+bool loop_impl::dispatch(job_ptr j, loop_pending* pending, bool count) {
   // A posted job's only reference travels in the message: if CAF drops the
   // message under the lock (the actor is gone), the job, a user's function,
   // must not be destroyed there.
@@ -181,7 +222,7 @@ bool loop_impl::dispatch(job_ptr j, loop_pending* pending) {
   if (pending != nullptr) {
     link(pending);
     submitted_.fetch_add(1, std::memory_order_relaxed);
-  } else {
+  } else if (count) {
     posted_.fetch_add(1, std::memory_order_relaxed);
   }
   // Sending under the lock orders every accepted message before the stop
@@ -346,7 +387,8 @@ bool loop_impl::in_own_task() const noexcept {
 } // namespace internal
 
 loop::loop(runtime& rt, std::string name, placement where)
-  : impl_(std::make_shared<internal::loop_impl>(std::move(name), where)) {
+  : impl_(std::make_shared<internal::loop_impl>(
+    std::move(name), where, internal::runtime_access::timer(rt))) {
   if (rt.shutting_down())
     raise(make_error(errc::shut_down, "the runtime is shut down"));
   internal::runtime_access::start_component(rt, impl_, [this](caf::actor_system& sys) { impl_->start(sys); });

@@ -18,10 +18,6 @@ bool loop_context::running() const noexcept {
   return !impl_.ended();
 }
 
-bool loop_context::accepting() const {
-  return !impl_.stopped();
-}
-
 future<void> loop_context::sleep(caf::timespan delay) {
   if (delay < caf::timespan{0})
     return internal::failed_future<void>(make_error(
@@ -30,10 +26,13 @@ future<void> loop_context::sleep(caf::timespan delay) {
   if (b.state == nullptr || delay >= internal::max_timer_delay)
     return std::move(b.fut); // ended; or never fires, fails at the end
   auto fire = [st = std::move(b.state)] { st->set_value(); };
-  self_->delayed_send(self_, delay,
-                      internal::loop_message{caf::make_counted<
-                        internal::post_job<decltype(fire)>>(std::move(fire))});
+  impl_.wake_after(delay, caf::make_counted<internal::post_job<decltype(fire)>>(
+                            std::move(fire)));
   return std::move(b.fut);
+}
+
+bool loop_context::post_soon(internal::job_ptr task) {
+  return impl_.dispatch(std::move(task), nullptr, false);
 }
 
 } // namespace weave

@@ -66,14 +66,12 @@ public:
   }
 
   /// Runs `fn` in this loop later, after the work already queued. False if
-  /// the loop is stopped (`fn` would never run: the loop ends first).
+  /// the loop is stopped (`fn` would never run: the loop ends first); true
+  /// means `fn` runs, even if the loop is stopped right after.
   template <class F>
   bool call_soon(F fn) {
-    if (!accepting())
-      return false;
-    self_->send(self_, internal::loop_message{
-                         caf::make_counted<internal::post_job<F>>(std::move(fn))});
-    return true;
+    return post_soon(
+      caf::make_counted<internal::post_job<F>>(std::move(fn)));
   }
 
   /// Offloads `fn` to the default pool; completes in this loop.
@@ -101,9 +99,10 @@ public:
   }
 
   /// Sends a request to `dest`; the reply (of type `R`) completes the future
-  /// in this loop, or CAF's `request_timeout` after `timeout` (saturating: a
-  /// timeout too long for any clock, like `hours::max()`, means none). A
-  /// negative timeout is `invalid_argument`.
+  /// in this loop, or `errc::timeout` after `timeout` (saturating: a timeout
+  /// too long for any clock, like `hours::max()`, means none); an error the
+  /// actor answers with is passed on as it is. A negative timeout is
+  /// `invalid_argument`.
   template <class R, class Rep, class Period, class... Ts>
   future<R> request(const caf::actor& dest,
                     std::chrono::duration<Rep, Period> timeout, Ts&&... xs) {
@@ -120,7 +119,9 @@ public:
                        : caf::duration{limit},
                      std::forward<Ts>(xs)...)
         .then(internal::value_setter<R>(b.state),
-              internal::error_setter<R>(b.state));
+              internal::weave_error_handler(internal::error_setter<R>(b.state),
+                                            "loop_context::request: no reply "
+                                            "within its timeout"));
     return std::move(b.fut);
   }
 
@@ -139,8 +140,9 @@ private:
   /// False once the loop ended.
   bool running() const noexcept;
 
-  /// False once the loop is stopped.
-  bool accepting() const;
+  /// Queues `task` behind the loop's work unless the loop is stopped (then
+  /// drops it and returns false), ordered against `stop()`.
+  bool post_soon(internal::job_ptr task);
 
   template <class T>
   struct bound {

@@ -179,11 +179,12 @@ inline bool is_request_timeout(const caf::error& err) noexcept {
 /// holds nothing but the handler: CAF keeps it for every outstanding
 /// offload, so it adds no bytes to one.
 template <class OnError>
-auto weave_error_handler(OnError f) {
-  return [f = std::move(f)](caf::error& err) mutable {
+auto weave_error_handler(OnError f,
+                         const char* what = "offload: no result within its "
+                                            "timeout") {
+  return [f = std::move(f), what](caf::error& err) mutable {
     if (is_request_timeout(err))
-      err = make_error(errc::timeout,
-                       "offload: no result within its timeout");
+      err = make_error(errc::timeout, what);
     f(err);
   };
 }

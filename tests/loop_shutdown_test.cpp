@@ -246,3 +246,23 @@ TEST_CASE("a loop's own task may not join it; the refusal is would_deadlock") {
   REQUIRE(f.wait_for(weave::test::patience));
   CHECK(f.get() == "would_deadlock");
 }
+
+TEST_CASE("a loop that ended with an hour-long context sleep pending does not "
+          "hold its thread: the runtime's shutdown joins it at once") {
+  weave::runtime rt;
+  {
+    weave::loop lp{rt, "sleeper"};
+    auto slept = lp.submit([](weave::loop_context& cx) {
+      cx.sleep(1h); // pending when the loop ends
+      return cx.sleep(1ms);
+    });
+    REQUIRE(slept.wait_for(weave::test::patience));
+    slept.get(); // the submit completes when the short sleep fired
+    lp.stop();
+    lp.join();
+  }
+  auto report = rt.shutdown(weave::test::patience);
+  CHECK(report.threads_abandoned == 0u);
+  CHECK(report.threads_joined >= 1u); // the loop's own thread
+  CHECK(report.total < weave::test::patience / 2);
+}

@@ -291,3 +291,49 @@ TEST_CASE("call_soon runs after the work already queued, and is refused once "
   CHECK_FALSE(refused.get());
   lp.join();
 }
+
+TEST_CASE("call_soon racing stop() from another thread: every call that "
+          "returned true runs") {
+  constexpr int rounds = 100;
+  weave::runtime rt;
+  for (int round = 0; round < rounds; ++round) {
+    weave::loop lp{rt, "soon-race"};
+    std::atomic<int> ran{0};
+    latch spinning{1};
+    auto accepted = lp.submit([&](weave::loop_context& cx) {
+      int n = 0;
+      spinning.count_down();
+      // Calls until refused: the last accepted one races the stop.
+      while (cx.call_soon([&ran] { ++ran; }))
+        ++n;
+      return n;
+    });
+    REQUIRE(spinning.wait());
+    lp.stop();
+    auto n = accepted.get();
+    lp.join();
+    CHECK(ran.load() == n);
+    if (ran.load() != n)
+      break;
+  }
+}
+
+TEST_CASE("a request the actor never answers ends with weave's timeout, in "
+          "the loop") {
+  weave::runtime rt;
+  weave::loop lp{rt, "asker"};
+  auto mute = rt.system().spawn([](caf::event_based_actor* self)
+                                  -> caf::behavior {
+    return {[self](int) { return self->make_response_promise<int>(); }};
+  });
+  auto from_plain_thread = lp.request<int>(mute, 20ms, 1).get_result();
+  REQUIRE_FALSE(from_plain_thread);
+  CHECK(weave::is(from_plain_thread.error(), weave::errc::timeout));
+  auto inside = lp.submit([&mute](weave::loop_context& cx) {
+                    return cx.request<int>(mute, 20ms, 2);
+                  })
+                  .get_result();
+  REQUIRE_FALSE(inside);
+  CHECK(weave::is(inside.error(), weave::errc::timeout));
+  caf::anon_send_exit(mute, caf::exit_reason::user_shutdown);
+}

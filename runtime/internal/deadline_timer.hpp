@@ -2,6 +2,9 @@
 
 // Internal: answers queued jobs with `timeout` at their deadline, even while
 // every worker of their pool is busy (`blocking_pool::submit(fn, timeout)`).
+// Loops use it for `loop_context::sleep` too: a sleep's entry is a job whose
+// drop at the deadline sends the sleep's wake-up to the loop, holding the
+// loop only weakly (see loop.cpp).
 //
 // One per runtime: a heap of (deadline, job) and one thread of its own
 // (`weave-timer`, a hidden detached CAF actor, so it is named and counted

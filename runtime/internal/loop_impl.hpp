@@ -26,6 +26,7 @@
 #include "caf/event_based_actor.hpp"
 
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/loop_jobs.hpp"
 #include "runtime/loop.hpp"
 #include "runtime/loop_context.hpp"
@@ -37,7 +38,8 @@ class loop_impl : public component,
 public:
   using handler_type = std::function<void(const caf::error&)>;
 
-  loop_impl(std::string name, loop::placement where);
+  loop_impl(std::string name, loop::placement where,
+            std::shared_ptr<deadline_timer> timer);
 
   shutdown_phase phase() const noexcept override {
     return shutdown_phase::loops;
@@ -51,8 +53,16 @@ public:
   void start(caf::actor_system& sys);
 
   /// Sends `j` to the loop (listing `pending`, the job's future, if any);
-  /// fails it at once if the loop is stopped.
-  bool dispatch(job_ptr j, loop_pending* pending);
+  /// fails it at once if the loop is stopped. `count` false: weave's own
+  /// message (a sleep's wake-up, `call_soon`), not counted as posted.
+  bool dispatch(job_ptr j, loop_pending* pending, bool count = true);
+
+  /// Sends `task` to the loop after `delay`, through the runtime's timer
+  /// thread. Nothing holds the loop's actor meanwhile (CAF's delayed_send
+  /// would keep an ended loop's thread alive until the delay passed); if the
+  /// loop is stopped by then, `task` is dropped (its future, listed with the
+  /// loop, fails with `shut_down` as the loop ends).
+  void wake_after(caf::timespan delay, job_ptr task);
 
   /// Lists a context future; false if the loop ended.
   bool adopt(loop_pending& p);
@@ -114,6 +124,8 @@ private:
 
   const std::string name_;
   const loop::placement where_;
+  // The runtime's timer, for sleeps (it never refers back to the loop).
+  const std::shared_ptr<deadline_timer> timer_;
   loop_context context_;
   mutable std::mutex mtx_;
   std::condition_variable cv_;
