@@ -84,7 +84,7 @@ runtime::runtime(int argc, char** argv)
 void runtime::start() {
   if (auto err = config_->validate())
     raise(std::move(err));
-  config_->owner_ = this;
+  config_->owner_.store(this, std::memory_order_release);
   config_->add_thread_hook<thread_hook>();
   config_->add_error_category(error_category,
                               [](uint8_t code, caf::atom_value category,
@@ -146,7 +146,8 @@ runtime::~runtime() {
   // the handle must not wait for it again.
   if (default_pool_)
     internal::runtime_access::disown(*default_pool_);
-  config_->owner_ = nullptr;
+  config_->retired_.store(true, std::memory_order_release);
+  config_->owner_.store(nullptr, std::memory_order_release);
 }
 
 runtime& runtime::from(caf::actor_system& sys) {
@@ -156,10 +157,16 @@ runtime& runtime::from(caf::actor_system& sys) {
   auto cfg = typeid(base) == typeid(runtime_config)
                ? static_cast<const runtime_config*>(&base)
                : dynamic_cast<const runtime_config*>(&base);
-  if (cfg == nullptr || cfg->owner_ == nullptr)
-    raise(make_error(errc::invalid_argument,
-                     "this actor system was not created by a weave::runtime"));
-  return *cfg->owner_;
+  auto owner = cfg != nullptr ? cfg->owner_.load(std::memory_order_acquire)
+                              : nullptr;
+  if (owner != nullptr)
+    return *owner;
+  if (cfg != nullptr && cfg->retired_.load(std::memory_order_acquire))
+    raise(make_error(errc::shut_down,
+                     "the weave::runtime of this actor system is destroyed "
+                     "(an actor its shutdown abandoned is still running)"));
+  raise(make_error(errc::invalid_argument,
+                   "this actor system was not created by a weave::runtime"));
 }
 
 shutdown_report runtime::shutdown() {

@@ -60,6 +60,7 @@
 /// Thread-safety: a configuration is a plain value; do not share one between
 /// threads while it is being modified or parsed.
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 
@@ -115,8 +116,11 @@ private:
   template <class Config>
   void adopt(Config&& other);
 
-  // Set by the runtime that owns this configuration (see runtime::from).
-  class runtime* owner_ = nullptr;
+  // Set by the runtime that owns this configuration (see runtime::from);
+  // atomic: an actor the shutdown abandoned may read it while ~runtime
+  // clears it. `retired_`: the owner is gone (for a clearer error).
+  std::atomic<class runtime*> owner_{nullptr};
+  std::atomic<bool> retired_{false};
 
   // The runtime's blocking detector, set before the actor system starts and
   // never changed: the scheduler's threads find it here (the configuration,

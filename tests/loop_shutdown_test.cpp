@@ -266,3 +266,27 @@ TEST_CASE("a loop that ended with an hour-long context sleep pending does not "
   CHECK(report.threads_joined >= 1u); // the loop's own thread
   CHECK(report.total < weave::test::patience / 2);
 }
+
+TEST_CASE("a shared loop stuck in a function at the shutdown deadline: its "
+          "caller hears shut_down, and the stuck scheduler thread is counted") {
+  auto entered = std::make_shared<latch>(1);
+  auto release = std::make_shared<latch>(1);
+  auto rt = std::make_unique<weave::runtime>();
+  auto lp = std::make_unique<weave::loop>(*rt, "stuck-shared",
+                                          weave::loop::shared);
+  auto f = lp->submit([entered, release] {
+    entered->count_down();
+    release->wait(); // blocks a scheduler thread past the deadline, on purpose
+    return 1;
+  });
+  REQUIRE(entered->wait());
+  auto report = rt->shutdown(short_deadline);
+  auto outcome = f.get_result();
+  release->count_down();
+  CHECK(report.futures_failed == 1u);
+  CHECK(report.threads_abandoned >= 1u);
+  REQUIRE_FALSE(outcome);
+  CHECK(is_shut_down(outcome.error()));
+  lp.reset();
+  rt.reset();
+}

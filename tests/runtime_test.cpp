@@ -253,3 +253,40 @@ TEST_CASE("pools, loops and channels created while the runtime shuts down "
   CHECK(bad.messages() == "");
   CHECK(created > 0u);
 }
+
+TEST_CASE("an actor the shutdown abandoned that asks for its runtime after "
+          "the runtime is destroyed hears shut_down") {
+  auto entered = std::make_shared<latch>(1);
+  auto release = std::make_shared<latch>(1);
+  weave::promise<std::string> verdict;
+  auto answer = verdict.get_future();
+  {
+    weave::runtime rt;
+    // A thread of its own: the shutdown leaves its actor system behind
+    // (alive) instead of waiting for it.
+    auto stuck = rt.system().spawn<caf::detached>(
+      [entered, release, verdict](caf::event_based_actor* self) mutable
+      -> caf::behavior {
+        return {[self, entered, release, verdict](int) mutable {
+          entered->count_down();
+          release->wait();
+          try {
+            weave::runtime::from(self->system());
+            verdict.set_value("returned a runtime");
+          } catch (const weave::exception& e) {
+            verdict.set_value(weave::is(e.error(), weave::errc::shut_down)
+                                ? "shut_down"
+                                : std::string{"other: "} + e.what());
+          }
+          self->quit();
+        }};
+      });
+    caf::anon_send(stuck, 1);
+    REQUIRE(entered->wait());
+    auto report = rt.shutdown(100ms);
+    CHECK(report.threads_abandoned >= 1u);
+  }
+  release->count_down();
+  REQUIRE(answer.wait_for(weave::test::patience));
+  CHECK(answer.get() == "shut_down");
+}
