@@ -218,3 +218,35 @@ TEST_CASE("a handler that blocks right after a quiet spell is still reported") {
   CHECK(rt.slow_handlers() == 1u);
   caf::anon_send_exit(sleepy, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("a slow-handler callback that never returns does not hold the "
+          "runtime's shutdown past its deadline") {
+  constexpr auto deadline = 200ms;
+  constexpr auto margin = 2s; // the runtime's own margin, and a loaded machine
+  weave::runtime_config cfg;
+  cfg.set("weave.blocking-threshold", caf::timespan{threshold});
+  auto rt = std::make_unique<weave::runtime>(std::move(cfg));
+  auto in_callback = std::make_shared<weave::test::latch>(1);
+  auto release = std::make_shared<weave::test::latch>(1);
+  rt->on_slow_handler([in_callback, release](const weave::slow_handler_event&) {
+    in_callback->count_down();
+    release->wait(std::chrono::hours{1}); // never returns, as far as weave knows
+  });
+  block_a_worker(*rt);
+  REQUIRE(in_callback->wait());
+  auto t0 = std::chrono::steady_clock::now();
+  auto report = rt->shutdown(deadline);
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took < deadline + margin);
+  CHECK(report.threads_abandoned >= 1u); // the watchdog, stuck in the callback
+  // Destroying the runtime does not wait for the callback either.
+  weave::test::latch destroyed{1};
+  std::thread destroyer{[&] {
+    rt.reset();
+    destroyed.count_down();
+  }};
+  auto in_time = destroyed.wait(5s);
+  release->count_down();
+  destroyer.join();
+  CHECK(in_time);
+}
