@@ -38,6 +38,7 @@ pool_impl::pool_impl(caf::actor_system& sys,
   : sys_(sys), timer_(std::move(timer)), max_workers_(max_workers),
     name_(std::move(name)),
     cores_(std::max(1u, std::thread::hardware_concurrency())),
+    queue_(max_workers),
     running_(new std::atomic<job*>[max_workers]),
     awaited_(max_workers, nullptr) {
   for (size_t i = 0; i < max_workers; ++i)

@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "runtime/channel.hpp"
@@ -112,7 +114,9 @@ TEST_CASE("cancel races set_value: exactly one outcome per future") {
 }
 
 TEST_CASE("the job queue hands every job to exactly one worker") {
-  weave::internal::job_queue q;
+  // As many shards as threads, whatever this machine's cores.
+  weave::internal::job_queue q{threads, threads};
+  REQUIRE(q.shards() == std::min<size_t>(threads, q.max_shards));
   std::atomic<int> ran{0};
   std::vector<std::thread> workers;
   for (int w = 0; w < threads; ++w)
@@ -144,6 +148,106 @@ TEST_CASE("the job queue hands every job to exactly one worker") {
   CHECK(ran.load() == threads * per_thread);
   bool want = false;
   CHECK_FALSE(q.push(caf::make_counted<counting_job>(ran), want));
+}
+
+/// A job that calls a function when run.
+template <class F>
+class fn_job final : public weave::internal::counted_job {
+public:
+  explicit fn_job(F f) : f_(std::move(f)) {
+  }
+  bool run() noexcept override {
+    f_();
+    mark_finished();
+    return true;
+  }
+  bool drop(caf::error) noexcept override {
+    return true;
+  }
+
+private:
+  F f_;
+};
+
+template <class F>
+weave::internal::job_ptr make_fn_job(F f) {
+  return caf::make_counted<fn_job<F>>(std::move(f));
+}
+
+TEST_CASE("the sharded job queue starts each submitter's jobs in the order "
+          "it submitted them") {
+  constexpr int submitters = 24; // more than shards: some share one
+  constexpr int per_submitter = 2000;
+  weave::internal::job_queue q{16, 16};
+  REQUIRE(q.shards() == 16u);
+  // One worker: the order it takes jobs in is the order they start in.
+  std::vector<std::pair<int, int>> taken; // worker thread only until joined
+  std::thread worker{[&] {
+    while (auto j = q.pop(false))
+      if (j->try_start())
+        j->run();
+  }};
+  weave::test::latch all_taken{size_t{submitters} * per_submitter};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < submitters; ++t)
+    producers.emplace_back([&, t] {
+      for (int i = 0; i < per_submitter; ++i) {
+        bool want = false;
+        q.push(make_fn_job([&taken, &all_taken, t, i] {
+                 taken.emplace_back(t, i);
+                 all_taken.count_down();
+               }),
+               want);
+      }
+    });
+  for (auto& t : producers)
+    t.join();
+  REQUIRE(all_taken.wait());
+  auto rest = q.close();
+  worker.join();
+  CHECK(rest.empty());
+  REQUIRE(taken.size() == size_t{submitters} * per_submitter);
+  std::vector<int> next(submitters, 0);
+  bool fifo = true;
+  for (auto& [t, i] : taken) {
+    if (i != next[t])
+      fifo = false;
+    next[t] = i + 1;
+  }
+  CHECK(fifo);
+}
+
+TEST_CASE("the sharded job queue never loses a wake-up: a job pushed while "
+          "every worker parks is taken") {
+  constexpr int rounds = 20000;
+  constexpr int workers = 3;
+  weave::internal::job_queue q{16, 16};
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w)
+    pool.emplace_back([&] {
+      while (auto j = q.pop(false)) // no spinning: every idle worker parks
+        if (j->try_start())
+          j->run();
+    });
+  // One job at a time: each is pushed by the worker running the one before,
+  // while the other workers park.
+  std::atomic<int> done{0};
+  weave::test::latch all{1};
+  std::function<void()> next = [&] {
+    if (++done == rounds) {
+      all.count_down();
+      return;
+    }
+    bool want = false;
+    q.push(make_fn_job(next), want);
+  };
+  bool want = false;
+  q.push(make_fn_job(next), want);
+  CHECK(all.wait());
+  q.close();
+  for (auto& t : pool)
+    t.join();
+  CHECK(done.load() == rounds);
 }
 
 TEST_CASE("a plain-thread channel: FIFO per producer, bounded, nothing lost") {
