@@ -8,6 +8,7 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/pool_hooks.hpp"
 #include "runtime/internal/pool_impl.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/spawn_guard.hpp"
@@ -31,6 +32,25 @@ caf::error abandoned_error(const std::string& name) {
 }
 
 } // namespace
+
+#ifdef WEAVE_POOL_TEST_HOOKS
+
+namespace {
+
+std::atomic<pool_hook_fn> installed_hook{nullptr};
+
+} // namespace
+
+void set_pool_hook(pool_hook_fn fn) noexcept {
+  installed_hook.store(fn, std::memory_order_release);
+}
+
+void run_pool_hook(pool_hook_point point, const std::string& pool) {
+  if (auto fn = installed_hook.load(std::memory_order_acquire))
+    fn(point, pool);
+}
+
+#endif
 
 pool_impl::pool_impl(caf::actor_system& sys,
                      std::shared_ptr<deadline_timer> timer, size_t max_workers,
@@ -79,6 +99,7 @@ void pool_impl::maybe_spawn_worker() {
   ++live_;
   auto self = shared_from_this();
   spawn_guard sg;
+  run_pool_hook(pool_hook_point::spawning, name_);
   sys_.spawn<caf::hidden>(
     [self, n](caf::blocking_actor*) { self->worker_main(n); });
 }
@@ -91,6 +112,7 @@ void pool_impl::worker_main(size_t index) {
     auto j = queue_.pop(busy_.load(std::memory_order_relaxed) + 1 < cores_);
     if (!j)
       break;
+    run_pool_hook(pool_hook_point::popped, name_);
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
       // Too late to start (the timer may not have got to it yet).
@@ -105,6 +127,7 @@ void pool_impl::worker_main(size_t index) {
       j->wait_while_dropping();
       continue;
     }
+    run_pool_hook(pool_hook_point::started, name_);
     busy_.fetch_add(1, std::memory_order_relaxed);
     // The slot holds a reference of its own; whoever empties it releases it.
     intrusive_ptr_add_ref(j.get());
