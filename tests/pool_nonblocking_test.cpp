@@ -1,7 +1,8 @@
 // blocking_pool on threads that must never block (a scheduler thread running
 // an event-based actor's handler, an event loop's own thread): destroying a
 // pool there stops it without waiting for its running jobs, and a shutdown
-// that would wait is refused with `would_deadlock` instead of blocking.
+// that would wait is refused with `would_deadlock` instead of blocking (as is
+// one inside a job of the same pool, which would wait for itself).
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -146,4 +147,26 @@ TEST_CASE("a pool shutdown that would wait is refused on a scheduler thread; "
   auto res = running.get_result();
   REQUIRE_FALSE(res);
   CHECK(weave::is(res.error(), weave::errc::shut_down));
+}
+
+TEST_CASE("a pool shutdown with a deadline inside one of the pool's own jobs "
+          "is refused instead of waiting for itself") {
+  weave::runtime rt;
+  weave::blocking_pool pool{rt, 2, "selfstop"};
+  auto out = pool.submit([&pool]() -> std::string {
+    try {
+      pool.shutdown(2s);
+      return "waited";
+    } catch (const weave::exception& e) {
+      return e.code() == weave::errc::would_deadlock ? "refused" : "other";
+    }
+  });
+  REQUIRE(out.wait_for(weave::test::patience));
+  auto res = out.get_result();
+  REQUIRE(res);
+  CHECK(*res == "refused");
+  // Refused before it did anything: the pool still runs jobs.
+  auto after = pool.submit([] { return 1; });
+  REQUIRE(after.wait_for(weave::test::patience));
+  CHECK(after.get() == 1);
 }

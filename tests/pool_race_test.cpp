@@ -218,7 +218,8 @@ TEST_CASE("a failed worker spawn with no worker running answers the job "
   try {
     first = pool.submit([] { return 1; });
   } catch (const std::exception& e) {
-    FAIL("submit threw instead of answering its future: " << std::string{e.what()});
+    FAIL("submit threw instead of answering its future: "
+         << std::string{e.what()});
   }
   REQUIRE(first.wait_for(weave::test::patience));
   auto res = first.get_result();
@@ -249,7 +250,8 @@ TEST_CASE("shutdown does not wait for a worker whose spawn failed") {
     for (auto& f : futs)
       f = pool.submit([] { return 1; });
   } catch (const std::exception& e) {
-    FAIL("submit threw instead of answering its future: " << std::string{e.what()});
+    FAIL("submit threw instead of answering its future: "
+         << std::string{e.what()});
   }
   for (auto& f : futs) {
     REQUIRE(f.wait_for(weave::test::patience));
@@ -289,7 +291,8 @@ TEST_CASE("when a second worker cannot be spawned, the queued job runs on "
     second = pool.submit([] { return 2; });
   } catch (const std::exception& e) {
     release.count_down();
-    FAIL("submit threw instead of queueing its job: " << std::string{e.what()});
+    FAIL("submit threw instead of queueing its job: "
+         << std::string{e.what()});
   }
   CHECK(plan->spawns_failed.load() >= 1);
   CHECK_FALSE(second.done()); // queued for the busy worker, not failed

@@ -31,7 +31,7 @@ job_ptr job_queue::take_locked() {
   return job_ptr{raw, false};
 }
 
-job_ptr job_queue::pop(bool may_spin) {
+job_ptr job_queue::pop(bool may_spin, std::atomic<job*>& slot) {
   idle_.fetch_add(1, std::memory_order_relaxed);
   // Tier 1: one worker spins on the size counter, without the lock.
   if (spinners_.fetch_add(1, std::memory_order_acq_rel) == 0 && may_spin) {
@@ -57,6 +57,8 @@ job_ptr job_queue::pop(bool may_spin) {
   if (head_ == nullptr)
     return nullptr; // closed
   auto result = take_locked();
+  intrusive_ptr_add_ref(result.get());
+  slot.store(result.get(), std::memory_order_release);
   // A spinner may have absorbed the wake-up meant for this job's successor.
   if (head_ != nullptr && parked_ > 0)
     cv_.notify_one();
@@ -82,6 +84,15 @@ std::vector<job_ptr> job_queue::close() {
       rest.emplace_back(take_locked());
   }
   cv_.notify_all();
+  return rest;
+}
+
+std::vector<job_ptr> job_queue::drain() {
+  std::vector<job_ptr> rest;
+  std::unique_lock<std::mutex> guard{mtx_};
+  rest.reserve(size_.load(std::memory_order_relaxed));
+  while (head_ != nullptr)
+    rest.emplace_back(take_locked());
   return rest;
 }
 

@@ -16,8 +16,8 @@
 // spent.
 //
 // Locking: the mutex guards the list only. No user code runs under it: jobs
-// leave the queue as references handed to the caller (`pop`, `close`), who
-// runs, answers or releases them after unlocking.
+// leave the queue as references handed to the caller (`pop`, `close`,
+// `drain`), who runs, answers or releases them after unlocking.
 
 #include <atomic>
 #include <condition_variable>
@@ -46,17 +46,23 @@ public:
   /// Takes the oldest job, waiting while the queue is empty. Returns null
   /// once the queue is closed (queued jobs are handed to `close()`'s caller).
   /// `may_spin`: the caller may spin first (a spinning thread only pays off
-  /// when a core is free for it).
-  job_ptr pop(bool may_spin);
+  /// when a core is free for it). The job is stored in `slot` (which must be
+  /// empty), with a reference of the slot's own, before the lock is
+  /// released: a job is at every moment either queued (and `close()` hands it
+  /// over) or in a slot, never in neither, so a shutdown that closes the
+  /// queue and then empties the slots misses none.
+  job_ptr pop(bool may_spin, std::atomic<job*>& slot);
 
   /// Refuses further pushes, wakes every waiting worker and returns the jobs
   /// that were still queued, oldest first.
   std::vector<job_ptr> close();
 
+  /// Returns the jobs queued now, oldest first, and leaves the queue open.
+  std::vector<job_ptr> drain();
+
   size_t size() const noexcept {
     return size_.load(std::memory_order_relaxed);
   }
-
 
 private:
   job_ptr take_locked();
