@@ -49,8 +49,9 @@
 /// was queued never runs.
 ///
 /// Continuations (`then`) of a job run on the thread that completes it: the
-/// worker, the canceller, the runtime's timer thread (`timeout`) or the
-/// thread running a shutdown (`shut_down`). weave holds none of its locks
+/// worker, the canceller, the runtime's timer thread (`timeout`), the
+/// thread running a shutdown (`shut_down`) or the thread whose submit failed
+/// to start a worker (`job_failed`). weave holds none of its locks
 /// while they run, so they may call back into the pool, even destroy it.
 ///
 /// Thread-safety: all members may be called from any thread. A job's
