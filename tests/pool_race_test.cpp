@@ -9,8 +9,11 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <vector>
 
 #include "runtime/internal/pool_hooks.hpp"
 #include "runtime/weave.hpp"
@@ -46,6 +49,11 @@ struct hook_plan {
   int spawn_failures = 0;
   std::atomic<int> spawns{0};
   std::atomic<int> spawns_failed{0};
+  /// Spawn number `slow_spawn` signals `in_spawn`, then takes `spawn_delay`
+  /// (creates the condition: another thread's spawn comes meanwhile).
+  int slow_spawn = -1;
+  std::shared_ptr<latch> in_spawn = std::make_shared<latch>(1);
+  std::chrono::milliseconds spawn_delay{0};
 };
 
 std::mutex plan_mtx;
@@ -61,6 +69,10 @@ void hook(pool_hook_point point, const std::string& pool) {
     return;
   if (point == pool_hook_point::spawning) {
     auto n = p->spawns++;
+    if (n == p->slow_spawn) {
+      p->in_spawn->count_down();
+      std::this_thread::sleep_for(p->spawn_delay);
+    }
     if (n >= p->spawns_ok
         && (p->spawn_failures < 0 || n < p->spawns_ok + p->spawn_failures)) {
       ++p->spawns_failed;
@@ -331,4 +343,68 @@ TEST_CASE("a worker waiting for its own pool's queued job when no other "
   });
   REQUIRE(outer.wait_for(weave::test::patience));
   CHECK(outer.get() == "would_deadlock");
+}
+
+TEST_CASE("a spawn that fails while another thread spawns leaves every "
+          "worker its own index") {
+  // Spawn 1 fails slowly; meanwhile another submit starts a worker. A
+  // failed spawn used to give back its index after the other spawn had
+  // taken the next one, so a later worker got an index (slot, name) twice.
+  constexpr auto delay = std::chrono::milliseconds{50};
+  weave::runtime rt;
+  auto plan = spawn_plan("unique", 1, 1);
+  plan->slow_spawn = 1;
+  plan->spawn_delay = delay;
+  installed_plan installed{plan};
+  weave::blocking_pool pool{rt, 3, "unique"};
+  auto release = std::make_shared<latch>(1);
+  auto running = std::make_shared<latch>(3);
+  auto names_mtx = std::make_shared<std::mutex>();
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto held = [release, running, names_mtx, names] {
+    {
+      std::unique_lock<std::mutex> guard{*names_mtx};
+      names->push_back(weave::this_thread_name());
+    }
+    running->count_down();
+    release->wait(std::chrono::hours{1});
+    return 1;
+  };
+  weave::test::failures bad;
+  auto submit_from_thread = [&](weave::future<int>& out) {
+    try {
+      out = pool.submit(held);
+    } catch (const std::exception& e) {
+      bad.add(std::string{"submit threw: "} + e.what());
+    }
+  };
+  std::vector<weave::future<int>> futs;
+  futs.push_back(pool.submit(held)); // worker 0
+  weave::future<int> by_a;
+  weave::future<int> by_b;
+  std::thread a{[&] { submit_from_thread(by_a); }}; // its spawn fails
+  REQUIRE(plan->in_spawn->wait());
+  std::thread b{[&] { submit_from_thread(by_b); }}; // spawns meanwhile
+  a.join();
+  b.join();
+  // One job still waits for a worker: one more submit starts the third.
+  futs.push_back(pool.submit([] { return 2; }));
+  auto all_running = running->wait();
+  release->count_down();
+  CHECK(bad.messages() == "");
+  REQUIRE(all_running);
+  futs.push_back(std::move(by_a));
+  futs.push_back(std::move(by_b));
+  for (auto& f : futs) {
+    REQUIRE(f.valid());
+    REQUIRE(f.wait_for(weave::test::patience));
+    CHECK(f.get_result());
+  }
+  CHECK(plan->spawns_failed.load() == 1);
+  CHECK(pool.stats().workers == 3u);
+  std::unique_lock<std::mutex> guard{*names_mtx};
+  std::set<std::string> distinct(names->begin(), names->end());
+  CHECK(names->size() == 3u);
+  CHECK(distinct
+        == std::set<std::string>{"unique_0", "unique_1", "unique_2"});
 }
