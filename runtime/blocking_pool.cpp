@@ -156,9 +156,9 @@ void pool_impl::worker_main(size_t index) {
       continue;
     }
     if (!j->try_start()) {
-      // Cancelled (or answered by a shutdown) after it left the queue: the
-      // canceller counts it and tells the caller; this worker (and so the
-      // pool) outlives the counting.
+      // Cancelled (by its caller, its timer or a shutdown) before this
+      // worker could claim it: the canceller counts it and tells the
+      // caller; this worker (and so the pool) outlives the counting.
       j->wait_while_dropping();
       release_slot(index);
       continue;
