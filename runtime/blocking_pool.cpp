@@ -8,6 +8,7 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/pool_hooks.hpp"
 #include "runtime/internal/pool_impl.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/spawn_guard.hpp"
@@ -23,6 +24,13 @@ namespace {
 
 /// The index of the calling thread among its pool's workers.
 thread_local size_t tl_worker_index = 0;
+
+caf::error spawn_error(const std::string& name) {
+  return make_error(errc::job_failed,
+                    "pool '" + name + "' could not start a worker ("
+                      + current_exception_message()
+                      + ") and has none running: the job never ran");
+}
 
 caf::error abandoned_error(const std::string& name) {
   return make_error(errc::shut_down, "pool '" + name
@@ -64,52 +72,100 @@ void pool_impl::enqueue(job_ptr j, bool timed) {
     timer_->arm(std::move(armed));
 }
 
-void pool_impl::maybe_spawn_worker() {
-  auto n = spawned_.load(std::memory_order_relaxed);
-  do {
-    if (n >= max_workers_)
-      return;
-  } while (!spawned_.compare_exchange_weak(n, n + 1));
-  // Spawned under the lock (a spawn runs no user code), so that a worker
-  // never starts on an actor system that a finished shutdown let go of.
-  std::unique_lock<std::mutex> guard{live_mtx_};
-  if (finished_) {
-    spawned_.fetch_sub(1);
-    return;
+pool_impl::spawn_outcome pool_impl::maybe_spawn_worker() {
+  if (spawned_.load(std::memory_order_acquire) >= max_workers_)
+    return spawn_outcome::none;
+  std::vector<job_ptr> orphans;
+  caf::error failure;
+  {
+    // Spawned under the lock (a spawn runs no user code), so that a worker
+    // never starts on an actor system that a finished shutdown let go of,
+    // and so that spawns are serial: `spawned_` counts (and names) only
+    // workers that exist, and a failed spawn has nothing to roll back but
+    // its own `live_` count.
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    auto n = spawned_.load(std::memory_order_relaxed);
+    if (finished_ || n >= max_workers_)
+      return spawn_outcome::none;
+    ++live_;
+    try {
+      run_pool_hook(pool_hook_point::spawning, name_);
+      auto self = shared_from_this();
+      spawn_guard sg;
+      sys_.spawn<caf::hidden>(
+        [self, n](caf::blocking_actor*) { self->worker_main(n); });
+      spawned_.store(n + 1, std::memory_order_release);
+      return spawn_outcome::spawned;
+    } catch (...) {
+      // No worker was started: shutdown must not wait for one.
+      if (--live_ == 0)
+        live_cv_.notify_all();
+      failure = spawn_error(name_);
+      // With no worker alive (none could ever be started so far), nothing
+      // would run the queued jobs: they are answered with the failure.
+      // Taken under the lock, so that no worker started meanwhile by
+      // another thread could have run them instead.
+      if (live_ == 0)
+        orphans = queue_.drain();
+    }
   }
-  ++live_;
-  auto self = shared_from_this();
-  spawn_guard sg;
-  sys_.spawn<caf::hidden>(
-    [self, n](caf::blocking_actor*) { self->worker_main(n); });
+  for (auto& j : orphans)
+    if (!j->cancel_with(failure))
+      j->wait_while_dropping(); // a canceller still counts on `dropped`
+  return spawn_outcome::failed;
+}
+
+void pool_impl::release_slot(size_t index) noexcept {
+  // Empty already: a shutdown took it, and answered or left it to its
+  // canceller (the job never ran, so it is not among the abandoned).
+  if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel))
+    intrusive_ptr_release(mine);
 }
 
 void pool_impl::worker_main(size_t index) {
-  set_this_thread_name(name_ + "_" + std::to_string(index));
+  // However the worker ends, shutdown stops waiting for it.
+  struct live_guard {
+    pool_impl* pool;
+    ~live_guard() {
+      std::unique_lock<std::mutex> guard{pool->live_mtx_};
+      if (--pool->live_ == 0)
+        pool->live_cv_.notify_all();
+    }
+  } live{this};
+  try {
+    set_this_thread_name(name_ + "_" + std::to_string(index));
+  } catch (...) {
+    // Only the name is lost (no memory for it): the worker works unnamed.
+  }
   set_current_self_wait_guard(this);
   tl_worker_index = index;
   for (;;) {
-    auto j = queue_.pop(busy_.load(std::memory_order_relaxed) + 1 < cores_);
+    // Handed over in this worker's slot (see job_queue::pop): a shutdown
+    // finds the job there from this moment on, before it is even claimed.
+    auto j = queue_.pop(busy_.load(std::memory_order_relaxed) + 1 < cores_,
+                        running_[index]);
     if (!j)
       break;
+    run_pool_hook(pool_hook_point::popped, name_);
     if (j->deadline != steady_clock::time_point::max()
         && steady_clock::now() > j->deadline) {
       // Too late to start (the timer may not have got to it yet).
       if (!j->cancel_with(make_error(errc::timeout,
                                      "deadline passed while queued")))
         j->wait_while_dropping();
+      release_slot(index);
       continue;
     }
     if (!j->try_start()) {
-      // Cancelled while queued: the canceller counts it and tells the caller;
-      // this worker (and so the pool) outlives the counting.
+      // Cancelled (by its caller, its timer or a shutdown) before this
+      // worker could claim it: the canceller counts it and tells the
+      // caller; this worker (and so the pool) outlives the counting.
       j->wait_while_dropping();
+      release_slot(index);
       continue;
     }
+    run_pool_hook(pool_hook_point::started, name_);
     busy_.fetch_add(1, std::memory_order_relaxed);
-    // The slot holds a reference of its own; whoever empties it releases it.
-    intrusive_ptr_add_ref(j.get());
-    running_[index].store(j.get(), std::memory_order_release);
     auto ok = j->run();
     busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
@@ -123,9 +179,6 @@ void pool_impl::worker_main(size_t index) {
     }
   }
   set_current_self_wait_guard(nullptr);
-  std::unique_lock<std::mutex> guard{live_mtx_};
-  if (--live_ == 0)
-    live_cv_.notify_all();
 }
 
 void pool_impl::begin_shutdown(shutdown_report& report) {
@@ -147,27 +200,44 @@ bool pool_impl::finished() const {
 void pool_impl::finish_shutdown(steady_clock::time_point deadline,
                                 shutdown_report& report) {
   size_t live = 0;
+  size_t spawned = 0;
   {
     std::unique_lock<std::mutex> guard{live_mtx_};
     live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
     finished_ = true;
     live = live_;
+    spawned = spawned_.load(std::memory_order_relaxed);
   }
-  // Jobs still running now are abandoned: their callers hear `shut_down`
-  // at once, and the late result will be dropped (and counted). Jobs an
-  // earlier shutdown abandoned and that still run are counted again here:
-  // this report, too, leaves them behind.
+  // Every job a worker took from the (now closed) queue is in its slot. One
+  // still there now either has not started (its worker was slow to claim
+  // it): it is answered `shut_down` like a queued job and never runs; or was
+  // cancelled meanwhile: its canceller answers it; or it runs: it is
+  // abandoned, its caller hears `shut_down` at once, and the late result
+  // will be dropped (and counted). Jobs an earlier shutdown abandoned and
+  // that still run are counted again here: this report, too, leaves them
+  // behind.
   auto earlier = std::max(0L, abandoned_live_.load(std::memory_order_acquire));
-  std::vector<job_ptr> abandoned;
+  std::vector<job_ptr> taken;
   for (size_t i = 0; i < max_workers_; ++i)
     if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel))
-      abandoned.emplace_back(j, false); // adopts the slot's reference
+      taken.emplace_back(j, false); // adopts the slot's reference
+  std::vector<job_ptr> abandoned;
+  for (auto& j : taken) {
+    if (j->cancel_with(
+          make_error(errc::shut_down, "pool '" + name_ + "' shut down"))) {
+      ++report.jobs_cancelled;
+      continue;
+    }
+    j->wait_while_dropping();
+    if (j->current_state() != job::state::dropped)
+      abandoned.emplace_back(std::move(j));
+  }
   abandoned_live_.fetch_add(static_cast<long>(abandoned.size()),
                             std::memory_order_acq_rel);
   for (auto& j : abandoned)
     j->drop(abandoned_error(name_));
   report.jobs_abandoned += abandoned.size() + static_cast<size_t>(earlier);
-  report.threads_joined += spawned_.load() - live;
+  report.threads_joined += spawned - live;
   report.threads_abandoned += live;
   report.jobs_completed += completed_.load() + failed_.load();
 }
@@ -175,6 +245,11 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
 bool pool_impl::begin_wait(const job& awaited) {
   if (awaited.owner != this)
     return false;
+  // Fewer workers than allowed may exist yet: start one for the queued job.
+  // If that fails, only the workers that exist can run it.
+  auto spawn_failed = maybe_spawn_worker() == spawn_outcome::failed;
+  auto capacity = spawn_failed ? spawned_.load(std::memory_order_acquire)
+                               : max_workers_;
   auto index = tl_worker_index;
   size_t waiting = 0;
   {
@@ -187,17 +262,19 @@ bool pool_impl::begin_wait(const job& awaited) {
     for (auto x : awaited_)
       if (x != nullptr && x->current_state() == job::state::queued)
         ++waiting;
-    if (waiting >= max_workers_)
+    if (waiting >= capacity)
       awaited_[index] = nullptr;
   }
-  if (waiting >= max_workers_)
+  if (waiting >= capacity)
     raise(make_error(errc::would_deadlock,
                      "a worker of pool '" + name_ + "' waits for a job queued "
                        + "in the same pool while every other worker does "
-                         "too: nobody would run it; use a second pool, or "
+                         "too"
+                       + (spawn_failed ? " (and no further worker could be "
+                                         "started)"
+                                       : "")
+                       + ": nobody would run it; use a second pool, or "
                          "then() instead of get()"));
-  // Fewer workers than allowed may exist yet: start one for the queued job.
-  maybe_spawn_worker();
   return true;
 }
 
@@ -251,8 +328,13 @@ blocking_pool::~blocking_pool() {
   if (impl_->finished())
     return;
   // Destroyed by one of its own jobs: waiting for the workers would include
-  // waiting for this one; they end once their current jobs return.
-  if (internal::current_self_wait_guard() == impl_.get())
+  // waiting for this one; they end once their current jobs return. On a
+  // thread that must never block (a scheduler thread, an event loop's own
+  // thread), running jobs are not waited for either: they finish on their
+  // own, and the runtime's shutdown waits for (or abandons) those still
+  // running then.
+  if (internal::current_self_wait_guard() == impl_.get()
+      || this_thread_must_not_block())
     return;
   impl_->finish_shutdown(internal::deadline_after(shutdown_deadline_),
                          ignored);
@@ -278,6 +360,23 @@ shutdown_report blocking_pool::shutdown(caf::timespan deadline) {
   if (deadline < caf::timespan::zero())
     raise(make_error(errc::invalid_argument,
                      "blocking_pool::shutdown: negative deadline"));
+  if (deadline > caf::timespan::zero()) {
+    if (this_thread_must_not_block())
+      raise(make_error(errc::would_deadlock,
+                       "blocking_pool::shutdown with a deadline called on "
+                       "thread '"
+                         + this_thread_name() + "', which must never block ("
+                         + "a scheduler thread or an event loop): use "
+                           "shutdown(0s), or destroy the pool (neither "
+                           "waits there)"));
+    if (internal::current_self_wait_guard() == impl_.get())
+      raise(make_error(errc::would_deadlock,
+                       "blocking_pool::shutdown with a deadline called "
+                       "inside a job of pool '"
+                         + impl_->name() + "': it would wait for itself; "
+                         + "shut it down from another thread, or destroy "
+                           "it (which does not wait there)"));
+  }
   // Keeps the pool alive if a continuation run below destroys this object.
   auto impl = impl_;
   shutdown_report report;

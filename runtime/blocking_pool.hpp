@@ -21,11 +21,27 @@
 /// - `shutdown(deadline)`: refuses new jobs (they fail at once with
 ///   `shut_down`), answers every queued job with `shut_down`, lets running
 ///   jobs finish until the deadline and abandons (counts) the rest: their
-///   callers hear `shut_down` at the deadline. The destructor does this with
-///   the runtime's `weave.shutdown-deadline` (at once if the pool was shut
-///   down already); so does the runtime's shutdown for every pool still
-///   alive. A job still running after its pool was shut down or destroyed
-///   is also counted in the runtime's shutdown report.
+///   callers hear `shut_down` at the deadline. A job a worker has taken but
+///   not yet started by then is answered `shut_down` and never runs. The
+///   destructor does this with the runtime's `weave.shutdown-deadline` (at
+///   once if the pool was shut down already); so does the runtime's
+///   shutdown for every pool still alive. A job still running after its
+///   pool was shut down or destroyed is also counted in the runtime's
+///   shutdown report.
+/// - Threads that must never block (see `this_thread_must_not_block()`: a
+///   scheduler thread running an actor's handler, an event loop's own
+///   thread) and the pool's own jobs never wait for the pool's running
+///   jobs: there, the destructor stops accepting jobs and answers the queued
+///   ones with `shut_down`, and returns at once, leaving the running jobs to
+///   finish on their own (and the runtime's shutdown to wait for or abandon
+///   them); `shutdown(d)` with `d > 0` throws `would_deadlock` before doing
+///   anything (`shutdown(0s)` does not wait, and is allowed).
+///
+/// If a worker thread cannot be started (the system is out of threads or
+/// memory), the pool goes on with the workers it has and tries again on a
+/// later submit; while it has none at all, the jobs waiting for one are
+/// answered with `job_failed`, naming the failure, instead of waiting for a
+/// worker that may never come.
 ///
 /// A job that throws completes with `job_failed` carrying the exception's
 /// message (a job that throws `weave::exception` fails with that exception's
@@ -33,8 +49,9 @@
 /// was queued never runs.
 ///
 /// Continuations (`then`) of a job run on the thread that completes it: the
-/// worker, the canceller, the runtime's timer thread (`timeout`) or the
-/// thread running a shutdown (`shut_down`). weave holds none of its locks
+/// worker, the canceller, the runtime's timer thread (`timeout`), the
+/// thread running a shutdown (`shut_down`) or the thread whose submit failed
+/// to start a worker (`job_failed`). weave holds none of its locks
 /// while they run, so they may call back into the pool, even destroy it.
 ///
 /// Thread-safety: all members may be called from any thread. A job's
@@ -91,7 +108,9 @@ public:
   blocking_pool(runtime& rt, size_t max_workers, std::string name = "pool");
 
   /// Shuts the pool down with the runtime's configured deadline (at once if
-  /// it was shut down already).
+  /// it was shut down already). Inside one of the pool's own jobs and on a
+  /// thread that must never block, it does not wait for running jobs (see
+  /// the header comment).
   ~blocking_pool();
 
   blocking_pool(const blocking_pool&) = delete;
@@ -135,7 +154,9 @@ public:
 
   /// See the header comment. Idempotent: a later call answers nothing new,
   /// and reports the jobs still left running. A negative `deadline` is
-  /// `invalid_argument`.
+  /// `invalid_argument`; a positive one is `would_deadlock` (and nothing is
+  /// done) on a thread that must never block and inside one of the pool's
+  /// own jobs, where waiting would block that thread or wait for itself.
   shutdown_report shutdown(caf::timespan deadline);
 
   /// The largest pool weave accepts.

@@ -99,7 +99,7 @@ job_ptr job_queue::take_locked(shard& s) {
   return job_ptr{raw, false};
 }
 
-job_ptr job_queue::try_take() {
+job_ptr job_queue::try_take(std::atomic<job*>& slot) {
   auto start = tl_cursor;
   for (size_t k = 0; k < count_; ++k) {
     auto i = (start + k) % count_;
@@ -111,7 +111,10 @@ job_ptr job_queue::try_take() {
       continue;
     // The next scan starts at the next shard: every submitter gets a turn.
     tl_cursor = i + 1;
-    return take_locked(s);
+    auto result = take_locked(s);
+    intrusive_ptr_add_ref(result.get());
+    slot.store(result.get(), std::memory_order_release);
+    return result;
   }
   return nullptr;
 }
@@ -135,10 +138,10 @@ bool job_queue::spin(bool may_spin) {
   return true;
 }
 
-job_ptr job_queue::pop(bool may_spin) {
+job_ptr job_queue::pop(bool may_spin, std::atomic<job*>& slot) {
   idle_.fetch_add(1, std::memory_order_relaxed);
   job_ptr result;
-  while ((result = try_take()) == nullptr
+  while ((result = try_take(slot)) == nullptr
          && !closed_.load(std::memory_order_acquire)) {
     // Tier 1, once per pop: spin on the count, without a lock.
     if (spin(may_spin)) {
@@ -159,6 +162,17 @@ job_ptr job_queue::pop(bool may_spin) {
       && parked_.load(std::memory_order_seq_cst) > 0)
     wake_one();
   return result;
+}
+
+std::vector<job_ptr> job_queue::drain() {
+  std::vector<job_ptr> rest;
+  for (size_t i = 0; i < count_; ++i) {
+    auto& s = shards_[i];
+    std::unique_lock<std::mutex> guard{s.mtx};
+    while (s.head != nullptr)
+      rest.emplace_back(take_locked(s));
+  }
+  return rest;
 }
 
 std::vector<job_ptr> job_queue::close() {

@@ -30,8 +30,8 @@
 //
 // Locking: a shard's mutex guards its list; the parking mutex guards only
 // the wait. No user code runs under either: jobs leave the queue as
-// references handed to the caller (`pop`, `close`), who runs, answers or
-// releases them after unlocking.
+// references handed to the caller (`pop`, `close`, `drain`), who runs,
+// answers or releases them after unlocking.
 
 #include <atomic>
 #include <condition_variable>
@@ -71,12 +71,20 @@ public:
   /// Takes a job (the oldest of a shard), waiting while the queue is empty.
   /// Returns null once the queue is closed (queued jobs are handed to
   /// `close()`'s caller). `may_spin`: the caller may spin first (a spinning
-  /// thread only pays off when a core is free for it).
-  job_ptr pop(bool may_spin);
+  /// thread only pays off when a core is free for it). The job is stored in
+  /// `slot` (which must be empty), with a reference of the slot's own,
+  /// before its shard's lock is released: a job is at every moment either
+  /// queued (and `close()` hands it over) or in a slot, never in neither, so
+  /// a shutdown that closes the queue and then empties the slots misses none.
+  job_ptr pop(bool may_spin, std::atomic<job*>& slot);
 
   /// Refuses further pushes, wakes every waiting worker and returns the jobs
   /// that were still queued, each submitter's oldest first.
   std::vector<job_ptr> close();
+
+  /// Returns the jobs queued now, each submitter's oldest first, and leaves
+  /// the queue open.
+  std::vector<job_ptr> drain();
 
   size_t size() const noexcept {
     return size_.load(std::memory_order_relaxed);
@@ -99,8 +107,9 @@ private:
   job_ptr take_locked(shard& s);
 
   /// Takes a job from the first non-empty shard, starting at the calling
-  /// worker's cursor; null if every shard was empty.
-  job_ptr try_take();
+  /// worker's cursor, and publishes it in `slot`; null if every shard was
+  /// empty.
+  job_ptr try_take(std::atomic<job*>& slot);
 
   /// Wakes one parked worker.
   void wake_one();

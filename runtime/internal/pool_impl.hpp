@@ -9,10 +9,13 @@
 // at shutdown; a pool already shut down by its owner is visited again, so
 // that a job it left running is still counted in the runtime's report.
 //
-// Locking: `live_mtx_` guards the live-worker count (and spawning workers:
-// a spawn runs no user code); `wait_mtx_` guards the self-wait table. No
-// user code runs under either: jobs abandoned at the deadline are taken out
-// of their slots and answered (their continuations run) after unlocking.
+// Locking: `live_mtx_` guards the live-worker count and `finished_`, and
+// serializes spawning workers (a spawn runs no user code); `wait_mtx_`
+// guards the self-wait table; `live_mtx_` may be held while the queue's own
+// lock is taken, never the other way round. No user code runs under any of
+// them: jobs answered or abandoned by a shutdown or a failed spawn are taken
+// out of their slots or the queue and answered (their continuations run)
+// after unlocking.
 
 #include <atomic>
 #include <condition_variable>
@@ -70,9 +73,18 @@ public:
   }
 
 private:
-  void maybe_spawn_worker();
+  enum class spawn_outcome { none, spawned, failed };
+
+  /// Starts one more worker unless `max_workers_` exist or the pool has
+  /// finished. If the spawn throws, nothing is left counted for the worker
+  /// that never started, and when no worker is alive to run them, the
+  /// queued jobs are answered with the failure (`job_failed`).
+  spawn_outcome maybe_spawn_worker();
 
   void worker_main(size_t index);
+
+  /// Empties worker `index`'s slot after a job that did not run.
+  void release_slot(size_t index) noexcept;
 
   caf::actor_system& sys_;
   const std::shared_ptr<deadline_timer> timer_;
@@ -81,13 +93,16 @@ private:
   // Workers spin before parking only while a core is free for it.
   const size_t cores_;
   job_queue queue_;
+  // Workers started (written under `live_mtx_`, only after a spawn
+  // succeeded: worker `i` exists for every `i < spawned_`).
   std::atomic<size_t> spawned_{0};
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
-  // The job each worker is running, so that shutdown can abandon it at the
-  // deadline: whoever takes it out of the slot (the worker when it returns,
-  // or shutdown) decides how it ends.
+  // The job each worker holds, from the moment the queue hands it over (see
+  // job_queue::pop) until it ended, so that shutdown can answer or abandon
+  // it at the deadline: whoever takes it out of the slot (the worker when
+  // it is done with it, or shutdown) decides how it ends.
   std::unique_ptr<std::atomic<job*>[]> running_;
   // Jobs taken out of their slots by a shutdown whose workers have not
   // returned yet (briefly negative while a worker races the count).
