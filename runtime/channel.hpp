@@ -39,11 +39,19 @@
 ///   subscriber, the channel closes (reason: its exit reason), so producers
 ///   are released instead of blocking for ever; what is queued stays for
 ///   thread consumers.
+/// - The channel keeps a subscriber alive (it holds a reference to it) until
+///   it has sent it `channel_closed`, no longer: an actor that nothing else
+///   references is destroyed after it handled the end, like any CAF actor.
 ///
 /// `close()`: further puts fail with `closed`; consumers drain what is left,
 /// then see end-of-stream (threads: `closed`; actors: `channel_closed`).
 /// Blocked producers and consumers are released at once. The runtime's
-/// shutdown closes every channel still open.
+/// shutdown closes every channel still open; subscribers keep draining it
+/// while user actors get their time, and whatever actor a channel still
+/// holds when the runtime destroys its actor system is let go of first
+/// (its unread batch goes back to the channel; a `consume` future fails with
+/// `shut_down`). A channel may outlive its runtime, in any state: threads
+/// can still drain it, and `subscribe` throws `shut_down`.
 ///
 /// Overflow policy, chosen at creation, for a put on a full channel:
 /// `block` (default: wait), `drop_newest` (discard the new item, return
@@ -71,11 +79,21 @@
 /// `channel` share one queue. A successful put happens-before the get (or
 /// handler) that receives the item. Blocking calls (`put`, `get` without
 /// `try_`) refuse to run on a thread that must never block
-/// (`would_deadlock`). No user code runs while the channel holds its locks:
-/// evicted and refused items, messages, promises and their continuations,
-/// and subscribers' callbacks are destroyed or run after the locks are
-/// released. (Moving an item in or out happens under the lock, and so does
-/// destroying the moved-from shell.)
+/// (`would_deadlock`). No user code runs while the channel holds its locks,
+/// except an item's constructor when a put moves (or copies) it in: no item
+/// destructor (not even of a moved-from item), message, promise,
+/// continuation, subscriber callback or actor behaviour is destroyed or run
+/// under them. To that end, an item type whose destructor is not trivial, or
+/// whose move may throw, is kept in a box of its own while queued (one
+/// allocation per item; `int`, `double` and plain structs are stored
+/// inline), and is moved out of it by the consumer, after the locks.
+///
+/// Exceptions: an operation that throws (out of memory, an item's
+/// constructor) leaves the channel as it was; a put that throws did not
+/// accept its item. A `get` whose item cannot be moved out of its box puts
+/// it back at the front and throws. If sending a batch to a subscriber fails
+/// for want of memory, its items stay at (or go back to) the front, in
+/// order, and the channel tries again on its next operation.
 
 #include <chrono>
 #include <cstdint>
@@ -178,11 +196,14 @@ struct channel_stats {
   /// Puts refused with `full` by the `fail` policy; each item stayed with
   /// its caller.
   size_t refused = 0;
-  /// Items of unread batches that went back to the front of the queue
-  /// because their subscriber died.
+  /// Items that went back to the front of the queue: unread batches of a
+  /// subscriber that died (or that could not be sent), items a `consume`
+  /// did not reach because its `on_item` threw, and items a `get` could not
+  /// move out.
   size_t requeued = 0;
   /// Items of batches that a live subscriber let go without looking at them
-  /// (no handler called `items()`, e.g. none matched the message).
+  /// (no handler called `items()`, e.g. none matched the message), and items
+  /// that could not go back to the queue for want of memory.
   size_t lost = 0;
   /// Batch messages sent to actors.
   size_t batches = 0;
@@ -225,7 +246,7 @@ public:
 
   /// How many items it holds (does not count as reading them).
   size_t size() const noexcept {
-    return data_->items.size();
+    return data_->size();
   }
 
   T& operator[](size_t i) {
@@ -233,10 +254,12 @@ public:
   }
 
   /// The items, to iterate or move from. Calling it marks the batch as read:
-  /// should the subscriber die now, its items count as consumed.
-  std::vector<T>& items() const noexcept {
-    data_->opened = true;
-    return data_->items;
+  /// should the subscriber die now, its items count as consumed. Items that
+  /// the channel keeps boxed (see the header comment) are moved out on the
+  /// first call; if that throws, so does this call (a batch whose items
+  /// are copied out stays unread).
+  std::vector<T>& items() const {
+    return data_->items();
   }
 
 private:
@@ -257,11 +280,13 @@ public:
     : channel(capacity, policy) {
     if (rt.shutting_down())
       raise(make_error(errc::shut_down, "the runtime is shut down"));
+    core_->bind_to_runtime();
     internal::runtime_access::register_component(rt, core_);
   }
 
   /// A channel between plain threads only, outside any runtime (so no
-  /// shutdown closes it; close it yourself). Actors need the runtime form.
+  /// shutdown closes it; close it yourself). Actors need the runtime form:
+  /// `subscribe`, `consume` and `offer` throw `invalid_argument` here.
   explicit channel(size_t capacity, overflow policy = overflow::block) {
     if (capacity == 0)
       raise(make_error(errc::invalid_argument,
@@ -327,6 +352,7 @@ public:
   // -- event-based actors -----------------------------------------------------
 
   /// Subscribes `self` with `credit` (at least 1) items in flight at most.
+  /// Throws `shut_down` once the runtime is destroying its actor system.
   void subscribe(caf::event_based_actor* self, size_t credit) {
     if (credit == 0)
       raise(make_error(errc::invalid_argument,
@@ -339,6 +365,14 @@ public:
   /// The future completes in the loop with the number of items once the
   /// channel is closed and drained, or fails with `shut_down` if the loop
   /// stops first.
+  ///
+  /// If `on_item` throws, consuming stops there, like an `async for` that
+  /// raises: the future fails with the exception's error (`job_failed`
+  /// carrying its message, or the `weave::exception`'s own error), the
+  /// consumer leaves the channel, and the items it had been handed but not
+  /// yet passed to `on_item` go back to the front of the channel, in order,
+  /// for the next consumer (another `consume` included). The item that threw
+  /// counts as consumed. The channel stays open.
   template <class F>
   future<size_t> consume(loop_context& cx, F on_item,
                          size_t credit = default_loop_credit) {
