@@ -37,19 +37,27 @@ thread_local channel_outbox* tl_delivering = nullptr;
 /// Set while a message that could not be sent is destroyed.
 thread_local bool tl_delivery_failed = false;
 
-/// Sends `msg` to `dest`. If the mailbox element cannot be allocated, `msg`
-/// is destroyed with `tl_delivery_failed` set (see channel_delivery.hpp).
+/// How many times `send_one` tries to allocate a mailbox element.
+constexpr int send_attempts = 2;
+
+/// Sends `msg` to `dest`. If the mailbox element cannot be allocated (twice:
+/// a passing shortage does not lose an end-of-stream), `msg` is destroyed
+/// with `tl_delivery_failed` set (see channel_delivery.hpp).
 void send_one(caf::strong_actor_ptr& dest, caf::message& msg) noexcept {
   caf::mailbox_element_ptr elem;
-  try {
-    // From a copy: `msg` keeps the content if this throws.
-    elem = caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
-                                     msg);
-  } catch (...) {
-    tl_delivery_failed = true;
-    msg = caf::message{};
-    tl_delivery_failed = false;
-    return;
+  for (int attempt = 1; elem == nullptr; ++attempt) {
+    try {
+      // From a copy: `msg` keeps the content if this throws.
+      elem = caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                       msg);
+    } catch (...) {
+      if (attempt < send_attempts)
+        continue;
+      tl_delivery_failed = true;
+      msg = caf::message{};
+      tl_delivery_failed = false;
+      return;
+    }
   }
   // The element holds the only reference, so that the handler's mutable
   // access to the content does not copy it.

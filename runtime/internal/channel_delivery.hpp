@@ -13,9 +13,11 @@
 // stays flat.
 //
 // Sending never throws. If CAF cannot allocate the mailbox element (out of
-// memory), the message is destroyed while `delivery_failed()` is true, so
-// that a batch knows it never reached its subscriber and gives its items
-// back to the channel; the other messages are still sent.
+// memory, twice in a row), the message is destroyed while
+// `delivery_failed()` is true, so that a batch knows it never reached its
+// subscriber and gives its items back to the channel; the other messages
+// are still sent (an end-of-stream or `channel_writable` lost that way is
+// not sent again).
 
 #include <cstdint>
 #include <utility>

@@ -81,7 +81,7 @@ public:
   /// room until `until` (none: for ever).
   template <class U>
   channel_status put(U&& x, std::optional<time_point> until, bool wait) {
-    std::optional<slot> evicted; // destroyed after the lock is released
+    typename slot_traits::holder evicted; // destroyed after the lock
     std::unique_lock<std::mutex> guard{in_mtx_};
     for (;;) {
       if (closed_)
@@ -156,7 +156,7 @@ public:
   /// to the front and the exception propagates.
   channel_result<T> get(std::optional<time_point> until, bool wait) {
     channel_outbox out; // sent after the locks are released
-    std::optional<slot> taken; // destroyed after the locks are released
+    typename slot_traits::holder taken; // destroyed after the locks
     channel_result<T> res;
     {
       std::unique_lock<std::mutex> out_guard{out_mtx_};
@@ -193,7 +193,7 @@ public:
       if constexpr (slot_traits::inline_items)
         res.value.emplace(std::move(out_.front()));
       else
-        taken.emplace(std::move(out_.front()));
+        taken = std::move(out_.front());
       out_.pop_front();
       res.status = channel_status::ok;
       removed_.fetch_add(1);
@@ -203,9 +203,9 @@ public:
     deliver(out);
     if constexpr (!slot_traits::inline_items) {
       try {
-        res.value.emplace(std::move_if_noexcept(**taken));
+        res.value.emplace(std::move_if_noexcept(*taken));
       } catch (...) {
-        give_back(*taken);
+        give_back(taken);
         throw;
       }
     }
@@ -264,7 +264,7 @@ protected:
 
   /// Drop-oldest: moves the oldest queued item into `evicted`, for the
   /// caller to destroy after the locks are released.
-  void evict_oldest(std::optional<slot>& evicted) {
+  void evict_oldest(typename slot_traits::holder& evicted) {
     std::unique_lock<std::mutex> out_guard{out_mtx_};
     if (out_.empty()) {
       std::unique_lock<std::mutex> in_guard{in_mtx_};
@@ -272,7 +272,7 @@ protected:
     }
     if (out_.empty())
       return; // consumers made room meanwhile
-    evicted.emplace(std::move(out_.front()));
+    slot_traits::hold(evicted, std::move(out_.front()));
     out_.pop_front();
     ++evicted_;
     removed_.fetch_add(1);

@@ -16,6 +16,7 @@
 //   takes it (a `get`, a batch's `items()`, a dropped batch).
 
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -29,6 +30,18 @@ struct channel_slot {
                                          T>::value;
 
   using type = std::conditional_t<inline_items, T, std::unique_ptr<T>>;
+
+  /// Room for one slot taken out of the queue, to be destroyed after the
+  /// locks (empty by default).
+  using holder
+    = std::conditional_t<inline_items, std::optional<T>, std::unique_ptr<T>>;
+
+  static void hold(holder& h, type&& x) noexcept {
+    if constexpr (inline_items)
+      h.emplace(std::move(x));
+    else
+      h = std::move(x);
+  }
 
   /// A slot holding an item built from `x`. May throw what building the
   /// item (or its box) throws.
