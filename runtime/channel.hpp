@@ -103,11 +103,10 @@
 #include <utility>
 #include <vector>
 
-#include "caf/allowed_unsafe_message_type.hpp"
 #include "caf/event_based_actor.hpp"
-#include "caf/intrusive_ptr.hpp"
-#include "caf/meta/type_name.hpp"
 
+#include "runtime/channel_batch.hpp"
+#include "runtime/channel_stats.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/deadline.hpp"
@@ -157,114 +156,12 @@ struct channel_result {
   }
 };
 
-/// Sent to a subscriber after the last item of a closed channel.
-struct channel_closed {
-  uint64_t channel_id = 0;
-};
-
-/// Sent to an `offer`ing actor once a full channel has room (or closed).
-struct channel_writable {
-  uint64_t channel_id = 0;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, channel_closed& x) {
-  return f(caf::meta::type_name("channel_closed"), x.channel_id);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, channel_writable& x) {
-  return f(caf::meta::type_name("channel_writable"), x.channel_id);
-}
-
-/// A snapshot of a channel's counters.
-struct channel_stats {
-  size_t capacity = 0;
-  /// Items queued now.
-  size_t depth = 0;
-  /// The most items ever queued at once: never above `capacity`, except for
-  /// items a dead subscriber returned.
-  size_t high_water = 0;
-  /// Items accepted (`put`, `try_put`, `offer`).
-  size_t puts = 0;
-  /// Items taken by consumers (threads, or actors in batches); items a dead
-  /// subscriber returned count once, when taken again.
-  size_t gets = 0;
-  /// Items discarded by `drop_newest` (the new one) or `drop_oldest` (the
-  /// evicted one).
-  size_t drops = 0;
-  /// Puts refused with `full` by the `fail` policy; each item stayed with
-  /// its caller.
-  size_t refused = 0;
-  /// Items that went back to the front of the queue: unread batches of a
-  /// subscriber that died (or that could not be sent), items a `consume`
-  /// did not reach because its `on_item` threw, and items a `get` could not
-  /// move out.
-  size_t requeued = 0;
-  /// Items of batches that a live subscriber let go without looking at them
-  /// (no handler called `items()`, e.g. none matched the message), and items
-  /// that could not go back to the queue for want of memory.
-  size_t lost = 0;
-  /// Batch messages sent to actors.
-  size_t batches = 0;
-  /// Threads blocked in `put` now.
-  size_t blocked_producers = 0;
-  /// Threads blocked in `get` now.
-  size_t blocked_consumers = 0;
-  /// Actors told `full` by `offer` that wait for `channel_writable`.
-  size_t waiting_writers = 0;
-  /// Actors (and loops) subscribed now.
-  size_t subscribers = 0;
-};
-
 namespace internal {
-
-template <class T>
-class batch_data;
 
 template <class T>
 class channel_core;
 
-template <class T, class F>
-future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
-                               F on_item, size_t credit);
-
 } // namespace internal
-
-/// A batch of items delivered to a subscribed actor; see the header comment.
-template <class T>
-class channel_batch {
-public:
-  channel_batch() = default;
-
-  explicit channel_batch(caf::intrusive_ptr<internal::batch_data<T>> data)
-    : data_(std::move(data)) {
-  }
-
-  // No begin()/end() on purpose: CAF would take the batch for a container
-  // to serialize. Iterate `items()`.
-
-  /// How many items it holds (does not count as reading them).
-  size_t size() const noexcept {
-    return data_->size();
-  }
-
-  T& operator[](size_t i) {
-    return items()[i];
-  }
-
-  /// The items, to iterate or move from. Calling it marks the batch as read:
-  /// should the subscriber die now, its items count as consumed. Items that
-  /// the channel keeps boxed (see the header comment) are moved out on the
-  /// first call; if that throws, so does this call (a batch whose items
-  /// are copied out stays unread).
-  std::vector<T>& items() const {
-    return data_->items();
-  }
-
-private:
-  caf::intrusive_ptr<internal::batch_data<T>> data_;
-};
 
 template <class T>
 class channel {
@@ -379,7 +276,7 @@ public:
     if (credit == 0)
       raise(make_error(errc::invalid_argument,
                        "channel::consume: credit must be at least 1"));
-    return internal::consume_in_loop(*core_, cx, std::move(on_item), credit);
+    return core_->consume(cx, std::move(on_item), credit);
   }
 
   /// Puts without blocking; see the header comment for `full`. The item is
@@ -439,13 +336,6 @@ private:
 };
 
 } // namespace weave
-
-namespace caf {
-
-template <class T>
-struct allowed_unsafe_message_type<weave::channel_batch<T>> : std::true_type {};
-
-} // namespace caf
 
 // The machinery behind channel<T>; not part of the API.
 #include "runtime/internal/channel_core.hpp"

@@ -288,6 +288,10 @@ TEST_CASE("a subscriber whose items cannot be copied out of the batch loses "
                 caf::after(weave::test::patience) >> [] {});
   fragile::fail = false;
   REQUIRE(down);
+  // The batch it was handling dies after the down message: wait for it.
+  auto until = std::chrono::steady_clock::now() + weave::test::patience;
+  while (ch.stats().requeued < 3 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
   std::vector<int> got;
   while (auto r = ch.try_get())
     got.push_back(r->value);

@@ -1,49 +1,27 @@
 #pragma once
 
 // Internal: the shared state behind `channel<T>` (see runtime/channel.hpp
-// for the contract): the bounded queue of `channel_queue`, plus subscribed
-// actors, closing, statistics, and the runtime's shutdown.
+// for the contract): the queue and subscribers of `channel_fanout`, plus
+// producing actors (`offer`), statistics, and the runtime's shutdown.
 //
-// Subscribers get one batch at a time (that keeps the order); a batch's
-// credit comes back through `batch_done` when its message dies. An actor
-// that dies empties its mailbox before CAF runs its cleanup callbacks, so
-// its unread batch reaches `batch_done` while it is still subscribed: the
-// channel sees the closed mailbox, marks it dead (nothing more is sent to
-// it) and puts the items back at the front. `subscriber_down`, from the
-// cleanup callback, then removes it and closes the channel if it was the
-// last subscriber.
+// References into the actor system: closing at shutdown tells every waiting
+// writer and lets go of every subscriber that got its end; the subscribers
+// still held when the runtime is about to destroy the actor system are let
+// go of then (`release_actors`). A closed channel lists no writer. So a
+// channel may outlive its runtime in any state. A channel made without a
+// runtime has no such steps, and refuses actors altogether.
 //
-// References into the actor system: the channel lets go of a subscriber
-// once it sent it the end, and of every actor it still holds when the
-// runtime is about to destroy its actor system (`release_actors`); after
-// that, subscribing and offering are refused with `shut_down`. So a channel
-// may outlive its runtime in any state. A channel made without a runtime has
-// no such step, and refuses actors altogether.
-//
-// No user code runs under the locks: messages are sent by `deliver` after
-// the locks are released; a subscriber that leaves is moved out of the list
-// under the locks, but its hooks (a loop's handler, a promise and its
-// continuations) run and are destroyed after them, and so is the last
-// reference to an actor the channel lets go of (destroying an actor runs its
-// behaviour's destructors).
-//
-// Exceptions: a batch is built (message, room for its items, room in the
-// outbox) before its items leave the queue; if that fails for want of
-// memory, the items stay at the front and the subscriber stays idle, and
-// the channel tries again on its next put, batch return, subscribe or
-// `close()` (a repeated `close()` retries too).
+// Locking: the two locks of `channel_queue`; no user code runs under them
+// (see channel_fanout.hpp and channel_queue.hpp).
 
-#include <algorithm>
-#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <optional>
+#include <string>
 #include <utility>
-#include <vector>
 
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
-#include "caf/make_counted.hpp"
+#include "caf/intrusive_ptr.hpp"
 #include "caf/make_message.hpp"
 
 #include "runtime/channel.hpp"
@@ -51,7 +29,7 @@
 #include "runtime/internal/channel_batch_data.hpp"
 #include "runtime/internal/channel_consume.hpp"
 #include "runtime/internal/channel_delivery.hpp"
-#include "runtime/internal/channel_queue.hpp"
+#include "runtime/internal/channel_fanout.hpp"
 #include "runtime/internal/channel_subscriber.hpp"
 #include "runtime/internal/component.hpp"
 
@@ -59,13 +37,11 @@ namespace weave::internal {
 
 template <class T>
 class channel_core final
-  : public channel_queue<T>,
+  : public channel_fanout<T>,
     public component,
     public std::enable_shared_from_this<channel_core<T>> {
 public:
-  using slot = channel_slot_t<T>;
-
-  using channel_queue<T>::channel_queue;
+  using channel_fanout<T>::channel_fanout;
 
   /// Marks the channel as one the runtime shuts down (before it is shared).
   void bind_to_runtime() noexcept {
@@ -79,7 +55,7 @@ public:
   }
 
   void begin_shutdown(shutdown_report& report) override {
-    if (close(caf::error{}))
+    if (this->close(caf::error{}))
       ++report.channels_closed;
   }
 
@@ -88,29 +64,15 @@ public:
   }
 
   void release_actors() noexcept override {
-    std::vector<subscriber> gone; // destroyed after the locks
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      released_ = true;
-      gone.swap(subs_);
-      this->subscriber_idle_ = false;
-      // Closing told every waiting writer; none can have come since.
-    }
-    for (auto& s : gone)
-      if (!s.end_sent && s.hooks.on_down)
-        s.hooks.on_down(make_error(errc::shut_down,
-                                   "the runtime shut down before the "
-                                   "channel ended"));
-    // Dropping the last references may destroy actors now, which runs their
-    // cleanup (and `subscriber_down`, which finds nothing) on this thread.
+    this->release_subscribers();
   }
 
-  // -- subscribers ------------------------------------------------------------
+  // -- actors -----------------------------------------------------------------
 
   /// Subscribes an event-based actor: it receives `channel_batch<T>` and
   /// `channel_closed` messages.
   void subscribe_actor(caf::event_based_actor* self, size_t credit) {
+    check_actors_allowed("subscribe");
     subscriber_hooks<T> hooks;
     hooks.wrap_batch = [](caf::intrusive_ptr<batch_data<T>> b) {
       return caf::make_message(channel_batch<T>{std::move(b)});
@@ -118,139 +80,44 @@ public:
     hooks.wrap_end = [id = this->id_] {
       return caf::make_message(channel_closed{id});
     };
-    subscribe(self, credit, std::move(hooks));
+    this->subscribe(self, credit, std::move(hooks));
   }
 
-  void subscribe(caf::event_based_actor* self, size_t credit,
-                 subscriber_hooks<T> hooks) {
-    check_actors_allowed("subscribe");
-    std::weak_ptr<channel_core> weak = this->shared_from_this();
-    channel_outbox out;
-    subscriber s; // if it is not taken, its hooks die after the locks
-    s.actor = caf::actor_cast<caf::strong_actor_ptr>(self);
-    s.self = self;
-    s.credit = credit;
-    s.hooks = std::move(hooks);
-    uint64_t sid;
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      if (released_)
-        raise_shut_down("subscribe");
-      s.id = next_subscriber_ + 1;
-      subs_.push_back(std::move(s)); // may throw: nothing changed
-      sid = ++next_subscriber_;
-      dispatch(out);
-    }
-    try {
-      self->attach_functor([weak, sid](const caf::error& reason) {
-        if (auto core = weak.lock())
-          core->subscriber_down(sid, reason);
-      });
-    } catch (...) {
-      // Without the hook its death would go unseen: it leaves at once.
-      deliver(out);
-      remove_subscriber(sid);
-      throw;
-    }
-    deliver(out);
+  /// Subscribes the loop of `cx` (see channel_consume.hpp).
+  template <class F>
+  future<size_t> consume(loop_context& cx, F on_item, size_t credit) {
+    check_actors_allowed("consume");
+    return consume_in_loop(*this, cx, std::move(on_item), credit);
   }
 
-  /// A batch is gone: returns its credit and sends the next one. `unread`
-  /// holds its items if no handler looked at them: they go back to the
-  /// front of the queue if the subscriber is dying or gone, or if the batch
-  /// never reached it (`undelivered`), else they count as lost (a live
-  /// actor let them go). Called from the batch's destructor: never throws.
-  void batch_done(uint64_t sid, size_t credit, std::vector<slot>* unread,
-                  bool undelivered) noexcept {
-    channel_outbox out;
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      auto i = find_subscriber(sid);
-      auto gone = i == subs_.end() || i->dying();
-      if (i != subs_.end()) {
-        i->dead = i->actor != nullptr && gone;
-        i->credit += credit;
-        i->in_flight = false;
-      }
-      if (unread != nullptr && !unread->empty()) {
-        if (gone || undelivered)
-          requeue_or_lose(*unread, 0);
-        else
-          lost_ += unread->size();
-      }
-      if (undelivered) {
-        // Out of memory: retrying at once could go on for ever. The next
-        // put (or close) tries again.
-        this->subscriber_idle_ = true;
-      } else {
-        dispatch(out);
-      }
-    }
-    deliver(out);
-  }
-
-  /// A loop consumer's `on_item` threw on `items[at]`: the consumer leaves,
-  /// and the items after that one go back to the front, in order. Call
-  /// without holding the locks; never throws.
-  void consumer_failed(uint64_t sid, std::vector<slot>& items,
-                       size_t at) noexcept {
-    std::optional<subscriber> gone; // its hooks die after the locks
-    channel_outbox out;
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      auto i = find_subscriber(sid);
-      if (i != subs_.end()) {
-        gone.emplace(std::move(*i));
-        subs_.erase(i);
-      }
-      requeue_or_lose(items, at + 1);
-      dispatch(out);
-    }
-    deliver(out);
-  }
-
-  // -- producers --------------------------------------------------------------
-
-  /// See `channel_queue::offer`. (After the runtime's shutdown the channel
-  /// is closed: no actor is listed any more.)
+  /// Puts without waiting; on `full`, `self` gets `channel_writable` once a
+  /// slot frees (or the channel closes).
   template <class U>
   channel_status offer(caf::event_based_actor* self, U&& x) {
     check_actors_allowed("offer");
-    return channel_queue<T>::offer(self, std::forward<U>(x));
-  }
-
-  // -- closing and monitoring -------------------------------------------------
-
-  /// Closes the channel, recording `reason`; false if it was closed
-  /// already. Either way, it then sends what is still owed (ends,
-  /// `channel_writable`) if sending failed before for want of memory.
-  bool close(caf::error reason) {
-    channel_outbox out;
-    auto closed_now = false;
+    auto st = this->put(std::forward<U>(x), std::nullopt, false);
+    if (st != channel_status::full)
+      return st;
+    auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
     {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
+      std::unique_lock<std::mutex> guard{this->in_mtx_};
       if (!this->closed_) {
-        closed_now = true;
-        this->closed_ = true;
-        close_reason_ = std::move(reason);
-        this->wake_wanted_.store(false);
-        this->not_full_.notify_all();
-        this->not_empty_.notify_all();
+        this->writers_.push_back(me);
+        this->wake_wanted_.store(true); // then look again, as in put
+        if (!this->has_room())
+          return channel_status::full;
+        this->writers_.pop_back();
       }
-      try {
-        this->tell_writers(out);
-      } catch (...) {
-        // Out of memory: they stay listed for a later close().
-      }
-      dispatch(out);
     }
+    // Room appeared (or it closed) meanwhile: tell the actor right away.
+    channel_outbox out;
+    out.emplace_back(std::move(me),
+                     caf::make_message(channel_writable{this->id_}));
     deliver(out);
-    return closed_now;
+    return channel_status::full;
   }
+
+  // -- monitoring -------------------------------------------------------------
 
   bool closed() const {
     std::unique_lock<std::mutex> guard{this->in_mtx_};
@@ -259,7 +126,7 @@ public:
 
   caf::error close_reason() const {
     std::unique_lock<std::mutex> guard{this->out_mtx_};
-    return close_reason_;
+    return this->close_reason_;
   }
 
   channel_stats stats() const {
@@ -274,174 +141,27 @@ public:
     s.drops = this->dropped_newest_ + this->evicted_;
     s.refused = this->refused_;
     s.requeued = this->returned_;
-    s.lost = lost_;
-    s.batches = batches_;
+    s.lost = this->lost_;
+    s.batches = this->batches_;
     s.blocked_producers = this->waiting_producers_;
     s.blocked_consumers = this->waiting_consumers_;
     s.waiting_writers = this->writers_.size();
-    s.subscribers = subs_.size();
+    s.subscribers = this->subs_.size();
     return s;
   }
 
 protected:
-  void feed_subscribers() noexcept override {
-    channel_outbox out;
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      dispatch(out);
-    }
-    deliver(out);
+  std::weak_ptr<channel_core<T>> weak_core() noexcept override {
+    return this->weak_from_this();
   }
 
 private:
-  using subscriber = channel_subscriber<T>;
-
-  /// What `feed` did for one subscriber.
-  enum class fed { nothing, batch, waits };
-
   void check_actors_allowed(const char* what) const {
     if (!runtime_bound_)
       raise(make_error(errc::invalid_argument,
                        std::string{"channel::"} + what
                          + ": actors need a channel created with a runtime"));
   }
-
-  [[noreturn]] static void raise_shut_down(const char* what) {
-    raise(make_error(errc::shut_down, std::string{"channel::"} + what
-                                        + ": the runtime is shut down"));
-  }
-
-  typename std::vector<subscriber>::iterator find_subscriber(uint64_t sid) {
-    return std::find_if(subs_.begin(), subs_.end(),
-                        [sid](const subscriber& s) { return s.id == sid; });
-  }
-
-  /// Removes subscriber `sid` (its hooks die after the locks).
-  void remove_subscriber(uint64_t sid) noexcept {
-    std::optional<subscriber> gone;
-    std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-    std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-    auto i = find_subscriber(sid);
-    if (i == subs_.end())
-      return;
-    gone.emplace(std::move(*i));
-    subs_.erase(i);
-  }
-
-  /// `requeue`, or, out of memory, counts the items as lost (they die with
-  /// their holder, after the locks). Both locks held.
-  void requeue_or_lose(std::vector<slot>& items, size_t from) noexcept {
-    try {
-      this->requeue(items, from);
-    } catch (...) {
-      if (from < items.size())
-        lost_ += items.size() - from;
-    }
-  }
-
-  /// Hands queued items to idle subscribers with credit, and end-of-stream
-  /// to idle subscribers of a closed, drained channel. Call with both locks
-  /// held. Never throws: a subscriber that could not be fed stays idle.
-  void dispatch(channel_outbox& out) noexcept {
-    auto took = false;
-    auto idle = false;
-    auto failed = false;
-    for (auto& s : subs_) {
-      if (s.in_flight || s.end_sent || s.dead)
-        continue;
-      if (s.dying()) {
-        s.dead = true;
-        continue;
-      }
-      try {
-        switch (feed(s, out)) {
-          case fed::batch:
-            took = true;
-            break;
-          case fed::waits:
-            idle = true;
-            break;
-          case fed::nothing:
-            break;
-        }
-      } catch (...) {
-        idle = true;
-        failed = true;
-      }
-    }
-    // Producers that queue an item while a subscriber waits for one hand it
-    // over themselves (read under `in_mtx_`, so no item is stranded). After
-    // a failure, the next put tries again even on a closed channel.
-    this->subscriber_idle_ = idle && (failed || !this->closed_);
-    if (took && this->wake_wanted_.load())
-      this->wake_producers(out, true);
-  }
-
-  /// Sends `s` (idle, alive) its next batch, or its end. Both locks held.
-  /// Everything that may throw comes before the items leave the queue.
-  fed feed(subscriber& s, channel_outbox& out) {
-    if (this->out_.size() < s.credit)
-      this->refill();
-    if (!this->out_.empty()) {
-      auto n = std::min(s.credit, this->out_.size());
-      auto data = caf::make_counted<batch_data<T>>(this->weak_from_this(),
-                                                   s.id);
-      data->slots.reserve(n);
-      auto msg = s.hooks.wrap_batch(data);
-      out.reserve(out.size() + 1);
-      // Nothing below throws.
-      this->take(n, data->slots);
-      data->arm();
-      ++batches_;
-      s.credit -= n;
-      s.in_flight = true;
-      out.emplace_back(s.actor, std::move(msg));
-      return fed::batch;
-    }
-    if (!this->closed_)
-      return fed::waits;
-    auto msg = s.hooks.wrap_end();
-    out.reserve(out.size() + 1);
-    s.end_sent = true;
-    // It gets nothing more: the channel lets go of it (the outbox's
-    // reference dies once the message is sent, after the locks).
-    out.emplace_back(std::move(s.actor), std::move(msg));
-    s.self = nullptr;
-    return fed::nothing;
-  }
-
-  /// CAF reports that subscriber `sid` died (its mailbox is already gone).
-  void subscriber_down(uint64_t sid, const caf::error& reason) {
-    std::optional<subscriber> gone; // its hooks die after the locks
-    auto last = false;
-    {
-      std::unique_lock<std::mutex> out_guard{this->out_mtx_};
-      std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      auto i = find_subscriber(sid);
-      if (i == subs_.end())
-        return;
-      gone.emplace(std::move(*i));
-      subs_.erase(i);
-      last = subs_.empty() && !this->closed_;
-      if (subs_.empty())
-        this->subscriber_idle_ = false;
-    }
-    if (last)
-      close(reason ? reason
-                   : make_error(errc::closed, "the consumer actor ended"));
-    if (gone->hooks.on_down)
-      gone->hooks.on_down(reason);
-  }
-
-  // Guarded by both locks.
-  size_t lost_ = 0;
-  size_t batches_ = 0;
-  caf::error close_reason_;
-  std::vector<subscriber> subs_;
-  uint64_t next_subscriber_ = 0;
-  /// The runtime is about to destroy the actor system: no more actors.
-  bool released_ = false;
 
   /// Set once, before the channel is shared.
   bool runtime_bound_ = false;

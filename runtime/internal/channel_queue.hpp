@@ -1,8 +1,8 @@
 #pragma once
 
 // Internal: the bounded queue inside a channel, and what plain threads do
-// with it (put, get) and actors that produce (offer). `channel_core` adds
-// the subscribers on top.
+// with it (put, get). `channel_fanout` adds the subscribers on top, and
+// `channel_core` the rest (offer, statistics, the runtime's shutdown).
 //
 // The queue has two sides, each with its own lock, so that producers and
 // consumers on different cores do not meet at one lock per item: producers
@@ -43,8 +43,6 @@
 #include <utility>
 #include <vector>
 
-#include "caf/actor_cast.hpp"
-#include "caf/event_based_actor.hpp"
 #include "caf/make_message.hpp"
 
 #include "runtime/channel.hpp"
@@ -122,31 +120,6 @@ public:
     if (feed_subscriber)
       feed_subscribers();
     return channel_status::ok;
-  }
-
-  /// Puts without waiting; on `full`, `self` gets `channel_writable` once a
-  /// slot frees (or the channel closes).
-  template <class U>
-  channel_status offer(caf::event_based_actor* self, U&& x) {
-    auto st = put(std::forward<U>(x), std::nullopt, false);
-    if (st != channel_status::full)
-      return st;
-    auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
-    {
-      std::unique_lock<std::mutex> guard{in_mtx_};
-      if (!closed_) {
-        writers_.push_back(me);
-        wake_wanted_.store(true); // then look again, as in wait_for_room
-        if (!has_room())
-          return channel_status::full;
-        writers_.pop_back();
-      }
-    }
-    // Room appeared (or it closed) meanwhile: tell the actor right away.
-    channel_outbox out;
-    out.emplace_back(std::move(me), caf::make_message(channel_writable{id_}));
-    deliver(out);
-    return channel_status::full;
   }
 
   // -- consumers --------------------------------------------------------------
