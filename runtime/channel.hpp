@@ -80,13 +80,14 @@
 /// handler) that receives the item. Blocking calls (`put`, `get` without
 /// `try_`) refuse to run on a thread that must never block
 /// (`would_deadlock`). No user code runs while the channel holds its locks,
-/// except an item's constructor when a put moves (or copies) it in: no item
-/// destructor (not even of a moved-from item), message, promise,
-/// continuation, subscriber callback or actor behaviour is destroyed or run
-/// under them. To that end, an item type whose destructor is not trivial, or
-/// whose move may throw, is kept in a box of its own while queued (one
-/// allocation per item; `int`, `double` and plain structs are stored
-/// inline), and is moved out of it by the consumer, after the locks.
+/// except an item's constructors (a put moves or copies its item in; items
+/// stored inline are moved around): no item destructor (not even of a
+/// moved-from item), message, promise, continuation, subscriber callback or
+/// actor behaviour is destroyed or run under them. To that end, an item type
+/// whose destructor is not trivial, or whose move may throw, is kept in a
+/// box of its own while queued (one allocation per item; `int`, `double`
+/// and plain structs are stored inline), and is moved out of it by the
+/// consumer, after the locks.
 ///
 /// Exceptions: an operation that throws (out of memory, an item's
 /// constructor) leaves the channel as it was; a put that throws did not
