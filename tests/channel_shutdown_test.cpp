@@ -264,3 +264,29 @@ TEST_CASE("a channel destroyed after its runtime: a waiting subscriber, a "
   consumed.reset();
   offered.reset();
 }
+
+TEST_CASE("a channel whose runtime is gone refuses subscribers with "
+          "shut_down and offers with closed") {
+  std::unique_ptr<weave::channel<int>> ch;
+  {
+    weave::runtime rt;
+    ch = std::make_unique<weave::channel<int>>(rt, small_capacity);
+  }
+  weave::runtime other;
+  weave::promise<std::string> verdict;
+  other.system().spawn([c = *ch, verdict](caf::event_based_actor* self) mutable {
+    std::string what = "offer: " + std::string{to_string(c.offer(self, 1))};
+    try {
+      c.subscribe(self, credit);
+      what += ", subscribe: accepted";
+    } catch (const weave::exception& e) {
+      what += ", subscribe: " + std::string{weave::to_string(e.code())};
+    }
+    verdict.set_value(what);
+  });
+  auto f = verdict.get_future();
+  REQUIRE(f.wait_for(weave::test::patience));
+  CHECK(f.get() == "offer: closed, subscribe: shut_down");
+  CHECK(ch->stats().subscribers == 0u);
+  CHECK(ch->stats().waiting_writers == 0u);
+}

@@ -55,10 +55,10 @@ future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
           ++*count;
         }
       } catch (...) {
-        auto err = current_exception_error();
+        // The items first (this cannot fail), then the future.
         if (auto owner = b->core().lock())
           owner->consumer_failed(b->subscriber(), xs, i);
-        done.set_error(std::move(err));
+        done.set_error(current_exception_error());
       }
     };
     return caf::make_message(loop_message{

@@ -168,11 +168,17 @@ public:
       gone.swap(subs_);
       this->subscriber_idle_ = false;
     }
-    for (auto& s : gone)
-      if (!s.end_sent && s.hooks.on_down)
-        s.hooks.on_down(make_error(errc::shut_down,
-                                   "the runtime shut down before the "
-                                   "channel ended"));
+    for (auto& s : gone) {
+      if (s.end_sent || !s.hooks.on_down)
+        continue;
+      try {
+        s.hooks.on_down(make_error(errc::shut_down, "the runtime shut down "
+                                                    "before the channel "
+                                                    "ended"));
+      } catch (...) {
+        // Out of memory: see notify_down.
+      }
+    }
     // Dropping the last references may destroy actors now, which runs their
     // cleanup (and `subscriber_down`, which finds nothing) on this thread.
   }
@@ -335,7 +341,7 @@ private:
   }
 
   /// CAF reports that subscriber `sid` died (its mailbox is already gone).
-  void subscriber_down(uint64_t sid, const caf::error& reason) {
+  void subscriber_down(uint64_t sid, const caf::error& reason) noexcept {
     std::optional<subscriber> gone; // its hooks die after the locks
     auto last = false;
     {
@@ -350,11 +356,29 @@ private:
       if (subs_.empty())
         this->subscriber_idle_ = false;
     }
-    if (last)
-      close(reason ? reason
-                   : make_error(errc::closed, "the consumer actor ended"));
+    if (last) {
+      try {
+        close(reason ? reason
+                     : make_error(errc::closed, "the consumer actor ended"));
+      } catch (...) {
+        // Out of memory making the reason: close without one.
+        close(caf::error{});
+      }
+    }
     if (gone->hooks.on_down)
-      gone->hooks.on_down(reason);
+      notify_down(*gone, reason);
+  }
+
+  /// Runs `s`'s `on_down` hook (weave's own code: it fails a future, whose
+  /// continuations catch what they throw). Called from CAF's cleanup and
+  /// from shutdown, where nothing may escape: out of memory, the future
+  /// ends with `broken_promise` once its promises are gone.
+  static void notify_down(subscriber& s, const caf::error& reason) noexcept {
+    try {
+      s.hooks.on_down(reason);
+    } catch (...) {
+      // nop
+    }
   }
 
   uint64_t next_subscriber_ = 0;
