@@ -1,8 +1,10 @@
 #include "runtime/channel.hpp"
 
+#include <algorithm>
 #include <atomic>
 
 #include "caf/abstract_actor.hpp"
+#include "caf/mailbox_element.hpp"
 #include "caf/message_id.hpp"
 
 namespace weave {
@@ -32,12 +34,65 @@ namespace {
 /// The messages of the outermost `deliver` running on this thread, if any.
 thread_local channel_outbox* tl_delivering = nullptr;
 
+/// Set while a message that could not be sent is destroyed.
+thread_local bool tl_delivery_failed = false;
+
+/// How many times `send_one` tries to allocate a mailbox element.
+constexpr int send_attempts = 2;
+
+/// Sends `msg` to `dest`. If the mailbox element cannot be allocated (twice:
+/// a passing shortage does not lose an end-of-stream), `msg` is destroyed
+/// with `tl_delivery_failed` set (see channel_delivery.hpp).
+void send_one(caf::strong_actor_ptr& dest, caf::message& msg) noexcept {
+  caf::mailbox_element_ptr elem;
+  for (int attempt = 1; elem == nullptr; ++attempt) {
+    try {
+      // From a copy: `msg` keeps the content if this throws.
+      elem = caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                       msg);
+    } catch (...) {
+      if (attempt < send_attempts)
+        continue;
+      tl_delivery_failed = true;
+      msg = caf::message{};
+      tl_delivery_failed = false;
+      return;
+    }
+  }
+  // The element holds the only reference, so that the handler's mutable
+  // access to the content does not copy it.
+  msg = caf::message{};
+  try {
+    dest->enqueue(std::move(elem), nullptr);
+  } catch (...) {
+    // The element is in the mailbox or gone with its content (a batch
+    // destroyed that way counts as unread by a live subscriber): nothing
+    // more to do here.
+  }
+}
+
+/// Grows `xs` for `n` more entries, geometrically.
+void make_room(channel_outbox& xs, size_t n) {
+  auto needed = xs.size() + n;
+  if (needed > xs.capacity())
+    xs.reserve(std::max(needed, 2 * xs.capacity()));
+}
+
 } // namespace
 
-void deliver_now(channel_outbox& out) {
+void deliver_now(channel_outbox& out) noexcept {
   if (tl_delivering != nullptr) {
     // Nested (a message died at once and handed a batch back): the
     // outermost call sends these after the ones it already holds.
+    try {
+      make_room(*tl_delivering, out.size());
+    } catch (...) {
+      // Out of memory: send them from here.
+      for (auto& x : out)
+        send_one(x.first, x.second);
+      out.clear();
+      return;
+    }
     for (auto& x : out)
       tl_delivering->emplace_back(std::move(x));
     out.clear();
@@ -55,8 +110,12 @@ void deliver_now(channel_outbox& out) {
   for (size_t i = 0; i < pending.size(); ++i) {
     auto dest = std::move(pending[i].first);
     auto msg = std::move(pending[i].second);
-    dest->enqueue(nullptr, caf::make_message_id(), std::move(msg), nullptr);
+    send_one(dest, msg);
   }
+}
+
+bool delivery_failed() noexcept {
+  return tl_delivery_failed;
 }
 
 uint64_t next_channel_id() noexcept {

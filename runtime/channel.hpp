@@ -39,11 +39,19 @@
 ///   subscriber, the channel closes (reason: its exit reason), so producers
 ///   are released instead of blocking for ever; what is queued stays for
 ///   thread consumers.
+/// - The channel keeps a subscriber alive (it holds a reference to it) until
+///   it has sent it `channel_closed`, no longer: an actor that nothing else
+///   references is destroyed after it handled the end, like any CAF actor.
 ///
 /// `close()`: further puts fail with `closed`; consumers drain what is left,
 /// then see end-of-stream (threads: `closed`; actors: `channel_closed`).
 /// Blocked producers and consumers are released at once. The runtime's
-/// shutdown closes every channel still open.
+/// shutdown closes every channel still open; subscribers keep draining it
+/// while user actors get their time, and whatever actor a channel still
+/// holds when the runtime destroys its actor system is let go of first
+/// (its unread batch goes back to the channel; a `consume` future fails with
+/// `shut_down`). A channel may outlive its runtime, in any state: threads
+/// can still drain it, and `subscribe` throws `shut_down`.
 ///
 /// Overflow policy, chosen at creation, for a put on a full channel:
 /// `block` (default: wait), `drop_newest` (discard the new item, return
@@ -71,11 +79,22 @@
 /// `channel` share one queue. A successful put happens-before the get (or
 /// handler) that receives the item. Blocking calls (`put`, `get` without
 /// `try_`) refuse to run on a thread that must never block
-/// (`would_deadlock`). No user code runs while the channel holds its locks:
-/// evicted and refused items, messages, promises and their continuations,
-/// and subscribers' callbacks are destroyed or run after the locks are
-/// released. (Moving an item in or out happens under the lock, and so does
-/// destroying the moved-from shell.)
+/// (`would_deadlock`). No user code runs while the channel holds its locks,
+/// except an item's constructors (a put moves or copies its item in; items
+/// stored inline are moved around): no item destructor (not even of a
+/// moved-from item), message, promise, continuation, subscriber callback or
+/// actor behaviour is destroyed or run under them. To that end, an item type
+/// whose destructor is not trivial, or whose move may throw, is kept in a
+/// box of its own while queued (one allocation per item; `int`, `double`
+/// and plain structs are stored inline), and is moved out of it by the
+/// consumer, after the locks.
+///
+/// Exceptions: an operation that throws (out of memory, an item's
+/// constructor) leaves the channel as it was; a put that throws did not
+/// accept its item. A `get` whose item cannot be moved out of its box puts
+/// it back at the front and throws. If sending a batch to a subscriber fails
+/// for want of memory, its items stay at (or go back to) the front, in
+/// order, and the channel tries again on its next operation.
 
 #include <chrono>
 #include <cstdint>
@@ -85,11 +104,10 @@
 #include <utility>
 #include <vector>
 
-#include "caf/allowed_unsafe_message_type.hpp"
 #include "caf/event_based_actor.hpp"
-#include "caf/intrusive_ptr.hpp"
-#include "caf/meta/type_name.hpp"
 
+#include "runtime/channel_batch.hpp"
+#include "runtime/channel_stats.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/deadline.hpp"
@@ -139,109 +157,12 @@ struct channel_result {
   }
 };
 
-/// Sent to a subscriber after the last item of a closed channel.
-struct channel_closed {
-  uint64_t channel_id = 0;
-};
-
-/// Sent to an `offer`ing actor once a full channel has room (or closed).
-struct channel_writable {
-  uint64_t channel_id = 0;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, channel_closed& x) {
-  return f(caf::meta::type_name("channel_closed"), x.channel_id);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, channel_writable& x) {
-  return f(caf::meta::type_name("channel_writable"), x.channel_id);
-}
-
-/// A snapshot of a channel's counters.
-struct channel_stats {
-  size_t capacity = 0;
-  /// Items queued now.
-  size_t depth = 0;
-  /// The most items ever queued at once: never above `capacity`, except for
-  /// items a dead subscriber returned.
-  size_t high_water = 0;
-  /// Items accepted (`put`, `try_put`, `offer`).
-  size_t puts = 0;
-  /// Items taken by consumers (threads, or actors in batches); items a dead
-  /// subscriber returned count once, when taken again.
-  size_t gets = 0;
-  /// Items discarded by `drop_newest` (the new one) or `drop_oldest` (the
-  /// evicted one).
-  size_t drops = 0;
-  /// Puts refused with `full` by the `fail` policy; each item stayed with
-  /// its caller.
-  size_t refused = 0;
-  /// Items of unread batches that went back to the front of the queue
-  /// because their subscriber died.
-  size_t requeued = 0;
-  /// Items of batches that a live subscriber let go without looking at them
-  /// (no handler called `items()`, e.g. none matched the message).
-  size_t lost = 0;
-  /// Batch messages sent to actors.
-  size_t batches = 0;
-  /// Threads blocked in `put` now.
-  size_t blocked_producers = 0;
-  /// Threads blocked in `get` now.
-  size_t blocked_consumers = 0;
-  /// Actors told `full` by `offer` that wait for `channel_writable`.
-  size_t waiting_writers = 0;
-  /// Actors (and loops) subscribed now.
-  size_t subscribers = 0;
-};
-
 namespace internal {
-
-template <class T>
-class batch_data;
 
 template <class T>
 class channel_core;
 
-template <class T, class F>
-future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
-                               F on_item, size_t credit);
-
 } // namespace internal
-
-/// A batch of items delivered to a subscribed actor; see the header comment.
-template <class T>
-class channel_batch {
-public:
-  channel_batch() = default;
-
-  explicit channel_batch(caf::intrusive_ptr<internal::batch_data<T>> data)
-    : data_(std::move(data)) {
-  }
-
-  // No begin()/end() on purpose: CAF would take the batch for a container
-  // to serialize. Iterate `items()`.
-
-  /// How many items it holds (does not count as reading them).
-  size_t size() const noexcept {
-    return data_->items.size();
-  }
-
-  T& operator[](size_t i) {
-    return items()[i];
-  }
-
-  /// The items, to iterate or move from. Calling it marks the batch as read:
-  /// should the subscriber die now, its items count as consumed.
-  std::vector<T>& items() const noexcept {
-    data_->opened = true;
-    return data_->items;
-  }
-
-private:
-  caf::intrusive_ptr<internal::batch_data<T>> data_;
-};
 
 template <class T>
 class channel {
@@ -257,11 +178,13 @@ public:
     : channel(capacity, policy) {
     if (rt.shutting_down())
       raise(make_error(errc::shut_down, "the runtime is shut down"));
+    core_->bind_to_runtime();
     internal::runtime_access::register_component(rt, core_);
   }
 
   /// A channel between plain threads only, outside any runtime (so no
-  /// shutdown closes it; close it yourself). Actors need the runtime form.
+  /// shutdown closes it; close it yourself). Actors need the runtime form:
+  /// `subscribe`, `consume` and `offer` throw `invalid_argument` here.
   explicit channel(size_t capacity, overflow policy = overflow::block) {
     if (capacity == 0)
       raise(make_error(errc::invalid_argument,
@@ -327,6 +250,7 @@ public:
   // -- event-based actors -----------------------------------------------------
 
   /// Subscribes `self` with `credit` (at least 1) items in flight at most.
+  /// Throws `shut_down` once the runtime is destroying its actor system.
   void subscribe(caf::event_based_actor* self, size_t credit) {
     if (credit == 0)
       raise(make_error(errc::invalid_argument,
@@ -339,13 +263,21 @@ public:
   /// The future completes in the loop with the number of items once the
   /// channel is closed and drained, or fails with `shut_down` if the loop
   /// stops first.
+  ///
+  /// If `on_item` throws, consuming stops there, like an `async for` that
+  /// raises: the future fails with the exception's error (`job_failed`
+  /// carrying its message, or the `weave::exception`'s own error), the
+  /// consumer leaves the channel, and the items it had been handed but not
+  /// yet passed to `on_item` go back to the front of the channel, in order,
+  /// for the next consumer (another `consume` included). The item that threw
+  /// counts as consumed. The channel stays open.
   template <class F>
   future<size_t> consume(loop_context& cx, F on_item,
                          size_t credit = default_loop_credit) {
     if (credit == 0)
       raise(make_error(errc::invalid_argument,
                        "channel::consume: credit must be at least 1"));
-    return internal::consume_in_loop(*core_, cx, std::move(on_item), credit);
+    return core_->consume(cx, std::move(on_item), credit);
   }
 
   /// Puts without blocking; see the header comment for `full`. The item is
@@ -405,13 +337,6 @@ private:
 };
 
 } // namespace weave
-
-namespace caf {
-
-template <class T>
-struct allowed_unsafe_message_type<weave::channel_batch<T>> : std::true_type {};
-
-} // namespace caf
 
 // The machinery behind channel<T>; not part of the API.
 #include "runtime/internal/channel_core.hpp"

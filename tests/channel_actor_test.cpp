@@ -200,3 +200,29 @@ TEST_CASE("a loop consumes a channel: items in order, in the loop, then done") {
     REQUIRE((*seen)[i] == i);
   CHECK(wrong_thread->load() == 0);
 }
+
+TEST_CASE("a subscriber that only the channel keeps alive is destroyed once "
+          "it handled the end, though it holds the channel itself") {
+  weave::runtime rt;
+  weave::channel<int> ch{rt, small_capacity};
+  latch ended{1};
+  auto destroyed = std::make_shared<latch>(1);
+  rt.system().spawn([ch, destroyed, &ended](caf::event_based_actor* self) {
+    auto c = ch;
+    c.subscribe(self, 1);
+    // Destroyed with the behaviour, when the actor is.
+    auto marker = std::shared_ptr<void>(nullptr, [destroyed](void*) {
+      destroyed->count_down();
+    });
+    self->become([marker](weave::channel_batch<int>&) {},
+                 [c, &ended](weave::channel_closed&) {
+                   ended.count_down(); // and stays, idle
+                 });
+  });
+  REQUIRE(ch.put(1) == channel_status::ok);
+  ch.close();
+  REQUIRE(ended.wait());
+  CHECK(destroyed->wait()); // hung when the channel kept it for ever
+  // Its cleanup unsubscribes it right after its behaviour is gone.
+  CHECK(eventually([&] { return ch.stats().subscribers == 0; }));
+}

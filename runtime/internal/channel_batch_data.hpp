@@ -2,22 +2,35 @@
 
 // Internal: the shared body of a `channel_batch<T>` message.
 //
-// It holds the items and returns their credit to the channel when the last
-// copy of the batch is destroyed — normally right after the subscriber's
-// handler returned. If no handler looked at the items (`opened` is false)
-// and the subscriber is dying (the batch is being dropped with its mailbox),
-// the channel puts the items back at the front of its queue. The destructor
-// runs wherever the last copy dies (often inside CAF, on the dying actor's
-// thread); it only calls `channel_core::batch_done`, which takes the locks
-// itself and sends through `deliver` (no recursion).
+// It holds the items (as slots, see channel_slot.hpp) and returns their
+// credit to the channel when the last copy of the batch is destroyed —
+// normally right after the subscriber's handler returned. If no handler
+// looked at the items (`opened` is false) and the subscriber is dying (the
+// batch is being dropped with its mailbox), or the message could not even
+// be built for sending, the channel puts the items back at the front of its
+// queue. The destructor runs wherever the last copy dies (often inside CAF,
+// on the dying actor's thread); it only calls `channel_core::batch_done`,
+// which takes the locks itself and sends through `deliver` (no recursion).
+//
+// The channel builds a batch in two steps: it creates it empty and
+// unarmed (so that a failure to create the message destroys nothing and
+// returns nothing), then moves the items in and arms it, without an
+// exception possible in between.
+//
+// Boxed items (see channel_slot.hpp) are moved out of their boxes the first
+// time a handler asks for `items()`, on the consumer's thread.
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "caf/ref_counted.hpp"
+
+#include "runtime/internal/channel_delivery.hpp"
+#include "runtime/internal/channel_slot.hpp"
 
 namespace weave::internal {
 
@@ -28,29 +41,89 @@ class channel_core;
 template <class T>
 class batch_data : public caf::ref_counted {
 public:
-  batch_data(std::weak_ptr<channel_core<T>> core, uint64_t subscriber,
-             std::vector<T> xs)
-    : items(std::move(xs)), core_(std::move(core)), subscriber_(subscriber),
-      credit_(items.size()) {
+  using slot_traits = channel_slot<T>;
+  using slot = channel_slot_t<T>;
+
+  batch_data(std::weak_ptr<channel_core<T>> core, uint64_t subscriber)
+    : core_(std::move(core)), subscriber_(subscriber) {
   }
 
   ~batch_data() override {
-    if (auto core = core_.lock())
-      core->batch_done(subscriber_, credit_, opened ? nullptr : &items);
-    // Whatever is left in `items` (read items, or unread ones the channel
-    // did not take back) is destroyed here, outside the channel's locks.
+    if (armed_)
+      if (auto core = core_.lock())
+        core->batch_done(subscriber_, credit_, opened ? nullptr : &slots,
+                         delivery_failed());
+    // Whatever is left (read items, or unread ones the channel did not take
+    // back) is destroyed here, outside the channel's locks.
   }
 
-  std::vector<T> items;
+  /// Marks the batch complete: its `slots` are the items it carries. The
+  /// channel calls it under its locks, after the last step that may fail.
+  void arm() noexcept {
+    credit_ = slots.size();
+    armed_ = true;
+  }
 
-  /// Set once a handler asked for the items; a batch destroyed unopened was
-  /// never read.
+  size_t size() const noexcept {
+    if constexpr (slot_traits::inline_items)
+      return slots.size();
+    else
+      return moved_out_ ? items_.size() : slots.size();
+  }
+
+  /// The items, moved out of their boxes on the first call (which marks the
+  /// batch as read). If moving an item throws, so does this call: when the
+  /// items are copied out (their move may throw, a copy leaves the original
+  /// intact), the batch stays unread; when they are moved, it counts as read.
+  std::vector<T>& items() {
+    if constexpr (slot_traits::inline_items) {
+      opened = true;
+      return slots;
+    } else {
+      if (!moved_out_) {
+        constexpr bool copies = !std::is_nothrow_move_constructible<T>::value
+                                && std::is_copy_constructible<T>::value;
+        try {
+          items_.reserve(slots.size());
+          for (auto& x : slots)
+            items_.emplace_back(std::move_if_noexcept(*x));
+        } catch (...) {
+          items_.clear();
+          if (!copies)
+            opened = true;
+          throw;
+        }
+        moved_out_ = true;
+        opened = true;
+        slots.clear(); // the boxes, and what is left in them, go now
+      }
+      return items_;
+    }
+  }
+
+  const std::weak_ptr<channel_core<T>>& core() const noexcept {
+    return core_;
+  }
+
+  uint64_t subscriber() const noexcept {
+    return subscriber_;
+  }
+
+  /// The items as the channel handed them over.
+  std::vector<slot> slots;
+
+  /// Set once a consumer looked at the items; a batch destroyed unopened
+  /// was never read.
   bool opened = false;
 
 private:
   std::weak_ptr<channel_core<T>> core_;
   uint64_t subscriber_;
-  size_t credit_;
+  size_t credit_ = 0;
+  bool armed_ = false;
+  /// Boxed items only: the items moved out of `slots` by `items()`.
+  std::vector<T> items_;
+  bool moved_out_ = false;
 };
 
 } // namespace weave::internal

@@ -2,26 +2,39 @@
 
 // Internal: `channel<T>::consume`, a subscription whose messages are jobs
 // for a loop.
+//
+// A batch job hands the items to `on_item` straight from the batch (boxed
+// items are not moved out of their boxes). If `on_item` throws, the job
+// stops there: the consumer leaves the channel, the items after the one
+// that threw go back to the front of the channel in order
+// (`channel_core::consumer_failed`), and then the future fails with the
+// exception's error. The items before it, and the one that threw, count as
+// consumed.
 
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <utility>
 
+#include "caf/intrusive_ptr.hpp"
 #include "caf/make_counted.hpp"
 #include "caf/make_message.hpp"
 
 #include "runtime/channel.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
+#include "runtime/internal/channel_batch_data.hpp"
+#include "runtime/internal/channel_slot.hpp"
 #include "runtime/internal/channel_subscriber.hpp"
+#include "runtime/internal/job.hpp"
 #include "runtime/loop.hpp"
 
 namespace weave::internal {
 
 /// Subscribes the loop of `cx`: every batch becomes a job that runs
 /// `on_item` on each item in the loop; the end of the stream completes the
-/// future with the count; the loop's end first fails it with `shut_down`.
+/// future with the count; the loop's end first fails it with `shut_down`;
+/// an exception from `on_item` fails it with that exception's error.
 template <class T, class F>
 future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
                                F on_item, size_t credit) {
@@ -30,11 +43,22 @@ future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
   auto count = std::make_shared<size_t>(0);
   auto handler = std::make_shared<F>(std::move(on_item));
   subscriber_hooks<T> hooks;
-  hooks.wrap_batch = [handler, count](channel_batch<T>&& b) {
-    auto run = [handler, count, b{std::move(b)}]() mutable {
-      for (auto& item : b.items()) {
-        (*handler)(item);
-        ++*count;
+  hooks.wrap_batch = [handler, count,
+                      done](caf::intrusive_ptr<batch_data<T>> b) {
+    auto run = [handler, count, done, b{std::move(b)}]() mutable {
+      b->opened = true; // from here on, the job accounts for every item
+      auto& xs = b->slots;
+      size_t i = 0;
+      try {
+        for (; i < xs.size(); ++i) {
+          (*handler)(channel_slot<T>::get(xs[i]));
+          ++*count;
+        }
+      } catch (...) {
+        // The items first (this cannot fail), then the future.
+        if (auto owner = b->core().lock())
+          owner->consumer_failed(b->subscriber(), xs, i);
+        done.set_error(current_exception_error());
       }
     };
     return caf::make_message(loop_message{

@@ -11,6 +11,13 @@
 // same thread only queues its messages, and the outermost call sends them
 // all, in order. However many batches bounce off dead mailboxes, the stack
 // stays flat.
+//
+// Sending never throws. If CAF cannot allocate the mailbox element (out of
+// memory, twice in a row), the message is destroyed while
+// `delivery_failed()` is true, so that a batch knows it never reached its
+// subscriber and gives its items back to the channel; the other messages
+// are still sent (an end-of-stream or `channel_writable` lost that way is
+// not sent again).
 
 #include <cstdint>
 #include <utility>
@@ -26,11 +33,14 @@ using channel_outbox
   = std::vector<std::pair<caf::strong_actor_ptr, caf::message>>;
 
 /// Sends the messages of a non-empty outbox; see `deliver`.
-void deliver_now(channel_outbox& out);
+void deliver_now(channel_outbox& out) noexcept;
+
+/// True while `deliver` destroys a message it could not send.
+bool delivery_failed() noexcept;
 
 /// Sends every message in `out` and leaves it empty. Call without holding
 /// any channel lock. (Inline: most calls find nothing to send.)
-inline void deliver(channel_outbox& out) {
+inline void deliver(channel_outbox& out) noexcept {
   if (!out.empty())
     deliver_now(out);
 }

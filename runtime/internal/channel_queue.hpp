@@ -1,8 +1,8 @@
 #pragma once
 
 // Internal: the bounded queue inside a channel, and what plain threads do
-// with it (put, get) and actors that produce (offer). `channel_core` adds
-// the subscribers on top.
+// with it (put, get). `channel_fanout` adds the subscribers on top, and
+// `channel_core` the rest (offer, statistics, the runtime's shutdown).
 //
 // The queue has two sides, each with its own lock, so that producers and
 // consumers on different cores do not meet at one lock per item: producers
@@ -22,26 +22,33 @@
 // while nobody waits.
 //
 // No user code runs under the locks: messages go into a `channel_outbox`
-// that `deliver` sends after the locks are released, and an item evicted by
-// `drop_oldest` is destroyed after them. (Items are moved in and out under
-// the locks, and moved-from shells destroyed there.)
+// that `deliver` sends after the locks are released; items are stored so
+// that moving them around and destroying what is left runs no user code
+// (channel_slot.hpp), and an item leaves the channel (taken, evicted by
+// `drop_oldest`) to be destroyed after the locks. An item is built (moved or
+// copied in) under the lock, since a put takes it only once accepted.
+//
+// Exceptions: every operation first does what may fail (allocating room in
+// a ring, building an item) and then commits with steps that cannot throw,
+// so an exception leaves the queue as it was. Notifications that fail for
+// want of memory (telling waiting actors) stay pending and are retried by
+// the next item that leaves the queue.
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
 
-#include "caf/actor_cast.hpp"
-#include "caf/event_based_actor.hpp"
 #include "caf/make_message.hpp"
 
 #include "runtime/channel.hpp"
 #include "runtime/internal/channel_delivery.hpp"
+#include "runtime/internal/channel_ring.hpp"
+#include "runtime/internal/channel_slot.hpp"
 #include "runtime/internal/deadline.hpp"
 
 namespace weave::internal {
@@ -50,6 +57,8 @@ template <class T>
 class channel_queue {
 public:
   using time_point = steady_clock::time_point;
+  using slot_traits = channel_slot<T>;
+  using slot = channel_slot_t<T>;
 
   channel_queue(size_t capacity, overflow policy)
     : id_(next_channel_id()), capacity_(capacity), policy_(policy) {
@@ -70,7 +79,7 @@ public:
   /// room until `until` (none: for ever).
   template <class U>
   channel_status put(U&& x, std::optional<time_point> until, bool wait) {
-    std::optional<T> evicted; // destroyed after the lock is released
+    typename slot_traits::holder evicted; // destroyed after the lock
     std::unique_lock<std::mutex> guard{in_mtx_};
     for (;;) {
       if (closed_)
@@ -97,7 +106,10 @@ public:
       if (!wait_for_room(guard, until))
         return channel_status::timeout;
     }
-    in_.emplace_back(std::forward<U>(x));
+    // Either step may throw (out of memory, or building the item): the
+    // item is then not accepted, and nothing changed.
+    in_.reserve(in_.size() + 1);
+    in_.emplace_back(slot_traits::make(std::forward<U>(x)));
     puts_.store(puts_.load(std::memory_order_relaxed) + 1,
                 std::memory_order_release);
     note_depth();
@@ -110,35 +122,14 @@ public:
     return channel_status::ok;
   }
 
-  /// Puts without waiting; on `full`, `self` gets `channel_writable` once a
-  /// slot frees (or the channel closes).
-  template <class U>
-  channel_status offer(caf::event_based_actor* self, U&& x) {
-    auto st = put(std::forward<U>(x), std::nullopt, false);
-    if (st != channel_status::full)
-      return st;
-    auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
-    {
-      std::unique_lock<std::mutex> guard{in_mtx_};
-      if (!closed_) {
-        writers_.push_back(me);
-        wake_wanted_.store(true); // then look again, as in wait_for_room
-        if (!has_room())
-          return channel_status::full;
-        writers_.pop_back();
-      }
-    }
-    // Room appeared (or it closed) meanwhile: tell the actor right away.
-    channel_outbox out;
-    out.emplace_back(std::move(me), caf::make_message(channel_writable{id_}));
-    deliver(out);
-    return channel_status::full;
-  }
-
   // -- consumers --------------------------------------------------------------
 
+  /// Takes the oldest item. A boxed item leaves its box after the locks are
+  /// released; if that throws (the item's move or copy), the item goes back
+  /// to the front and the exception propagates.
   channel_result<T> get(std::optional<time_point> until, bool wait) {
     channel_outbox out; // sent after the locks are released
+    typename slot_traits::holder taken; // destroyed after the locks
     channel_result<T> res;
     {
       std::unique_lock<std::mutex> out_guard{out_mtx_};
@@ -172,7 +163,10 @@ public:
         in_guard.unlock();
         out_guard.lock();
       }
-      res.value.emplace(std::move(out_.front()));
+      if constexpr (slot_traits::inline_items)
+        res.value.emplace(std::move(out_.front()));
+      else
+        taken = std::move(out_.front());
       out_.pop_front();
       res.status = channel_status::ok;
       removed_.fetch_add(1);
@@ -180,6 +174,14 @@ public:
         wake_producers(out, false);
     }
     deliver(out);
+    if constexpr (!slot_traits::inline_items) {
+      try {
+        res.value.emplace(std::move_if_noexcept(*taken));
+      } catch (...) {
+        give_back(taken);
+        throw;
+      }
+    }
     return res;
   }
 
@@ -235,7 +237,7 @@ protected:
 
   /// Drop-oldest: moves the oldest queued item into `evicted`, for the
   /// caller to destroy after the locks are released.
-  void evict_oldest(std::optional<T>& evicted) {
+  void evict_oldest(typename slot_traits::holder& evicted) {
     std::unique_lock<std::mutex> out_guard{out_mtx_};
     if (out_.empty()) {
       std::unique_lock<std::mutex> in_guard{in_mtx_};
@@ -243,7 +245,7 @@ protected:
     }
     if (out_.empty())
       return; // consumers made room meanwhile
-    evicted.emplace(std::move(out_.front()));
+    slot_traits::hold(evicted, std::move(out_.front()));
     out_.pop_front();
     ++evicted_;
     removed_.fetch_add(1);
@@ -251,61 +253,93 @@ protected:
 
   /// Wakes producers after items left the queue: every blocked thread, and
   /// a `channel_writable` for every waiting actor. Call with `out_mtx_`
-  /// held, and `in_mtx_` if `in_locked`.
-  void wake_producers(channel_outbox& out, bool in_locked) {
+  /// held, and `in_mtx_` if `in_locked`. Never throws: if telling the
+  /// actors fails (out of memory), they stay listed and the flag set, for
+  /// the next item that leaves.
+  void wake_producers(channel_outbox& out, bool in_locked) noexcept {
     std::unique_lock<std::mutex> in_guard{in_mtx_, std::defer_lock};
     if (!in_locked)
       in_guard.lock();
     if (!has_room())
       return; // still over capacity (returned items): the flag stays set
-    wake_wanted_.store(false); // a producer that still finds no room sets it
     if (waiting_producers_ > 0)
       not_full_.notify_all();
-    tell_writers(out);
+    try {
+      tell_writers(out);
+    } catch (...) {
+      return;
+    }
+    wake_wanted_.store(false); // a producer that still finds no room sets it
   }
 
   /// Queues `channel_writable` for every waiting actor. Both locks held, or
-  /// `in_mtx_` alone.
+  /// `in_mtx_` alone. If it throws (out of memory), nothing changed.
   void tell_writers(channel_outbox& out) {
+    if (writers_.empty())
+      return;
+    auto msg = caf::make_message(channel_writable{id_});
+    out.reserve(out.size() + writers_.size());
     for (auto& w : writers_)
-      out.emplace_back(std::move(w), caf::make_message(channel_writable{id_}));
+      out.emplace_back(std::move(w), msg);
     writers_.clear();
   }
 
   /// Takes everything the producers queued to the consumer side. Call with
-  /// both locks held.
+  /// both locks held. If it throws (out of memory), nothing changed.
   void refill() {
     if (out_.empty()) {
       out_.swap(in_);
-    } else {
-      for (auto& x : in_)
-        out_.emplace_back(std::move(x));
-      in_.clear();
+      return;
+    }
+    out_.reserve(out_.size() + in_.size());
+    while (!in_.empty()) {
+      out_.emplace_back(std::move(in_.front()));
+      in_.pop_front();
     }
   }
 
-  /// Puts a dead subscriber's unread items back at the front, in order.
-  /// Both locks held; the moved-from shells stay with the caller.
-  void requeue(std::vector<T>& items) {
-    for (auto i = items.rbegin(); i != items.rend(); ++i)
-      out_.emplace_front(std::move(*i)); // items need not be assignable
-    returned_ += items.size();
+  /// Puts `items[from..]` back at the front, in order (a dead subscriber's
+  /// unread batch, or what a loop consumer did not reach). Both locks held;
+  /// the moved-from slots stay with the caller. If it throws (out of
+  /// memory), nothing changed.
+  void requeue(std::vector<slot>& items, size_t from = 0) {
+    if (from >= items.size())
+      return;
+    out_.reserve(out_.size() + items.size() - from);
+    for (auto i = items.size(); i > from; --i)
+      out_.push_front(std::move(items[i - 1]));
+    returned_ += items.size() - from;
     note_depth();
     if (waiting_consumers_ > 0)
       not_empty_.notify_all();
   }
 
-  /// Moves the `n` oldest items of the consumer side into a vector (for a
-  /// batch). Both locks held.
-  std::vector<T> take(size_t n) {
-    std::vector<T> items;
-    items.reserve(n);
+  /// Moves the `n` oldest items of the consumer side into `into` (a batch),
+  /// which must have room for them. Both locks held; never throws.
+  void take(size_t n, std::vector<slot>& into) noexcept {
     for (size_t i = 0; i < n; ++i) {
-      items.emplace_back(std::move(out_.front()));
+      into.emplace_back(std::move(out_.front()));
       out_.pop_front();
     }
     removed_.fetch_add(n);
-    return items;
+  }
+
+  /// A `get` could not move its item out of its box: it goes back to the
+  /// front. Call without holding the locks. Never throws: out of memory,
+  /// the item is destroyed by the caller, after the locks.
+  void give_back(slot& x) noexcept {
+    std::unique_lock<std::mutex> out_guard{out_mtx_};
+    std::unique_lock<std::mutex> in_guard{in_mtx_};
+    try {
+      out_.reserve(out_.size() + 1);
+    } catch (...) {
+      return;
+    }
+    out_.push_front(std::move(x));
+    ++returned_;
+    note_depth();
+    if (waiting_consumers_ > 0)
+      not_empty_.notify_all();
   }
 
   const uint64_t id_;
@@ -316,9 +350,9 @@ protected:
   mutable std::mutex in_mtx_;
   std::condition_variable not_full_;
   std::condition_variable not_empty_; // consumers wait with `in_mtx_`
-  std::deque<T> in_;
+  channel_ring<slot> in_;
   std::atomic<size_t> puts_{0};
-  /// Items a dead subscriber gave back (written with both locks held).
+  /// Items that went back to the front (written with both locks held).
   size_t returned_ = 0;
   /// The last value of `removed_` this side read (a lower bound).
   size_t removed_seen_ = 0;
@@ -335,7 +369,7 @@ protected:
 
   // Consumer side, guarded by `out_mtx_`.
   alignas(64) mutable std::mutex out_mtx_;
-  std::deque<T> out_;
+  channel_ring<slot> out_;
   /// Items that left the queue (taken, handed to a subscriber, or evicted).
   std::atomic<size_t> removed_{0};
   /// Producers wait (or actors were told `full`): consumers wake them.

@@ -46,6 +46,13 @@ public:
   virtual void finish_shutdown(steady_clock::time_point deadline,
                                shutdown_report& report)
     = 0;
+
+  /// Lets go of every actor the component still references, once user
+  /// actors had their time and before the actor system is destroyed (a
+  /// reference released after that would touch a destroyed system).
+  virtual void release_actors() noexcept {
+    // nop by default
+  }
 };
 
 using component_ptr = std::shared_ptr<component>;

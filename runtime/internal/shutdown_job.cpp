@@ -126,7 +126,6 @@ void run_phases(shutdown_job& job) {
     }
     job.add_phase(phase_name(p), t0);
   }
-  job.components.clear();
   // User actors and every detached thread (weave's and the user's): CAF
   // would wait for them forever; weave waits until the deadline.
   auto t0 = steady_clock::now();
@@ -135,6 +134,9 @@ void run_phases(shutdown_job& job) {
   while ((reg.running() > 0 || job.detached_locked() > 0)
          && steady_clock::now() < job.until)
     std::this_thread::sleep_for(actor_poll_interval);
+  for (auto& c : job.components)
+    c->release_actors();
+  job.components.clear();
   sys.await_actors_before_shutdown(false);
   {
     shutdown_report part;
