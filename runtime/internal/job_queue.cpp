@@ -74,7 +74,10 @@ bool job_queue::push(job_ptr j, bool& want_worker) {
     // count finds the job, and no take can uncount it first.
     n = size_.fetch_add(1, std::memory_order_seq_cst) + 1;
   }
-  want_worker = n > idle_.load(std::memory_order_relaxed);
+  // A worker stops counting as idle before it uncounts the job it takes
+  // (see try_take): either this load sees it still idle, and then `n`
+  // still counts its job, or it sees it busy.
+  want_worker = n > idle_.load(std::memory_order_seq_cst);
   if (parked_.load(std::memory_order_seq_cst) > 0
       && spinners_.load(std::memory_order_relaxed) == 0)
     wake_one();
@@ -95,7 +98,7 @@ job_ptr job_queue::take_locked(shard& s) {
   raw->next = nullptr;
   s.size.store(s.size.load(std::memory_order_relaxed) - 1,
                std::memory_order_relaxed);
-  size_.fetch_sub(1, std::memory_order_relaxed);
+  size_.fetch_sub(1, std::memory_order_seq_cst);
   return job_ptr{raw, false};
 }
 
@@ -111,6 +114,9 @@ job_ptr job_queue::try_take(std::atomic<job*>& slot) {
       continue;
     // The next scan starts at the next shard: every submitter gets a turn.
     tl_cursor = i + 1;
+    // No longer idle from before the job leaves the count, so that a push
+    // racing this take never counts this worker as idle for its job.
+    idle_.fetch_sub(1, std::memory_order_seq_cst);
     auto result = take_locked(s);
     intrusive_ptr_add_ref(result.get());
     slot.store(result.get(), std::memory_order_release);
@@ -156,7 +162,9 @@ job_ptr job_queue::pop(bool may_spin, std::atomic<job*>& slot) {
       cv_.wait(guard);
     parked_.fetch_sub(1, std::memory_order_relaxed);
   }
-  idle_.fetch_sub(1, std::memory_order_relaxed);
+  // A worker that took a job stopped counting as idle in try_take.
+  if (!result)
+    idle_.fetch_sub(1, std::memory_order_relaxed);
   // A spinner may have absorbed the wake-up meant for another job.
   if (result && size_.load(std::memory_order_seq_cst) > 0
       && parked_.load(std::memory_order_seq_cst) > 0)
