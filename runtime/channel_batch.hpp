@@ -19,6 +19,8 @@
 #include "caf/intrusive_ptr.hpp"
 #include "caf/meta/type_name.hpp"
 
+#include "runtime/error.hpp"
+
 namespace weave {
 
 namespace internal {
@@ -61,9 +63,10 @@ public:
   // No begin()/end() on purpose: CAF would take the batch for a container
   // to serialize. Iterate `items()`.
 
-  /// How many items it holds (does not count as reading them).
+  /// How many items it holds (does not count as reading them); 0 for a
+  /// default-constructed batch.
   size_t size() const noexcept {
-    return data_->size();
+    return data_ ? data_->size() : 0;
   }
 
   T& operator[](size_t i) {
@@ -74,8 +77,13 @@ public:
   /// should the subscriber die now, its items count as consumed. Items that
   /// the channel keeps boxed (see channel.hpp) are moved out on the
   /// first call; if that throws, so does this call (a batch whose items
-  /// are copied out stays unread).
+  /// are copied out stays unread). A default-constructed batch throws
+  /// `invalid_argument`.
   std::vector<T>& items() const {
+    if (!data_)
+      raise(make_error(errc::invalid_argument,
+                       "channel_batch::items: an empty batch (default-"
+                       "constructed, or moved from)"));
     return data_->items();
   }
 

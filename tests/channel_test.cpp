@@ -402,3 +402,16 @@ TEST_CASE("runtime shutdown closes channels and releases waiters") {
   CHECK(st == channel_status::closed);
   CHECK(report.channels_closed == 1u);
 }
+
+TEST_CASE("an empty channel_batch (default-constructed) has size 0 and "
+          "refuses items() with invalid_argument") {
+  weave::channel_batch<std::string> empty;
+  CHECK(empty.size() == 0u);
+  bool refused = false;
+  try {
+    empty.items();
+  } catch (const weave::exception& e) {
+    refused = weave::is(e.error(), weave::errc::invalid_argument);
+  }
+  CHECK(refused);
+}
