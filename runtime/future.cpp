@@ -2,7 +2,6 @@
 
 #include <string>
 
-#include "runtime/internal/machine_load.hpp"
 #include "runtime/this_thread.hpp"
 
 namespace weave::internal {
@@ -37,7 +36,7 @@ void set_spin_duration(caf::timespan value) noexcept {
 
 bool spin_until(const std::atomic<uint8_t>& phase, uint8_t target) noexcept {
   auto budget = spin_duration();
-  if (budget.count() <= 0 || !spinning_pays())
+  if (budget.count() <= 0)
     return false;
   auto start = steady_clock::now();
   for (;;) {

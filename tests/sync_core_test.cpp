@@ -13,7 +13,6 @@
 #include "runtime/channel.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/job_queue.hpp"
-#include "runtime/internal/machine_load.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -355,40 +354,4 @@ TEST_CASE("several thread consumers (get, get with timeout, try_get): every "
   CHECK(s.high_water <= capacity);
   CHECK(s.gets == total);
   CHECK(s.depth == 0u);
-}
-
-TEST_CASE("the runnable count is read from /proc/loadavg's fourth field; "
-          "anything else is refused") {
-  using weave::internal::runnable_from_loadavg;
-  CHECK(runnable_from_loadavg("0.52 0.58 0.59 3/467 12345\n") == 3);
-  CHECK(runnable_from_loadavg("10.00 9.00 8.00 17/1200 1") == 17);
-  CHECK(runnable_from_loadavg("") == -1);
-  CHECK(runnable_from_loadavg("0.1 0.2 0.3") == -1);
-  CHECK(runnable_from_loadavg("0.1 0.2 0.3 x/12 1") == -1);
-  CHECK(runnable_from_loadavg("0.1 0.2 0.3 12 1") == -1);
-  CHECK(runnable_from_loadavg("0.1 0.2 0.3 -4/12 1") == -1);
-}
-
-TEST_CASE("with more busy threads than cores, weave stops spinning") {
-  // Twice as many busy threads as cores: whatever else runs, more threads
-  // are runnable than there are cores while they spin.
-  auto cores = std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> busy;
-  for (unsigned i = 0; i < 2 * cores + 1; ++i)
-    busy.emplace_back([&stop] {
-      while (!stop.load(std::memory_order_relaxed))
-        weave::internal::cpu_relax();
-    });
-  bool refused = false;
-  auto until = std::chrono::steady_clock::now() + weave::test::patience;
-  while (!refused && std::chrono::steady_clock::now() < until) {
-    refused = !weave::internal::spinning_pays();
-    if (!refused)
-      std::this_thread::sleep_for(weave::internal::refresh_period);
-  }
-  stop = true;
-  for (auto& t : busy)
-    t.join();
-  CHECK(refused);
 }

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "runtime/future.hpp"
-#include "runtime/internal/machine_load.hpp"
 
 namespace weave::internal {
 
@@ -126,7 +125,7 @@ job_ptr job_queue::try_take(std::atomic<job*>& slot) {
 }
 
 bool job_queue::spin(bool may_spin) {
-  if (!may_spin || !spinning_pays())
+  if (!may_spin)
     return false;
   // Only one worker spins at a time.
   if (spinners_.fetch_add(1, std::memory_order_acq_rel) == 0) {

@@ -17,7 +17,6 @@
 #include "caf/scheduled_actor.hpp"
 
 #include "runtime/internal/blocking_detector.hpp"
-#include "runtime/internal/machine_load.hpp"
 #include "runtime/internal/parked_workers.hpp"
 
 namespace weave::internal {
@@ -48,11 +47,9 @@ namespace weave::internal {
 ///   turn. O(1): no scan of the workers.
 /// - Spinning is bounded by the work there is: a worker without work polls
 ///   (spins) only while fewer than half the workers that are not parked are
-///   searching already (Go's rule), and only while the machine has no more
-///   runnable threads than cores (see machine_load.hpp); otherwise it looks
-///   once and parks. So when many workers run dry at once, most park at
-///   once instead of burning their cores, and on a loaded machine none
-///   spins.
+///   searching already (Go's rule); otherwise it looks once and parks. So
+///   when many workers run dry at once, most park at once instead of
+///   burning their cores.
 /// - A worker parks only after checking every queue once more, after it
 ///   announced that it parks; an enqueuer checks for parked workers after
 ///   its job is queued. Both sides use sequentially consistent operations,
@@ -213,7 +210,7 @@ private:
     auto before = co.searching.fetch_add(2) / 2;
     auto parked = co.parked.size();
     auto awake = p->num_workers() > parked ? p->num_workers() - parked : 1;
-    if (2 * before >= awake || !spinning_pays())
+    if (2 * before >= awake)
       return false;
     // Outside work goes to the spinning worker that began most recently.
     if (co.hint.load(std::memory_order_relaxed) != self->id())
