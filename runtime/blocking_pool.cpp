@@ -53,7 +53,7 @@ pool_impl::pool_impl(caf::actor_system& sys,
     running_[i].store(nullptr);
 }
 
-void pool_impl::enqueue(job_ptr j, bool timed) {
+void pool_impl::enqueue(job_ptr j, bool timed, uint64_t key) {
   j->owner = this;
   bool want_worker = false;
   timed = timed && timer_ != nullptr
@@ -61,7 +61,7 @@ void pool_impl::enqueue(job_ptr j, bool timed) {
   // The queue may hand the job to a worker at once: keep a reference to
   // arm the timer with.
   auto armed = timed ? j : nullptr;
-  if (!queue_.push(j, want_worker)) {
+  if (!queue_.push(j, want_worker, key)) {
     j->cancel_with(make_error(errc::shut_down,
                               "pool '" + name_ + "' is shut down"));
     return;
@@ -340,8 +340,8 @@ blocking_pool::~blocking_pool() {
                          ignored);
 }
 
-void blocking_pool::enqueue(internal::job_ptr j, bool timed) {
-  impl_->enqueue(std::move(j), timed);
+void blocking_pool::enqueue(internal::job_ptr j, bool timed, uint64_t key) {
+  impl_->enqueue(std::move(j), timed, key);
 }
 
 blocking_pool::stats_type blocking_pool::stats() const {

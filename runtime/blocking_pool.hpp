@@ -60,6 +60,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -169,8 +170,10 @@ private:
   blocking_pool(std::shared_ptr<internal::pool_impl> impl,
                 caf::timespan deadline, bool owning);
 
-  /// Queues a job (see `pool_impl::enqueue`).
-  void enqueue(internal::job_ptr j, bool timed = false);
+  /// Queues a job (see `pool_impl::enqueue`); `key`: the submitting actor's
+  /// id, whose jobs start in order (by default, the calling thread's).
+  void enqueue(internal::job_ptr j, bool timed = false,
+               uint64_t key = ~uint64_t{0});
 
   std::shared_ptr<internal::pool_impl> impl_;
   caf::timespan shutdown_deadline_{0};

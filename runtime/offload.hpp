@@ -326,7 +326,9 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
     }
     pool = &rt.default_pool();
   }
-  runtime_access::enqueue(*pool, std::move(j));
+  // Keyed by the actor: its offloads start in order whichever scheduler
+  // thread runs it.
+  runtime_access::enqueue(*pool, std::move(j), self->id());
   return handle;
 }
 

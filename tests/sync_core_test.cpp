@@ -228,6 +228,47 @@ TEST_CASE("the sharded job queue starts each submitter's jobs in the order "
   CHECK(fifo);
 }
 
+TEST_CASE("jobs pushed with one key start in push order, whichever thread "
+          "pushes them (an actor that moves between scheduler threads)") {
+  constexpr uint64_t key = 7;
+  constexpr int per_thread = 500;
+  constexpr int threads_in_turn = 6;
+  weave::internal::job_queue q{16, 16};
+  std::vector<int> taken; // worker thread only until the latch
+  weave::test::latch all_taken{size_t{threads_in_turn} * per_thread};
+  // One thread after another, as an actor's handlers run on one scheduler
+  // thread after another; each thread also pushes unkeyed jobs of its own.
+  // Everything is queued before the worker starts, so the order it takes
+  // jobs in is the queue's alone.
+  for (int t = 0; t < threads_in_turn; ++t)
+    std::thread{[&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        bool want = false;
+        auto n = t * per_thread + i;
+        q.push(make_fn_job([&taken, &all_taken, n] {
+                 taken.push_back(n);
+                 all_taken.count_down();
+               }),
+               want, key);
+        q.push(make_fn_job([] {}), want);
+      }
+    }}.join();
+  std::thread worker{[&] {
+    while (auto j = pop_job(q, false))
+      if (j->try_start())
+        j->run();
+  }};
+  REQUIRE(all_taken.wait());
+  q.close();
+  worker.join();
+  REQUIRE(taken.size() == size_t{threads_in_turn} * per_thread);
+  bool in_order = true;
+  for (size_t i = 0; i < taken.size(); ++i)
+    if (taken[i] != static_cast<int>(i))
+      in_order = false;
+  CHECK(in_order);
+}
+
 TEST_CASE("the sharded job queue never loses a wake-up: a job pushed while "
           "every worker parks is taken") {
   constexpr int rounds = 20000;

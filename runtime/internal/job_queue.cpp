@@ -51,8 +51,11 @@ job_queue::~job_queue() {
   }
 }
 
-bool job_queue::push(job_ptr j, bool& want_worker) {
-  auto& s = shards_[count_ == 1 ? 0 : submitter_index() % count_];
+bool job_queue::push(job_ptr j, bool& want_worker, uint64_t key) {
+  size_t index = 0;
+  if (count_ > 1)
+    index = (key != no_key ? key : submitter_index()) % count_;
+  auto& s = shards_[index];
   size_t n;
   {
     std::unique_lock<std::mutex> guard{s.mtx};

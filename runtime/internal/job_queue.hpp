@@ -6,7 +6,8 @@
 // job), each under its own mutex, so that threads submitting at the same
 // time do not queue up on one lock. A submitting thread always pushes to the
 // same shard (chosen once per thread), so each submitter's jobs start in the
-// order it submitted them. A worker looking for a job scans every shard,
+// order it submitted them. An actor is one submitter whichever scheduler
+// thread runs it: its offloads carry its id as the shard key. A worker looking for a job scans every shard,
 // starting one past where its last job came from, so no submitter's shard
 // waits behind another's while a worker is taking jobs.
 //
@@ -36,6 +37,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -63,10 +65,15 @@ public:
   job_queue(const job_queue&) = delete;
   job_queue& operator=(const job_queue&) = delete;
 
-  /// Appends `j` to the calling thread's shard. Returns false (and leaves
-  /// `j` alone) once closed. Sets `want_worker` if more jobs are queued than
-  /// workers are idle.
-  bool push(job_ptr j, bool& want_worker);
+  /// No shard key: the calling thread is the submitter.
+  static constexpr uint64_t no_key = ~uint64_t{0};
+
+  /// Appends `j` to the shard of `key` (an actor's id), or of the calling
+  /// thread if there is no key: jobs with one key, or from one thread
+  /// without a key, start in the order they were pushed. Returns false (and
+  /// leaves `j` alone) once closed. Sets `want_worker` if more jobs are
+  /// queued than workers are idle.
+  bool push(job_ptr j, bool& want_worker, uint64_t key = no_key);
 
   /// Takes a job (the oldest of a shard), waiting while the queue is empty.
   /// Returns null once the queue is closed (queued jobs are handed to

@@ -56,7 +56,10 @@ public:
   /// Queues `j`; answers it with `shut_down` at once if the pool is shut
   /// down. With `timed`, `j->deadline` (unless "never") is armed on the
   /// runtime's timer, which answers `timeout` if no worker started it.
-  void enqueue(job_ptr j, bool timed = false);
+  /// `key`: the submitter (an actor's id) whose jobs start in order; by
+  /// default the calling thread (see job_queue::push).
+  void enqueue(job_ptr j, bool timed = false,
+               uint64_t key = job_queue::no_key);
 
   blocking_pool::stats_type stats() const;
 
