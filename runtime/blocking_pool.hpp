@@ -4,8 +4,9 @@
 /// answer to `ThreadPoolExecutor(max_workers=N)`.
 ///
 /// A pool is up to N detached worker actors (CAF blocking actors, each on its
-/// own thread) pulling jobs from one shared FIFO queue, so a slow job never
-/// holds back a queued job while another worker is idle. Workers are started
+/// own thread) pulling jobs from one shared queue, so a slow job never holds
+/// back a queued job while another worker is idle. Jobs start in the order
+/// their submitter queued them: a thread's submits, an actor's offloads. Workers are started
 /// lazily, like Python's executor: one more whenever more jobs are queued
 /// than workers are idle, up to N. Worker threads are named
 /// `<pool name>_<index>` (see `this_thread_name()`).
