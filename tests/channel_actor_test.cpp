@@ -16,26 +16,13 @@
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
+using weave::test::eventually;
 using weave::channel_status;
 using weave::test::latch;
 
 namespace {
 
 constexpr size_t small_capacity = 8;
-
-/// Waits until `pred` holds (it polls an exact condition); false after
-/// `limit`.
-template <class Pred>
-bool eventually(Pred pred,
-                std::chrono::milliseconds limit = weave::test::patience) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 } // namespace
 

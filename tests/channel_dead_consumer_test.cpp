@@ -17,30 +17,13 @@
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
+using weave::test::on_destroy;
 using weave::channel_status;
 using weave::test::latch;
 
 namespace {
 
 constexpr size_t small_capacity = 8;
-
-/// Runs `fn` when destroyed (unless moved from).
-class on_destroy {
-public:
-  explicit on_destroy(std::function<void()> fn) : fn_(std::move(fn)) {
-  }
-  on_destroy(on_destroy&& other) noexcept : fn_(std::move(other.fn_)) {
-    other.fn_ = nullptr;
-  }
-  on_destroy(const on_destroy&) = delete;
-  ~on_destroy() {
-    if (fn_)
-      fn_();
-  }
-
-private:
-  std::function<void()> fn_;
-};
 
 /// Waits for the down message of the actor `self` monitors.
 bool received_down(caf::scoped_actor& self) {

@@ -18,6 +18,8 @@
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
+using weave::test::eventually;
+using weave::test::on_destroy;
 using weave::channel_status;
 using weave::test::latch;
 
@@ -29,38 +31,6 @@ constexpr size_t credit = 4;
 /// The deadline of a shutdown that has to wait for an actor that never
 /// ends: short, since waiting is not the point.
 constexpr auto short_deadline = std::chrono::milliseconds{200};
-
-/// Runs `fn` when destroyed (unless moved from).
-class on_destroy {
-public:
-  explicit on_destroy(std::function<void()> fn) : fn_(std::move(fn)) {
-  }
-  on_destroy(on_destroy&& other) noexcept : fn_(std::move(other.fn_)) {
-    other.fn_ = nullptr;
-  }
-  on_destroy(const on_destroy&) = delete;
-  ~on_destroy() {
-    if (fn_)
-      fn_();
-  }
-
-private:
-  std::function<void()> fn_;
-};
-
-/// Waits until `pred` holds (it polls an exact condition); false after
-/// `limit`.
-template <class Pred>
-bool eventually(Pred pred,
-                std::chrono::milliseconds limit = weave::test::patience) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 /// Every item left in `ch`, taken without waiting.
 std::vector<int> drain(weave::channel<int>& ch) {

@@ -16,6 +16,7 @@
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
+using weave::test::eventually;
 using weave::channel_status;
 using weave::test::latch;
 
@@ -37,20 +38,6 @@ struct tagged {
   int producer;
   int seq;
 };
-
-/// Waits until `pred` holds (it polls an exact condition, e.g. "a thread is
-/// blocked in put"); false after `limit`.
-template <class Pred>
-bool eventually(Pred pred,
-                std::chrono::milliseconds limit = weave::test::patience) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 /// The value of a get, or -1 if it failed.
 int value_of(weave::channel_result<int>& r) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -117,5 +118,37 @@ void raise_max(Atomic& target, T value) {
   while (value > cur && !target.compare_exchange_weak(cur, value)) {
   }
 }
+
+/// Waits until `pred` holds, polling an exact condition that no message
+/// announces (e.g. "a thread is blocked in put"); false after `limit`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until)
+      return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+/// Runs `fn` when destroyed (unless moved from): an item or a handler
+/// capture that reports its own destruction.
+class on_destroy {
+public:
+  explicit on_destroy(std::function<void()> fn) : fn_(std::move(fn)) {
+  }
+  on_destroy(on_destroy&& other) noexcept : fn_(std::move(other.fn_)) {
+    other.fn_ = nullptr;
+  }
+  on_destroy(const on_destroy&) = delete;
+  ~on_destroy() {
+    if (fn_)
+      fn_();
+  }
+
+private:
+  std::function<void()> fn_;
+};
 
 } // namespace weave::test

@@ -17,6 +17,7 @@
 #include "tests/test_support.hpp"
 
 using weave::channel_status;
+using weave::test::eventually;
 
 namespace {
 
@@ -28,19 +29,6 @@ constexpr long items = 200000;
 /// consumer's get: a full input channel, the source's window of
 /// unacknowledged requests, a full output channel.
 constexpr long bound = static_cast<long>(2 * capacity + window);
-
-/// Waits until `pred` holds (it polls an exact condition); false after
-/// `patience`.
-template <class Pred>
-bool eventually(Pred pred) {
-  auto until = std::chrono::steady_clock::now() + weave::test::patience;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 /// Drains `output` until it closes (or `limit` items), checking order and
 /// — at every item — that the producer is never more than `bound` items
