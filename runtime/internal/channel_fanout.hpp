@@ -247,16 +247,24 @@ private:
                         [sid](const subscriber& s) { return s.id == sid; });
   }
 
+  /// Moves subscriber `sid` out of the list (empty if it is not there), for
+  /// the caller to destroy after unlocking. Call with both locks held.
+  std::optional<subscriber> take_subscriber_locked(uint64_t sid) {
+    std::optional<subscriber> gone;
+    auto i = find_subscriber(sid);
+    if (i != subs_.end()) {
+      gone.emplace(std::move(*i));
+      subs_.erase(i);
+    }
+    return gone;
+  }
+
   /// Removes subscriber `sid` (its hooks die after the locks).
   void remove_subscriber(uint64_t sid) noexcept {
     std::optional<subscriber> gone;
     std::unique_lock<std::mutex> out_guard{this->out_mtx_};
     std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-    auto i = find_subscriber(sid);
-    if (i == subs_.end())
-      return;
-    gone.emplace(std::move(*i));
-    subs_.erase(i);
+    gone = take_subscriber_locked(sid);
   }
 
   /// `requeue`, or, out of memory, counts the items as lost (they die with
@@ -347,11 +355,9 @@ private:
     {
       std::unique_lock<std::mutex> out_guard{this->out_mtx_};
       std::unique_lock<std::mutex> in_guard{this->in_mtx_};
-      auto i = find_subscriber(sid);
-      if (i == subs_.end())
+      gone = take_subscriber_locked(sid);
+      if (!gone)
         return;
-      gone.emplace(std::move(*i));
-      subs_.erase(i);
       last = subs_.empty() && !this->closed_;
       if (subs_.empty())
         this->subscriber_idle_ = false;
