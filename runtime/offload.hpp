@@ -83,7 +83,7 @@ public:
   }
 
   bool drop(caf::error reason) noexcept override {
-    send(caf::make_message(std::move(reason)));
+    send(std::move(reason));
     return true;
   }
 
@@ -93,12 +93,15 @@ public:
   }
 
 protected:
-  void send(caf::message msg) noexcept {
+  /// Sends `x` (a `job_done` or an error) as the response. One allocation:
+  /// the mailbox element holds `x` itself, not a `caf::message` wrapping it.
+  template <class X>
+  void send(X&& x) noexcept {
     // Like a request's sender, the job holds the actor alive until it
     // answers; delivered once, then released.
     if (auto dest = std::move(target_))
       dest->enqueue(caf::make_mailbox_element(nullptr, response_id_, {},
-                                              std::move(msg)),
+                                              std::forward<X>(x)),
                     nullptr);
   }
 
@@ -137,9 +140,9 @@ public:
 
   void deliver() noexcept override {
     if (!this->failure)
-      this->send(caf::make_message(job_done{job_ptr{this}}));
+      this->send(job_done{job_ptr{this}});
     else
-      this->send(caf::make_message(this->failure));
+      this->send(this->failure);
   }
 
 private:
