@@ -34,9 +34,14 @@ using clock_type = std::chrono::steady_clock;
 /// Trials of the sleep_for latency measurement.
 constexpr int latency_trials = 200;
 
-/// The p99 latency bound from the stop to sleep_for's return: the target
-/// is well under 1 ms; this holds under ASan on a loaded 2-core machine.
-constexpr auto latency_bound = std::chrono::milliseconds{20};
+/// Latency bounds from the stop to sleep_for's return. The stop wakes the
+/// sleeper directly: on an idle machine both p50 and p99 are well under
+/// 1 ms (tens of microseconds). The bounds hold under ASan with ten runs of
+/// this suite in parallel on 2 cores, where the OS alone delays a woken
+/// thread by tens of ms at p99; a sleeper that polled its token, or slept
+/// on, would miss the median bound.
+constexpr auto latency_p50_bound = std::chrono::milliseconds{5};
+constexpr auto latency_p99_bound = std::chrono::milliseconds{100};
 
 /// Iterations of the lost-wake-up hunt.
 constexpr int wakeup_rounds = 1000;
@@ -123,7 +128,9 @@ TEST_CASE("sleep_for(hours::max()) returns within a bound after the stop") {
   auto p50 = latencies_us[latencies_us.size() / 2];
   auto p99 = latencies_us[latencies_us.size() * 99 / 100];
   std::printf("sleep_for stop latency: p50 %.1f us, p99 %.1f us\n", p50, p99);
-  CHECK(p99 < std::chrono::duration<double, std::micro>(latency_bound).count());
+  using micros = std::chrono::duration<double, std::micro>;
+  CHECK(p50 < micros(latency_p50_bound).count());
+  CHECK(p99 < micros(latency_p99_bound).count());
 }
 
 TEST_CASE("a condition-variable wait with a stop token never loses a "
