@@ -42,14 +42,19 @@ caf::error abandoned_error(const std::string& name) {
 
 pool_impl::pool_impl(caf::actor_system& sys,
                      std::shared_ptr<deadline_timer> timer, size_t max_workers,
-                     std::string name)
+                     std::string name, caf::timespan cancel_grace,
+                     size_t max_quarantined)
   : sys_(sys), timer_(std::move(timer)), max_workers_(max_workers),
-    name_(std::move(name)),
+    name_(std::move(name)), cancel_grace_(cancel_grace),
+    max_quarantined_(max_quarantined),
+    capacity_(max_workers + max_quarantined),
     cores_(std::max(1u, std::thread::hardware_concurrency())),
     queue_(max_workers),
-    running_(new std::atomic<job*>[max_workers]),
-    awaited_(max_workers, nullptr) {
-  for (size_t i = 0; i < max_workers; ++i)
+    quarantined_(capacity_, 0),
+    stoppable_(capacity_),
+    running_(new std::atomic<job*>[capacity_]),
+    awaited_(capacity_, nullptr) {
+  for (size_t i = 0; i < capacity_; ++i)
     running_[i].store(nullptr);
 }
 
@@ -59,8 +64,14 @@ void pool_impl::enqueue(job_ptr j, bool timed, uint64_t key) {
   timed = timed && timer_ != nullptr
           && j->deadline != steady_clock::time_point::max();
   // The queue may hand the job to a worker at once: keep a reference to
-  // arm the timer with.
-  auto armed = timed ? j : nullptr;
+  // arm the timer with. A job that takes a stop token is watched instead:
+  // at its deadline it is answered if queued, asked to stop if running.
+  job_ptr armed;
+  bool watched = false;
+  if (timed) {
+    armed = j;
+    watched = j->takes_stop_token();
+  }
   if (!queue_.push(j, want_worker, key)) {
     j->cancel_with(make_error(errc::shut_down,
                               "pool '" + name_ + "' is shut down"));
@@ -68,8 +79,12 @@ void pool_impl::enqueue(job_ptr j, bool timed, uint64_t key) {
   }
   if (want_worker)
     maybe_spawn_worker();
-  if (armed)
+  if (watched) {
+    auto at = armed->deadline;
+    arm_watch(make_deadline_watch(shared_from_this(), std::move(armed)), at);
+  } else if (armed) {
     timer_->arm(std::move(armed));
+  }
 }
 
 pool_impl::spawn_outcome pool_impl::maybe_spawn_worker() {
@@ -87,13 +102,29 @@ pool_impl::spawn_outcome pool_impl::maybe_spawn_worker() {
     auto n = spawned_.load(std::memory_order_relaxed);
     if (finished_ || n >= max_workers_)
       return spawn_outcome::none;
+    // A slot for it: a fresh one, or one a quarantined worker freed. None
+    // while `max_quarantined_` workers are quarantined: the pool runs short
+    // until one of them ends.
+    size_t index = 0;
+    bool fresh = free_slots_.empty();
+    if (!fresh)
+      index = free_slots_.back();
+    else if (slots_used_.load(std::memory_order_relaxed) < capacity_)
+      index = slots_used_.load(std::memory_order_relaxed);
+    else
+      return spawn_outcome::none;
     ++live_;
     try {
       run_pool_hook(pool_hook_point::spawning, name_);
       auto self = shared_from_this();
       spawn_guard sg;
       sys_.spawn<caf::hidden>(
-        [self, n](caf::blocking_actor*) { self->worker_main(n); });
+        [self, index](caf::blocking_actor*) { self->worker_main(index); });
+      if (fresh)
+        slots_used_.store(index + 1, std::memory_order_release);
+      else
+        free_slots_.pop_back();
+      ++started_;
       spawned_.store(n + 1, std::memory_order_release);
       return spawn_outcome::spawned;
     } catch (...) {
@@ -166,12 +197,29 @@ void pool_impl::worker_main(size_t index) {
     }
     run_pool_hook(pool_hook_point::started, name_);
     busy_.fetch_add(1, std::memory_order_relaxed);
+    bool stoppable = j->takes_stop_token();
+    if (stoppable) {
+      std::unique_lock<std::mutex> guard{stop_mtx_};
+      stoppable_[index] = j;
+    }
     auto ok = j->run();
+    if (stoppable) {
+      job_ptr done; // not the last reference: `j` holds one
+      std::unique_lock<std::mutex> guard{stop_mtx_};
+      done.swap(stoppable_[index]);
+    }
+    // A concurrent stop request still uses this pool: wait it out.
+    j->wait_while_stopping();
     busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
     if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {
       intrusive_ptr_release(mine);
       j->deliver();
+    } else if (leave_if_quarantined(index)) {
+      // Its grace period ended before it returned: its caller was told,
+      // and this worker was replaced. It ends here.
+      census_late_result_dropped();
+      break;
     } else {
       // A shutdown abandoned it at its deadline and told the caller.
       abandoned_live_.fetch_sub(1, std::memory_order_acq_rel);
@@ -190,6 +238,7 @@ void pool_impl::begin_shutdown(shutdown_report& report) {
     else
       j->wait_while_dropping(); // a canceller still counts on `dropped`
   }
+  request_stop_of_running(errc::shut_down);
 }
 
 bool pool_impl::finished() const {
@@ -206,7 +255,7 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
     live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
     finished_ = true;
     live = live_;
-    spawned = spawned_.load(std::memory_order_relaxed);
+    spawned = started_;
   }
   // Every job a worker took from the (now closed) queue is in its slot. One
   // still there now either has not started (its worker was slow to claim
@@ -218,7 +267,7 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
   // behind.
   auto earlier = std::max(0L, abandoned_live_.load(std::memory_order_acquire));
   std::vector<job_ptr> taken;
-  for (size_t i = 0; i < max_workers_; ++i)
+  for (size_t i = 0; i < slots_used_.load(std::memory_order_acquire); ++i)
     if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel))
       taken.emplace_back(j, false); // adopts the slot's reference
   std::vector<job_ptr> abandoned;
@@ -238,6 +287,7 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
     j->drop(abandoned_error(name_));
   report.jobs_abandoned += abandoned.size() + static_cast<size_t>(earlier);
   report.threads_joined += spawned - live;
+  report.workers_quarantined += quarantined_now_.load();
   report.threads_abandoned += live;
   report.jobs_completed += completed_.load() + failed_.load();
 }
@@ -292,6 +342,8 @@ blocking_pool::stats_type pool_impl::stats() const {
   s.completed = completed_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
   s.cancelled = dropped.load(std::memory_order_relaxed);
+  s.quarantined = quarantined_now_.load(std::memory_order_relaxed);
+  s.quarantined_total = quarantined_total_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -307,7 +359,8 @@ blocking_pool::blocking_pool(runtime& rt, size_t max_workers, std::string name) 
   // refuses (throws) a pool that would come too late for shutdown to stop.
   impl_ = std::make_shared<internal::pool_impl>(
     rt.system(), internal::runtime_access::timer(rt), max_workers,
-    std::move(name));
+    std::move(name), rt.config().cancel_grace(),
+    rt.config().max_quarantined());
   shutdown_deadline_ = rt.config().shutdown_deadline();
   internal::runtime_access::register_component(rt, impl_);
 }

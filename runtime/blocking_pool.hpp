@@ -18,7 +18,22 @@
 ///   `fn` never runs.
 /// - From inside an actor use `offload(self, pool, fn)` (offload.hpp): the
 ///   result arrives as a response message and no thread blocks.
-/// - `stats()`: workers, busy, queued, completed, failed, cancelled.
+/// - A job may take a `weave::stop_token` (`submit([](weave::stop_token st)
+///   { ... })`, also through `offload`): then a stop reaches it while it
+///   runs. `future::cancel()` (or the offload handle's `cancel()`), its
+///   timeout, and a shutdown request the stop, with cause `cancelled`,
+///   `timeout` or `shut_down`. A stopped job's outcome is that cause,
+///   whatever it returns. A job that ignores its token for
+///   `weave.cancel-grace` (100 ms) after the request is given up on: its
+///   caller is answered with the cause at once, and its worker is
+///   *quarantined*: it takes no further job, ends when the job finally
+///   returns (its result is dropped and counted), and is replaced by a
+///   fresh worker while no more than `weave.max-quarantined` (4) workers of
+///   the pool are quarantined, so the pool keeps its size. A job without a
+///   token parameter cannot be stopped once it runs: `cancel()` returns
+///   false and a timeout only stops the waiting.
+/// - `stats()`: workers, busy, queued, completed, failed, cancelled,
+///   quarantined.
 /// - `shutdown(deadline)`: refuses new jobs (they fail at once with
 ///   `shut_down`), answers every queued job with `shut_down`, lets running
 ///   jobs finish until the deadline and abandons (counts) the rest: their
@@ -72,6 +87,7 @@
 
 #include "runtime/future.hpp"
 #include "runtime/internal/function_job.hpp"
+#include "runtime/internal/job_stop.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/job.hpp"
 #include "runtime/shutdown_report.hpp"
@@ -90,7 +106,8 @@ public:
   /// Counters; a consistent-enough snapshot for monitoring.
   struct stats_type {
     size_t max_workers = 0;
-    /// Workers started so far (lazily, up to `max_workers`).
+    /// Workers started so far and not quarantined (lazily, up to
+    /// `max_workers`).
     size_t workers = 0;
     /// Workers running a job right now.
     size_t busy = 0;
@@ -102,6 +119,11 @@ public:
     size_t failed = 0;
     /// Jobs that never ran: cancelled, timed out, or answered `shut_down`.
     size_t cancelled = 0;
+    /// Workers quarantined now: each runs a job that ignored its stop
+    /// request past the grace period (they are not in `workers`).
+    size_t quarantined = 0;
+    /// Workers quarantined since the pool started.
+    size_t quarantined_total = 0;
   };
 
   /// A pool of at most `max_workers` threads named `<name>_<index>`.
@@ -118,10 +140,11 @@ public:
   blocking_pool(const blocking_pool&) = delete;
   blocking_pool& operator=(const blocking_pool&) = delete;
 
-  /// Runs `fn()` on a worker; the future completes with its result.
+  /// Runs `fn()` (or `fn(token)`, see the header comment) on a worker; the
+  /// future completes with its result.
   template <class F>
-  auto submit(F fn) -> future<std::invoke_result_t<F&>> {
-    using r = std::invoke_result_t<F&>;
+  auto submit(F fn) -> future<internal::job_result_t<F>> {
+    using r = internal::job_result_t<F>;
     auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
     auto fut = internal::make_future<r>(j);
     enqueue(std::move(j));
@@ -130,12 +153,15 @@ public:
 
   /// Like `submit(fn)`, but if no worker has started the job within
   /// `timeout`, it never runs and the future completes with `timeout` at
-  /// that moment, even while every worker is busy. A negative `timeout` is
-  /// `invalid_argument`; a huge one (`hours::max()`) means "never".
+  /// that moment, even while every worker is busy. A job that takes a
+  /// `stop_token` and is still running then is asked to stop (cause
+  /// `timeout`), and the grace ladder of the header comment applies. A
+  /// negative `timeout` is `invalid_argument`; a huge one (`hours::max()`)
+  /// means "never".
   template <class F, class Rep, class Period>
   auto submit(F fn, std::chrono::duration<Rep, Period> timeout)
-    -> future<std::invoke_result_t<F&>> {
-    using r = std::invoke_result_t<F&>;
+    -> future<internal::job_result_t<F>> {
+    using r = internal::job_result_t<F>;
     auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
     auto fut = internal::make_future<r>(j);
     if (timeout < timeout.zero()) {

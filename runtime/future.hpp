@@ -30,8 +30,11 @@
 ///   `cb` throws, the result fails with the exception's error. `then`
 ///   consumes the value, like `get()`.
 /// - `cancel()`: a job that has not started never runs, and its future
-///   completes with `cancelled`. Returns false once the job has started (a
-///   plain promise's future simply completes with `cancelled`).
+///   completes with `cancelled`. A running pool job that takes a
+///   `stop_token` is asked to stop and completes with `cancelled` when it
+///   returns (or after the pool's grace period, see blocking_pool.hpp).
+///   Returns false once the job has ended, or while it runs without a token
+///   (a plain promise's future simply completes with `cancelled`).
 ///
 /// Blocking rules: no scheduler thread ever blocks on weave's behalf, so
 /// `get`, `wait` and `wait_for` refuse to run on a thread that must never
@@ -206,7 +209,8 @@ public:
   }
 
   /// Cancels the job if it has not started: it never runs and the future
-  /// completes with `cancelled`. False if it already started or completed.
+  /// completes with `cancelled`. A running job that takes a `stop_token` is
+  /// asked to stop (true). False if it completed, or runs without a token.
   bool cancel() {
     return checked_state().cancel(
       make_error(errc::cancelled, "cancelled before it started"));

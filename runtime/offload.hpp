@@ -58,6 +58,7 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/job_stop.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/runtime.hpp"
 
@@ -125,17 +126,29 @@ public:
     bool ok = true;
     try {
       if constexpr (std::is_void<T>::value) {
-        fn_();
+        stop_.call(fn_);
         this->value_.emplace();
       } else {
-        this->value_.emplace(fn_());
+        this->value_.emplace(stop_.call(fn_));
       }
     } catch (...) {
       ok = false;
       this->failure = current_exception_error();
     }
+    if (auto cause = stop_.cause(); cause != errc{}) {
+      ok = false;
+      this->failure = stopped_job_error(cause);
+    }
     this->mark_finished();
     return ok;
+  }
+
+  bool takes_stop_token() const noexcept override {
+    return takes_stop_token_v<F>;
+  }
+
+  bool request_stop(errc cause) noexcept override {
+    return stop_.request(cause);
   }
 
   void deliver() noexcept override {
@@ -147,6 +160,7 @@ public:
 
 private:
   F fn_;
+  job_stop<takes_stop_token_v<F>> stop_;
 };
 
 /// Wraps a user's value handler into a handler of `job_done`. The handler
@@ -273,10 +287,16 @@ public:
   }
 
   /// Cancels the job if it has not started; the error handler then gets
-  /// `cancelled`. False if it already started or ended.
+  /// `cancelled`. A running job that takes a `stop_token` is asked to stop
+  /// (cause `cancelled`; see blocking_pool.hpp for the grace period). False
+  /// if it already ended, or runs without a token.
   bool cancel() {
-    return job_->cancel_with(
-      make_error(errc::cancelled, "offloaded job cancelled before it started"));
+    if (job_->cancel_with(make_error(errc::cancelled,
+                                     "offloaded job cancelled before it "
+                                     "started")))
+      return true;
+    job_->wait_while_dropping();
+    return job_->stop_running(errc::cancelled);
   }
 
   /// The request id, e.g. to correlate with logs.
@@ -306,7 +326,7 @@ namespace internal {
 template <class Self, class F>
 auto offload_impl(Self* self, blocking_pool* pool, F fn,
                   offload_timeout timeout) {
-  using t = std::invoke_result_t<F&>;
+  using t = job_result_t<F>;
   auto rid = self->new_request_id(caf::message_priority::normal);
   auto j = caf::make_counted<actor_job_impl<t, F>>(self->ctrl(),
                                                    rid.response_id(),
@@ -331,7 +351,10 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
   }
   // Keyed by the actor: its offloads start in order whichever scheduler
   // thread runs it.
-  runtime_access::enqueue(*pool, std::move(j), self->id());
+  // A job that takes a token is watched at its deadline too: if it runs
+  // then, its stop is requested.
+  bool watched = takes_stop_token_v<F> && timeout.value.has_value();
+  runtime_access::enqueue(*pool, std::move(j), self->id(), watched);
   return handle;
 }
 

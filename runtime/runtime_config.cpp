@@ -27,6 +27,9 @@ constexpr caf::timespan max_spin = 10ms;
 constexpr caf::timespan default_blocking_threshold = 100ms;
 constexpr caf::timespan min_blocking_threshold = 1ms;
 constexpr caf::timespan max_blocking_threshold = 1h;
+constexpr caf::timespan default_cancel_grace = 100ms;
+constexpr caf::timespan max_cancel_grace = 1h;
+constexpr size_t default_max_quarantined = 4;
 
 // Scheduler tuning (see the header): a short aggressive burst, then the
 // notified condition variable.
@@ -45,6 +48,8 @@ constexpr option_info known_options[] = {
   {"shutdown-deadline", "a duration, e.g. 250ms"},
   {"spin", "a duration, e.g. 50us"},
   {"blocking-threshold", "a duration, e.g. 100ms"},
+  {"cancel-grace", "a duration, e.g. 100ms"},
+  {"max-quarantined", "a number of threads, e.g. 4"},
 };
 
 /// The prefix of weave's options on the command line.
@@ -197,11 +202,17 @@ runtime_config::runtime_config() {
     .add<caf::timespan>("spin", "how long idle workers and waiters spin "
                                 "before parking")
     .add<caf::timespan>("blocking-threshold",
-                        "report handlers that hold a scheduler thread longer");
+                        "report handlers that hold a scheduler thread longer")
+    .add<caf::timespan>("cancel-grace",
+                        "how long a running job has to honour a stop request")
+    .add<size_t>("max-quarantined",
+                 "quarantined workers a pool replaces with fresh ones");
   set("weave.pool-size", default_pool_size());
   set("weave.shutdown-deadline", default_shutdown_deadline);
   set("weave.spin", default_spin);
   set("weave.blocking-threshold", default_blocking_threshold);
+  set("weave.cancel-grace", default_cancel_grace);
+  set("weave.max-quarantined", default_max_quarantined);
   set("scheduler.policy", caf::atom("stealing"));
   // One scheduler thread per core: weave keeps blocking off the scheduler,
   // so CAF's minimum of 4 would only oversubscribe small machines.
@@ -312,6 +323,8 @@ caf::error runtime_config::validate() const {
   // The pool's own limit, so that both checks agree.
   auto max_pool = blocking_pool::max_pool_size;
   auto pool_range = "1.." + std::to_string(max_pool);
+  auto quarantine_range = "0.." + std::to_string(max_pool);
+  auto pool_range_q = quarantine_range.c_str();
   if (auto err = check_type<int64_t>(g, "pool-size", pool_range.c_str()))
     return err;
   if (auto n = caf::get<int64_t>(g, "pool-size");
@@ -328,6 +341,15 @@ caf::error runtime_config::validate() const {
                                 min_blocking_threshold, max_blocking_threshold,
                                 "1ms..1h"))
     return err;
+  if (auto err = check_timespan(g, "cancel-grace", caf::timespan{0},
+                                max_cancel_grace, "0s..1h"))
+    return err;
+  if (auto err = check_type<int64_t>(g, "max-quarantined", pool_range_q))
+    return err;
+  if (auto n = caf::get<int64_t>(g, "max-quarantined");
+      n < 0 || n > static_cast<int64_t>(max_pool))
+    return bad("max-quarantined", std::to_string(n) + " is out of range",
+               pool_range_q);
   return caf::none;
 }
 
@@ -347,6 +369,15 @@ caf::timespan runtime_config::spin() const {
 caf::timespan runtime_config::blocking_threshold() const {
   return caf::get_or(content, "weave.blocking-threshold",
                      default_blocking_threshold);
+}
+
+caf::timespan runtime_config::cancel_grace() const {
+  return caf::get_or(content, "weave.cancel-grace", default_cancel_grace);
+}
+
+size_t runtime_config::max_quarantined() const {
+  return caf::get_or(content, "weave.max-quarantined",
+                     default_max_quarantined);
 }
 
 } // namespace weave

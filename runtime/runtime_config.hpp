@@ -14,11 +14,18 @@
 /// | weave.shutdown-deadline  | 5s                   | 0s..1h         |
 /// | weave.spin               | 50us                 | 0us..10ms      |
 /// | weave.blocking-threshold | 100ms                | 1ms..1h        |
+/// | weave.cancel-grace       | 100ms                | 0s..1h         |
+/// | weave.max-quarantined    | 4                    | 0..4096        |
 ///
 /// `pool-size` sizes the default blocking pool like Python's default executor.
 /// `spin` is how long an idle worker or a waiting thread spins before it
 /// parks; it buys low latency for back-to-back work and costs nothing when
 /// idle.
+/// `cancel-grace` is how long a running job that takes a `stop_token` has to
+/// end after its stop was requested (by `cancel()`, its deadline or a
+/// shutdown) before its caller is answered anyway and its worker is
+/// quarantined; `max-quarantined` is how many quarantined workers of one
+/// pool are replaced by fresh ones (see blocking_pool.hpp).
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default
@@ -104,6 +111,8 @@ public:
   caf::timespan shutdown_deadline() const;
   caf::timespan spin() const;
   caf::timespan blocking_threshold() const;
+  caf::timespan cancel_grace() const;
+  size_t max_quarantined() const;
 
   /// Python's default executor size: min(32, cores + 4).
   static size_t default_pool_size();

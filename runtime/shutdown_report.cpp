@@ -33,6 +33,8 @@ std::string shutdown_report::to_string() const {
   add(threads_joined, "threads joined");
   add(threads_abandoned, "threads abandoned");
   add(actors_abandoned, "actors abandoned");
+  if (workers_quarantined != 0)
+    add(workers_quarantined, "workers quarantined");
   out.pop_back();
   out += " in ";
   out += ms(total);

@@ -47,6 +47,11 @@ struct shutdown_report {
   /// A user actor with a thread of its own that is still running is an
   /// actor here and a thread in `threads_abandoned`.
   size_t actors_abandoned = 0;
+  /// Pool workers quarantined when shutdown began: each ran a job that
+  /// ignored its stop request past the grace period (its caller was
+  /// answered then). Still running at the deadline, such a worker is also
+  /// in `threads_abandoned`.
+  size_t workers_quarantined = 0;
   /// Time taken by each phase, in order.
   std::vector<std::pair<std::string, caf::timespan>> phases;
   /// Time taken by the whole shutdown.

@@ -31,7 +31,7 @@ void deadline_timer::arm(job_ptr j) {
   }
   if (heap_.size() >= 2 * live_after_sweep_ + sweep_floor) {
     auto keep = std::partition(heap_.begin(), heap_.end(), [](const entry& e) {
-      return e.what->current_state() == job::state::queued;
+      return e.what->timer_entry_live();
     });
     swept.assign(std::make_move_iterator(keep),
                  std::make_move_iterator(heap_.end()));

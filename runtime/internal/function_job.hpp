@@ -19,6 +19,7 @@
 
 #include "runtime/internal/future_state.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/job_stop.hpp"
 
 namespace weave::internal {
 
@@ -33,17 +34,29 @@ public:
     bool ok = true;
     try {
       if constexpr (std::is_void<T>::value) {
-        fn_();
+        stop_.call(fn_);
         this->stage_value();
       } else {
-        this->stage_value(fn_());
+        this->stage_value(stop_.call(fn_));
       }
     } catch (...) {
       failure = current_exception_error();
       ok = false;
     }
+    if (auto cause = stop_.cause(); cause != errc{}) {
+      failure = stopped_job_error(cause);
+      ok = false;
+    }
     mark_finished();
     return ok;
+  }
+
+  bool takes_stop_token() const noexcept override {
+    return takes_stop_token_v<F>;
+  }
+
+  bool request_stop(errc cause) noexcept override {
+    return stop_.request(cause);
   }
 
   void deliver() noexcept override {
@@ -57,8 +70,12 @@ public:
     return this->set_error(std::move(reason));
   }
 
+  /// Before the job started: it never runs. While it runs and takes a
+  /// token: its stop is requested (see job_stop.hpp).
   bool cancel(caf::error reason) noexcept override {
-    return cancel_with(std::move(reason));
+    if (cancel_with(std::move(reason)))
+      return true;
+    return stop_running(errc::cancelled);
   }
 
 protected:
@@ -85,6 +102,7 @@ private:
   }
 
   F fn_;
+  job_stop<takes_stop_token_v<F>> stop_;
 };
 
 } // namespace weave::internal

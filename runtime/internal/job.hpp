@@ -41,17 +41,28 @@
 #include "caf/intrusive_ptr.hpp"
 #include "caf/ref_counted.hpp"
 
+#include "runtime/error.hpp"
 #include "runtime/internal/callback.hpp"
 
 namespace weave::internal {
 
 using steady_clock = std::chrono::steady_clock;
 
+class job;
+
 /// An executor that jobs are queued on: a job knows its owner (for
 /// self-deadlock detection) and counts its drop there.
 struct job_owner {
   /// Jobs dropped before they ran (cancelled, timed out, shut down).
   std::atomic<size_t> dropped{0};
+
+  /// Asks `j`, which runs on one of this executor's workers, to stop (see
+  /// `job::stop_running`). An executor that bounds how long a stopped job
+  /// may keep running (a pool's grace period) overrides this.
+  virtual bool stop_running(job& j, errc cause) noexcept;
+
+protected:
+  virtual ~job_owner() = default;
 };
 
 class job {
@@ -122,6 +133,46 @@ public:
       std::this_thread::yield();
   }
 
+  /// True while the runtime's timer should keep this job's entry (see
+  /// deadline_timer): while the job is queued, by default.
+  virtual bool timer_entry_live() const noexcept {
+    return current_state() == state::queued;
+  }
+
+  /// True if the function takes a `stop_token` (so a stop can reach it
+  /// while it runs).
+  virtual bool takes_stop_token() const noexcept {
+    return false;
+  }
+
+  /// Requests the stop of the function's token (first cause wins); false
+  /// if the function takes no token. The function then ends with the
+  /// stop's cause as its outcome.
+  virtual bool request_stop(errc) noexcept {
+    return false;
+  }
+
+  /// Asks the job to stop if it is running now, through its owner (which
+  /// may bound how long it keeps running). False if it is not running or
+  /// takes no token. The executor stays valid during the call: its worker
+  /// waits for it (`wait_while_stopping`) before it lets go of the job.
+  bool stop_running(errc cause) noexcept {
+    stoppers_.fetch_add(1, std::memory_order_seq_cst);
+    bool result = false;
+    if (owner != nullptr
+        && state_.load(std::memory_order_seq_cst) == state::running)
+      result = owner->stop_running(*this, cause);
+    stoppers_.fetch_sub(1, std::memory_order_seq_cst);
+    return result;
+  }
+
+  /// Called by the worker after `run()` returned: waits out a concurrent
+  /// `stop_running` that saw the job running.
+  void wait_while_stopping() const noexcept {
+    while (stoppers_.load(std::memory_order_seq_cst) != 0)
+      std::this_thread::yield();
+  }
+
   /// Latest time the job may start; `max()` for none.
   steady_clock::time_point deadline = steady_clock::time_point::max();
 
@@ -139,7 +190,9 @@ protected:
   virtual ~job() = default;
 
   void mark_finished() noexcept {
-    state_.store(state::finished, std::memory_order_release);
+    // Sequentially consistent: either a stopper sees the job finished, or
+    // the worker sees the stopper (see stop_running).
+    state_.store(state::finished, std::memory_order_seq_cst);
   }
 
   /// The reference count of the object the job is part of.
@@ -156,7 +209,12 @@ private:
   }
 
   std::atomic<state> state_{state::queued};
+  std::atomic<int> stoppers_{0};
 };
+
+inline bool job_owner::stop_running(job& j, errc cause) noexcept {
+  return j.request_stop(cause);
+}
 
 using job_ptr = caf::intrusive_ptr<job>;
 

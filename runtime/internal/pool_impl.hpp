@@ -9,8 +9,20 @@
 // at shutdown; a pool already shut down by its owner is visited again, so
 // that a job it left running is still counted in the runtime's report.
 //
+// Stopping running jobs (pool_ladder.cpp): a job that takes a stop token
+// and is asked to stop while it runs (cancel, deadline, shutdown) gets its
+// stop requested at once and a grace period on the runtime's timer. If it
+// still runs at the end of it, the grace entry takes it out of its
+// worker's slot (so the worker will not deliver it), answers the caller
+// with the stop's cause, and quarantines the worker: it no longer counts
+// as one of the pool's workers, so a fresh one may start (in a free slot:
+// there are `max_workers + max_quarantined` slots) while at most
+// `max_quarantined` are quarantined; when the stuck job returns, the
+// quarantined worker drops its result, frees its slot and ends.
+//
 // Locking: `live_mtx_` guards the live-worker count and `finished_`, and
-// serializes spawning workers (a spawn runs no user code); `wait_mtx_`
+// serializes spawning workers (a spawn runs no user code), and guards the
+// slots' bookkeeping (which are free, which quarantined); `wait_mtx_`
 // guards the self-wait table; `live_mtx_` may be held while the queue's own
 // lock is taken, never the other way round. No user code runs under any of
 // them: jobs answered or abandoned by a shutdown or a failed spawn are taken
@@ -33,13 +45,21 @@
 
 namespace weave::internal {
 
+class pool_impl;
+
+/// A timer entry that, at `target`'s deadline, answers it `timeout` if it is
+/// still queued, or asks it to stop if it runs (pool_ladder.cpp).
+job_ptr make_deadline_watch(std::weak_ptr<pool_impl> pool, job_ptr target);
+
 class pool_impl : public component,
                   public self_wait_guard,
                   public job_owner,
                   public std::enable_shared_from_this<pool_impl> {
 public:
   pool_impl(caf::actor_system& sys, std::shared_ptr<deadline_timer> timer,
-            size_t max_workers, std::string name);
+            size_t max_workers, std::string name,
+            caf::timespan cancel_grace = caf::timespan{0},
+            size_t max_quarantined = 0);
 
   shutdown_phase phase() const noexcept override {
     return shutdown_phase::pools;
@@ -67,6 +87,18 @@ public:
 
   void end_wait() noexcept override;
 
+  /// Requests the stop of `j`, running on a worker, and arms its grace
+  /// period (see the top of this file).
+  bool stop_running(job& j, errc cause) noexcept override;
+
+  /// The end of `j`'s grace period: if it still runs, answers its caller
+  /// with `cause` and quarantines its worker.
+  void grace_expired(job& j, errc cause) noexcept;
+
+  /// The deadline of a job that takes a stop token: answered `timeout` if
+  /// still queued, asked to stop if running.
+  void deadline_reached(job& j) noexcept;
+
   const std::string& name() const noexcept {
     return name_;
   }
@@ -86,6 +118,16 @@ private:
 
   void worker_main(size_t index);
 
+  /// Called by a worker whose job was taken out of its slot: true if the
+  /// worker is quarantined (it frees its slot and must end).
+  bool leave_if_quarantined(size_t index);
+
+  /// Arms `watch` (a timer entry of pool_ladder.cpp) at `at`.
+  void arm_watch(job_ptr watch, steady_clock::time_point at);
+
+  /// Requests the stop of every running job that takes a stop token.
+  void request_stop_of_running(errc cause) noexcept;
+
   /// Empties worker `index`'s slot after a job that did not run.
   void release_slot(size_t index) noexcept;
 
@@ -93,12 +135,32 @@ private:
   const std::shared_ptr<deadline_timer> timer_;
   const size_t max_workers_;
   const std::string name_;
+  const caf::timespan cancel_grace_;
+  const size_t max_quarantined_;
+  // Slots: one per worker, plus one per worker that may be quarantined.
+  const size_t capacity_;
   // Workers spin before parking only while a core is free for it.
   const size_t cores_;
   job_queue queue_;
-  // Workers started (written under `live_mtx_`, only after a spawn
-  // succeeded: worker `i` exists for every `i < spawned_`).
+  // Workers alive and not quarantined (written under `live_mtx_`, only
+  // after a spawn succeeded).
   std::atomic<size_t> spawned_{0};
+  // Slots ever used: every slot below this has had a worker (under
+  // `live_mtx_`; read without it only by shutdown, after the last spawn).
+  std::atomic<size_t> slots_used_{0};
+  // Slots freed by quarantined workers that ended (under `live_mtx_`).
+  std::vector<size_t> free_slots_;
+  // Per slot: its worker is quarantined (under `live_mtx_`).
+  std::vector<char> quarantined_;
+  size_t quarantined_live_ = 0;
+  std::atomic<size_t> quarantined_now_{0};
+  std::atomic<size_t> quarantined_total_{0};
+  // Worker threads started, for the shutdown report.
+  size_t started_ = 0;
+  // Per slot, the running job if it takes a stop token, so that a shutdown
+  // can ask it to stop (under `stop_mtx_`, held only to copy a reference).
+  std::mutex stop_mtx_;
+  std::vector<job_ptr> stoppable_;
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};

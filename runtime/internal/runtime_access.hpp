@@ -43,8 +43,9 @@ struct runtime_access {
   static std::shared_ptr<deadline_timer> timer(runtime& rt);
 
   /// Queues `j` on `pool` (offload's way in).
-  static void enqueue(blocking_pool& pool, job_ptr j, uint64_t key) {
-    pool.enqueue(std::move(j), false, key);
+  static void enqueue(blocking_pool& pool, job_ptr j, uint64_t key,
+                      bool timed = false) {
+    pool.enqueue(std::move(j), timed, key);
   }
 
   /// Makes destroying `pool` leave its shutdown to the runtime (the

@@ -55,6 +55,7 @@ void add_counts(shutdown_report& into, const shutdown_report& from) {
   into.threads_joined += from.threads_joined;
   into.threads_abandoned += from.threads_abandoned;
   into.actors_abandoned += from.actors_abandoned;
+  into.workers_quarantined += from.workers_quarantined;
 }
 
 } // namespace

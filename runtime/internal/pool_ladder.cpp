@@ -1,0 +1,186 @@
+// The stop ladder of a blocking pool: how a running job that takes a stop
+// token is asked to stop, given a grace period, and given up on (see the
+// top of pool_impl.hpp).
+
+#include <string>
+
+#include "caf/make_counted.hpp"
+
+#include "runtime/internal/pool_impl.hpp"
+
+namespace weave::internal {
+
+namespace {
+
+/// A timer entry that acts on a pool's job when it is due. The timer drops
+/// a due entry (`cancel_with(timeout)`), which calls `drop`; an entry still
+/// armed at shutdown is released without being dropped. It holds its pool
+/// weakly: a pool that is gone has nothing left to act on.
+class pool_watch : public counted_job {
+public:
+  pool_watch(std::weak_ptr<pool_impl> pool, job_ptr target)
+    : pool_(std::move(pool)), target_(std::move(target)) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    return true; // never queued on a pool
+  }
+
+  bool drop(caf::error) noexcept override {
+    if (auto pool = pool_.lock())
+      act(*pool, *target_);
+    return true;
+  }
+
+  /// Worth keeping while its job is queued or runs (the timer sweeps the
+  /// rest).
+  bool timer_entry_live() const noexcept override {
+    auto st = target_->current_state();
+    return current_state() == state::queued
+           && (st == state::queued || st == state::running);
+  }
+
+protected:
+  virtual void act(pool_impl& pool, job& target) noexcept = 0;
+
+private:
+  std::weak_ptr<pool_impl> pool_;
+  job_ptr target_;
+};
+
+/// At a job's deadline.
+class deadline_watch final : public pool_watch {
+public:
+  using pool_watch::pool_watch;
+
+  void act(pool_impl& pool, job& target) noexcept override {
+    pool.deadline_reached(target);
+  }
+};
+
+/// At the end of a stopped job's grace period.
+class grace_watch final : public pool_watch {
+public:
+  grace_watch(std::weak_ptr<pool_impl> pool, job_ptr target, errc cause)
+    : pool_watch(std::move(pool), std::move(target)), cause_(cause) {
+    // nop
+  }
+
+  void act(pool_impl& pool, job& target) noexcept override {
+    pool.grace_expired(target, cause_);
+  }
+
+private:
+  errc cause_;
+};
+
+} // namespace
+
+job_ptr make_deadline_watch(std::weak_ptr<pool_impl> pool, job_ptr target) {
+  return caf::make_counted<deadline_watch>(std::move(pool), std::move(target));
+}
+
+void pool_impl::arm_watch(job_ptr watch, steady_clock::time_point at) {
+  if (timer_ == nullptr)
+    return;
+  watch->deadline = at;
+  timer_->arm(std::move(watch));
+}
+
+void pool_impl::deadline_reached(job& target) noexcept {
+  if (target.cancel_with(make_error(errc::timeout, "no worker started the "
+                                                   "job before its timeout")))
+    return;
+  target.wait_while_dropping();
+  target.stop_running(errc::timeout);
+}
+
+bool pool_impl::stop_running(job& target, errc cause) noexcept {
+  if (!target.request_stop(cause))
+    return false;
+  try {
+    auto watch = caf::make_counted<grace_watch>(weak_from_this(),
+                                                job_ptr{&target}, cause);
+    arm_watch(std::move(watch), saturating_add(steady_clock::now(),
+                                               cancel_grace_));
+  } catch (...) {
+    // Out of memory for the entry: the stop is still requested; the job
+    // is not given up on.
+  }
+  return true;
+}
+
+void pool_impl::grace_expired(job& target, errc cause) noexcept {
+  size_t index = capacity_;
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    // After a shutdown's deadline the shutdown owns the slots.
+    if (finished_)
+      return;
+    auto used = slots_used_.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < used; ++i) {
+      auto expected = &target;
+      // Taken out of the slot: its worker will not deliver it.
+      if (running_[i].compare_exchange_strong(expected, nullptr,
+                                              std::memory_order_acq_rel)) {
+        index = i;
+        break;
+      }
+    }
+    if (index == capacity_)
+      return; // it ended (or was never started) meanwhile
+    quarantined_[index] = 1;
+    ++quarantined_live_;
+    quarantined_now_.fetch_add(1, std::memory_order_relaxed);
+    quarantined_total_.fetch_add(1, std::memory_order_relaxed);
+    // No longer one of the pool's workers: a fresh one may take its place.
+    spawned_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  job_ptr taken{&target, false}; // adopts the slot's reference
+  try {
+    taken->drop(make_error(cause, "pool '" + name_ + "': the job was still "
+                                    "running when its grace period after "
+                                    "the stop request ended; its worker "
+                                    "is quarantined"));
+  } catch (...) {
+    taken->drop(make_error(cause));
+  }
+  // A replacement, if queued jobs want one (a later submit starts one
+  // otherwise).
+  if (queue_.size() > 0)
+    maybe_spawn_worker();
+}
+
+bool pool_impl::leave_if_quarantined(size_t index) {
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    if (!quarantined_[index])
+      return false;
+    quarantined_[index] = 0;
+    --quarantined_live_;
+    quarantined_now_.fetch_sub(1, std::memory_order_relaxed);
+    free_slots_.push_back(index);
+  }
+  // Its slot is free: jobs that waited for a worker may get one now.
+  if (queue_.size() > 0)
+    maybe_spawn_worker();
+  return true;
+}
+
+void pool_impl::request_stop_of_running(errc cause) noexcept {
+  std::vector<job_ptr> jobs;
+  try {
+    std::unique_lock<std::mutex> guard{stop_mtx_};
+    for (auto& j : stoppable_)
+      if (j)
+        jobs.push_back(j);
+  } catch (...) {
+    // Out of memory: the shutdown's deadline still bounds the jobs.
+  }
+  for (auto& j : jobs)
+    j->request_stop(cause);
+  // The references go here, after unlocking (a job may end meanwhile).
+}
+
+} // namespace weave::internal
