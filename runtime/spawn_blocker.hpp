@@ -24,6 +24,14 @@
 /// `spawn_blocker` fails at once with `shut_down` (the actor handle is then
 /// invalid).
 ///
+/// A function may take a `weave::stop_token`: then `cancel()` (the future's
+/// or the actor form's handle) asks it to stop while it runs (cause
+/// `cancelled`), and so does the runtime's shutdown (cause `shut_down`)
+/// before it waits for blockers; a stopped blocker's outcome is the cause.
+/// A blocker has its own thread, so there is no grace period and nothing
+/// to quarantine: one that ignores its token is abandoned at the shutdown
+/// deadline as above.
+///
 /// Thread-safety: the plain form may be called from any thread; the actor
 /// form from inside the calling actor's handlers.
 
@@ -100,8 +108,8 @@ caf::actor launch_blocker(runtime& rt, job_ptr j, std::string name);
 /// Plain form: runs `fn` on a new detached actor named `name`.
 template <class F>
 auto spawn_blocker(runtime& rt, F fn, std::string name = "blocker")
-  -> blocker<std::invoke_result_t<F&>> {
-  using t = std::invoke_result_t<F&>;
+  -> blocker<internal::job_result_t<F>> {
+  using t = internal::job_result_t<F>;
   auto j = caf::make_counted<internal::function_job<t, F>>(std::move(fn));
   auto fut = internal::make_future<t>(j);
   auto handle = internal::launch_blocker(rt, j, std::move(name));
@@ -112,7 +120,7 @@ auto spawn_blocker(runtime& rt, F fn, std::string name = "blocker")
 /// `self` as a response (see offload.hpp for then / await / receive).
 template <class Self, class F>
 auto spawn_blocker(Self* self, F fn, std::string name = "blocker") {
-  using t = std::invoke_result_t<F&>;
+  using t = internal::job_result_t<F>;
   auto rid = self->new_request_id(caf::message_priority::normal);
   auto j = caf::make_counted<internal::actor_job_impl<t, F>>(
     self->ctrl(), rid.response_id(), std::move(fn));

@@ -320,3 +320,28 @@ TEST_CASE("cancel-grace and max-quarantined are checked like every weave "
   REQUIRE(err2);
   CHECK(caf::to_string(err2).find("max-quarantined") != std::string::npos);
 }
+
+TEST_CASE("spawn_blocker: a token blocker is stopped by cancel() and by the "
+          "runtime's shutdown, with the matching cause") {
+  token_job by_cancel;
+  token_job by_shutdown;
+  weave::future<int> f2;
+  {
+    auto cfg = config(long_grace);
+    cfg.set("weave.shutdown-deadline", caf::timespan{30s});
+    weave::runtime rt{cfg};
+    auto b1 = weave::spawn_blocker(rt, by_cancel.honouring(), "b1");
+    auto b2 = weave::spawn_blocker(rt, by_shutdown.honouring(), "b2");
+    f2 = b2.result();
+    REQUIRE(by_cancel.entered->wait());
+    auto f1 = b1.result();
+    CHECK(f1.cancel());
+    CHECK(error_of(f1) == errc::cancelled);
+    CHECK(by_cancel.seen->load() == static_cast<int>(errc::cancelled));
+    REQUIRE(by_shutdown.entered->wait());
+    auto report = rt.shutdown();
+    CHECK(report.threads_abandoned == 0);
+  }
+  CHECK(by_shutdown.seen->load() == static_cast<int>(errc::shut_down));
+  CHECK(error_of(f2) == errc::shut_down);
+}

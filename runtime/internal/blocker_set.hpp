@@ -47,9 +47,23 @@ public:
   /// an invalid handle (nothing started) once shutdown has begun.
   caf::actor launch(job_ptr j, std::string name);
 
+  /// Refuses new blockers and asks the running ones that take a stop
+  /// token to stop (cause `shut_down`).
   void begin_shutdown(shutdown_report&) override {
-    std::unique_lock<std::mutex> guard{mtx_};
-    closed_ = true;
+    std::vector<job_ptr> running;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      closed_ = true;
+      try {
+        for (auto& kvp : running_)
+          running.push_back(kvp.second);
+      } catch (...) {
+        // Out of memory: the deadline still bounds them.
+      }
+    }
+    for (auto& j : running)
+      j->stop_running(errc::shut_down);
+    // The references go here, after unlocking.
   }
 
   void finish_shutdown(steady_clock::time_point deadline,

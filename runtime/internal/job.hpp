@@ -153,15 +153,16 @@ public:
   }
 
   /// Asks the job to stop if it is running now, through its owner (which
-  /// may bound how long it keeps running). False if it is not running or
-  /// takes no token. The executor stays valid during the call: its worker
+  /// may bound how long it keeps running; a job without an owner, such as
+  /// a blocker, on its own thread, is simply asked). False if it is not
+  /// running or takes no token. The executor stays valid during the call: its worker
   /// waits for it (`wait_while_stopping`) before it lets go of the job.
   bool stop_running(errc cause) noexcept {
     stoppers_.fetch_add(1, std::memory_order_seq_cst);
     bool result = false;
-    if (owner != nullptr
-        && state_.load(std::memory_order_seq_cst) == state::running)
-      result = owner->stop_running(*this, cause);
+    if (state_.load(std::memory_order_seq_cst) == state::running)
+      result = owner != nullptr ? owner->stop_running(*this, cause)
+                                : request_stop(cause);
     stoppers_.fetch_sub(1, std::memory_order_seq_cst);
     return result;
   }
