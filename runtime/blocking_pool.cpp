@@ -7,6 +7,7 @@
 #include "caf/blocking_actor.hpp"
 #include "caf/spawn_options.hpp"
 
+#include "runtime/deadline_scope.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/pool_hooks.hpp"
 #include "runtime/internal/pool_impl.hpp"
@@ -202,7 +203,11 @@ void pool_impl::worker_main(size_t index) {
       std::unique_lock<std::mutex> guard{stop_mtx_};
       stoppable_[index] = j;
     }
+    // Inside the job, its deadline is the thread's (jobs it submits
+    // inherit it; see deadline_scope.hpp).
+    auto outer = exchange_current_deadline(j->deadline);
     auto ok = j->run();
+    exchange_current_deadline(outer);
     if (stoppable) {
       job_ptr done; // not the last reference: `j` holds one
       std::unique_lock<std::mutex> guard{stop_mtx_};
@@ -211,7 +216,8 @@ void pool_impl::worker_main(size_t index) {
     // A concurrent stop request still uses this pool: wait it out.
     j->wait_while_stopping();
     busy_.fetch_sub(1, std::memory_order_relaxed);
-    (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
+    (ok ? completed_ : j->stopped() ? stopped_ : failed_)
+      .fetch_add(1, std::memory_order_relaxed);
     if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {
       intrusive_ptr_release(mine);
       j->deliver();
@@ -289,7 +295,8 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
   report.threads_joined += spawned - live;
   report.workers_quarantined += quarantined_now_.load();
   report.threads_abandoned += live;
-  report.jobs_completed += completed_.load() + failed_.load();
+  report.jobs_completed += completed_.load() + failed_.load()
+                           + stopped_.load();
 }
 
 bool pool_impl::begin_wait(const job& awaited) {
@@ -342,6 +349,7 @@ blocking_pool::stats_type pool_impl::stats() const {
   s.completed = completed_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
   s.cancelled = dropped.load(std::memory_order_relaxed);
+  s.stopped = stopped_.load(std::memory_order_relaxed);
   s.quarantined = quarantined_now_.load(std::memory_order_relaxed);
   s.quarantined_total = quarantined_total_.load(std::memory_order_relaxed);
   return s;

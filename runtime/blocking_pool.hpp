@@ -85,6 +85,7 @@
 #include "caf/fwd.hpp"
 #include "caf/timespan.hpp"
 
+#include "runtime/deadline_scope.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/function_job.hpp"
 #include "runtime/internal/job_stop.hpp"
@@ -115,8 +116,11 @@ public:
     size_t queued = 0;
     /// Jobs that ran and returned a value.
     size_t completed = 0;
-    /// Jobs that ran and threw.
+    /// Jobs that ran and threw (and were not asked to stop).
     size_t failed = 0;
+    /// Jobs that ran and were asked to stop meanwhile (their outcome is the
+    /// stop's cause), counted when they return.
+    size_t stopped = 0;
     /// Jobs that never ran: cancelled, timed out, or answered `shut_down`.
     size_t cancelled = 0;
     /// Workers quarantined now: each runs a job that ignored its stop
@@ -141,13 +145,18 @@ public:
   blocking_pool& operator=(const blocking_pool&) = delete;
 
   /// Runs `fn()` (or `fn(token)`, see the header comment) on a worker; the
-  /// future completes with its result.
+  /// future completes with its result. Under a `deadline_scope` (or inside a
+  /// job with a deadline) the job gets that deadline, as if submitted with
+  /// the time left as its timeout.
   template <class F>
   auto submit(F fn) -> future<internal::job_result_t<F>> {
     using r = internal::job_result_t<F>;
     auto j = caf::make_counted<internal::function_job<r, F>>(std::move(fn));
     auto fut = internal::make_future<r>(j);
-    enqueue(std::move(j));
+    // Under a deadline scope (or inside a job with a deadline): timed.
+    j->deadline = current_deadline();
+    bool timed = j->deadline != internal::steady_clock::time_point::max();
+    enqueue(std::move(j), timed);
     return fut;
   }
 
@@ -157,7 +166,7 @@ public:
   /// `stop_token` and is still running then is asked to stop (cause
   /// `timeout`), and the grace ladder of the header comment applies. A
   /// negative `timeout` is `invalid_argument`; a huge one (`hours::max()`)
-  /// means "never".
+  /// means "never". A tighter `deadline_scope` deadline wins.
   template <class F, class Rep, class Period>
   auto submit(F fn, std::chrono::duration<Rep, Period> timeout)
     -> future<internal::job_result_t<F>> {
@@ -169,7 +178,8 @@ public:
                                 "blocking_pool::submit: negative timeout"));
       return fut;
     }
-    j->deadline = internal::deadline_after(timeout);
+    j->deadline = std::min(internal::deadline_after(timeout),
+                           current_deadline());
     enqueue(std::move(j), true);
     return fut;
   }

@@ -55,6 +55,7 @@
 #include "caf/unit.hpp"
 
 #include "runtime/blocking_pool.hpp"
+#include "runtime/deadline_scope.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/job.hpp"
@@ -149,6 +150,10 @@ public:
 
   bool request_stop(errc cause) noexcept override {
     return stop_.request(cause);
+  }
+
+  bool stopped() const noexcept override {
+    return stop_.cause() != errc{};
   }
 
   void deliver() noexcept override {
@@ -336,6 +341,14 @@ auto offload_impl(Self* self, blocking_pool* pool, F fn,
     j->cancel_with(make_error(errc::invalid_argument,
                               "offload: negative timeout (or not a number)"));
     return handle;
+  }
+  // Under a deadline scope, the time left to it bounds the timeout.
+  if (auto scope = current_deadline(); scope != steady_clock::time_point::max()) {
+    auto left = std::max(scope - steady_clock::now(),
+                         steady_clock::duration::zero());
+    auto left_ts = std::chrono::duration_cast<caf::timespan>(left);
+    if (!timeout.value || left_ts < *timeout.value)
+      timeout.value = left_ts;
   }
   if (timeout.value) {
     j->deadline = saturating_add(steady_clock::now(), *timeout.value);

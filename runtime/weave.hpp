@@ -4,6 +4,7 @@
 
 #include "runtime/blocking_pool.hpp"
 #include "runtime/channel.hpp"
+#include "runtime/deadline_scope.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/loop.hpp"

@@ -59,6 +59,10 @@ public:
     return stop_.request(cause);
   }
 
+  bool stopped() const noexcept override {
+    return stop_.cause() != errc{};
+  }
+
   void deliver() noexcept override {
     if (failure)
       this->set_error(failure);

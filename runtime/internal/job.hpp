@@ -152,6 +152,12 @@ public:
     return false;
   }
 
+  /// True once the function ran and ended after a stop was requested (its
+  /// outcome is the stop's cause).
+  virtual bool stopped() const noexcept {
+    return false;
+  }
+
   /// Asks the job to stop if it is running now, through its owner (which
   /// may bound how long it keeps running; a job without an owner, such as
   /// a blocker, on its own thread, is simply asked). False if it is not

@@ -164,6 +164,7 @@ private:
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};
+  std::atomic<size_t> stopped_{0};
   // The job each worker holds, from the moment the queue hands it over (see
   // job_queue::pop) until it ended, so that shutdown can answer or abandon
   // it at the deadline: whoever takes it out of the slot (the worker when

@@ -1,0 +1,101 @@
+#pragma once
+
+/// `deadline_scope`: a deadline for everything started under it, the answer
+/// to `asyncio.timeout()` and Trio's cancel scopes for weave's jobs.
+///
+///     {
+///       weave::deadline_scope scope{200ms};
+///       auto a = pool.submit(fetch);          // deadline: now + 200 ms
+///       auto b = pool.submit(parse, 1s);      // the tighter: the scope's
+///       weave::current_deadline();            // now + 200 ms
+///     }
+///
+/// While a scope lives, every job the thread submits to a pool
+/// (`blocking_pool::submit`) or offloads (`offload`, inside an actor's
+/// handler) gets the scope's deadline, or its own timeout if that is
+/// tighter: a job still queued at the deadline never runs and is answered
+/// `timeout`; one that runs and takes a `stop_token` is asked to stop (see
+/// blocking_pool.hpp). A job runs under its own deadline: inside it,
+/// `current_deadline()` returns it, and the jobs it submits inherit it — so
+/// a deadline set by a caller bounds everything started under it, however
+/// deep. Scopes nest; the tightest deadline wins: an inner scope never
+/// extends an outer one.
+///
+/// `current_deadline()` is `steady_clock::time_point::max()` where no scope
+/// or job deadline applies. A duration too large for the clock
+/// (`hours::max()`) saturates to "no deadline"; a negative or NaN one is
+/// refused with `weave::exception` (`invalid_argument`).
+///
+/// Thread-safety: a scope belongs to the thread that made it (it sets that
+/// thread's deadline); scopes end in the reverse order of their creation, as
+/// C++ scopes do. Shutdown: nothing to stop; a scope is a value on a stack.
+
+#include <algorithm>
+#include <chrono>
+#include <type_traits>
+
+#include "runtime/error.hpp"
+#include "runtime/internal/deadline.hpp"
+
+namespace weave {
+
+/// The deadline that applies to the calling thread: its innermost
+/// `deadline_scope`'s, or the running job's; `time_point::max()` if none.
+std::chrono::steady_clock::time_point current_deadline() noexcept;
+
+namespace internal {
+
+/// Sets the calling thread's deadline; returns the previous one.
+std::chrono::steady_clock::time_point
+exchange_current_deadline(std::chrono::steady_clock::time_point at) noexcept;
+
+} // namespace internal
+
+class deadline_scope {
+public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  /// A deadline `d` from now (or the enclosing one, if that is earlier).
+  template <class Rep, class Period>
+  explicit deadline_scope(std::chrono::duration<Rep, Period> d)
+    : deadline_scope(checked_deadline(d)) {
+    // nop
+  }
+
+  /// A deadline at `at` (or the enclosing one, if that is earlier).
+  explicit deadline_scope(time_point at) noexcept
+    : saved_(internal::exchange_current_deadline(
+      std::min(at, current_deadline()))) {
+    // nop
+  }
+
+  ~deadline_scope() {
+    internal::exchange_current_deadline(saved_);
+  }
+
+  deadline_scope(const deadline_scope&) = delete;
+  deadline_scope& operator=(const deadline_scope&) = delete;
+
+  /// This scope's deadline (the tightest of it and the enclosing ones).
+  time_point deadline() const noexcept {
+    return current_deadline();
+  }
+
+private:
+  template <class Rep, class Period>
+  static time_point checked_deadline(std::chrono::duration<Rep, Period> d) {
+    bool bad;
+    if constexpr (std::is_floating_point<Rep>::value)
+      bad = !(d.count() >= Rep{0});
+    else
+      bad = d.count() < Rep{0};
+    if (bad)
+      raise(make_error(errc::invalid_argument,
+                       "deadline_scope: negative duration (or not a number)"));
+    return internal::deadline_after(d);
+  }
+
+  time_point saved_;
+};
+
+} // namespace weave
