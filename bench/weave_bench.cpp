@@ -16,18 +16,22 @@ namespace {
 using namespace bench::sizes;
 size_t actor_credit = 1024; // WEAVE_BENCH_CREDIT overrides, for ablations
 
-void offload_rtt(weave::runtime& rt, bench::report& out) {
+/// `job` is `[] {}`, or `[](weave::stop_token) {}` for the `_token` ids (a
+/// job that can be stopped while it runs costs its stop state).
+template <class Job>
+void offload_rtt(weave::runtime& rt, bench::report& out, const char* id,
+                 Job job) {
   bench::histogram h;
   h.reserve(rtt_samples);
   bench::cpu_meter cpu;
   weave::promise<void> done;
-  rt.system().spawn([&h, done](caf::event_based_actor* self) mutable {
+  rt.system().spawn([&h, done, job](caf::event_based_actor* self) mutable {
     auto i = std::make_shared<int>(0);
     auto t0 = std::make_shared<bench::clock::time_point>();
     auto step = std::make_shared<std::function<void()>>();
     *step = [=, &h]() mutable {
       *t0 = bench::clock::now();
-      weave::offload(self, [] {}).then([=, &h]() mutable {
+      weave::offload(self, job).then([=, &h]() mutable {
         if (*i >= rtt_warmup)
           h.add(bench::clock::now() - *t0);
         if (++*i == rtt_warmup + rtt_samples) {
@@ -42,22 +46,24 @@ void offload_rtt(weave::runtime& rt, bench::report& out) {
     (*step)();
   });
   done.get_future().get();
-  out.set("offload_rtt", "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
-  out.set("offload_rtt", "p50_us", h.percentile_us(50));
-  out.set("offload_rtt", "p99_us", h.percentile_us(99));
+  out.set(id, "cpu_us_per_op", cpu.us_per_op(rtt_warmup + rtt_samples));
+  out.set(id, "p50_us", h.percentile_us(50));
+  out.set(id, "p99_us", h.percentile_us(99));
 }
 
-void offload_throughput(weave::runtime& rt, bench::report& out) {
+template <class Job>
+void offload_throughput(weave::runtime& rt, bench::report& out, const char* id,
+                        Job job) {
   bench::cpu_meter cpu;
   weave::promise<double> done;
-  rt.system().spawn([done](caf::event_based_actor* self) mutable {
+  rt.system().spawn([done, job](caf::event_based_actor* self) mutable {
     auto issued = std::make_shared<int>(0);
     auto finished = std::make_shared<int>(0);
     auto t0 = bench::clock::now();
     auto issue = std::make_shared<std::function<void()>>();
     *issue = [=]() mutable {
       ++*issued;
-      weave::offload(self, [] {}).then([=]() mutable {
+      weave::offload(self, job).then([=]() mutable {
         if (++*finished == throughput_ops) {
           done.set_value(throughput_ops / bench::seconds_since(t0));
           *issue = nullptr;
@@ -70,8 +76,8 @@ void offload_throughput(weave::runtime& rt, bench::report& out) {
     for (int k = 0; k < throughput_in_flight; ++k)
       (*issue)();
   });
-  out.set("offload_throughput", "ops_per_s", done.get_future().get());
-  out.set("offload_throughput", "cpu_us_per_op", cpu.us_per_op(throughput_ops));
+  out.set(id, "ops_per_s", done.get_future().get());
+  out.set(id, "cpu_us_per_op", cpu.us_per_op(throughput_ops));
 }
 
 double thread_to_actor_run(weave::runtime& rt, int producers) {
@@ -208,10 +214,16 @@ int main(int argc, char** argv) {
     // CAF and weave options on the command line (e.g. --weave.spin=0us)
     // allow ablations of weave's defaults; other arguments select ids.
     weave::runtime rt{argc, argv};
+    auto plain = [] {};
+    auto with_token = [](weave::stop_token) {};
     if (bench::wanted(argc, argv, "offload_rtt"))
-      offload_rtt(rt, out);
+      offload_rtt(rt, out, "offload_rtt", plain);
+    if (bench::wanted(argc, argv, "offload_rtt_token"))
+      offload_rtt(rt, out, "offload_rtt_token", with_token);
     if (bench::wanted(argc, argv, "offload_throughput"))
-      offload_throughput(rt, out);
+      offload_throughput(rt, out, "offload_throughput", plain);
+    if (bench::wanted(argc, argv, "offload_throughput_token"))
+      offload_throughput(rt, out, "offload_throughput_token", with_token);
     for (auto [id, producers] : {std::pair{"thread_to_actor", 1},
                                  std::pair{"thread_to_actor_4p", 4}}) {
       if (!bench::wanted(argc, argv, id))
