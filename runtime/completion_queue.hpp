@@ -15,8 +15,9 @@
 /// `completion_queue<T>`; each outcome it hands out is a `completion<T>`:
 /// `index`, the input's position (counting from 0), and `outcome`, its
 /// `result<T>`. Every input's outcome is handed out exactly once, in the
-/// order the inputs completed (inputs complete already at the call come
-/// first, in input order).
+/// order in which weave saw the inputs complete: one thread's completions
+/// keep their order, and inputs already complete at the call are seen in
+/// input order.
 ///
 /// Plain threads (blocking)
 /// - `next()` waits for the next outcome; `std::nullopt` once every outcome

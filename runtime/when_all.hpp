@@ -36,7 +36,8 @@
 /// throws `already_retrieved`; both messages name the function and the
 /// input's position (counting from 0). An input `then`-ed while still
 /// pending cannot be told apart at the call: its earlier continuation takes
-/// the value, and its slot reads `already_retrieved`.
+/// the value, and its slot reads `already_retrieved` — as does the second
+/// slot of a future passed twice.
 ///
 /// `cancel()` on the result completes the result with `cancelled` and leaves
 /// the inputs alone: input futures are shared handles (one job may be awaited
