@@ -4,11 +4,8 @@
 // from a loop and from an actor.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <memory>
-#include <numeric>
-#include <random>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -16,75 +13,20 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/compose_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using weave::test::latch;
 
+using weave::test::code_of;
+using weave::test::message_of;
+using weave::test::racing_promises;
+
 namespace {
-
-/// Threads completing promises at once in the racing tests.
-constexpr size_t racing_threads = 16;
-
-/// Promises those threads complete.
-constexpr size_t racing_promises = 1000;
 
 /// Every this-many-th racing promise fails instead of holding a value.
 constexpr size_t failing_every = 7;
-
-/// The code of the exception `get()` throws (0 if none).
-template <class F>
-weave::errc code_of(F&& fn) {
-  try {
-    fn();
-  } catch (const weave::exception& e) {
-    return e.code();
-  }
-  return weave::errc{};
-}
-
-/// The message of the weave exception `fn` throws ("" if none).
-template <class F>
-std::string message_of(F&& fn) {
-  try {
-    fn();
-  } catch (const weave::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-std::vector<size_t> shuffled(size_t n, unsigned seed) {
-  std::vector<size_t> xs(n);
-  std::iota(xs.begin(), xs.end(), size_t{0});
-  std::shuffle(xs.begin(), xs.end(), std::mt19937{seed});
-  return xs;
-}
-
-/// Completes `ps` from `racing_threads` threads, each its share of a random
-/// order, all released at once; promise `i` gets `i` or, every
-/// `failing_every`, the error `job_failed`.
-void complete_racing(std::vector<weave::promise<size_t>>& ps, unsigned seed) {
-  auto order = shuffled(ps.size(), seed);
-  latch go{1};
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < racing_threads; ++t) {
-    threads.emplace_back([&, t] {
-      go.wait();
-      for (size_t k = t; k < order.size(); k += racing_threads) {
-        auto i = order[k];
-        if (i % failing_every == 0)
-          ps[i].set_error(weave::make_error(weave::errc::job_failed,
-                                            std::to_string(i)));
-        else
-          ps[i].set_value(i);
-      }
-    });
-  }
-  go.count_down();
-  for (auto& th : threads)
-    th.join();
-}
 
 } // namespace
 
@@ -130,7 +72,7 @@ TEST_CASE("when_all keeps input order whatever order the inputs complete in") {
   for (auto& p : ps)
     fs.push_back(p.get_future());
   auto all = weave::when_all(fs.begin(), fs.end());
-  for (auto i : shuffled(n, 7))
+  for (auto i : weave::test::shuffled(n, 7))
     ps[i].set_value(i * 10);
   auto rs = all.get();
   REQUIRE(rs.size() == n);
@@ -159,7 +101,8 @@ TEST_CASE("16 threads completing 1000 promises in random order: when_all and "
       return std::move(*r);
     });
   auto gathered = weave::gather(std::move(gs));
-  complete_racing(ps, seed);
+  weave::test::complete_racing(ps, weave::test::random_shares(seed),
+                               failing_every);
   for (size_t i = 0; i < racing_promises; ++i) // never fails: all values
     qs[i].set_value(i);
   auto rs = all.get();

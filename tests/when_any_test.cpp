@@ -10,37 +10,20 @@
 #include <vector>
 
 #include "runtime/weave.hpp"
+#include "tests/compose_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using weave::test::latch;
 
-namespace {
+using weave::test::futures_of;
+using weave::test::message_of;
+using weave::test::racing_threads;
 
-/// Threads completing promises at once in the racing tests.
-constexpr size_t racing_threads = 16;
+namespace {
 
 /// How many times the racing test repeats its race.
 constexpr size_t racing_rounds = 50;
-
-/// The message of the weave exception `fn` throws ("" if none).
-template <class F>
-std::string message_of(F&& fn) {
-  try {
-    fn();
-  } catch (const weave::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-template <class T>
-std::vector<weave::future<T>> futures_of(std::vector<weave::promise<T>>& ps) {
-  std::vector<weave::future<T>> fs;
-  for (auto& p : ps)
-    fs.push_back(p.get_future());
-  return fs;
-}
 
 /// The promise a racing thread is completing (the winner's continuation
 /// runs inside that call).
