@@ -53,6 +53,12 @@
 /// combinators hold no lock of their own at all, so no user code (values'
 /// moves and destructors, continuations) runs under one.
 ///
+/// Waiting on a pool worker: `get()` on a single job's future refuses
+/// (`would_deadlock`) when every worker of its pool would end up waiting
+/// for queued work; a combined future does not know its inputs' pools, so
+/// a worker that waits on one for jobs queued in its own busy pool waits
+/// until they run. Wait with `wait_for`, or combine in an actor or a loop.
+///
 /// Lifetime and shutdown: the combinators own no thread and are not
 /// registered with the runtime. Their state lives until every input has
 /// completed, whether or not anyone still holds the result; every input
