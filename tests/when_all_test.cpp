@@ -352,3 +352,20 @@ TEST_CASE("an actor combines pool futures: gather through offload, and a "
                 caf::after(weave::test::patience) >> [] {});
   CHECK(out == "total 13 in weave-sched-");
 }
+
+TEST_CASE("when a loop stops, a when_all of its pending futures completes "
+          "with shut_down in every slot") {
+  weave::runtime rt;
+  weave::loop lp{rt, "stopping-loop"};
+  auto a = lp.submit([](weave::loop_context& cx) { return cx.sleep(1h); });
+  auto b = lp.submit([](weave::loop_context& cx) { return cx.sleep(1h); });
+  auto all = weave::when_all(std::vector<weave::future<void>>{a, b});
+  auto g = weave::gather(a, b);
+  lp.stop();
+  lp.join();
+  auto rs = all.get();
+  REQUIRE(rs.size() == 2u);
+  CHECK(weave::is(rs[0].error(), weave::errc::shut_down));
+  CHECK(weave::is(rs[1].error(), weave::errc::shut_down));
+  CHECK(code_of([&] { g.get(); }) == weave::errc::shut_down);
+}
