@@ -174,6 +174,12 @@ public:
       return caf::expected<T>{std::move(*value_)};
   }
 
+  /// True once `take()` has handed the value out (an error is never taken:
+  /// it reads the same every time).
+  bool value_taken() const noexcept {
+    return retrieved_.load(std::memory_order_acquire);
+  }
+
   /// Runs `cb` once on completion: now if already complete.
   void on_complete(callback cb) {
     {
