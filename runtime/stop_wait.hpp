@@ -101,12 +101,14 @@ bool stop_wait_until(const stop_token& tok, CondVar& cv,
   hook.attach(state_of(tok));
   auto ok = false;
   for (;;) {
+    if (tok.stop_requested()) {
+      ok = pred();
+      break;
+    }
     if (pred()) {
       ok = true;
       break;
     }
-    if (tok.stop_requested())
-      break;
     if (tp == steady_clock::time_point::max()) {
       cv.wait(lock);
     } else if (cv.wait_until(lock, tp) == std::cv_status::timeout) {

@@ -147,11 +147,18 @@ TEST_CASE("a condition-variable wait with a stop token never loses a "
     stop_source src;
     std::atomic<int> outcome{-1};
     latch done{1};
+    // A slow predicate widens the window between the waiter's look at its
+    // token and its wait, where a stop that did not take the mutex before
+    // notifying would be lost.
+    auto pred_spins = spins(rng) / 4;
     std::thread waiter{[&] {
       std::unique_lock<std::mutex> lock{mtx};
-      outcome = weave::wait(src.get_token(), cv, lock, [&] { return flag; })
-                  ? 1
-                  : 0;
+      auto slow_pred = [&] {
+        for (int n = pred_spins; n > 0; --n)
+          std::this_thread::yield();
+        return flag;
+      };
+      outcome = weave::wait(src.get_token(), cv, lock, slow_pred) ? 1 : 0;
       done.count_down();
     }};
     for (int n = spins(rng); n > 0; --n)
