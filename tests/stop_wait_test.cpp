@@ -203,6 +203,53 @@ TEST_CASE("a condition-variable wait with a stop token never loses a "
   MESSAGE("stopped " << stopped << ", satisfied " << satisfied);
 }
 
+TEST_CASE("future and channel waits never miss a stop issued at a random "
+          "point") {
+  std::mt19937 rng{13};
+  std::uniform_int_distribution<int> spins{0, 300};
+  for (int i = 0; i < wakeup_rounds; ++i) {
+    weave::promise<int> p;
+    auto f = p.get_future();
+    weave::channel<int> full{1};
+    REQUIRE(full.put(0) == channel_status::ok);
+    weave::channel<int> empty{1};
+    stop_source src;
+    auto tok = src.get_token();
+    std::atomic<bool> future_done{true};
+    std::atomic<channel_status> put_status{channel_status::ok};
+    std::atomic<channel_status> get_status{channel_status::ok};
+    latch done{3};
+    std::thread a{[&] {
+      future_done = f.wait(tok);
+      done.count_down();
+    }};
+    std::thread b{[&] {
+      put_status = full.put(1, tok);
+      done.count_down();
+    }};
+    std::thread c{[&] {
+      get_status = empty.get(tok).status;
+      done.count_down();
+    }};
+    for (int n = spins(rng); n > 0; --n)
+      std::this_thread::yield();
+    src.request_stop();
+    if (!done.wait()) {
+      FAIL_CHECK("a wait missed the stop in round " << i);
+      p.set_value(0);
+      full.close();
+      empty.close();
+    }
+    a.join();
+    b.join();
+    c.join();
+    CHECK_FALSE(future_done);
+    CHECK(put_status == channel_status::stopped);
+    CHECK(get_status == channel_status::stopped);
+    CHECK(full.stats().depth == 1u);
+  }
+}
+
 TEST_CASE("condition_variable_any and wait_for: the stop, the timeout and "
           "the predicate") {
   std::mutex mtx;
