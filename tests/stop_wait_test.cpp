@@ -284,6 +284,46 @@ TEST_CASE("condition_variable_any and wait_for: the stop, the timeout and "
         == "invalid_argument"); // the lock must be held
 }
 
+TEST_CASE("a waiter leaving while its stop callback waits for the waiter's "
+          "mutex does not deadlock") {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool flag = false;
+  stop_source src;
+  latch waiting{1};
+  latch in_pred{1};
+  latch done{1};
+  std::atomic<int> outcome{-1};
+  std::thread waiter{[&] {
+    std::unique_lock<std::mutex> lock{mtx};
+    auto pred = [&] {
+      waiting.count_down(); // holds the mutex from here until it waits
+      if (flag) {
+        in_pred.count_down();
+        // Holds the mutex while the stop's callback blocks on it (creates
+        // the condition; the outcome does not depend on how long).
+        std::this_thread::sleep_for(settle * 10);
+      }
+      return flag;
+    };
+    outcome = weave::wait(src.get_token(), cv, lock, pred) ? 1 : 0;
+    done.count_down();
+  }};
+  REQUIRE(waiting.wait());
+  { // taken once the waiter waits
+    std::unique_lock<std::mutex> lock{mtx};
+    flag = true;
+  }
+  cv.notify_all();
+  REQUIRE(in_pred.wait());
+  std::thread stopper{[&] { src.request_stop(); }};
+  auto finished = done.wait();
+  CHECK(finished);
+  stopper.join();
+  waiter.join();
+  CHECK(outcome == 1);
+}
+
 TEST_CASE("a predicate that requests the stop itself does not deadlock") {
   std::mutex mtx;
   std::condition_variable cv;
