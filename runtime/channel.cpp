@@ -23,6 +23,8 @@ const char* to_string(channel_status s) noexcept {
       return "empty";
     case channel_status::dropped:
       return "dropped";
+    case channel_status::stopped:
+      return "stopped";
   }
   return "unknown";
 }

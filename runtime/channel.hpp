@@ -11,9 +11,15 @@
 /// - `get()` blocks while empty; `get(timeout)`; `try_get()`.
 /// - Each returns a `channel_status` (or a `channel_result<T>` holding the
 ///   value) that says exactly which of ok / timeout / closed / full / empty /
-///   dropped happened. Pass an rvalue and the item is moved from only when
+///   dropped / stopped happened. Pass an rvalue and the item is moved from only when
 ///   the channel accepted it: after `timeout`, `full`, `closed` or `dropped`
 ///   the caller still owns it (a `std::unique_ptr` stays valid).
+/// - With a `stop_token`: `put(x, tok)`, `put(x, timeout, tok)`,
+///   `get(tok)`, `get(timeout, tok)` also end, promptly, when `tok` is
+///   stopped while they wait: they return `stopped` (the token's `cause()`
+///   says why), and nothing was put (the caller still owns `x`) or taken.
+///   The token is looked at only when the call would wait: with room (or
+///   an item) at hand, the call succeeds.
 /// - Timeouts saturate: `hours::max()` waits for ever; a negative timeout
 ///   throws `invalid_argument`.
 ///
@@ -115,6 +121,7 @@
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/loop.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/stop_token.hpp"
 
 namespace weave {
 
@@ -131,6 +138,9 @@ enum class channel_status : uint8_t {
   empty,
   /// Discarded by the `drop_newest` policy.
   dropped,
+  /// The call's stop token was stopped while it waited; the token's
+  /// `cause()` says why. Nothing was put or taken.
+  stopped,
 };
 
 const char* to_string(channel_status s) noexcept;
@@ -223,6 +233,33 @@ public:
     return core_->put(x, deadline(timeout, "put"), true);
   }
 
+  /// Puts `x`, waiting while the channel is full until `tok` is stopped
+  /// (`stopped`). Moves from `x` only if accepted.
+  channel_status put(T&& x, const stop_token& tok) {
+    internal::check_may_block("channel::put");
+    return core_->put(std::move(x), std::nullopt, true, &tok);
+  }
+
+  channel_status put(const T& x, const stop_token& tok) {
+    internal::check_may_block("channel::put");
+    return core_->put(x, std::nullopt, true, &tok);
+  }
+
+  /// Puts `x`, waiting at most `timeout` or until `tok` is stopped.
+  template <class Rep, class Period>
+  channel_status put(T&& x, std::chrono::duration<Rep, Period> timeout,
+                     const stop_token& tok) {
+    internal::check_may_block("channel::put");
+    return core_->put(std::move(x), deadline(timeout, "put"), true, &tok);
+  }
+
+  template <class Rep, class Period>
+  channel_status put(const T& x, std::chrono::duration<Rep, Period> timeout,
+                     const stop_token& tok) {
+    internal::check_may_block("channel::put");
+    return core_->put(x, deadline(timeout, "put"), true, &tok);
+  }
+
   /// Puts `x` if there is room now. Moves from `x` only if accepted.
   channel_status try_put(T&& x) {
     return core_->put(std::move(x), std::nullopt, false);
@@ -241,6 +278,20 @@ public:
   channel_result<T> get(std::chrono::duration<Rep, Period> timeout) {
     internal::check_may_block("channel::get");
     return core_->get(deadline(timeout, "get"), true);
+  }
+
+  /// Gets an item, waiting while the channel is empty until `tok` is
+  /// stopped (`stopped`, and nothing is taken).
+  channel_result<T> get(const stop_token& tok) {
+    internal::check_may_block("channel::get");
+    return core_->get(std::nullopt, true, &tok);
+  }
+
+  template <class Rep, class Period>
+  channel_result<T> get(std::chrono::duration<Rep, Period> timeout,
+                        const stop_token& tok) {
+    internal::check_may_block("channel::get");
+    return core_->get(deadline(timeout, "get"), true, &tok);
   }
 
   channel_result<T> try_get() {

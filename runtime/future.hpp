@@ -13,6 +13,14 @@
 /// - `wait()`, `wait_for(timeout)`, `done()`. Any timeout is accepted:
 ///   `hours::max()` waits without a limit; a negative (or NaN) timeout is
 ///   `invalid_argument`.
+/// - With a `stop_token`: `get(tok)`, `get_result(tok)`, `wait(tok)`,
+///   `wait_for(tok, timeout)` also end when `tok` is stopped, promptly (the
+///   stop wakes the waiter). `get(tok)` then throws `weave::exception`
+///   carrying the token's cause (`cancelled`, `timeout`, `shut_down`, ...),
+///   `get_result(tok)` returns that error, `wait(tok)` and `wait_for` return
+///   false. The future is left as it was: its outcome, when it comes, can
+///   still be taken. The token is looked at only when the call would wait:
+///   a future that is already done hands out its outcome.
 /// - `then(cb)`: `cb` takes the outcome as `result<T>` (by value, `&`,
 ///   `const&` or `&&`) and runs exactly once, when the future completes. It
 ///   runs on the thread that completes the future (a pool worker, the loop's
@@ -46,6 +54,7 @@
 /// forever.
 
 #include <chrono>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -55,6 +64,7 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/future_state.hpp"
+#include "runtime/stop_token.hpp"
 
 namespace weave {
 
@@ -154,6 +164,47 @@ public:
     return st.wait_until(internal::deadline_after(timeout));
   }
 
+  /// Waits for the outcome unless `tok` is stopped first; returns the
+  /// value or throws `weave::exception` (the future's error, or the token's
+  /// cause if it stopped the wait).
+  T get(const stop_token& tok) {
+    internal::check_may_block("future::get");
+    auto res = take_unless_stopped(tok, "future::get");
+    if (!res)
+      raise(res.error());
+    if constexpr (!std::is_void<T>::value)
+      return std::move(*res);
+  }
+
+  /// Like `get(tok)`, returning the error instead of throwing it.
+  result<T> get_result(const stop_token& tok) {
+    internal::check_may_block("future::get_result");
+    return take_unless_stopped(tok, "future::get_result");
+  }
+
+  /// Waits for the outcome unless `tok` is stopped first; true if done.
+  bool wait(const stop_token& tok) {
+    internal::check_may_block("future::wait");
+    return checked_state().wait_until(
+      internal::steady_clock::time_point::max(), tok);
+  }
+
+  /// Waits at most `timeout`, or until `tok` is stopped; true if done.
+  template <class Rep, class Period>
+  bool wait_for(const stop_token& tok,
+                std::chrono::duration<Rep, Period> timeout) {
+    internal::check_may_block("future::wait_for");
+    if (internal::negative_or_nan(timeout))
+      raise(make_error(errc::invalid_argument,
+                       "future::wait_for: negative or NaN timeout"));
+    auto& st = checked_state();
+    if (st.ready())
+      return true;
+    if (timeout == timeout.zero())
+      return false;
+    return st.wait_until(internal::deadline_after(timeout), tok);
+  }
+
   /// Cancels the job if it has not started: it never runs and the future
   /// completes with `cancelled`. False if it already started or completed.
   bool cancel() {
@@ -213,6 +264,15 @@ private:
     if (!state_)
       raise(make_error(errc::invalid_argument, "the future has no state"));
     return *state_;
+  }
+
+  /// Waits until done or stopped; the outcome, or the stop's error.
+  result<T> take_unless_stopped(const stop_token& tok, const char* what) {
+    auto& st = checked_state();
+    if (!st.wait_until(internal::steady_clock::time_point::max(), tok))
+      return internal::stop_error(tok.cause(),
+                                  (std::string{what} + ": stopped").c_str());
+    return st.take();
   }
 
   const internal::future_state_ptr<T>& checked_state_ptr() const {

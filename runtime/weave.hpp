@@ -14,6 +14,8 @@
 #include "runtime/shutdown_report.hpp"
 #include "runtime/slow_handler_event.hpp"
 #include "runtime/spawn_blocker.hpp"
+#include "runtime/stop_token.hpp"
+#include "runtime/stop_wait.hpp"
 #include "runtime/supervised_blocker.hpp"
 #include "runtime/this_thread.hpp"
 #include "runtime/thread_census.hpp"

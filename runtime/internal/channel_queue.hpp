@@ -21,6 +21,9 @@
 // the first slot that frees, and a consumer pays one atomic load per item
 // while nobody waits.
 //
+// A put or get given a stop token arms it only once it is about to wait
+// (see stop_notifier.hpp; its callback takes `in_mtx_`, runs no user code).
+//
 // No user code runs under the locks: messages go into a `channel_outbox`
 // that `deliver` sends after the locks are released; items are stored so
 // that moving them around and destroying what is left runs no user code
@@ -50,6 +53,7 @@
 #include "runtime/internal/channel_ring.hpp"
 #include "runtime/internal/channel_slot.hpp"
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/stop_notifier.hpp"
 
 namespace weave::internal {
 
@@ -76,10 +80,13 @@ public:
   // -- producers --------------------------------------------------------------
 
   /// Puts `x`, moving from it only if it is accepted. If `wait`, waits for
-  /// room until `until` (none: for ever).
+  /// room until `until` (none: for ever), or until `stop` (if given) is
+  /// stopped: then returns `stopped`.
   template <class U>
-  channel_status put(U&& x, std::optional<time_point> until, bool wait) {
+  channel_status put(U&& x, std::optional<time_point> until, bool wait,
+                     const stop_token* stop = nullptr) {
     typename slot_traits::holder evicted; // destroyed after the lock
+    stop_notifier hook; // deregistered after the lock
     std::unique_lock<std::mutex> guard{in_mtx_};
     for (;;) {
       if (closed_)
@@ -103,6 +110,16 @@ public:
       }
       if (!wait)
         return channel_status::full;
+      if (stop != nullptr && stop->stop_possible()) {
+        if (stop->stop_requested())
+          return channel_status::stopped;
+        if (!hook) { // about to wait: arm the stop, without the lock
+          guard.unlock();
+          arm(hook, *stop, {&in_mtx_, &not_full_, &not_empty_});
+          guard.lock();
+          continue;
+        }
+      }
       if (!wait_for_room(guard, until))
         return channel_status::timeout;
     }
@@ -127,9 +144,13 @@ public:
   /// Takes the oldest item. A boxed item leaves its box after the locks are
   /// released; if that throws (the item's move or copy), the item goes back
   /// to the front and the exception propagates.
-  channel_result<T> get(std::optional<time_point> until, bool wait) {
+  /// If `stop` is given and stopped while it waits, returns `stopped` and
+  /// takes nothing.
+  channel_result<T> get(std::optional<time_point> until, bool wait,
+                        const stop_token* stop = nullptr) {
     channel_outbox out; // sent after the locks are released
     typename slot_traits::holder taken; // destroyed after the locks
+    stop_notifier hook; // deregistered after them
     channel_result<T> res;
     {
       std::unique_lock<std::mutex> out_guard{out_mtx_};
@@ -145,11 +166,27 @@ public:
           res.status = closed_ ? channel_status::closed : channel_status::empty;
           return res;
         }
+        if (stop != nullptr && stop->stop_possible()) {
+          if (stop->stop_requested()) {
+            res.status = channel_status::stopped;
+            return res;
+          }
+          if (!hook) { // about to wait: arm the stop, without the locks
+            in_guard.unlock();
+            out_guard.unlock();
+            arm(hook, *stop, {&in_mtx_, &not_full_, &not_empty_});
+            out_guard.lock();
+            continue;
+          }
+        }
         // Wait for any item, wherever it is: another consumer may have
         // moved fresh items to `out_` meanwhile. Others need `out_mtx_`.
         out_guard.unlock();
         ++waiting_consumers_;
-        auto ready = [this] { return closed_ || depth() > 0; };
+        auto ready = [this, stop] {
+          return closed_ || depth() > 0
+                 || (stop != nullptr && stop->stop_requested());
+        };
         auto timed_out = false;
         if (until)
           timed_out = !not_empty_.wait_until(in_guard, *until, ready);

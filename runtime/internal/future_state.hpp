@@ -16,6 +16,10 @@
 // So no user code (continuations, the value's constructors and destructor,
 // the captures of a continuation) ever runs while `mtx_` is held.
 //
+// A wait that a `stop_token` may end registers a stop callback of weave's
+// own (no user code) that takes `mtx_` and wakes the waiters; it is
+// registered before and deregistered after the waiter holds `mtx_`.
+//
 // Thread-safety: every member may be called from any thread. Publishing
 // happens-before `ready()` returns true, before waiters wake and before the
 // continuations run.
@@ -39,6 +43,8 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/callback.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/stop_notifier.hpp"
+#include "runtime/stop_token.hpp"
 
 namespace weave {
 
@@ -125,20 +131,7 @@ public:
   void wait() {
     if (ready() || spin_until(phase_, ready_phase))
       return;
-    // A pool worker waiting for a job queued in its own pool might be the
-    // last worker that could run it.
-    auto guard = current_self_wait_guard();
-    auto awaited = guard != nullptr ? executor_job() : nullptr;
-    if (awaited == nullptr || !awaited->queued_on_owner()
-        || !guard->begin_wait(*awaited))
-      guard = nullptr;
-    struct end_guard {
-      self_wait_guard* g;
-      ~end_guard() {
-        if (g != nullptr)
-          g->end_wait();
-      }
-    } ender{guard};
+    self_wait_scope scope{begin_self_wait()};
     std::unique_lock<std::mutex> lock{mtx_};
     ++waiters_;
     cv_.wait(lock, [this] { return ready(); });
@@ -158,6 +151,35 @@ public:
     auto ok = cv_.wait_until(lock, tp, [this] { return ready(); });
     --waiters_;
     return ok;
+  }
+
+  /// Waits until ready, until `tp` (`time_point::max()`: without a limit)
+  /// or until `tok` is stopped; true if ready.
+  bool wait_until(steady_clock::time_point tp, const stop_token& tok) {
+    if (ready())
+      return true;
+    if (!tok.stop_possible())
+      return wait_until(tp);
+    if (tok.stop_requested())
+      return false;
+    self_wait_scope scope{tp == steady_clock::time_point::max()
+                            ? begin_self_wait()
+                            : nullptr};
+    // Armed before `mtx_` is taken, let go after it is released (see
+    // stop_notifier.hpp).
+    stop_notifier hook;
+    arm(hook, tok, {&mtx_, &cv_, nullptr});
+    {
+      std::unique_lock<std::mutex> lock{mtx_};
+      ++waiters_;
+      auto pred = [this, &tok] { return ready() || tok.stop_requested(); };
+      if (tp == steady_clock::time_point::max())
+        cv_.wait(lock, pred);
+      else
+        cv_.wait_until(lock, tp, pred);
+      --waiters_;
+    }
+    return ready();
   }
 
   /// Moves the outcome out. Call only when ready.
@@ -232,6 +254,27 @@ protected:
   }
 
 private:
+  /// Ends what `begin_self_wait` recorded.
+  struct self_wait_scope {
+    self_wait_guard* guard;
+    ~self_wait_scope() {
+      if (guard != nullptr)
+        guard->end_wait();
+    }
+  };
+
+  /// A pool worker waiting without a limit for a job queued in its own pool
+  /// might be the last worker that could run it: the pool records the wait
+  /// (or throws `would_deadlock`). Null when there is nothing to record.
+  self_wait_guard* begin_self_wait() {
+    auto guard = current_self_wait_guard();
+    auto awaited = guard != nullptr ? executor_job() : nullptr;
+    if (awaited == nullptr || !awaited->queued_on_owner()
+        || !guard->begin_wait(*awaited))
+      return nullptr;
+    return guard;
+  }
+
   static constexpr uint8_t pending_phase = 0;
   static constexpr uint8_t claimed_phase = 1;
   static constexpr uint8_t ready_phase = 2;
