@@ -11,7 +11,7 @@
 /// - `get()` blocks while empty; `get(timeout)`; `try_get()`.
 /// - Each returns a `channel_status` (or a `channel_result<T>` holding the
 ///   value) that says exactly which of ok / timeout / closed / full / empty /
-///   dropped happened. Pass an rvalue and the item is moved from only when
+///   dropped / stopped happened. Pass an rvalue and the item is moved from only when
 ///   the channel accepted it: after `timeout`, `full`, `closed` or `dropped`
 ///   the caller still owns it (a `std::unique_ptr` stays valid).
 /// - With a `stop_token`: `put(x, tok)`, `put(x, timeout, tok)`,

@@ -9,8 +9,9 @@ bool sleep_until(const stop_token& tok, steady_clock::time_point tp) {
   std::condition_variable cv;
   // Registered before the lock is taken, and deregistered after it is
   // released (declaration order), so the waker never waits for this thread.
+  auto fired_here = false; // unused: the loop looks at the token itself
   stop_hook<cv_waker<std::mutex, std::condition_variable>> hook{
-    cv_waker<std::mutex, std::condition_variable>{&mtx, &cv}};
+    cv_waker<std::mutex, std::condition_variable>{&mtx, &cv, &fired_here}};
   hook.attach(state_of(tok));
   std::unique_lock<std::mutex> lock{mtx};
   while (!tok.stop_requested()) {

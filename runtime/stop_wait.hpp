@@ -59,18 +59,24 @@ bool sleep_until(const stop_token& tok, steady_clock::time_point tp);
 
 /// The stop callback of a waiter on `cv`: takes the waiter's mutex, then
 /// notifies. On the waiter's own thread (registering after the stop, or a
-/// predicate that requests the stop) it does nothing: that thread holds the
-/// mutex and is not waiting, and it looks at the token before it waits.
+/// predicate that requests the stop) it only sets `*fired_here`: that
+/// thread holds the mutex and is not waiting, and it looks at the flag
+/// before it waits.
 template <class Mutex, class CondVar>
 class cv_waker {
 public:
-  cv_waker(Mutex* mtx, CondVar* cv) noexcept
-    : mtx_(mtx), cv_(cv), waiter_(std::this_thread::get_id()) {
+  cv_waker(Mutex* mtx, CondVar* cv, bool* fired_here) noexcept
+    : mtx_(mtx),
+      cv_(cv),
+      fired_here_(fired_here),
+      waiter_(std::this_thread::get_id()) {
   }
 
   void operator()() noexcept {
-    if (std::this_thread::get_id() == waiter_)
+    if (std::this_thread::get_id() == waiter_) {
+      *fired_here_ = true;
       return;
+    }
     { std::lock_guard<Mutex> guard{*mtx_}; }
     cv_->notify_all();
   }
@@ -78,6 +84,7 @@ public:
 private:
   Mutex* mtx_;
   CondVar* cv_;
+  bool* fired_here_;
   std::thread::id waiter_;
 };
 
@@ -96,16 +103,24 @@ bool stop_wait_until(const stop_token& tok, CondVar& cv,
     return true;
   if (tok.stop_requested())
     return false;
+  auto fired_here = false;
   stop_hook<cv_waker<Mutex, CondVar>> hook{
-    cv_waker<Mutex, CondVar>{lock.mutex(), &cv}};
+    cv_waker<Mutex, CondVar>{lock.mutex(), &cv, &fired_here}};
   hook.attach(state_of(tok));
   auto ok = false;
+  // The token first, then `pred`, then the wait: a stop requested by another
+  // thread meanwhile takes the mutex before it notifies, so it finds this
+  // thread waiting; one requested by `pred` itself sets `fired_here`.
   for (;;) {
+    if (tok.stop_requested()) {
+      ok = pred();
+      break;
+    }
     if (pred()) {
       ok = true;
       break;
     }
-    if (tok.stop_requested())
+    if (fired_here)
       break;
     if (tp == steady_clock::time_point::max()) {
       cv.wait(lock);

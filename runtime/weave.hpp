@@ -4,6 +4,7 @@
 
 #include "runtime/blocking_pool.hpp"
 #include "runtime/channel.hpp"
+#include "runtime/completion_queue.hpp"
 #include "runtime/deadline_scope.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
@@ -19,3 +20,5 @@
 #include "runtime/supervised_blocker.hpp"
 #include "runtime/this_thread.hpp"
 #include "runtime/thread_census.hpp"
+#include "runtime/when_all.hpp"
+#include "runtime/when_any.hpp"

@@ -3,7 +3,9 @@
 // runs exactly once or is deregistered without running, under races from
 // many threads; a destructor waits for its callback running elsewhere and
 // does not deadlock on its own thread; the first requester's cause wins.
-// The stop-aware waits are in stop_wait_test.cpp.
+// The stop-aware waits are in stop_wait_test.cpp. Tagged tsan_clean: no
+// actor runs here, so `./bazelw test --config=tsan //tests:stop_token_test`
+// checks it under ThreadSanitizer.
 #include <doctest/doctest.h>
 
 #include <atomic>

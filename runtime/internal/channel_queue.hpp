@@ -21,9 +21,8 @@
 // the first slot that frees, and a consumer pays one atomic load per item
 // while nobody waits.
 //
-// A put or get given a stop token arms it only once it is about to wait:
-// it registers a stop callback of weave's own (`stop_waker`, no user code)
-// without holding the locks, and deregisters it after releasing them.
+// A put or get given a stop token arms it only once it is about to wait
+// (see stop_notifier.hpp; its callback takes `in_mtx_`, runs no user code).
 //
 // No user code runs under the locks: messages go into a `channel_outbox`
 // that `deliver` sends after the locks are released; items are stored so
@@ -54,8 +53,7 @@
 #include "runtime/internal/channel_ring.hpp"
 #include "runtime/internal/channel_slot.hpp"
 #include "runtime/internal/deadline.hpp"
-#include "runtime/internal/stop_hook.hpp"
-#include "runtime/stop_token.hpp"
+#include "runtime/internal/stop_notifier.hpp"
 
 namespace weave::internal {
 
@@ -88,7 +86,7 @@ public:
   channel_status put(U&& x, std::optional<time_point> until, bool wait,
                      const stop_token* stop = nullptr) {
     typename slot_traits::holder evicted; // destroyed after the lock
-    std::optional<stop_hook<stop_waker>> hook; // deregistered after the lock
+    stop_notifier hook; // deregistered after the lock
     std::unique_lock<std::mutex> guard{in_mtx_};
     for (;;) {
       if (closed_)
@@ -117,7 +115,7 @@ public:
           return channel_status::stopped;
         if (!hook) { // about to wait: arm the stop, without the lock
           guard.unlock();
-          arm(hook, *stop);
+          arm(hook, *stop, {&in_mtx_, &not_full_, &not_empty_});
           guard.lock();
           continue;
         }
@@ -152,7 +150,7 @@ public:
                         const stop_token* stop = nullptr) {
     channel_outbox out; // sent after the locks are released
     typename slot_traits::holder taken; // destroyed after the locks
-    std::optional<stop_hook<stop_waker>> hook; // deregistered after them
+    stop_notifier hook; // deregistered after them
     channel_result<T> res;
     {
       std::unique_lock<std::mutex> out_guard{out_mtx_};
@@ -176,7 +174,7 @@ public:
           if (!hook) { // about to wait: arm the stop, without the locks
             in_guard.unlock();
             out_guard.unlock();
-            arm(hook, *stop);
+            arm(hook, *stop, {&in_mtx_, &not_full_, &not_empty_});
             out_guard.lock();
             continue;
           }
@@ -225,27 +223,6 @@ public:
   }
 
 protected:
-  /// Wakes the threads waiting on this channel when a waiter's stop token
-  /// is stopped; they look at their tokens again. Runs on the stopping
-  /// thread. Taking `in_mtx_` first means a stop between a waiter's last
-  /// look at its token and its wait is not lost.
-  struct stop_waker {
-    channel_queue* self;
-    void operator()() noexcept {
-      std::unique_lock<std::mutex> guard{self->in_mtx_};
-      self->not_full_.notify_all();
-      self->not_empty_.notify_all();
-    }
-  };
-
-  /// Registers the stop waker with `stop`. Call without holding the locks
-  /// (if `stop` is already stopped, the waker runs at once, here).
-  void arm(std::optional<stop_hook<stop_waker>>& hook,
-           const stop_token& stop) {
-    hook.emplace(stop_waker{this});
-    hook->attach(state_of(stop));
-  }
-
   /// Hands queued items to idle subscribers (a producer just queued one
   /// while `subscriber_idle_` was set). Call without holding the locks.
   virtual void feed_subscribers() = 0;

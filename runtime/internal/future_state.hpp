@@ -43,7 +43,7 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/callback.hpp"
 #include "runtime/internal/job.hpp"
-#include "runtime/internal/stop_hook.hpp"
+#include "runtime/internal/stop_notifier.hpp"
 #include "runtime/stop_token.hpp"
 
 namespace weave {
@@ -165,19 +165,10 @@ public:
     self_wait_scope scope{tp == steady_clock::time_point::max()
                             ? begin_self_wait()
                             : nullptr};
-    // Registered before `mtx_` is taken and deregistered after it is
-    // released, so the waker (which takes `mtx_` on the stopping thread)
-    // never waits for this thread. Taking `mtx_` before notifying means a
-    // stop between the predicate's last look and the wait is not lost.
-    struct waker {
-      future_state* self;
-      void operator()() noexcept {
-        { std::unique_lock<std::mutex> guard{self->mtx_}; }
-        self->cv_.notify_all();
-      }
-    };
-    stop_hook<waker> hook{waker{this}};
-    hook.attach(state_of(tok));
+    // Armed before `mtx_` is taken, let go after it is released (see
+    // stop_notifier.hpp).
+    stop_notifier hook;
+    arm(hook, tok, {&mtx_, &cv_, nullptr});
     {
       std::unique_lock<std::mutex> lock{mtx_};
       ++waiters_;
@@ -203,6 +194,12 @@ public:
       return caf::unit;
     else
       return caf::expected<T>{std::move(*value_)};
+  }
+
+  /// True once `take()` has handed the value out (an error is never taken:
+  /// it reads the same every time).
+  bool value_taken() const noexcept {
+    return retrieved_.load(std::memory_order_acquire);
   }
 
   /// Runs `cb` once on completion: now if already complete.
