@@ -18,6 +18,7 @@
 #include "runtime/stop_token.hpp"
 #include "runtime/stop_wait.hpp"
 #include "runtime/supervised_blocker.hpp"
+#include "runtime/task_group.hpp"
 #include "runtime/this_thread.hpp"
 #include "runtime/thread_census.hpp"
 #include "runtime/when_all.hpp"

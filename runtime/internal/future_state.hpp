@@ -196,6 +196,12 @@ public:
       return caf::expected<T>{std::move(*value_)};
   }
 
+  /// The error, if the state completed with one (empty otherwise, and
+  /// before completion). Reading it takes nothing.
+  const caf::error& error() const noexcept {
+    return error_;
+  }
+
   /// True once `take()` has handed the value out (an error is never taken:
   /// it reads the same every time).
   bool value_taken() const noexcept {
