@@ -91,6 +91,13 @@ struct token_job {
   }
 };
 
+/// True once `pool`'s shutdown has closed its queue: a job submitted now is
+/// answered `shut_down` at once.
+bool refuses_jobs(weave::blocking_pool& pool) {
+  auto probe = pool.submit([] { return 0; });
+  return probe.done() && !probe.get_result();
+}
+
 // -- pool hook: hold the first worker of one pool at one point ---------------
 
 struct hold_plan {
@@ -160,10 +167,7 @@ TEST_CASE("review: a token job that a worker claims just as the pool shuts "
   auto start = std::chrono::steady_clock::now();
   std::thread stopper{[&] { report = pool.shutdown(shutdown_deadline); }};
   // The shutdown has begun once the queue refuses jobs at once.
-  CHECK(eventually([&] {
-    auto probe = pool.submit([] { return 0; });
-    return probe.done();
-  }));
+  CHECK(eventually([&] { return refuses_jobs(pool); }));
   // Creates the condition: the shutdown's stop requests went out meanwhile.
   std::this_thread::sleep_for(100ms);
   plan->release->count_down();
@@ -291,7 +295,8 @@ TEST_CASE("review: the shutdown report counts a worker quarantined when the "
     REQUIRE(f.wait_for(weave::test::patience));
     REQUIRE(pool.stats().quarantined == 1);
     std::thread stopper{[&] { report = rt.shutdown(); }};
-    REQUIRE(eventually([&] { return rt.shutting_down(); }));
+    // The pool's shutdown has begun once its queue refuses jobs at once.
+    REQUIRE(eventually([&] { return refuses_jobs(pool); }));
     tj.release->count_down(); // the job returns during the shutdown
     stopper.join();
   }

@@ -172,14 +172,18 @@ void pool_impl::request_stop_of_running(errc cause) noexcept {
   std::vector<job_ptr> jobs;
   try {
     std::unique_lock<std::mutex> guard{stop_mtx_};
+    // Jobs claimed from now on are asked when they register (worker_main).
+    if (stop_all_cause_ == errc{})
+      stop_all_cause_ = cause;
     for (auto& j : stoppable_)
       if (j)
         jobs.push_back(j);
   } catch (...) {
     // Out of memory: the shutdown's deadline still bounds the jobs.
   }
+  // Through the pool, so that the grace period applies as for a cancel.
   for (auto& j : jobs)
-    j->request_stop(cause);
+    j->stop_running(cause);
   // The references go here, after unlocking (a job may end meanwhile).
 }
 
