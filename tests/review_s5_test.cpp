@@ -441,3 +441,29 @@ TEST_CASE("review: deadline_scope::deadline() is that scope's deadline, "
   }
   CHECK(outer.deadline() == mine);
 }
+
+TEST_CASE("review: a job that ended under a long deadline_scope does not "
+          "keep its captures alive until the deadline (the timer's entry "
+          "holds the job)") {
+  weave::runtime rt{config(long_grace)};
+  weave::blocking_pool pool{rt, 1, "kept"};
+  auto token_gone = std::make_shared<std::atomic<bool>>(false);
+  auto plain_gone = std::make_shared<std::atomic<bool>>(false);
+  {
+    weave::deadline_scope scope{1h};
+    {
+      auto f = pool.submit(
+        [guard = std::make_shared<weave::test::on_destroy>(
+           [token_gone] { token_gone->store(true); })](weave::stop_token) {
+          return 1;
+        });
+      CHECK(f.get() == 1);
+      auto g = pool.submit(
+        [guard = std::make_shared<weave::test::on_destroy>(
+           [plain_gone] { plain_gone->store(true); })] { return 2; });
+      CHECK(g.get() == 2);
+    } // the futures are gone: nobody needs the jobs any more
+  }
+  CHECK(eventually([&] { return token_gone->load(); }, 2000ms));
+  CHECK(eventually([&] { return plain_gone->load(); }, 2000ms));
+}
