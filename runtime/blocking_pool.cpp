@@ -222,19 +222,21 @@ void pool_impl::worker_main(size_t index) {
     }
     // A concurrent stop request still uses this pool: wait it out.
     j->wait_while_stopping();
-    busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : j->stopped() ? stopped_ : failed_)
       .fetch_add(1, std::memory_order_relaxed);
     if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {
+      busy_.fetch_sub(1, std::memory_order_relaxed);
       intrusive_ptr_release(mine);
       j->deliver();
     } else if (leave_if_quarantined(index)) {
       // Its grace period ended before it returned: its caller was told,
-      // and this worker was replaced. It ends here.
+      // and this worker was replaced (and no longer counted as busy). It
+      // ends here.
       census_late_result_dropped();
       break;
     } else {
       // A shutdown abandoned it at its deadline and told the caller.
+      busy_.fetch_sub(1, std::memory_order_relaxed);
       abandoned_live_.fetch_sub(1, std::memory_order_acq_rel);
       census_late_result_dropped();
     }

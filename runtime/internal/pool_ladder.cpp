@@ -134,8 +134,10 @@ void pool_impl::grace_expired(job& target, errc cause) noexcept {
     ++quarantined_live_;
     quarantined_now_.fetch_add(1, std::memory_order_relaxed);
     quarantined_total_.fetch_add(1, std::memory_order_relaxed);
-    // No longer one of the pool's workers: a fresh one may take its place.
+    // No longer one of the pool's workers (nor a busy one): a fresh one
+    // may take its place.
     spawned_.fetch_sub(1, std::memory_order_acq_rel);
+    busy_.fetch_sub(1, std::memory_order_relaxed);
   }
   job_ptr taken{&target, false}; // adopts the slot's reference
   try {
