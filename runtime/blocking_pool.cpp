@@ -200,8 +200,15 @@ void pool_impl::worker_main(size_t index) {
     busy_.fetch_add(1, std::memory_order_relaxed);
     bool stoppable = j->takes_stop_token();
     if (stoppable) {
-      std::unique_lock<std::mutex> guard{stop_mtx_};
-      stoppable_[index] = j;
+      auto pending = errc{};
+      {
+        std::unique_lock<std::mutex> guard{stop_mtx_};
+        stoppable_[index] = j;
+        pending = stop_all_cause_;
+      }
+      // A shutdown that began after this worker claimed the job missed it.
+      if (pending != errc{})
+        j->stop_running(pending);
     }
     // Inside the job, its deadline is the thread's (jobs it submits
     // inherit it; see deadline_scope.hpp).
@@ -215,19 +222,21 @@ void pool_impl::worker_main(size_t index) {
     }
     // A concurrent stop request still uses this pool: wait it out.
     j->wait_while_stopping();
-    busy_.fetch_sub(1, std::memory_order_relaxed);
     (ok ? completed_ : j->stopped() ? stopped_ : failed_)
       .fetch_add(1, std::memory_order_relaxed);
     if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {
+      busy_.fetch_sub(1, std::memory_order_relaxed);
       intrusive_ptr_release(mine);
       j->deliver();
     } else if (leave_if_quarantined(index)) {
       // Its grace period ended before it returned: its caller was told,
-      // and this worker was replaced. It ends here.
+      // and this worker was replaced (and no longer counted as busy). It
+      // ends here.
       census_late_result_dropped();
       break;
     } else {
       // A shutdown abandoned it at its deadline and told the caller.
+      busy_.fetch_sub(1, std::memory_order_relaxed);
       abandoned_live_.fetch_sub(1, std::memory_order_acq_rel);
       census_late_result_dropped();
     }
@@ -236,6 +245,8 @@ void pool_impl::worker_main(size_t index) {
 }
 
 void pool_impl::begin_shutdown(shutdown_report& report) {
+  // Quarantined when the shutdown began (one may end while it waits).
+  report.workers_quarantined += quarantined_now_.load();
   // close() hands over the queued jobs and unlocks before they are answered.
   for (auto& j : queue_.close()) {
     if (j->cancel_with(
@@ -293,7 +304,6 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
     j->drop(abandoned_error(name_));
   report.jobs_abandoned += abandoned.size() + static_cast<size_t>(earlier);
   report.threads_joined += spawned - live;
-  report.workers_quarantined += quarantined_now_.load();
   report.threads_abandoned += live;
   report.jobs_completed += completed_.load() + failed_.load()
                            + stopped_.load();

@@ -64,8 +64,8 @@ public:
 
   /// A deadline at `at` (or the enclosing one, if that is earlier).
   explicit deadline_scope(time_point at) noexcept
-    : saved_(internal::exchange_current_deadline(
-      std::min(at, current_deadline()))) {
+    : deadline_(std::min(at, current_deadline())),
+      saved_(internal::exchange_current_deadline(deadline_)) {
     // nop
   }
 
@@ -78,7 +78,7 @@ public:
 
   /// This scope's deadline (the tightest of it and the enclosing ones).
   time_point deadline() const noexcept {
-    return current_deadline();
+    return deadline_;
   }
 
 private:
@@ -95,6 +95,7 @@ private:
     return internal::deadline_after(d);
   }
 
+  time_point deadline_;
   time_point saved_;
 };
 

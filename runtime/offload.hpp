@@ -136,11 +136,14 @@ public:
       ok = false;
       this->failure = current_exception_error();
     }
+    // Finished first, then waits out a stopper that saw it running: a stop
+    // requested while it ran (`cancel()` returned true) is seen below.
+    this->mark_finished();
+    this->wait_while_stopping();
     if (auto cause = stop_.cause(); cause != errc{}) {
       ok = false;
       this->failure = stopped_job_error(cause);
     }
-    this->mark_finished();
     return ok;
   }
 

@@ -28,6 +28,17 @@ void blocker_set::run(uint64_t id, const job_ptr& j, caf::blocking_actor* self,
                       const std::string& name) {
   set_this_thread_name(name);
   auto started = j->try_start(); // false: cancelled before it started
+  if (started) {
+    // A shutdown that began before this thread claimed the job found it not
+    // running and could not stop it: the stop is requested here.
+    bool closed = false;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      closed = closed_;
+    }
+    if (closed)
+      j->stop_running(errc::shut_down);
+  }
   auto ok = started ? j->run() : true;
   job_ptr entry; // released after unlocking
   {

@@ -43,11 +43,14 @@ public:
       failure = current_exception_error();
       ok = false;
     }
+    // Finished first, then waits out a stopper that saw it running: a stop
+    // requested while it ran (`cancel()` returned true) is seen below.
+    mark_finished();
+    wait_while_stopping();
     if (auto cause = stop_.cause(); cause != errc{}) {
       failure = stopped_job_error(cause);
       ok = false;
     }
-    mark_finished();
     return ok;
   }
 
@@ -79,6 +82,9 @@ public:
   bool cancel(caf::error reason) noexcept override {
     if (cancel_with(std::move(reason)))
       return true;
+    // Answered already (a grace period or a shutdown gave up on it).
+    if (this->ready())
+      return false;
     return stop_running(errc::cancelled);
   }
 

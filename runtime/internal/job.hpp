@@ -173,8 +173,10 @@ public:
     return result;
   }
 
-  /// Called by the worker after `run()` returned: waits out a concurrent
-  /// `stop_running` that saw the job running.
+  /// Waits out a concurrent `stop_running` that saw the job running. Called
+  /// by `run()` after `mark_finished()` and before it reads the stop's
+  /// cause (so a stop that `stop_running` reported as requested is the
+  /// outcome), and by the worker before it lets go of the job.
   void wait_while_stopping() const noexcept {
     while (stoppers_.load(std::memory_order_seq_cst) != 0)
       std::this_thread::yield();

@@ -161,6 +161,9 @@ private:
   // can ask it to stop (under `stop_mtx_`, held only to copy a reference).
   std::mutex stop_mtx_;
   std::vector<job_ptr> stoppable_;
+  // The cause a shutdown asked every running job to stop with (under
+  // `stop_mtx_`): a job a worker claims later is asked at once.
+  errc stop_all_cause_ = errc{};
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};

@@ -134,8 +134,10 @@ void pool_impl::grace_expired(job& target, errc cause) noexcept {
     ++quarantined_live_;
     quarantined_now_.fetch_add(1, std::memory_order_relaxed);
     quarantined_total_.fetch_add(1, std::memory_order_relaxed);
-    // No longer one of the pool's workers: a fresh one may take its place.
+    // No longer one of the pool's workers (nor a busy one): a fresh one
+    // may take its place.
     spawned_.fetch_sub(1, std::memory_order_acq_rel);
+    busy_.fetch_sub(1, std::memory_order_relaxed);
   }
   job_ptr taken{&target, false}; // adopts the slot's reference
   try {
@@ -172,14 +174,18 @@ void pool_impl::request_stop_of_running(errc cause) noexcept {
   std::vector<job_ptr> jobs;
   try {
     std::unique_lock<std::mutex> guard{stop_mtx_};
+    // Jobs claimed from now on are asked when they register (worker_main).
+    if (stop_all_cause_ == errc{})
+      stop_all_cause_ = cause;
     for (auto& j : stoppable_)
       if (j)
         jobs.push_back(j);
   } catch (...) {
     // Out of memory: the shutdown's deadline still bounds the jobs.
   }
+  // Through the pool, so that the grace period applies as for a cancel.
   for (auto& j : jobs)
-    j->request_stop(cause);
+    j->stop_running(cause);
   // The references go here, after unlocking (a job may end meanwhile).
 }
 
