@@ -31,7 +31,12 @@
 ///   fresh worker while no more than `weave.max-quarantined` (4) workers of
 ///   the pool are quarantined, so the pool keeps its size. A job without a
 ///   token parameter cannot be stopped once it runs: `cancel()` returns
-///   false and a timeout only stops the waiting.
+///   false and a timeout only stops the waiting. The first request's cause
+///   wins; only it arms the grace period. Callbacks registered on a job's
+///   token (`stop_callback`, the stop-aware waits) run on the thread that
+///   requests the stop: the caller of `cancel()`, the runtime's timer
+///   thread for a deadline (a callback that blocks there delays every
+///   other timeout), the thread running a shutdown.
 /// - `stats()`: workers, busy, queued, completed, failed, cancelled,
 ///   quarantined.
 /// - `shutdown(deadline)`: refuses new jobs (they fail at once with

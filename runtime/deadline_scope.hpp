@@ -27,11 +27,17 @@
 /// refused with `weave::exception` (`invalid_argument`).
 ///
 /// Thread-safety: a scope belongs to the thread that made it (it sets that
-/// thread's deadline); scopes end in the reverse order of their creation, as
-/// C++ scopes do. Shutdown: nothing to stop; a scope is a value on a stack.
+/// thread's deadline). Scopes may end in any order: a scope's end removes
+/// only its own deadline. One destroyed on another thread changes nothing
+/// there (and its deadline stays on its own thread). In an actor, a scope
+/// lasts at most the handler that made it: the scheduler thread forgets
+/// every scope when the actor's turn ends, so one kept alive in the actor's
+/// state never reaches another actor's handler. Shutdown: nothing to stop;
+/// a scope is a value on a stack.
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <type_traits>
 
 #include "runtime/error.hpp"
@@ -39,15 +45,28 @@
 
 namespace weave {
 
-/// The deadline that applies to the calling thread: its innermost
+/// The deadline that applies to the calling thread: its tightest live
 /// `deadline_scope`'s, or the running job's; `time_point::max()` if none.
 std::chrono::steady_clock::time_point current_deadline() noexcept;
 
 namespace internal {
 
-/// Sets the calling thread's deadline; returns the previous one.
+/// Sets the calling thread's base deadline (a running job's, under its
+/// scopes); returns the previous one.
 std::chrono::steady_clock::time_point
 exchange_current_deadline(std::chrono::steady_clock::time_point at) noexcept;
+
+/// Forgets the calling thread's scopes and base deadline: a scheduler
+/// thread calls it around each actor's turn, so a scope an actor keeps
+/// alive past its handler never reaches another actor's handler.
+void reset_thread_deadline() noexcept;
+
+/// Registers a scope's deadline on the calling thread; returns its id.
+uint64_t push_scope(std::chrono::steady_clock::time_point at);
+
+/// Removes the scope `id` from the calling thread (nothing if it is not
+/// there: destroyed on another thread, or after a reset).
+void pop_scope(uint64_t id) noexcept;
 
 } // namespace internal
 
@@ -63,20 +82,21 @@ public:
   }
 
   /// A deadline at `at` (or the enclosing one, if that is earlier).
-  explicit deadline_scope(time_point at) noexcept
+  explicit deadline_scope(time_point at)
     : deadline_(std::min(at, current_deadline())),
-      saved_(internal::exchange_current_deadline(deadline_)) {
+      id_(internal::push_scope(at)) {
     // nop
   }
 
   ~deadline_scope() {
-    internal::exchange_current_deadline(saved_);
+    internal::pop_scope(id_);
   }
 
   deadline_scope(const deadline_scope&) = delete;
   deadline_scope& operator=(const deadline_scope&) = delete;
 
-  /// This scope's deadline (the tightest of it and the enclosing ones).
+  /// This scope's deadline (the tightest of it and the enclosing ones when
+  /// it was made).
   time_point deadline() const noexcept {
     return deadline_;
   }
@@ -96,7 +116,7 @@ private:
   }
 
   time_point deadline_;
-  time_point saved_;
+  uint64_t id_;
 };
 
 } // namespace weave

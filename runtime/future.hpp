@@ -31,8 +31,10 @@
 ///   consumes the value, like `get()`.
 /// - `cancel()`: a job that has not started never runs, and its future
 ///   completes with `cancelled`. A running pool job that takes a
-///   `stop_token` is asked to stop and completes with `cancelled` when it
-///   returns (or after the pool's grace period, see blocking_pool.hpp).
+///   `stop_token` is asked to stop and completes with the stop's cause when
+///   it returns (or after the pool's grace period, see blocking_pool.hpp):
+///   `cancelled`, unless an earlier request (its deadline: `timeout`) came
+///   first. The stop's callbacks run on the thread that calls `cancel()`.
 ///   Returns false once the job has ended, or while it runs without a token
 ///   (a plain promise's future simply completes with `cancelled`).
 ///

@@ -119,7 +119,8 @@ class actor_job_impl final : public actor_job<T> {
 public:
   actor_job_impl(caf::strong_actor_ptr target, caf::message_id response_id,
                  F fn)
-    : actor_job<T>(std::move(target), response_id), fn_(std::move(fn)) {
+    : actor_job<T>(std::move(target), response_id),
+      fn_(std::in_place, std::move(fn)) {
     // nop
   }
 
@@ -127,10 +128,10 @@ public:
     bool ok = true;
     try {
       if constexpr (std::is_void<T>::value) {
-        stop_.call(fn_);
+        stop_.call(*fn_);
         this->value_.emplace();
       } else {
-        this->value_.emplace(stop_.call(fn_));
+        this->value_.emplace(stop_.call(*fn_));
       }
     } catch (...) {
       ok = false;
@@ -138,6 +139,7 @@ public:
     }
     // Finished first, then waits out a stopper that saw it running: a stop
     // requested while it ran (`cancel()` returned true) is seen below.
+    fn_.reset();
     this->mark_finished();
     this->wait_while_stopping();
     if (auto cause = stop_.cause(); cause != errc{}) {
@@ -167,7 +169,10 @@ public:
   }
 
 private:
-  F fn_;
+  // Reset once it returned: its captures (buffers, sockets, ...) go when
+  // the job ends, not when the last reference to the job does (a timer
+  // entry may hold one until the job's deadline).
+  std::optional<F> fn_;
   job_stop<takes_stop_token_v<F>> stop_;
 };
 

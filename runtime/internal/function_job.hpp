@@ -14,6 +14,7 @@
 //
 // Thread-safety: as `job` and `future_state`.
 
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -26,7 +27,7 @@ namespace weave::internal {
 template <class T, class F>
 class function_job final : public future_state<T>, public job {
 public:
-  explicit function_job(F fn) : fn_(std::move(fn)) {
+  explicit function_job(F fn) : fn_(std::in_place, std::move(fn)) {
     // nop
   }
 
@@ -34,10 +35,10 @@ public:
     bool ok = true;
     try {
       if constexpr (std::is_void<T>::value) {
-        stop_.call(fn_);
+        stop_.call(*fn_);
         this->stage_value();
       } else {
-        this->stage_value(stop_.call(fn_));
+        this->stage_value(stop_.call(*fn_));
       }
     } catch (...) {
       failure = current_exception_error();
@@ -45,6 +46,7 @@ public:
     }
     // Finished first, then waits out a stopper that saw it running: a stop
     // requested while it ran (`cancel()` returned true) is seen below.
+    fn_.reset();
     mark_finished();
     wait_while_stopping();
     if (auto cause = stop_.cause(); cause != errc{}) {
@@ -111,7 +113,10 @@ private:
     j->deref();
   }
 
-  F fn_;
+  // Reset once it returned: its captures (buffers, sockets, ...) go when
+  // the job ends, not when the last reference to the job does (a timer
+  // entry may hold one until the job's deadline).
+  std::optional<F> fn_;
   job_stop<takes_stop_token_v<F>> stop_;
 };
 

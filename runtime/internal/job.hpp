@@ -152,8 +152,8 @@ public:
     return false;
   }
 
-  /// True once the function ran and ended after a stop was requested (its
-  /// outcome is the stop's cause).
+  /// True once a stop was requested (for a job that has ended: its outcome
+  /// is the stop's cause).
   virtual bool stopped() const noexcept {
     return false;
   }

@@ -97,8 +97,12 @@ void pool_impl::deadline_reached(job& target) noexcept {
 }
 
 bool pool_impl::stop_running(job& target, errc cause) noexcept {
+  // Only the first request arms a grace period (and sets the cause).
+  bool again = target.stopped();
   if (!target.request_stop(cause))
     return false;
+  if (again)
+    return true;
   try {
     auto watch = caf::make_counted<grace_watch>(weak_from_this(),
                                                 job_ptr{&target}, cause);

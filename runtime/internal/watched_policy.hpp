@@ -16,6 +16,7 @@
 #include "caf/resumable.hpp"
 #include "caf/scheduled_actor.hpp"
 
+#include "runtime/deadline_scope.hpp"
 #include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/parked_workers.hpp"
 
@@ -106,6 +107,8 @@ public:
 
   template <class Worker>
   void before_resume(Worker* self, caf::resumable* job) {
+    // A deadline scope lasts at most one actor's turn (deadline_scope.hpp).
+    reset_thread_deadline();
     auto s = my_slot(self);
     if (s == nullptr)
       return;
@@ -124,6 +127,7 @@ public:
 
   template <class Worker>
   void after_resume(Worker*, caf::resumable*) {
+    reset_thread_deadline();
     if (slot_ != nullptr)
       slot_->epoch.fetch_add(1, std::memory_order_release); // even: idle
   }
