@@ -255,6 +255,11 @@ void pool_impl::begin_shutdown(shutdown_report& report) {
     else
       j->wait_while_dropping(); // a canceller still counts on `dropped`
   }
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    if (stops_sent_ == steady_clock::time_point::max())
+      stops_sent_ = steady_clock::now();
+  }
   request_stop_of_running(errc::shut_down);
 }
 
@@ -267,6 +272,23 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
                                 shutdown_report& report) {
   size_t live = 0;
   size_t spawned = 0;
+  // The grace period of the shutdown's stop requests ends before the
+  // deadline: jobs that ignore their stop are answered then (the timer,
+  // which would do it for a cancel, shuts down in this same phase).
+  steady_clock::time_point grace_end;
+  size_t early = 0;
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    grace_end = std::min(deadline, saturating_add(stops_sent_, cancel_grace_));
+  }
+  if (grace_end < deadline) {
+    {
+      std::unique_lock<std::mutex> guard{live_mtx_};
+      live_cv_.wait_until(guard, grace_end, [this] { return live_ == 0; });
+    }
+    early = abandon_stopped_jobs();
+    report.jobs_abandoned += early;
+  }
   {
     std::unique_lock<std::mutex> guard{live_mtx_};
     live_cv_.wait_until(guard, deadline, [this] { return live_ == 0; });
@@ -282,7 +304,9 @@ void pool_impl::finish_shutdown(steady_clock::time_point deadline,
   // will be dropped (and counted). Jobs an earlier shutdown abandoned and
   // that still run are counted again here: this report, too, leaves them
   // behind.
-  auto earlier = std::max(0L, abandoned_live_.load(std::memory_order_acquire));
+  // (Less the ones this shutdown abandoned at its grace period: counted.)
+  auto earlier = std::max(0L, abandoned_live_.load(std::memory_order_acquire)
+                                - static_cast<long>(early));
   std::vector<job_ptr> taken;
   for (size_t i = 0; i < slots_used_.load(std::memory_order_acquire); ++i)
     if (auto j = running_[i].exchange(nullptr, std::memory_order_acq_rel))

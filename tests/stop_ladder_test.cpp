@@ -345,3 +345,34 @@ TEST_CASE("spawn_blocker: a token blocker is stopped by cancel() and by the "
   CHECK(by_shutdown.seen->load() == static_cast<int>(errc::shut_down));
   CHECK(error_of(f2) == errc::shut_down);
 }
+
+TEST_CASE("the runtime's shutdown answers a token job that ignores its stop "
+          "after the grace period, not at the shutdown deadline") {
+  token_job tj;
+  weave::future<int> f;
+  weave::shutdown_report report;
+  auto heard = std::make_shared<latch>(1);
+  std::thread releaser;
+  {
+    auto cfg = config(short_grace);
+    cfg.set("weave.shutdown-deadline", caf::timespan{30s});
+    weave::runtime rt{cfg};
+    f = rt.default_pool().submit(tj.ignoring());
+    REQUIRE(tj.entered->wait());
+    // Releases the stuck job once its caller was answered: the shutdown
+    // then need not wait for the deadline.
+    releaser = std::thread{[&f, heard, release = tj.release] {
+      f.wait();
+      heard->count_down();
+      release->count_down();
+    }};
+    auto start = std::chrono::steady_clock::now();
+    report = rt.shutdown();
+    CHECK(std::chrono::steady_clock::now() - start < 20s);
+  }
+  releaser.join();
+  CHECK(heard->ready());
+  CHECK(error_of(f) == errc::shut_down);
+  CHECK(report.jobs_abandoned == 1);
+  CHECK(tj.seen->load() == static_cast<int>(errc::shut_down));
+}

@@ -128,6 +128,11 @@ private:
   /// Requests the stop of every running job that takes a stop token.
   void request_stop_of_running(errc cause) noexcept;
 
+  /// Takes every running job whose stop was requested out of its slot and
+  /// answers it `shut_down` (abandoned: its worker drops the late result);
+  /// returns how many.
+  size_t abandon_stopped_jobs();
+
   /// Empties worker `index`'s slot after a job that did not run.
   void release_slot(size_t index) noexcept;
 
@@ -157,6 +162,8 @@ private:
   std::atomic<size_t> quarantined_total_{0};
   // Worker threads started, for the shutdown report.
   size_t started_ = 0;
+  // When a shutdown asked the running jobs to stop (under `live_mtx_`).
+  steady_clock::time_point stops_sent_ = steady_clock::time_point::max();
   // Per slot, the running job if it takes a stop token, so that a shutdown
   // can ask it to stop (under `stop_mtx_`, held only to copy a reference).
   std::mutex stop_mtx_;

@@ -193,4 +193,37 @@ void pool_impl::request_stop_of_running(errc cause) noexcept {
   // The references go here, after unlocking (a job may end meanwhile).
 }
 
+size_t pool_impl::abandon_stopped_jobs() {
+  std::vector<job_ptr> stopped;
+  {
+    std::unique_lock<std::mutex> guard{stop_mtx_};
+    for (auto& j : stoppable_)
+      if (j && j->stopped())
+        stopped.push_back(j); // a reference of our own: safe to compare
+  }
+  std::vector<job_ptr> taken;
+  {
+    std::unique_lock<std::mutex> guard{live_mtx_};
+    auto used = slots_used_.load(std::memory_order_relaxed);
+    for (auto& j : stopped) {
+      for (size_t i = 0; i < used; ++i) {
+        auto expected = j.get();
+        if (running_[i].compare_exchange_strong(expected, nullptr,
+                                                std::memory_order_acq_rel)) {
+          taken.emplace_back(j.get(), false); // adopts the slot's reference
+          break;
+        }
+      }
+    }
+  }
+  abandoned_live_.fetch_add(static_cast<long>(taken.size()),
+                            std::memory_order_acq_rel);
+  for (auto& j : taken)
+    j->drop(make_error(errc::shut_down,
+                       "pool '" + name_ + "': still running when the grace "
+                       "period after the shutdown's stop request ended, "
+                       "abandoned"));
+  return taken.size();
+}
+
 } // namespace weave::internal
