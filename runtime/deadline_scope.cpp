@@ -74,4 +74,8 @@ void pop_scope(uint64_t id) noexcept {
 
 } // namespace internal
 
+deadline_scope::~deadline_scope() {
+  internal::pop_scope(id_);
+}
+
 } // namespace weave

@@ -88,9 +88,7 @@ public:
     // nop
   }
 
-  ~deadline_scope() {
-    internal::pop_scope(id_);
-  }
+  ~deadline_scope();
 
   deadline_scope(const deadline_scope&) = delete;
   deadline_scope& operator=(const deadline_scope&) = delete;
@@ -115,8 +113,8 @@ private:
     return internal::deadline_after(d);
   }
 
-  time_point deadline_;
-  uint64_t id_;
+  time_point deadline_{};
+  uint64_t id_ = 0;
 };
 
 } // namespace weave
