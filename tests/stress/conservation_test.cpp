@@ -149,3 +149,97 @@ TEST_CASE("100,000 offloads from an actor with timeouts and cancellations: "
   CHECK(t->total() == actor_jobs);
   CHECK(t->other.load() == 0);
 }
+
+TEST_CASE("1,000,000 token jobs with cancels before and while they run and "
+          "random deadlines: submitted == ok + failed + cancelled_queued + "
+          "cancelled_running + timed_out, exactly") {
+  constexpr int per_submitter = 250000;
+  constexpr int batch = 64;
+  auto census_before = weave::thread_census::running();
+  {
+    weave::runtime rt;
+    weave::blocking_pool pool{rt, 4, "stoppable"};
+    std::atomic<long> ok{0}, failed{0}, cancelled_queued{0},
+      cancelled_running{0}, timed_out_queued{0}, timed_out_running{0},
+      other{0};
+    std::vector<std::thread> threads;
+    for (int s = 0; s < submitters; ++s)
+      threads.emplace_back([&, s] {
+        std::mt19937 rng(static_cast<unsigned>(100 + s));
+        // Per job: did it start (set by the job itself)?
+        auto started = std::make_unique<std::atomic<bool>[]>(per_submitter);
+        std::vector<weave::future<int>> fs;
+        fs.reserve(per_submitter);
+        std::vector<int> cancel_later;
+        for (int i = 0; i < per_submitter; ++i) {
+          auto roll = rng() % 100;
+          auto& flag = started[static_cast<size_t>(i)];
+          bool slow = i % 8 == 0 || (roll >= 90 && roll < 95);
+          auto job = [i, slow, &flag](weave::stop_token st) {
+            flag.store(true);
+            if (slow) // takes a while: a cancel may land while it runs
+              weave::sleep_for(st, 50us);
+            return faulty(i);
+          };
+          if (roll < 5)
+            fs.push_back(
+              pool.submit(job, std::chrono::microseconds{rng() % 50}));
+          else
+            fs.push_back(pool.submit(job));
+          if (roll >= 95)
+            fs.back().cancel(); // usually still queued
+          else if (roll >= 90)
+            cancel_later.push_back(i); // often running or done by then
+          if (i % batch == batch - 1) {
+            // The queue is short now: this batch's jobs run or ran.
+            fs[static_cast<size_t>(i - batch / 2)].wait();
+            for (auto k : cancel_later)
+              fs[static_cast<size_t>(k)].cancel();
+            cancel_later.clear();
+          }
+        }
+        for (auto k : cancel_later)
+          fs[static_cast<size_t>(k)].cancel();
+        for (size_t i = 0; i < fs.size(); ++i) {
+          auto r = fs[i].get_result();
+          bool ran = started[i].load();
+          if (r)
+            ++ok;
+          else if (weave::is(r.error(), weave::errc::job_failed))
+            ++failed;
+          else if (weave::is(r.error(), weave::errc::cancelled))
+            ++(ran ? cancelled_running : cancelled_queued);
+          else if (weave::is(r.error(), weave::errc::timeout))
+            ++(ran ? timed_out_running : timed_out_queued);
+          else
+            ++other;
+        }
+      });
+    for (auto& th : threads)
+      th.join();
+    long submitted = long{submitters} * per_submitter;
+    std::printf("token conservation: ok %ld, failed %ld, cancelled queued "
+                "%ld, cancelled running %ld, timed out queued %ld, timed out "
+                "running %ld, other %ld\n",
+                ok.load(), failed.load(), cancelled_queued.load(),
+                cancelled_running.load(), timed_out_queued.load(),
+                timed_out_running.load(), other.load());
+    CHECK(ok + failed + cancelled_queued + cancelled_running
+            + timed_out_queued + timed_out_running
+          == submitted);
+    CHECK(other.load() == 0);
+    CHECK(cancelled_queued.load() > 0);
+    CHECK(cancelled_running.load() > 0);
+    auto st = pool.stats();
+    CHECK(st.completed == static_cast<size_t>(ok.load()));
+    CHECK(st.failed == static_cast<size_t>(failed.load()));
+    CHECK(st.stopped
+          == static_cast<size_t>(cancelled_running + timed_out_running));
+    CHECK(st.cancelled
+          == static_cast<size_t>(cancelled_queued + timed_out_queued));
+    CHECK(st.quarantined_total == 0);
+  }
+  // Every thread the runtime started has ended.
+  CHECK(weave::test::eventually(
+    [&] { return weave::thread_census::running() == census_before; }));
+}
