@@ -77,6 +77,12 @@ void section_8_1(weave::runtime& rt, const options& opts) {
   }
 
   stubborn_done.get();
+  // The job said it returns; its worker then drops the result and ends
+  // (bounded wait for that last step).
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (pool.stats().quarantined != 0
+         && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
   auto end = pool.stats();
   say("pool stats: completed=", end.completed, " stopped=", end.stopped,
       " quarantined=", end.quarantined, " quarantined_total=",
