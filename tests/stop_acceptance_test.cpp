@@ -35,10 +35,12 @@ constexpr auto poll_interval = 250us;
 /// Runs in all.
 constexpr size_t total_runs = 1000;
 
-/// The bounds asserted (loose: sanitizer builds on a busy 2-core machine);
-/// the figures reached are printed beside them.
-constexpr auto caller_bound_p99 = 50ms;
-constexpr auto job_bound_p99 = 50ms;
+/// The bounds asserted (loose: sanitizer builds, ThreadSanitizer's among
+/// them, on a 2-core machine); the figures reached are printed beside
+/// them. They still catch a caller answered only at the grace period's end
+/// or later.
+constexpr auto caller_bound_p99 = 100ms;
+constexpr auto job_bound_p99 = 100ms;
 
 double p99_ms(std::vector<clock_type::duration>& xs) {
   std::sort(xs.begin(), xs.end());
