@@ -157,16 +157,7 @@ public:
   /// timeout.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) {
-    internal::check_may_block("future::wait_for");
-    if (internal::negative_or_nan(timeout))
-      raise(make_error(errc::invalid_argument,
-                       "future::wait_for: negative or NaN timeout"));
-    auto& st = checked_state();
-    if (st.ready())
-      return true;
-    if (timeout == timeout.zero())
-      return false;
-    return st.wait_until(internal::deadline_after(timeout));
+    return wait_for_impl(timeout, nullptr);
   }
 
   /// Waits for the outcome unless `tok` is stopped first; returns the
@@ -198,16 +189,7 @@ public:
   template <class Rep, class Period>
   bool wait_for(const stop_token& tok,
                 std::chrono::duration<Rep, Period> timeout) {
-    internal::check_may_block("future::wait_for");
-    if (internal::negative_or_nan(timeout))
-      raise(make_error(errc::invalid_argument,
-                       "future::wait_for: negative or NaN timeout"));
-    auto& st = checked_state();
-    if (st.ready())
-      return true;
-    if (timeout == timeout.zero())
-      return false;
-    return st.wait_until(internal::deadline_after(timeout), tok);
+    return wait_for_impl(timeout, &tok);
   }
 
   /// Cancels the job if it has not started: it never runs and the future
@@ -250,6 +232,23 @@ public:
   }
 
 private:
+  /// `wait_for`, with or without a token (`tok` null: none).
+  template <class Rep, class Period>
+  bool wait_for_impl(std::chrono::duration<Rep, Period> timeout,
+                     const stop_token* tok) {
+    internal::check_may_block("future::wait_for");
+    if (internal::negative_or_nan(timeout))
+      raise(make_error(errc::invalid_argument,
+                       "future::wait_for: negative or NaN timeout"));
+    auto& st = checked_state();
+    if (st.ready())
+      return true;
+    if (timeout == timeout.zero())
+      return false;
+    auto deadline = internal::deadline_after(timeout);
+    return tok != nullptr ? st.wait_until(deadline, *tok)
+                          : st.wait_until(deadline);
+  }
   template <class>
   friend class future;
 

@@ -18,13 +18,19 @@
 #include "caf/all.hpp"
 #include "runtime/internal/pool_hooks.hpp"
 #include "runtime/weave.hpp"
+#include "tests/stop_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using weave::errc;
 using weave::internal::pool_hook_point;
 using weave::test::eventually;
+using weave::test::config;
+using weave::test::error_of;
 using weave::test::latch;
+using weave::test::long_grace;
+using weave::test::short_grace;
+using weave::test::token_job;
 using time_point = std::chrono::steady_clock::time_point;
 
 static_assert(weave::internal::pool_hooks_enabled,
@@ -33,63 +39,6 @@ static_assert(weave::internal::pool_hooks_enabled,
 namespace {
 
 constexpr auto never = time_point::max();
-
-/// A grace period short enough for quick tests; nothing waits on it.
-constexpr auto short_grace = 50ms;
-
-/// A grace period no test reaches.
-constexpr auto long_grace = 60s;
-
-weave::runtime_config config(std::chrono::milliseconds grace,
-                             size_t max_quarantined = 4) {
-  weave::runtime_config cfg;
-  cfg.set("weave.cancel-grace", caf::timespan{grace});
-  cfg.set("weave.max-quarantined", max_quarantined);
-  return cfg;
-}
-
-errc error_of(weave::future<int>& f) {
-  auto r = f.get_result();
-  REQUIRE_FALSE(r);
-  REQUIRE(r.error().category() == caf::atom("weave"));
-  return static_cast<errc>(r.error().code());
-}
-
-/// A token job that says it runs, then waits for its stop (`honouring`) or
-/// for `release` only (`ignoring`); `release` also bounds an honouring job,
-/// so that no thread outlives its test by long even when a stop never
-/// comes.
-struct token_job {
-  std::shared_ptr<latch> entered = std::make_shared<latch>(1);
-  std::shared_ptr<latch> release = std::make_shared<latch>(1);
-  std::shared_ptr<std::atomic<int>> seen
-    = std::make_shared<std::atomic<int>>(-1);
-  std::shared_ptr<std::atomic<int>> returned
-    = std::make_shared<std::atomic<int>>(0);
-
-  auto honouring() const {
-    return [entered = entered, release = release, seen = seen,
-            returned = returned](weave::stop_token st) {
-      entered->count_down();
-      while (!st.stop_requested() && !release->ready())
-        weave::sleep_for(st, 1ms);
-      seen->store(static_cast<int>(st.cause()));
-      returned->fetch_add(1);
-      return 42;
-    };
-  }
-
-  auto ignoring() const {
-    return [entered = entered, release = release, seen = seen,
-            returned = returned](weave::stop_token st) {
-      entered->count_down();
-      release->wait(std::chrono::hours{1});
-      seen->store(static_cast<int>(st.cause()));
-      returned->fetch_add(1);
-      return 7;
-    };
-  }
-};
 
 /// True once `pool`'s shutdown has closed its queue: a job submitted now is
 /// answered `shut_down` at once.

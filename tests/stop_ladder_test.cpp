@@ -14,72 +14,18 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/stop_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using weave::errc;
+using weave::test::config;
+using weave::test::error_of;
 using weave::test::eventually;
 using weave::test::latch;
-
-namespace {
-
-/// Grace period for the quarantine tests: short, so the tests are quick;
-/// the assertions wait on the outcome, never on this time.
-constexpr auto short_grace = 50ms;
-
-/// A grace period no test reaches: a job that honours its token ends long
-/// before it.
-constexpr auto long_grace = 60s;
-
-weave::runtime_config config(std::chrono::milliseconds grace,
-                             size_t max_quarantined = 4) {
-  weave::runtime_config cfg;
-  cfg.set("weave.cancel-grace", caf::timespan{grace});
-  cfg.set("weave.max-quarantined", max_quarantined);
-  return cfg;
-}
-
-/// A job that takes a token, says it runs, then waits for the stop (or,
-/// with `ignore`, for `release` only) and records the cause it saw.
-struct token_job {
-  std::shared_ptr<latch> entered = std::make_shared<latch>(1);
-  std::shared_ptr<latch> release = std::make_shared<latch>(1);
-  std::shared_ptr<std::atomic<int>> seen
-    = std::make_shared<std::atomic<int>>(-1);
-  std::shared_ptr<std::atomic<int>> returned
-    = std::make_shared<std::atomic<int>>(0);
-
-  auto honouring() const {
-    return [entered = entered, seen = seen,
-            returned = returned](weave::stop_token st) {
-      entered->count_down();
-      weave::sleep_for(st, std::chrono::hours{1});
-      seen->store(static_cast<int>(st.cause()));
-      returned->fetch_add(1);
-      return 42; // cut short: the caller gets the cause, not this
-    };
-  }
-
-  auto ignoring() const {
-    return [entered = entered, release = release, seen = seen,
-            returned = returned](weave::stop_token st) {
-      entered->count_down();
-      release->wait(std::chrono::hours{1});
-      seen->store(static_cast<int>(st.cause()));
-      returned->fetch_add(1);
-      return 7;
-    };
-  }
-};
-
-errc error_of(weave::future<int>& f) {
-  auto r = f.get_result();
-  REQUIRE_FALSE(r);
-  REQUIRE(r.error().category() == caf::atom("weave"));
-  return static_cast<errc>(r.error().code());
-}
-
-} // namespace
+using weave::test::long_grace;
+using weave::test::short_grace;
+using weave::test::token_job;
 
 TEST_CASE("cancel() reaches a running job that takes a token: it sees "
           "cause cancelled and its future completes with cancelled") {
