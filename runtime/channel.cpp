@@ -45,13 +45,13 @@ constexpr int send_attempts = 2;
 /// Sends `msg` to `dest`. If the mailbox element cannot be allocated (twice:
 /// a passing shortage does not lose an end-of-stream), `msg` is destroyed
 /// with `tl_delivery_failed` set (see channel_delivery.hpp).
-void send_one(caf::strong_actor_ptr& dest, caf::message& msg) noexcept {
+void send_one(caf::strong_actor_ptr& dest, caf::message& msg,
+              caf::message_id id) noexcept {
   caf::mailbox_element_ptr elem;
   for (int attempt = 1; elem == nullptr; ++attempt) {
     try {
       // From a copy: `msg` keeps the content if this throws.
-      elem = caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
-                                       msg);
+      elem = caf::make_mailbox_element(nullptr, id, {}, msg);
     } catch (...) {
       if (attempt < send_attempts)
         continue;
@@ -91,7 +91,7 @@ void deliver_now(channel_outbox& out) noexcept {
     } catch (...) {
       // Out of memory: send them from here.
       for (auto& x : out)
-        send_one(x.first, x.second);
+        send_one(x.dest, x.msg, x.id);
       out.clear();
       return;
     }
@@ -110,9 +110,9 @@ void deliver_now(channel_outbox& out) noexcept {
   } resetter;
   // `pending` may grow while we send: index, and move each entry out first.
   for (size_t i = 0; i < pending.size(); ++i) {
-    auto dest = std::move(pending[i].first);
-    auto msg = std::move(pending[i].second);
-    send_one(dest, msg);
+    auto dest = std::move(pending[i].dest);
+    auto msg = std::move(pending[i].msg);
+    send_one(dest, msg, pending[i].id);
   }
 }
 

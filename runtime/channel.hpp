@@ -113,6 +113,7 @@
 #include "caf/event_based_actor.hpp"
 
 #include "runtime/channel_batch.hpp"
+#include "runtime/channel_send.hpp"
 #include "runtime/channel_stats.hpp"
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
@@ -329,6 +330,30 @@ public:
       raise(make_error(errc::invalid_argument,
                        "channel::consume: credit must be at least 1"));
     return core_->consume(cx, std::move(on_item), credit);
+  }
+
+  /// Puts `x` from an event-based actor, without blocking it: the returned
+  /// handle's `then(on_accepted, on_error)` runs in the actor once the item
+  /// is in the channel, however long it had to wait for room (see
+  /// runtime/channel_send.hpp). Moves from `x` unless it is refused at once.
+  send_handle send(caf::event_based_actor* self, T&& x) {
+    return core_->send(self, std::move(x));
+  }
+
+  send_handle send(caf::event_based_actor* self, const T& x) {
+    return core_->send(self, x);
+  }
+
+  /// Puts `x` from inside a loop: the future completes in the loop once the
+  /// item is in the channel (fails with `closed`, `full` as for the actor
+  /// form, or `shut_down` if the loop ends first). Call on the loop's
+  /// thread.
+  future<void> send(loop_context& cx, T&& x) {
+    return core_->send(cx, std::move(x));
+  }
+
+  future<void> send(loop_context& cx, const T& x) {
+    return core_->send(cx, x);
   }
 
   /// Puts without blocking; see the header comment for `full`. The item is

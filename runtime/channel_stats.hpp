@@ -43,6 +43,9 @@ struct channel_stats {
   size_t blocked_consumers = 0;
   /// Actors told `full` by `offer` that wait for `channel_writable`.
   size_t waiting_writers = 0;
+  /// Items of `send` calls (actors, loops) waiting for room now; they are
+  /// not counted in `depth`.
+  size_t parked_sends = 0;
   /// Actors (and loops) subscribed now.
   size_t subscribers = 0;
 };

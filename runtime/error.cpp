@@ -31,6 +31,8 @@ const char* to_string(errc code) noexcept {
       return "broken_promise";
     case errc::io_error:
       return "io_error";
+    case errc::full:
+      return "full";
   }
   return "unknown";
 }

@@ -59,6 +59,9 @@ enum class errc : uint8_t {
   broken_promise,
   /// An I/O call failed; the context names the path and the errno text.
   io_error,
+  /// A channel refused an item by its overflow policy (`fail`, or
+  /// `drop_newest`, which discarded it).
+  full,
 };
 
 /// The name of an error code, e.g. "job_failed".

@@ -40,6 +40,12 @@
 
 namespace weave {
 
+namespace internal {
+
+struct context_access;
+
+} // namespace internal
+
 class loop_context {
 public:
   loop_context(const loop_context&) = delete;
@@ -132,6 +138,7 @@ public:
 
 private:
   friend class internal::loop_impl;
+  friend struct internal::context_access;
 
   explicit loop_context(internal::loop_impl& impl) : impl_(impl) {
     // nop
@@ -165,5 +172,22 @@ private:
   internal::loop_impl& impl_;
   caf::event_based_actor* self_ = nullptr; // set when the loop starts
 };
+
+namespace internal {
+
+/// weave's own access to a context's internals (channels bind futures to
+/// the loop and answer its actor).
+struct context_access {
+  template <class T>
+  static auto bind(loop_context& cx) {
+    return cx.bind<T>();
+  }
+
+  static caf::event_based_actor* self(loop_context& cx) noexcept {
+    return cx.self_;
+  }
+};
+
+} // namespace internal
 
 } // namespace weave

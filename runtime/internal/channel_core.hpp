@@ -23,8 +23,10 @@
 #include "caf/event_based_actor.hpp"
 #include "caf/intrusive_ptr.hpp"
 #include "caf/make_message.hpp"
+#include "caf/message_priority.hpp"
 
 #include "runtime/channel.hpp"
+#include "runtime/channel_send.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/channel_batch_data.hpp"
 #include "runtime/internal/channel_consume.hpp"
@@ -42,6 +44,10 @@ class channel_core final
     public std::enable_shared_from_this<channel_core<T>> {
 public:
   using channel_fanout<T>::channel_fanout;
+
+  ~channel_core() override {
+    this->answer_waiters_at_end();
+  }
 
   /// Marks the channel as one the runtime shuts down (before it is shared).
   void bind_to_runtime() noexcept {
@@ -88,6 +94,28 @@ public:
   future<size_t> consume(loop_context& cx, F on_item, size_t credit) {
     check_actors_allowed("consume");
     return consume_in_loop(*this, cx, std::move(on_item), credit);
+  }
+
+  /// Puts `x` for `self`, answering when it is accepted (see
+  /// channel_sends.hpp).
+  template <class U>
+  send_handle send(caf::event_based_actor* self, U&& x) {
+    check_actors_allowed("send");
+    auto rid = self->new_request_id(caf::message_priority::normal);
+    channel_sends<T>::send(caf::actor_cast<caf::strong_actor_ptr>(self),
+                           rid.response_id(), std::forward<U>(x));
+    return send_handle{self, rid};
+  }
+
+  /// Puts `x` for the loop of `cx`; the future completes in the loop.
+  template <class U>
+  future<void> send(loop_context& cx, U&& x) {
+    check_actors_allowed("send");
+    auto b = context_access::bind<void>(cx);
+    if (b.state) // else the loop ended: the future failed with `shut_down`
+      send(context_access::self(cx), std::forward<U>(x))
+        .then(value_setter<void>(b.state), error_setter<void>(b.state));
+    return std::move(b.fut);
   }
 
   /// Puts without waiting; on `full`, `self` gets `channel_writable` once a
@@ -146,6 +174,7 @@ public:
     s.blocked_producers = this->waiting_producers_;
     s.blocked_consumers = this->waiting_consumers_;
     s.waiting_writers = this->writers_.size();
+    s.parked_sends = this->parked_sends_;
     s.subscribers = this->subs_.size();
     return s;
   }

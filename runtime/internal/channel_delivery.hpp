@@ -25,12 +25,25 @@
 
 #include "caf/message.hpp"
 #include "caf/actor_control_block.hpp"
+#include "caf/message_id.hpp"
 
 namespace weave::internal {
 
+/// One message to send: to `dest`, as an ordinary message or, for a
+/// `channel::send`, as the response to its request (`id`).
+struct channel_mail {
+  channel_mail(caf::strong_actor_ptr dest, caf::message msg,
+               caf::message_id id = caf::make_message_id()) noexcept
+    : dest(std::move(dest)), msg(std::move(msg)), id(id) {
+  }
+
+  caf::strong_actor_ptr dest;
+  caf::message msg;
+  caf::message_id id;
+};
+
 /// Messages to send once the channel's locks are released.
-using channel_outbox
-  = std::vector<std::pair<caf::strong_actor_ptr, caf::message>>;
+using channel_outbox = std::vector<channel_mail>;
 
 /// Sends the messages of a non-empty outbox; see `deliver`.
 void deliver_now(channel_outbox& out) noexcept;

@@ -50,6 +50,7 @@
 #include "runtime/internal/channel_batch_data.hpp"
 #include "runtime/internal/channel_delivery.hpp"
 #include "runtime/internal/channel_queue.hpp"
+#include "runtime/internal/channel_sends.hpp"
 #include "runtime/internal/channel_subscriber.hpp"
 
 namespace weave::internal {
@@ -58,11 +59,11 @@ template <class T>
 class channel_core;
 
 template <class T>
-class channel_fanout : public channel_queue<T> {
+class channel_fanout : public channel_sends<T> {
 public:
   using slot = channel_slot_t<T>;
 
-  using channel_queue<T>::channel_queue;
+  using channel_sends<T>::channel_sends;
 
   // -- subscribers ------------------------------------------------------------
 
@@ -187,8 +188,10 @@ public:
 
   /// Closes the channel, recording `reason`; false if it was closed
   /// already. Either way, it then sends what is still owed (ends,
-  /// `channel_writable`) if sending failed before for want of memory.
+  /// `channel_writable`, refusals of parked sends) if sending failed before
+  /// for want of memory.
   bool close(caf::error reason) {
+    std::vector<slot> refused; // parked sends' items, destroyed last
     channel_outbox out;
     auto closed_now = false;
     {
@@ -204,6 +207,7 @@ public:
       }
       try {
         this->tell_writers(out);
+        this->refuse_parked(out, refused);
       } catch (...) {
         // Out of memory: they stay listed for a later close().
       }
@@ -312,8 +316,11 @@ private:
     // over themselves (read under `in_mtx_`, so no item is stranded). After
     // a failure, the next put tries again even on a closed channel.
     this->subscriber_idle_ = idle && (failed || !this->closed_);
-    if (took && this->wake_wanted_.load())
-      this->wake_producers(out, true);
+    if (took && this->wake_wanted_.load() && this->wake_producers(out, true)) {
+      // Parked sends' items came in while some subscriber waits: feed it.
+      // Each round fills idle subscribers, so this ends.
+      dispatch(out);
+    }
   }
 
   /// Sends `s` (idle, alive) its next batch, or its end. Both locks held.

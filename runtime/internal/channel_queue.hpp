@@ -152,6 +152,7 @@ public:
     typename slot_traits::holder taken; // destroyed after the locks
     stop_notifier hook; // deregistered after them
     channel_result<T> res;
+    auto feed = false;
     {
       std::unique_lock<std::mutex> out_guard{out_mtx_};
       for (;;) {
@@ -208,9 +209,11 @@ public:
       res.status = channel_status::ok;
       removed_.fetch_add(1);
       if (wake_wanted_.load())
-        wake_producers(out, false);
+        feed = wake_producers(out, false);
     }
     deliver(out);
+    if (feed)
+      feed_subscribers(); // items of parked sends came in
     if constexpr (!slot_traits::inline_items) {
       try {
         res.value.emplace(std::move_if_noexcept(*taken));
@@ -288,26 +291,40 @@ protected:
     removed_.fetch_add(1);
   }
 
-  /// Wakes producers after items left the queue: every blocked thread, and
-  /// a `channel_writable` for every waiting actor. Call with `out_mtx_`
-  /// held, and `in_mtx_` if `in_locked`. Never throws: if telling the
-  /// actors fails (out of memory), they stay listed and the flag set, for
-  /// the next item that leaves.
-  void wake_producers(channel_outbox& out, bool in_locked) noexcept {
+  /// Wakes producers after items left the queue: parked sends first (their
+  /// items come in, in order, while there is room), then every blocked
+  /// thread, and a `channel_writable` for every waiting actor. Call with
+  /// `out_mtx_` held, and `in_mtx_` if `in_locked`. True if parked items
+  /// came in while a subscriber waits for items (the caller feeds it once
+  /// the locks are released). Never throws: if telling the actors fails (out
+  /// of memory), they stay listed and the flag set, for the next item that
+  /// leaves.
+  bool wake_producers(channel_outbox& out, bool in_locked) noexcept {
     std::unique_lock<std::mutex> in_guard{in_mtx_, std::defer_lock};
     if (!in_locked)
       in_guard.lock();
     if (!has_room())
-      return; // still over capacity (returned items): the flag stays set
+      return false; // still over capacity (returned items): the flag stays
+    auto admitted = parked_sends_ > 0 && admit_parked(out) > 0;
+    if (admitted && waiting_consumers_ > 0)
+      not_empty_.notify_all();
+    auto feed = admitted && subscriber_idle_;
+    if (parked_sends_ > 0)
+      return feed; // they took the room (or are owed it): the flag stays
     if (waiting_producers_ > 0)
       not_full_.notify_all();
     try {
       tell_writers(out);
     } catch (...) {
-      return;
+      return feed;
     }
     wake_wanted_.store(false); // a producer that still finds no room sets it
+    return feed;
   }
+
+  /// Moves the items of parked sends in while there is room, answering
+  /// each; returns how many came in (see channel_sends.hpp). `in_mtx_` held.
+  virtual size_t admit_parked(channel_outbox& out) noexcept = 0;
 
   /// Queues `channel_writable` for every waiting actor. Both locks held, or
   /// `in_mtx_` alone. If it throws (out of memory), nothing changed.
@@ -400,6 +417,8 @@ protected:
   size_t waiting_consumers_ = 0;
   /// Actors told `full`, owed a `channel_writable`.
   std::vector<caf::strong_actor_ptr> writers_;
+  /// Sends waiting for room with their items (see channel_sends.hpp).
+  size_t parked_sends_ = 0;
   bool closed_ = false;
   /// Some subscriber has credit and no batch in flight.
   bool subscriber_idle_ = false;
