@@ -52,6 +52,7 @@ public:
     if (armed_)
       if (auto core = core_.lock())
         core->batch_done(subscriber_, credit_, opened ? nullptr : &slots,
+                         first_unread,
                          delivery_failed());
     // Whatever is left (read items, or unread ones the channel did not take
     // back) is destroyed here, outside the channel's locks.
@@ -115,6 +116,11 @@ public:
   /// Set once a consumer looked at the items; a batch destroyed unopened
   /// was never read.
   bool opened = false;
+
+  /// A consumer that takes the items one at a time (a paced loop consumer)
+  /// leaves the batch unopened and counts here the items it took: only the
+  /// ones after them are unread.
+  size_t first_unread = 0;
 
 private:
   std::weak_ptr<channel_core<T>> core_;

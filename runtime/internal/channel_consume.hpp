@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "caf/intrusive_ptr.hpp"
@@ -24,6 +25,7 @@
 #include "runtime/error.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/channel_batch_data.hpp"
+#include "runtime/internal/channel_paced.hpp"
 #include "runtime/internal/channel_slot.hpp"
 #include "runtime/internal/channel_subscriber.hpp"
 #include "runtime/internal/job.hpp"
@@ -35,9 +37,41 @@ namespace weave::internal {
 /// `on_item` on each item in the loop; the end of the stream completes the
 /// future with the count; the loop's end first fails it with `shut_down`;
 /// an exception from `on_item` fails it with that exception's error.
+/// Subscribes the loop of `cx` with an `on_item` that returns a future:
+/// see channel_paced.hpp.
 template <class T, class F>
-future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
-                               F on_item, size_t credit) {
+future<size_t> consume_paced(channel_core<T>& core, loop_context& cx,
+                             F on_item, size_t limit) {
+  promise<size_t> done;
+  auto result = done.get_future();
+  auto consumer = std::make_shared<paced_consumer<T, F>>(std::move(on_item),
+                                                         limit, done, cx);
+  subscriber_hooks<T> hooks;
+  hooks.wrap_batch = [consumer](caf::intrusive_ptr<batch_data<T>> b) {
+    auto run = [consumer, b{std::move(b)}]() mutable {
+      consumer->take(std::move(b));
+    };
+    return caf::make_message(loop_message{
+      caf::make_counted<post_job<decltype(run)>>(std::move(run))});
+  };
+  hooks.wrap_end = [consumer] {
+    auto finish = [consumer] { consumer->end(); };
+    return caf::make_message(loop_message{
+      caf::make_counted<post_job<decltype(finish)>>(std::move(finish))});
+  };
+  hooks.on_down = [done](const caf::error& reason) mutable {
+    std::string what = "the loop stopped before the channel ended";
+    if (reason)
+      what += " (" + render(reason) + ")";
+    done.set_error(make_error(errc::shut_down, std::move(what)));
+  };
+  core.subscribe(cx.self(), limit, std::move(hooks));
+  return result;
+}
+
+template <class T, class F>
+future<size_t> consume_each(channel_core<T>& core, loop_context& cx,
+                            F on_item, size_t credit) {
   promise<size_t> done;
   auto result = done.get_future();
   auto count = std::make_shared<size_t>(0);
@@ -57,7 +91,7 @@ future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
       } catch (...) {
         // The items first (this cannot fail), then the future.
         if (auto owner = b->core().lock())
-          owner->consumer_failed(b->subscriber(), xs, i);
+          owner->consumer_failed(b->subscriber(), xs, i + 1);
         done.set_error(current_exception_error());
       }
     };
@@ -77,6 +111,16 @@ future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
   };
   core.subscribe(cx.self(), credit, std::move(hooks));
   return result;
+}
+
+/// `consume_paced` if `on_item` returns a future, else `consume_each`.
+template <class T, class F>
+future<size_t> consume_in_loop(channel_core<T>& core, loop_context& cx,
+                               F on_item, size_t credit) {
+  if constexpr (is_future<std::invoke_result_t<F&, T&>>::value)
+    return consume_paced(core, cx, std::move(on_item), credit);
+  else
+    return consume_each(core, cx, std::move(on_item), credit);
 }
 
 } // namespace weave::internal

@@ -103,12 +103,13 @@ public:
   }
 
   /// A batch is gone: returns its credit and sends the next one. `unread`
-  /// holds its items if no handler looked at them: they go back to the
-  /// front of the queue if the subscriber is dying or gone, or if the batch
-  /// never reached it (`undelivered`), else they count as lost (a live
-  /// actor let them go). Called from the batch's destructor: never throws.
+  /// holds its items if no handler looked at them (from `from` on): they go
+  /// back to the front of the queue if the subscriber is dying or gone, or
+  /// if the batch never reached it (`undelivered`), else they count as lost
+  /// (a live actor let them go). Called from the batch's destructor: never
+  /// throws.
   void batch_done(uint64_t sid, size_t credit, std::vector<slot>* unread,
-                  bool undelivered) noexcept {
+                  size_t from, bool undelivered) noexcept {
     channel_outbox out;
     {
       std::unique_lock<std::mutex> out_guard{this->out_mtx_};
@@ -120,11 +121,11 @@ public:
         i->credit += credit;
         i->in_flight = false;
       }
-      if (unread != nullptr && !unread->empty()) {
+      if (unread != nullptr && unread->size() > from) {
         if (gone || undelivered)
-          requeue_or_lose(*unread, 0);
+          requeue_or_lose(*unread, from);
         else
-          lost_ += unread->size();
+          lost_ += unread->size() - from;
       }
       if (undelivered) {
         // Out of memory: retrying at once could go on for ever. The next
@@ -137,25 +138,30 @@ public:
     deliver(out);
   }
 
-  /// A loop consumer's `on_item` threw on `items[at]`: the consumer leaves,
-  /// and the items after that one go back to the front, in order. Call
+  /// A loop consumer failed (its `on_item` threw, or an item's future
+  /// failed): the consumer leaves, and `items[from..]`, which it did not
+  /// reach, go back to the front, in order. True if a batch was on its way
+  /// to it (it comes back when the consumer receives or drops it). Call
   /// without holding the locks; never throws.
-  void consumer_failed(uint64_t sid, std::vector<slot>& items,
-                       size_t at) noexcept {
+  bool consumer_failed(uint64_t sid, std::vector<slot>& items,
+                       size_t from) noexcept {
     std::optional<subscriber> gone; // its hooks die after the locks
     channel_outbox out;
+    auto batch_on_its_way = false;
     {
       std::unique_lock<std::mutex> out_guard{this->out_mtx_};
       std::unique_lock<std::mutex> in_guard{this->in_mtx_};
       auto i = find_subscriber(sid);
       if (i != subs_.end()) {
+        batch_on_its_way = i->in_flight;
         gone.emplace(std::move(*i));
         subs_.erase(i);
       }
-      requeue_or_lose(items, at + 1);
+      requeue_or_lose(items, from);
       dispatch(out);
     }
     deliver(out);
+    return batch_on_its_way;
   }
 
   /// Lets go of every subscriber: the actor system is about to go. A loop
