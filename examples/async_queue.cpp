@@ -2,7 +2,14 @@
 // the queue. Part 1 sends 0..4 from a producer actor to a consumer actor.
 // Part 2 puts a bounded channel between them and makes the consumer slow:
 // the producer is told "full" and waits (without blocking its thread) until
-// the channel tells it it may write again.
+// the channel tells it it may write again. Part 3 does the same with
+// `send`, whose answer comes when the item is in the channel. Part 4 is a
+// loop that consumes a channel with a future per item and never has more
+// than 3 of them pending.
+#include <atomic>
+#include <functional>
+#include <thread>
+
 #include "examples/example.hpp"
 
 namespace weave_examples {
@@ -37,11 +44,10 @@ void mailbox_part(weave::runtime& rt) {
   done.get_future().get();
 }
 
-void backpressure_part(weave::runtime& rt, const options& opts) {
-  weave::channel<int> ch{rt, capacity};
-  weave::promise<int> finished;
-  // A slow consumer: it keeps each batch (and so its credit) while it
-  // "works" for a while, using a timer instead of blocking its thread.
+/// A slow consumer: it keeps each batch (and so its credit) while it
+/// "works" for a while, using a timer instead of blocking its thread.
+void spawn_slow_consumer(weave::runtime& rt, weave::channel<int> ch,
+                         weave::promise<int> finished, const options& opts) {
   rt.system().spawn([ch, finished, opts](caf::event_based_actor* self) mutable {
     ch.subscribe(self, 1);
     auto total = std::make_shared<int>(0);
@@ -60,6 +66,12 @@ void backpressure_part(weave::runtime& rt, const options& opts) {
         self->quit();
       });
   });
+}
+
+void backpressure_part(weave::runtime& rt, const options& opts) {
+  weave::channel<int> ch{rt, capacity};
+  weave::promise<int> finished;
+  spawn_slow_consumer(rt, ch, finished, opts);
   rt.system().spawn([ch](caf::event_based_actor* self) mutable {
     auto next = std::make_shared<int>(0);
     auto pump = [=]() mutable {
@@ -85,6 +97,64 @@ void backpressure_part(weave::runtime& rt, const options& opts) {
       ch.stats().high_water, " (capacity ", capacity, ")");
 }
 
+/// The same producer with `send`: each item's answer sends the next one;
+/// no `full`, no `channel_writable`.
+void send_part(weave::runtime& rt, const options& opts) {
+  weave::channel<int> ch{rt, capacity};
+  weave::promise<int> finished;
+  spawn_slow_consumer(rt, ch, finished, opts);
+  rt.system().spawn([ch](caf::event_based_actor* self) mutable {
+    auto produce = std::make_shared<std::function<void(int)>>();
+    *produce = [=](int i) mutable {
+      if (i == burst) {
+        say("send producer: all ", burst, " items accepted");
+        ch.close();
+        *produce = nullptr; // ends the self-reference
+        return;
+      }
+      ch.send(self, i).then([=] { (*produce)(i + 1); });
+    };
+    (*produce)(0);
+  });
+  auto total = finished.get_future().get();
+  say("slow consumer finished; sum ", total, ", parked sends left ",
+      ch.stats().parked_sends);
+}
+
+/// A loop consuming a channel with a future per item, at most `in_flight`
+/// of them pending: `consume` takes the next item only when one finished.
+void paced_part(weave::runtime& rt, const options& opts) {
+  constexpr size_t in_flight = 3;
+  constexpr int urls = 10;
+  weave::channel<int> ch{rt, 16};
+  weave::loop lp{rt, "crawler"};
+  auto running = std::make_shared<std::atomic<int>>(0);
+  auto most = std::make_shared<std::atomic<int>>(0);
+  auto fetched = lp.submit([&](weave::loop_context& cx) {
+    return ch.consume(
+      cx,
+      [&cx, running, most, opts](int& url) {
+        auto now = ++*running;
+        if (now > *most)
+          *most = now;
+        say("crawler: fetching url ", url, " (", now, " in flight)");
+        return cx.offload([running, opts] {
+          std::this_thread::sleep_for(
+            opts.scaled(std::chrono::milliseconds{50}));
+          --*running;
+        });
+      },
+      in_flight);
+  });
+  for (int i = 0; i < urls; ++i)
+    ch.put(i);
+  ch.close();
+  auto n = fetched.get();
+  say("crawler: ", n, " urls fetched; at most ", most->load(),
+      " in flight, never more than ", in_flight, ": ",
+      most->load() <= static_cast<int>(in_flight) ? "yes" : "NO");
+}
+
 } // namespace
 
 void section_5_2(weave::runtime& rt, const options& opts) {
@@ -92,6 +162,8 @@ void section_5_2(weave::runtime& rt, const options& opts) {
                  "backpressure");
   mailbox_part(rt);
   backpressure_part(rt, opts);
+  send_part(rt, opts);
+  paced_part(rt, opts);
 }
 
 } // namespace weave_examples
