@@ -32,12 +32,18 @@
 ///   goes back to the channel. So the actor's mailbox never holds more than
 ///   `credit` items, and a slow consumer holds back fast producer threads
 ///   (they block in `put` once the channel is full): backpressure end to end.
-/// - Producer: `offer(self, x)` never blocks. If the channel is full it
-///   returns `full` and later sends `self` one `channel_writable` message
-///   when there is room (or when the channel closes).
-/// - Inside a `loop`: `consume(cx, on_item)` runs `on_item` in the loop for
-///   every item and returns a future that completes at end-of-stream, or
-///   fails with `shut_down` if the loop stops first.
+/// - Producer: `send(self, x)` never blocks; its handle's `then` runs in
+///   the actor once the item is in the channel (runtime/channel_send.hpp):
+///   on a full `block` channel the item waits in the channel, outside its
+///   capacity, in order. `offer(self, x)` is the lower-level form: if the
+///   channel is full it returns `full` and later sends `self` one
+///   `channel_writable` message when there is room (or when it closes).
+/// - Inside a `loop`: `send(cx, x)` returns a future that completes in the
+///   loop once the item is accepted. `consume(cx, on_item)` runs `on_item`
+///   in the loop for every item and returns a future that completes at
+///   end-of-stream, or fails with `shut_down` if the loop stops first. An
+///   `on_item` that returns a future paces the consumer: the next item is
+///   taken only while fewer than `credit` of those futures are pending.
 /// - A subscriber that dies loses nothing: the items of a batch it had not
 ///   read (still in its mailbox) go back to the front of the channel, in
 ///   order, for the other consumers — threads or subscribers. A batch its
@@ -315,6 +321,14 @@ public:
   /// The future completes in the loop with the number of items once the
   /// channel is closed and drained, or fails with `shut_down` if the loop
   /// stops first.
+  ///
+  /// If `on_item` returns a `future<U>`, the consumer is paced: the next
+  /// item is taken only while fewer than `credit` of those futures are
+  /// pending, and the result completes once the stream ended and every
+  /// future completed. The first failure (a throw, an invalid future, a
+  /// failed future) stops it: the items not yet handed to `on_item` go back
+  /// to the front of the channel in order, and the result fails with that
+  /// error once the futures already pending completed.
   ///
   /// If `on_item` throws, consuming stops there, like an `async for` that
   /// raises: the future fails with the exception's error (`job_failed`
