@@ -67,6 +67,7 @@
 #include "caf/actor.hpp"
 #include "caf/timespan.hpp"
 
+#include "runtime/deadline_scope.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/loop_jobs.hpp"
 #include "runtime/loop_context.hpp"
@@ -108,10 +109,13 @@ public:
   /// Runs `fn` in the loop; see the header comment.
   template <class F>
   auto submit(F fn) {
+    internal::check_loop_fn<F>();
     using r0 = typename internal::submit_result<F>::type;
     using t = typename internal::unwrap_future<r0>::type;
     auto j = caf::make_counted<internal::submit_job<t, F>>(std::move(fn));
     auto fut = internal::make_future<t>(j);
+    if constexpr (internal::loop_takes_token_v<F>)
+      j->deadline = current_deadline(); // a deadline scope's, if any
     internal::loop_pending* pending = j.get();
     dispatch(std::move(j), pending);
     return fut;
