@@ -12,10 +12,11 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/stop_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
-using weave::test::failures;
+using weave::test::error_of;
 using weave::test::latch;
 
 namespace {
@@ -80,7 +81,7 @@ TEST_CASE("cancelling a queued token task: it never runs") {
   stall.release();
   lp.submit([] {}).get();
   CHECK(ran.load() == 0);
-  CHECK(weave::is(f.get_result().error(), weave::errc::cancelled));
+  CHECK(error_of(f) == weave::errc::cancelled);
 }
 
 TEST_CASE("cancelling a token task that finishes later requests its stop; "
@@ -106,8 +107,7 @@ TEST_CASE("cancelling a token task that finishes later requests its stop; "
   CHECK(f.cancel());     // a stop is requested: the outcome is its cause
   // The task finishes: its continuation runs in the loop, sees the stop.
   lp.post([&] { inner.set_value(42); });
-  auto r = f.get_result();
-  CHECK(weave::is(r.error(), weave::errc::cancelled));
+  CHECK(error_of(f) == weave::errc::cancelled);
   CHECK(continuations.load() == 1);
   CHECK(seen_cause.load() == static_cast<int>(weave::errc::cancelled));
   CHECK_FALSE(f.cancel()); // completed
@@ -136,7 +136,7 @@ TEST_CASE("a stop callback that completes the task on the cancelling thread: "
   // Completed inside cancel(), on this thread.
   CHECK(f.done());
   CHECK(callbacks.load() == 1);
-  CHECK(weave::is(f.get_result().error(), weave::errc::cancelled));
+  CHECK(error_of(f) == weave::errc::cancelled);
   CHECK_FALSE(f.cancel());
   lp.stop();
   lp.join();
@@ -157,7 +157,7 @@ TEST_CASE("cancelling a running synchronous token task from another thread "
   });
   REQUIRE(started.wait());
   CHECK(f.cancel());
-  CHECK(weave::is(f.get_result().error(), weave::errc::cancelled));
+  CHECK(error_of(f) == weave::errc::cancelled);
   CHECK(saw_stop.load());
 }
 
@@ -209,7 +209,7 @@ TEST_CASE("stopping the loop while a token task finishes later: its stop is "
   REQUIRE(started.wait());
   lp.stop();
   lp.join();
-  CHECK(weave::is(f->get_result().error(), weave::errc::shut_down));
+  CHECK(error_of(*f) == weave::errc::shut_down);
   CHECK(callback_cause.load() == static_cast<int>(weave::errc::shut_down));
   CHECK_FALSE(submit_done_in_callback.load());
   CHECK(continuation_cause.load() == static_cast<int>(weave::errc::shut_down));
@@ -265,7 +265,7 @@ TEST_CASE("a token task under a deadline scope is stopped with timeout at "
   }
   REQUIRE(started.wait());
   // The deadline passes by itself; the timer requests the stop.
-  CHECK(weave::is(timed->get_result().error(), weave::errc::timeout));
+  CHECK(error_of(*timed) == weave::errc::timeout);
   CHECK(callback_cause.load() == static_cast<int>(weave::errc::timeout));
   // The plain task, older than the deadline, still completes normally.
   CHECK_FALSE(plain->done());
@@ -286,7 +286,7 @@ TEST_CASE("a token task whose deadline passed before it started never "
     f = lp.submit([&](weave::stop_token) { ++ran; return 1; });
   }
   // The timer answers it while the loop is stalled.
-  CHECK(weave::is(f->get_result().error(), weave::errc::timeout));
+  CHECK(error_of(*f) == weave::errc::timeout);
   stall.release();
   lp.submit([] {}).get();
   CHECK(ran.load() == 0);

@@ -8,6 +8,7 @@
 #include "runtime/internal/component.hpp"
 #include "runtime/deadline_scope.hpp"
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/loop_task_stop.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -90,37 +91,6 @@ public:
 
 private:
   std::weak_ptr<loop_impl> loop_;
-  job_ptr task_;
-};
-
-/// A token-taking task's deadline (a deadline scope's, at submit): at the
-/// deadline the timer "drops" the entry, which answers the task `timeout`
-/// if it has not started and otherwise requests its stop with `timeout`
-/// (its stop callbacks run on the timer's thread). The entry holds the
-/// task until then, or until a sweep finds the task complete.
-class task_deadline_job final : public counted_job {
-public:
-  explicit task_deadline_job(job_ptr task) : task_(std::move(task)) {
-    deadline = task_->deadline;
-  }
-
-  bool run() noexcept override {
-    return true; // never queued on an executor: only the timer drops it
-  }
-
-  bool drop(caf::error) noexcept override {
-    if (!task_->cancel_with(make_error(errc::timeout,
-                                       "the loop task's deadline passed "
-                                       "before it started")))
-      task_->request_stop(errc::timeout);
-    return true;
-  }
-
-  bool timer_entry_live() const noexcept override {
-    return task_->timer_entry_live();
-  }
-
-private:
   job_ptr task_;
 };
 

@@ -4,7 +4,9 @@
 //
 // - `loop_message` carries a job into the loop's actor.
 // - `submit_job<T, F>`: a submitted function, its future's state and its
-//   place in the loop's list of pending futures, in one allocation.
+//   place in the loop's list of pending futures, in one allocation; for a
+//   function that takes a `stop_token`, also its stop state, which decides
+//   the outcome once a stop was requested (see loop_task_stop.hpp).
 // - `post_job<F>`: a posted function (or a timer's or a channel's delivery);
 //   nobody waits for it.
 // - `bound_state<T>`: the state of a future made by `loop_context` (sleep,

@@ -21,13 +21,18 @@
 // jobs, see job_stop.hpp); a stop requested after it settled changes
 // nothing (`too_late`). Neither side waits for the other.
 //
+// `task_deadline_job` is the runtime timer's entry for a token-taking task
+// with a deadline (loop_impl.cpp arms it).
+//
 // Thread-safety: every member may be called from any thread.
 
 #include <atomic>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "runtime/error.hpp"
+#include "runtime/internal/job.hpp"
 #include "runtime/stop_token.hpp"
 
 namespace weave {
@@ -168,6 +173,37 @@ private:
 
   std::atomic<uint8_t> word_{0};
   stop_source source_;
+};
+
+/// A token-taking task's deadline (a deadline scope's, at submit): at the
+/// deadline the timer "drops" the entry, which answers the task `timeout`
+/// if it has not started and otherwise requests its stop with `timeout`
+/// (its stop callbacks run on the timer's thread, no lock held). The entry
+/// holds the task until then, or until a sweep finds the task complete.
+class task_deadline_job final : public counted_job {
+public:
+  explicit task_deadline_job(job_ptr task) : task_(std::move(task)) {
+    deadline = task_->deadline;
+  }
+
+  bool run() noexcept override {
+    return true; // never queued on an executor: only the timer drops it
+  }
+
+  bool drop(caf::error) noexcept override {
+    if (!task_->cancel_with(make_error(errc::timeout,
+                                       "the loop task's deadline passed "
+                                       "before it started")))
+      task_->request_stop(errc::timeout);
+    return true;
+  }
+
+  bool timer_entry_live() const noexcept override {
+    return task_->timer_entry_live();
+  }
+
+private:
+  job_ptr task_;
 };
 
 } // namespace internal
