@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <type_traits>
 
@@ -290,4 +292,28 @@ TEST_CASE("a token task whose deadline passed before it started never "
   stall.release();
   lp.submit([] {}).get();
   CHECK(ran.load() == 0);
+}
+
+namespace {
+
+/// A value whose move throws: storing it in the future fails.
+struct throws_on_move {
+  throws_on_move() = default;
+  throws_on_move(throws_on_move&&) {
+    throw std::runtime_error("moved");
+  }
+};
+
+} // namespace
+
+TEST_CASE("a token task whose value throws while it is stored: the future "
+          "fails with that error, once") {
+  weave::runtime rt;
+  weave::loop lp{rt, "throwing"};
+  auto f = lp.submit([](weave::stop_token) { return throws_on_move{}; });
+  auto r = f.get_result();
+  REQUIRE_FALSE(r);
+  CHECK(weave::is(r.error(), weave::errc::job_failed));
+  CHECK(weave::render(r.error()).find("moved") != std::string::npos);
+  CHECK_FALSE(f.cancel());
 }

@@ -152,12 +152,14 @@ public:
     return stop_claim::first;
   }
 
-  /// Claims the outcome for the task's own result (call once): `errc{}`
-  /// if no stop came first, else the stop's cause (the outcome).
+  /// Claims the outcome for the task's own result: `errc{}` if no stop
+  /// came first (or it settled before: a value whose constructor threw
+  /// while it was stored), else the stop's cause (the outcome).
   errc stop_settle() noexcept {
     uint8_t expected = 0;
     if (word_.compare_exchange_strong(expected, settled,
-                                      std::memory_order_acq_rel))
+                                      std::memory_order_acq_rel)
+        || expected == settled)
       return errc{};
     return static_cast<errc>(expected);
   }
