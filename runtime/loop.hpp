@@ -25,6 +25,35 @@
 ///   `promise<T>` it completes from a handler), and the submit's future
 ///   completes only when that one does. Futures made by `loop_context`
 ///   complete inside the loop, so their `then` callbacks run in the loop.
+/// - `fn` may also take a `weave::stop_token`: `(stop_token)` or
+///   `(loop_context&, stop_token)`, in that order (the first form that fits
+///   of `(loop_context&, stop_token)`, `(loop_context&)`, `(stop_token)`,
+///   `()` is used). Then a stop reaches it while it runs AND while it
+///   finishes later: `cancel()` on the submit's future, the deadline of a
+///   `deadline_scope` active at `submit`, and the loop's end request the
+///   stop, with cause `cancelled`, `timeout` or `shut_down` (the first
+///   request's cause wins). Once a stop was requested before the task's
+///   outcome was there, the submit's future completes with the stop's cause,
+///   whatever `fn` (or the future it returned) produced, as soon as that
+///   outcome is there — a task finishing later ends when its own future
+///   does, so its continuations should look at `st.stop_requested()` (or
+///   register a `stop_callback`) and finish early. The token's callbacks run
+///   on the thread that requests the stop: the caller of `cancel()`, the
+///   runtime's timer thread for a deadline, the loop's thread as it ends (or
+///   the shutdown's thread for a loop abandoned at the shutdown deadline).
+///   A function without a token costs nothing more and ignores deadlines,
+///   as before.
+/// - `cancel()` on the submit's future: while the task is queued, it never
+///   runs and the future completes with `cancelled` (true), with or without
+///   a token. Once it started, with a token and until its outcome is there
+///   (its function runs on the loop, or it finishes later): its stop is
+///   requested (true; the future completes with the stop's cause once the
+///   task's own outcome is there, at once if a stop callback completes it).
+///   False once the future completed, and for a started task without a
+///   token. A token task whose deadline passes while it is queued never
+///   runs: its future completes with `timeout`. Inside the task,
+///   `current_deadline()` is its deadline, so what it submits or offloads
+///   while running inherits it.
 /// - `post(fn)`: fire-and-forget; posted functions run in FIFO order per
 ///   posting thread. An exception escaping one is reported to the loop's
 ///   exception handler (by default, one line on stderr) and counted; the loop
@@ -35,7 +64,9 @@
 ///   first (like `call_soon_threadsafe(loop.stop)`), then the loop ends and
 ///   every future still pending (work that was finishing later, and the
 ///   futures its context made) completes with `shut_down`, on the loop's own
-///   thread as it ends. After `stop()`, `submit` returns a future that has
+///   thread as it ends; a pending task that takes a token first has its
+///   stop requested with cause `shut_down` (so its stop callbacks and
+///   continuations can tell why). After `stop()`, `submit` returns a future that has
 ///   already failed with `shut_down` and `post` returns false.
 /// - `join()` waits until the loop has ended: once it returns, every
 ///   continuation of a context future has run — or until the runtime's
@@ -67,6 +98,7 @@
 #include "caf/actor.hpp"
 #include "caf/timespan.hpp"
 
+#include "runtime/deadline_scope.hpp"
 #include "runtime/future.hpp"
 #include "runtime/internal/loop_jobs.hpp"
 #include "runtime/loop_context.hpp"
@@ -105,13 +137,17 @@ public:
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
 
-  /// Runs `fn` in the loop; see the header comment.
+  /// Runs `fn` (taking nothing, `loop_context&`, `stop_token` or both) in
+  /// the loop; see the header comment.
   template <class F>
   auto submit(F fn) {
+    internal::check_loop_fn<F>();
     using r0 = typename internal::submit_result<F>::type;
     using t = typename internal::unwrap_future<r0>::type;
     auto j = caf::make_counted<internal::submit_job<t, F>>(std::move(fn));
     auto fut = internal::make_future<t>(j);
+    if constexpr (internal::loop_takes_token_v<F>)
+      j->deadline = current_deadline(); // a deadline scope's, if any
     internal::loop_pending* pending = j.get();
     dispatch(std::move(j), pending);
     return fut;

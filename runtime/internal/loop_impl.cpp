@@ -6,7 +6,9 @@
 #include "caf/spawn_options.hpp"
 
 #include "runtime/internal/component.hpp"
+#include "runtime/deadline_scope.hpp"
 #include "runtime/internal/deadline.hpp"
+#include "runtime/internal/loop_task_stop.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -171,7 +173,14 @@ void loop_impl::run_task(job_ptr& task) {
   if (!task->try_start())
     return;
   context_scope scope{&context_};
+  // A task with a deadline runs under it: what it submits inherits it.
+  auto at = task->deadline;
+  auto outer = at != steady_clock::time_point::max()
+                 ? exchange_current_deadline(at)
+                 : steady_clock::time_point::max();
   auto ok = task->run();
+  if (at != steady_clock::time_point::max())
+    exchange_current_deadline(outer);
   task->deliver();
   // Only posted functions keep a failure nobody else sees; submitted ones
   // carry theirs in their future.
@@ -222,9 +231,17 @@ bool loop_impl::dispatch(job_ptr j, loop_pending* pending, bool count) {
   } else if (count) {
     posted_.fetch_add(1, std::memory_order_relaxed);
   }
+  // A task with a deadline (it takes a token) is watched by the timer,
+  // armed after the lock is released.
+  job_ptr timed;
+  if (j->deadline != steady_clock::time_point::max())
+    timed = j;
   // Sending under the lock orders every accepted message before the stop
   // message: work accepted before stop() runs before the loop ends.
   caf::anon_send(actor_, loop_message{std::move(j)});
+  guard.unlock();
+  if (timed && timer_)
+    timer_->arm(caf::make_counted<task_deadline_job>(std::move(timed)));
   return true;
 }
 

@@ -9,7 +9,10 @@
 // user code runs under it: jobs are failed, continuations run, the exception
 // handler is called and replaced handlers are destroyed after it is
 // released; a posted job whose message CAF drops under it (the actor is gone)
-// is kept alive by `dispatch` until the lock is released.
+// is kept alive by `dispatch` until the lock is released. Stops requested
+// for tasks that take a token (their stop callbacks are user code) happen
+// in `fail_all`, without the lock; a task's deadline is handed to the timer
+// after the lock is released.
 
 #include <atomic>
 #include <condition_variable>

@@ -4,7 +4,9 @@
 //
 // - `loop_message` carries a job into the loop's actor.
 // - `submit_job<T, F>`: a submitted function, its future's state and its
-//   place in the loop's list of pending futures, in one allocation.
+//   place in the loop's list of pending futures, in one allocation; for a
+//   function that takes a `stop_token`, also its stop state, which decides
+//   the outcome once a stop was requested (see loop_task_stop.hpp).
 // - `post_job<F>`: a posted function (or a timer's or a channel's delivery);
 //   nobody waits for it.
 // - `bound_state<T>`: the state of a future made by `loop_context` (sleep,
@@ -32,6 +34,8 @@
 
 #include "runtime/future.hpp"
 #include "runtime/internal/job.hpp"
+#include "runtime/internal/job_stop.hpp"
+#include "runtime/internal/loop_task_stop.hpp"
 
 namespace weave {
 
@@ -92,19 +96,24 @@ decltype(auto) invoke_with_context(F& fn, loop_context& cx) {
     return fn();
 }
 
-template <class F>
-struct submit_result {
-  using raw = std::conditional_t<std::is_invocable<F&, loop_context&>::value,
-                                 std::invoke_result<F&, loop_context&>,
-                                 std::invoke_result<F&>>;
-  using type = typename raw::type;
-};
+/// Completes `st` with `cause`'s error if a stop came first (`cause` not
+/// `errc{}`); true if it did.
+template <class T>
+bool complete_stopped(future_state<T>& st, errc cause) noexcept {
+  if (cause == errc{})
+    return false;
+  st.set_error(stopped_job_error(cause));
+  return true;
+}
 
 template <class T, class F>
 class submit_job final : public future_state<T>,
                          public job,
-                         public loop_pending {
+                         public loop_pending,
+                         private loop_task_stop<loop_takes_token_v<F>> {
 public:
+  static constexpr bool takes_token = loop_takes_token_v<F>;
+
   explicit submit_job(F fn) : fn_(std::move(fn)) {
     // nop
   }
@@ -116,7 +125,7 @@ public:
     try {
       if constexpr (is_future<r0>::value) {
         // Finishes later: completes when the returned future does.
-        auto inner = invoke_with_context(fn_, cx);
+        auto inner = this->stop_call(fn_, cx);
         auto inner_state = state_of(inner);
         if (!inner_state)
           raise(make_error(errc::invalid_argument,
@@ -124,16 +133,30 @@ public:
                            "future"));
         caf::intrusive_ptr<submit_job> self{this};
         inner_state->on_complete(callback{[self, inner_state] {
-          fulfil(*self, inner_state->take());
+          if (!complete_stopped(*self, self->stop_settle()))
+            fulfil(*self, inner_state->take());
         }});
+      } else if constexpr (!takes_token) {
+        if constexpr (std::is_void<T>::value) {
+          this->stop_call(fn_, cx);
+          this->set_value();
+        } else {
+          this->set_value(this->stop_call(fn_, cx));
+        }
       } else if constexpr (std::is_void<T>::value) {
-        invoke_with_context(fn_, cx);
-        this->set_value();
+        this->stop_call(fn_, cx);
+        if (!complete_stopped(*this, this->stop_settle()))
+          this->set_value();
       } else {
-        this->set_value(invoke_with_context(fn_, cx));
+        auto value = this->stop_call(fn_, cx);
+        if (!complete_stopped(*this, this->stop_settle()))
+          this->set_value(std::move(value));
       }
     } catch (...) {
-      this->set_error(current_exception_error());
+      // A stop requested before it threw is the outcome (see
+      // loop_task_stop.hpp).
+      if (!complete_stopped(*this, this->stop_settle()))
+        this->set_error(current_exception_error());
       ok = false;
     }
     mark_finished();
@@ -144,13 +167,38 @@ public:
     return this->set_error(std::move(reason));
   }
 
+  /// Queued: it never runs (as without a token). Started, with a token,
+  /// and not yet complete (running, or finishing later): its stop is
+  /// requested with `cancelled`; true, and the outcome is the stop's cause
+  /// (the first one requested). Otherwise false.
   bool cancel(caf::error reason) noexcept override {
-    return cancel_with(std::move(reason));
+    if (cancel_with(std::move(reason)))
+      return true;
+    return stop_started(errc::cancelled) != stop_claim::too_late;
+  }
+
+  /// The deadline's way in (see loop_impl.cpp): as `cancel`, with `cause`.
+  bool request_stop(errc cause) noexcept override {
+    return stop_started(cause) != stop_claim::too_late;
+  }
+
+  bool takes_stop_token() const noexcept override {
+    return takes_token;
+  }
+
+  /// A deadline's timer entry stays while the task may still be stopped.
+  bool timer_entry_live() const noexcept override {
+    return !this->ready() && this->stop_unsettled();
   }
 
   bool fail(caf::error reason) noexcept override {
-    try_drop(); // if it never ran, it never will
-    return this->set_error(std::move(reason));
+    if (try_drop()) // it never ran, and never will
+      return this->set_error(std::move(reason));
+    // Started, with a token: it hears why before its future fails. A stop
+    // callback may complete the task (with the stop's cause) before
+    // `set_error` below: that still is this loop's failing it.
+    auto claim = stop_started(errc::shut_down);
+    return this->set_error(std::move(reason)) || claim == stop_claim::first;
   }
 
   caf::ref_counted& counted() noexcept override {
@@ -177,6 +225,20 @@ private:
 
   friend void intrusive_ptr_release(const submit_job* j) noexcept {
     j->deref();
+  }
+
+  /// Requests the stop if the task has started and takes a token.
+  stop_claim stop_started(errc cause) noexcept {
+    if constexpr (!takes_token) {
+      return stop_claim::too_late;
+    } else {
+      auto st = current_state();
+      if (st != state::running && st != state::finished)
+        return stop_claim::too_late; // queued, or dropped: never runs
+      if (this->ready())
+        return stop_claim::too_late;
+      return this->stop_request(cause);
+    }
   }
 
   F fn_;
