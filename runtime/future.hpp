@@ -30,9 +30,10 @@
 ///   `cb` throws, the result fails with the exception's error. `then`
 ///   consumes the value, like `get()`.
 /// - `cancel()`: a job that has not started never runs, and its future
-///   completes with `cancelled`. A running pool job that takes a
-///   `stop_token` is asked to stop and completes with the stop's cause when
-///   it returns (or after the pool's grace period, see blocking_pool.hpp):
+///   completes with `cancelled`. A running pool job or loop task that takes
+///   a `stop_token` is asked to stop and completes with the stop's cause
+///   when it returns (a pool job: or after the pool's grace period, see
+///   blocking_pool.hpp; a loop task: when the future it returned completes):
 ///   `cancelled`, unless an earlier request (its deadline: `timeout`) came
 ///   first. The stop's callbacks run on the thread that calls `cancel()`.
 ///   Returns false once the job has ended, or while it runs without a token
