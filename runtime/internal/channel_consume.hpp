@@ -66,6 +66,14 @@ future<size_t> consume_paced(channel_core<T>& core, loop_context& cx,
     done.set_error(make_error(errc::shut_down, std::move(what)));
   };
   core.subscribe(cx.self(), limit, std::move(hooks));
+  // Also after a failure (the consumer then left the channel, and with it
+  // `on_down`), the loop's end must fail the result and give back the
+  // batch held, whatever futures are still pending.
+  std::weak_ptr<paced_consumer<T, F>> weak = consumer;
+  cx.self()->attach_functor([weak](const caf::error&) {
+    if (auto c = weak.lock())
+      c->loop_ended();
+  });
   return result;
 }
 

@@ -86,6 +86,27 @@ public:
     finish_if_done();
   }
 
+  /// The loop's actor ended (from its cleanup: no loop job runs any more).
+  /// The result fails now (with the consumer's first failure, else
+  /// `shut_down`) instead of waiting for the futures still pending, and the
+  /// unstarted items of the batch held go back to the channel now, in order,
+  /// not when the last of those futures lets go of this consumer.
+  void loop_ended() noexcept {
+    try {
+      if (failure_)
+        done_.set_error(failure_);
+      else
+        done_.set_error(make_error(errc::shut_down,
+                                   "the loop stopped before the channel "
+                                   "ended"));
+    } catch (...) {
+      // Out of memory: the result ends with `broken_promise` once the
+      // consumer is gone.
+    }
+    batch_.reset(); // the channel takes back the items after `first_unread`
+    batch_owed_ = false;
+  }
+
 private:
   /// Starts items while fewer than `limit_` futures are pending.
   void pump() {
