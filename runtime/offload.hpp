@@ -109,6 +109,14 @@ protected:
 
   std::optional<value_type> value_;
 
+protected:
+  /// Destroys the value and lets go of the actor ahead of the job itself,
+  /// for a job whose memory outlives its last reference (see job_stop.hpp).
+  void release_contents() noexcept {
+    value_.reset();
+    target_.reset();
+  }
+
 private:
   caf::strong_actor_ptr target_;
   caf::message_id response_id_;
@@ -120,8 +128,22 @@ public:
   actor_job_impl(caf::strong_actor_ptr target, caf::message_id response_id,
                  F fn)
     : actor_job<T>(std::move(target), response_id),
-      fn_(std::in_place, std::move(fn)) {
+      fn_(std::in_place, std::move(fn)),
+      stop_(&destroy, this) {
     // nop
+  }
+
+  /// The job's count reached zero. With an embedded stop state (see
+  /// job_stop.hpp), its value and its target go now and its memory with
+  /// the last token.
+  void request_deletion(bool decremented_rc) const noexcept override {
+    if constexpr (takes_stop_token_v<F>) {
+      auto* self = const_cast<actor_job_impl*>(this);
+      self->release_contents();
+      self->stop_.release_job(); // may delete this
+    } else {
+      actor_job<T>::request_deletion(decremented_rc);
+    }
   }
 
   bool run() noexcept override {
@@ -169,6 +191,10 @@ public:
   }
 
 private:
+  static void destroy(const void* self) noexcept {
+    delete static_cast<const actor_job_impl*>(self);
+  }
+
   // Reset once it returned: its captures (buffers, sockets, ...) go when
   // the job ends, not when the last reference to the job does (a timer
   // entry may hold one until the job's deadline).

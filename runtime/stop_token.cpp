@@ -109,7 +109,8 @@ caf::error stop_token::error() const {
 
 // -- stop_source --------------------------------------------------------------
 
-stop_source::stop_source() : state_(caf::make_counted<internal::stop_state>()) {
+stop_source::stop_source()
+  : state_(caf::make_counted<internal::counted_stop_state>()) {
   state_->add_source();
 }
 

@@ -72,6 +72,10 @@ namespace internal {
 /// The state behind `tok` (null for a token without one).
 stop_state* state_of(const stop_token& tok) noexcept;
 
+/// A token of `st`, for a state that is not a `stop_source`'s (a job's
+/// embedded one).
+stop_token make_stop_token(stop_state* st) noexcept;
+
 /// `make_error(cause, what)`; empty for `errc{}`.
 caf::error stop_error(errc cause, const char* what);
 
@@ -125,6 +129,7 @@ public:
 private:
   friend class stop_source;
   friend internal::stop_state* internal::state_of(const stop_token&) noexcept;
+  friend stop_token internal::make_stop_token(internal::stop_state*) noexcept;
 
   explicit stop_token(internal::stop_state_ptr st) noexcept
     : state_(std::move(st)) {
@@ -229,6 +234,10 @@ namespace internal {
 
 inline stop_state* state_of(const stop_token& tok) noexcept {
   return tok.state_.get();
+}
+
+inline stop_token make_stop_token(stop_state* st) noexcept {
+  return stop_token{stop_state_ptr{st}};
 }
 
 } // namespace internal

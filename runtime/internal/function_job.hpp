@@ -12,6 +12,11 @@
 // instead: the caller hears `shut_down` at once, and the staged value, if it
 // ever comes, is never read.
 //
+// A function that takes a `stop_token` gets one of a stop state embedded in
+// the job (job_stop.hpp): when the job's count reaches zero, the job
+// releases its value and continuations at once, and its memory goes with
+// the last token.
+//
 // Thread-safety: as `job` and `future_state`.
 
 #include <optional>
@@ -27,8 +32,21 @@ namespace weave::internal {
 template <class T, class F>
 class function_job final : public future_state<T>, public job {
 public:
-  explicit function_job(F fn) : fn_(std::in_place, std::move(fn)) {
+  explicit function_job(F fn)
+    : fn_(std::in_place, std::move(fn)), stop_(&destroy, this) {
     // nop
+  }
+
+  /// The job's count reached zero. With an embedded stop state, what the
+  /// job holds for the user goes now and its memory with the last token.
+  void request_deletion(bool decremented_rc) const noexcept override {
+    if constexpr (takes_stop_token_v<F>) {
+      auto* self = const_cast<function_job*>(this);
+      self->release_contents();
+      self->stop_.release_job(); // may delete this
+    } else {
+      future_state<T>::request_deletion(decremented_rc);
+    }
   }
 
   bool run() noexcept override {
@@ -104,6 +122,10 @@ protected:
   }
 
 private:
+  static void destroy(const void* self) noexcept {
+    delete static_cast<const function_job*>(self);
+  }
+
   // Both bases offer these; the most derived one is the unambiguous match.
   friend void intrusive_ptr_add_ref(const function_job* j) noexcept {
     j->ref();

@@ -259,6 +259,16 @@ protected:
     return true;
   }
 
+  /// Destroys what the state holds for the user (value, error,
+  /// continuations) ahead of the state itself, for a state whose memory
+  /// outlives its last reference (a job's embedded stop state). Call only
+  /// once no reference is left, with no lock held.
+  void release_contents() noexcept {
+    value_.reset();
+    error_ = caf::error{};
+    std::vector<callback>{}.swap(callbacks_);
+  }
+
 private:
   /// Ends what `begin_self_wait` recorded.
   struct self_wait_scope {

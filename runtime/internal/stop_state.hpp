@@ -25,6 +25,15 @@
 // Registering after the stop runs the callback at once, on the registering
 // thread, with no lock held.
 //
+// Reference counting: the state itself says how it is counted
+// (`ref_state` / `deref_state`, what `stop_state_ptr` calls). A state made
+// for a `stop_source` (`counted_stop_state`) is an allocation of its own
+// with its own count. A job whose function takes a token embeds its state
+// instead (see job_stop.hpp): that state counts its tokens and registered
+// callbacks plus one reference held by the job, and the last one to go
+// destroys the job's memory; so a token stays readable after its job ended,
+// without a second allocation per job.
+//
 // Thread-safety: every member may be called from any thread. Setting the
 // cause happens-before `stop_requested()` returns true (release/acquire)
 // and before every callback runs.
@@ -84,11 +93,18 @@ private:
   bool linked_ = false;
 };
 
-class stop_state : public caf::ref_counted {
+class stop_state {
 public:
   stop_state() = default;
   stop_state(const stop_state&) = delete;
   stop_state& operator=(const stop_state&) = delete;
+
+  /// Adds a reference (a token, a source, a registered callback).
+  virtual void ref_state() const noexcept = 0;
+
+  /// Drops a reference; the last one destroys the state (and whatever
+  /// holds it, for an embedded state).
+  virtual void deref_state() const noexcept = 0;
 
   /// The cause of the stop; `errc{}` (0) before one was requested.
   errc cause() const noexcept {
@@ -117,8 +133,20 @@ public:
   /// requested before.
   bool request_stop(errc cause) noexcept;
 
+protected:
+  /// Destroyed only by its own `deref_state`, never through this type.
+  virtual ~stop_state() = default;
+
 private:
   friend class stop_callback_node;
+
+  friend void intrusive_ptr_add_ref(const stop_state* st) noexcept {
+    st->ref_state();
+  }
+
+  friend void intrusive_ptr_release(const stop_state* st) noexcept {
+    st->deref_state();
+  }
 
   /// Unlinks `node`. Call with `mtx_` held and `node->linked_`.
   void unlink(stop_callback_node* node) noexcept;
@@ -136,5 +164,27 @@ private:
 };
 
 using stop_state_ptr = caf::intrusive_ptr<stop_state>;
+
+/// A stop state that is an allocation of its own (a `stop_source`'s).
+class counted_stop_state final : public caf::ref_counted, public stop_state {
+public:
+  void ref_state() const noexcept override {
+    ref();
+  }
+
+  void deref_state() const noexcept override {
+    deref();
+  }
+
+private:
+  // Both bases offer these; the most derived one is the unambiguous match.
+  friend void intrusive_ptr_add_ref(const counted_stop_state* st) noexcept {
+    st->ref();
+  }
+
+  friend void intrusive_ptr_release(const counted_stop_state* st) noexcept {
+    st->deref();
+  }
+};
 
 } // namespace weave::internal
