@@ -181,6 +181,16 @@ TEST_CASE("the shutdown report counts quarantined workers") {
 TEST_CASE("offload: cancel() on the handle stops a running token job; a "
           "timeout asks it to stop with cause timeout") {
   weave::runtime rt{config(long_grace)};
+  // Two workers started and idle first: the timed job must be running, not
+  // waiting for a worker to start, when its deadline passes (on a loaded
+  // machine under ASan, starting a worker took longer than the deadline).
+  {
+    latch both{2};
+    auto a = rt.default_pool().submit([&both] { both.count_down(); both.wait(); });
+    auto b = rt.default_pool().submit([&both] { both.count_down(); both.wait(); });
+    a.get();
+    b.get();
+  }
   weave::test::failures fails;
   token_job cancelled_job;
   token_job timed_job;
@@ -194,7 +204,7 @@ TEST_CASE("offload: cancel() on the handle stops a running token job; a "
              codes->push_back(err.code());
              done->count_down();
            });
-    weave::offload(self, timed_job.honouring(), 50ms)
+    weave::offload(self, timed_job.honouring(), 200ms)
       .then([&fails](int) { fails.add("timed job delivered a value"); },
             [codes, done](caf::error& err) {
               codes->push_back(err.code());
