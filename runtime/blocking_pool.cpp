@@ -52,11 +52,15 @@ pool_impl::pool_impl(caf::actor_system& sys,
     cores_(std::max(1u, std::thread::hardware_concurrency())),
     queue_(max_workers),
     quarantined_(capacity_, 0),
-    stoppable_(capacity_),
+    stoppable_(new std::atomic<job*>[capacity_]),
+    stop_visitors_(new std::atomic<uint32_t>[capacity_]),
     running_(new std::atomic<job*>[capacity_]),
     awaited_(capacity_, nullptr) {
-  for (size_t i = 0; i < capacity_; ++i)
+  for (size_t i = 0; i < capacity_; ++i) {
     running_[i].store(nullptr);
+    stoppable_[i].store(nullptr);
+    stop_visitors_[i].store(0);
+  }
 }
 
 void pool_impl::enqueue(job_ptr j, bool timed, uint64_t key) {
@@ -200,14 +204,10 @@ void pool_impl::worker_main(size_t index) {
     busy_.fetch_add(1, std::memory_order_relaxed);
     bool stoppable = j->takes_stop_token();
     if (stoppable) {
-      auto pending = errc{};
-      {
-        std::unique_lock<std::mutex> guard{stop_mtx_};
-        stoppable_[index] = j;
-        pending = stop_all_cause_;
-      }
+      stoppable_[index].store(j.get());
       // A shutdown that began after this worker claimed the job missed it.
-      if (pending != errc{})
+      if (auto pending = static_cast<errc>(stop_all_cause_.load());
+          pending != errc{})
         j->stop_running(pending);
     }
     // Inside the job, its deadline is the thread's (jobs it submits
@@ -216,9 +216,9 @@ void pool_impl::worker_main(size_t index) {
     auto ok = j->run();
     exchange_current_deadline(outer);
     if (stoppable) {
-      job_ptr done; // not the last reference: `j` holds one
-      std::unique_lock<std::mutex> guard{stop_mtx_};
-      done.swap(stoppable_[index]);
+      stoppable_[index].store(nullptr);
+      while (stop_visitors_[index].load() != 0)
+        std::this_thread::yield(); // a shutdown copies a reference
     }
     // A concurrent stop request still uses this pool: wait it out.
     j->wait_while_stopping();

@@ -164,13 +164,22 @@ private:
   size_t started_ = 0;
   // When a shutdown asked the running jobs to stop (under `live_mtx_`).
   steady_clock::time_point stops_sent_ = steady_clock::time_point::max();
-  // Per slot, the running job if it takes a stop token, so that a shutdown
-  // can ask it to stop (under `stop_mtx_`, held only to copy a reference).
-  std::mutex stop_mtx_;
-  std::vector<job_ptr> stoppable_;
-  // The cause a shutdown asked every running job to stop with (under
-  // `stop_mtx_`): a job a worker claims later is asked at once.
-  errc stop_all_cause_ = errc{};
+  // Per slot, the running job if it takes a stop token (no reference of
+  // its own: the worker holds one), so that a shutdown can ask it to stop.
+  // A reader announces itself in the slot's `stop_visitors_` before it
+  // loads the pointer and takes a reference; a worker that clears its slot
+  // waits until no reader is inside (a reader only copies a reference).
+  // Both sides are seq_cst: either the reader sees null, or the worker sees
+  // the reader. This costs a token job four atomic operations, where a pool
+  // lock taken twice per job cost about 0.1 µs of its round trip.
+  std::unique_ptr<std::atomic<job*>[]> stoppable_;
+  std::unique_ptr<std::atomic<uint32_t>[]> stop_visitors_;
+  // The cause a shutdown asked every running job to stop with: a job a
+  // worker claims later is asked at once (set once, from `errc{}`).
+  std::atomic<uint8_t> stop_all_cause_{0};
+
+  /// References to the token jobs running now (see `stoppable_`).
+  std::vector<job_ptr> stoppable_jobs();
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};

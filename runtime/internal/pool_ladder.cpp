@@ -174,16 +174,25 @@ bool pool_impl::leave_if_quarantined(size_t index) {
   return true;
 }
 
+std::vector<job_ptr> pool_impl::stoppable_jobs() {
+  std::vector<job_ptr> jobs;
+  jobs.reserve(capacity_);
+  for (size_t i = 0; i < capacity_; ++i) {
+    stop_visitors_[i].fetch_add(1);
+    if (auto* j = stoppable_[i].load())
+      jobs.emplace_back(j); // its worker waits until this reference exists
+    stop_visitors_[i].fetch_sub(1);
+  }
+  return jobs;
+}
+
 void pool_impl::request_stop_of_running(errc cause) noexcept {
+  // Jobs claimed from now on are asked when they register (worker_main).
+  auto none = uint8_t{0};
+  stop_all_cause_.compare_exchange_strong(none, static_cast<uint8_t>(cause));
   std::vector<job_ptr> jobs;
   try {
-    std::unique_lock<std::mutex> guard{stop_mtx_};
-    // Jobs claimed from now on are asked when they register (worker_main).
-    if (stop_all_cause_ == errc{})
-      stop_all_cause_ = cause;
-    for (auto& j : stoppable_)
-      if (j)
-        jobs.push_back(j);
+    jobs = stoppable_jobs();
   } catch (...) {
     // Out of memory: the shutdown's deadline still bounds the jobs.
   }
@@ -195,12 +204,9 @@ void pool_impl::request_stop_of_running(errc cause) noexcept {
 
 size_t pool_impl::abandon_stopped_jobs() {
   std::vector<job_ptr> stopped;
-  {
-    std::unique_lock<std::mutex> guard{stop_mtx_};
-    for (auto& j : stoppable_)
-      if (j && j->stopped())
-        stopped.push_back(j); // a reference of our own: safe to compare
-  }
+  for (auto& j : stoppable_jobs())
+    if (j->stopped())
+      stopped.push_back(j); // a reference of our own: safe to compare
   std::vector<job_ptr> taken;
   {
     std::unique_lock<std::mutex> guard{live_mtx_};
