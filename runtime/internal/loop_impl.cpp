@@ -43,9 +43,15 @@ loop_context* current_loop_context() noexcept {
 }
 
 void forget_pending(loop_pending& p) noexcept {
-  // The list's reference may be the last one: releasing it may destroy `p`
-  // and, with it, the last reference to the loop. Nothing is touched after.
-  if (p.loop != nullptr && p.loop->unlink_if_linked(p))
+  // Only the one completion of `p` reads `loop` (set before the future is
+  // handed out): it takes it, so that a completed future, and whatever
+  // still holds it (a sleep's or a deadline's timer entry until it is due,
+  // the caller's future), no longer keeps the loop's state alive. The
+  // list's reference may be the last one to `p`: nothing of `p` is touched
+  // after releasing it; `lp` (maybe the last reference to the loop) goes
+  // last.
+  auto lp = std::move(p.loop);
+  if (lp != nullptr && lp->unlink_if_linked(p))
     intrusive_ptr_release(&p.counted());
 }
 

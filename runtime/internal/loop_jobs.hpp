@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -63,7 +64,8 @@ public:
   /// The reference count of the object this node is part of.
   virtual caf::ref_counted& counted() noexcept = 0;
 
-  /// The loop that lists this node (set before linking).
+  /// The loop that lists this node (set before linking, before the future
+  /// is handed out; taken by the future's completion, see forget_pending).
   std::shared_ptr<loop_impl> loop;
   loop_pending* prev_pending = nullptr;
   loop_pending* next_pending = nullptr;
@@ -114,7 +116,7 @@ class submit_job final : public future_state<T>,
 public:
   static constexpr bool takes_token = loop_takes_token_v<F>;
 
-  explicit submit_job(F fn) : fn_(std::move(fn)) {
+  explicit submit_job(F fn) : fn_(std::in_place, std::move(fn)) {
     // nop
   }
 
@@ -125,7 +127,7 @@ public:
     try {
       if constexpr (is_future<r0>::value) {
         // Finishes later: completes when the returned future does.
-        auto inner = this->stop_call(fn_, cx);
+        auto inner = this->stop_call(*fn_, cx);
         auto inner_state = state_of(inner);
         if (!inner_state)
           raise(make_error(errc::invalid_argument,
@@ -133,26 +135,32 @@ public:
                            "future"));
         caf::intrusive_ptr<submit_job> self{this};
         inner_state->on_complete(callback{[self, inner_state] {
-          if (!complete_stopped(*self, self->stop_settle()))
+          auto cause = self->stop_settle();
+          // The outcome is there: the captures, which the work the
+          // function started may use (like a coroutine's frame), go now,
+          // before the outcome is published.
+          self->fn_.reset();
+          if (!complete_stopped(*self, cause))
             fulfil(*self, inner_state->take());
         }});
-      } else if constexpr (!takes_token) {
-        if constexpr (std::is_void<T>::value) {
-          this->stop_call(fn_, cx);
-          this->set_value();
-        } else {
-          this->set_value(this->stop_call(fn_, cx));
-        }
+        // From here on the continuation owns `fn_` (it may have run).
+        return ok_later();
       } else if constexpr (std::is_void<T>::value) {
-        this->stop_call(fn_, cx);
+        this->stop_call(*fn_, cx);
+        fn_.reset(); // before the outcome is published (see below)
         if (!complete_stopped(*this, this->stop_settle()))
           this->set_value();
       } else {
-        auto value = this->stop_call(fn_, cx);
+        auto value = this->stop_call(*fn_, cx);
+        fn_.reset(); // before the outcome is published (see below)
         if (!complete_stopped(*this, this->stop_settle()))
           this->set_value(std::move(value));
       }
     } catch (...) {
+      // Its captures go once it returned, before its outcome is published,
+      // not with the last reference to the task (its future, a deadline's
+      // timer entry until the deadline), as for a pool's job.
+      fn_.reset();
       // A stop requested before it threw is the outcome (see
       // loop_task_stop.hpp).
       if (!complete_stopped(*this, this->stop_settle()))
@@ -227,6 +235,12 @@ private:
     j->deref();
   }
 
+  /// The end of `run` for a task that finishes later.
+  bool ok_later() noexcept {
+    mark_finished();
+    return true;
+  }
+
   /// Requests the stop if the task has started and takes a token.
   stop_claim stop_started(errc cause) noexcept {
     if constexpr (!takes_token) {
@@ -241,7 +255,8 @@ private:
     }
   }
 
-  F fn_;
+  // Reset once it returned or its returned future completed (see `run`).
+  std::optional<F> fn_;
 };
 
 template <class F>
