@@ -103,10 +103,12 @@ TEST_CASE("review: 32 actors on 16 scheduler threads plus 2 putting threads "
   }
   for (auto& t : producers)
     t.join();
-  REQUIRE(weave::test::eventually([&] { return got.load() == total; }));
+  // Every item is in the channel now; the consumers drain it, then see the
+  // end.
   ch.close();
   for (auto& t : consumers)
     t.join();
+  CHECK(got.load() == total);
   CHECK(bad.messages() == "");
   auto s = ch.stats();
   CHECK(s.puts == static_cast<size_t>(total));
@@ -184,6 +186,7 @@ TEST_CASE("review: a paced consumer whose loop stops while futures are "
   for (int i = 0; i < 6; ++i)
     REQUIRE(ch.put(i) == channel_status::ok);
   std::vector<weave::promise<void>> ps(6);
+  weave::test::latch second_started{1};
   weave::test::latch third_started{1};
   weave::future<size_t> consumed;
   weave::loop lp{rt, "paced"};
@@ -191,6 +194,8 @@ TEST_CASE("review: a paced consumer whose loop stops while futures are "
     return ch.consume(
       cx,
       [&](int& x) {
+        if (x == 1)
+          second_started.count_down();
         if (x == 2)
           third_started.count_down();
         return ps[x].get_future();
@@ -199,7 +204,8 @@ TEST_CASE("review: a paced consumer whose loop stops while futures are "
   });
   // 0 and 1 start; completing 0 releases the first batch, so the next one
   // ([2, 3]) comes: 2 starts, 3 waits in the consumer.
-  REQUIRE(weave::test::eventually([&] { return ch.stats().depth == 4; }));
+  REQUIRE(second_started.wait());
+  CHECK(ch.stats().depth == 4u);
   ps[0].set_value();
   REQUIRE(third_started.wait());
   lp.stop();

@@ -80,6 +80,26 @@ weave::future<void> send_once(weave::runtime& rt, weave::channel<std::string> ch
   return fut;
 }
 
+/// An actor that sends 1 into `ch` (full: the send waits), then counts
+/// `sent` down; `done` gets the answer. It keeps itself alive (as a
+/// program's actors are kept alive by those that talk to them) until it
+/// heard the answer, and holds no copy of `ch` after its first handler.
+void spawn_waiting_sender(weave::runtime& rt, weave::channel<int> ch,
+                          weave::promise<void> done,
+                          weave::test::latch& sent) {
+  rt.system().spawn([&sent, ch, d = std::move(done)](
+                      caf::event_based_actor* self) mutable {
+    auto me = caf::actor_cast<caf::actor>(self);
+    ch.send(self, 1).then([d]() mutable { d.set_value(); },
+                          [d, self, me](caf::error& err) mutable {
+                            d.set_error(err);
+                            self->quit();
+                          });
+    self->become([](int) {});
+    sent.count_down();
+  });
+}
+
 } // namespace
 
 TEST_CASE("an actor sending 100000 items through a channel of 4 loses none, "
@@ -251,9 +271,14 @@ TEST_CASE("a loop's send still waiting when the loop stops fails with "
   weave::channel<int> ch{rt, 1};
   REQUIRE(ch.put(0) == channel_status::ok);
   weave::loop lp{rt, "sender"};
-  auto waiting = lp.submit(
-    [ch](weave::loop_context& cx) mutable { return ch.send(cx, 1); });
-  REQUIRE(weave::test::eventually([&] { return ch.stats().parked_sends == 1; }));
+  weave::test::latch sent{1};
+  auto waiting = lp.submit([ch, &sent](weave::loop_context& cx) mutable {
+    auto f = ch.send(cx, 1); // parks before it returns
+    sent.count_down();
+    return f;
+  });
+  REQUIRE(sent.wait());
+  CHECK(ch.stats().parked_sends == 1u);
   lp.stop();
   auto r = waiting.get_result();
   REQUIRE_FALSE(r);
@@ -270,21 +295,9 @@ TEST_CASE("the runtime's shutdown answers a waiting send with closed") {
     weave::channel<int> ch{rt, 1};
     REQUIRE(ch.put(0) == channel_status::ok);
     auto parked = weave::test::latch{1};
-    // The actor keeps itself alive (as a program's actors are kept alive by
-    // those that talk to them) until it heard the answer.
-    rt.system().spawn([&, ch, d = std::move(done)](
-                        caf::event_based_actor* self) mutable {
-      auto me = caf::actor_cast<caf::actor>(self);
-      ch.send(self, 1).then(
-        [d]() mutable { d.set_value(); },
-        [d, self, me](caf::error& err) mutable {
-          d.set_error(err);
-          self->quit();
-        });
-      self->become([](int) {});
-      parked.count_down();
-    });
+    spawn_waiting_sender(rt, ch, std::move(done), parked);
     REQUIRE(parked.wait());
+    CHECK(ch.stats().parked_sends == 1u);
   }
   auto r = outcome.get_result();
   REQUIRE_FALSE(r);
@@ -300,18 +313,9 @@ TEST_CASE("destroying a channel's last handle answers a waiting send with "
   {
     weave::channel<int> ch{rt, 1};
     REQUIRE(ch.put(0) == channel_status::ok);
-    rt.system().spawn([&, ch, d = std::move(done)](
-                        caf::event_based_actor* self) mutable {
-      auto me = caf::actor_cast<caf::actor>(self);
-      ch.send(self, 1).then([d]() mutable { d.set_value(); },
-                            [d, self, me](caf::error& err) mutable {
-                              d.set_error(err);
-                              self->quit();
-                            });
-      self->become([](int) {});
-      parked.count_down();
-    });
+    spawn_waiting_sender(rt, ch, std::move(done), parked);
     REQUIRE(parked.wait());
+    CHECK(ch.stats().parked_sends == 1u);
   } // the test's handle goes; the actor's copy went with its init function
   auto r = outcome.get_result();
   REQUIRE_FALSE(r);

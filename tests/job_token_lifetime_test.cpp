@@ -15,31 +15,14 @@
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
 #include "tests/stop_support.hpp"
+#include "tests/allocation_counter.hpp" // counts this binary's allocations
 #include "tests/test_support.hpp"
 
 using weave::errc;
 using weave::stop_token;
 using weave::test::latch;
 
-// Counts allocations per thread, to check what a submit costs.
-namespace {
-thread_local size_t tl_allocations = 0;
-} // namespace
-
-void* operator new(std::size_t n) {
-  ++tl_allocations;
-  if (void* p = std::malloc(n != 0 ? n : 1))
-    return p;
-  throw std::bad_alloc{};
-}
-
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
+using weave::test::tl_allocations;
 
 namespace {
 

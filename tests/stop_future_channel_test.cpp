@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "runtime/weave.hpp"
+#include "tests/stop_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -25,6 +26,7 @@ using weave::stop_source;
 using weave::stop_token;
 using weave::test::eventually;
 using weave::test::latch;
+using weave::test::thrown_code;
 
 namespace {
 
@@ -41,15 +43,6 @@ constexpr auto long_timeout = std::chrono::seconds{30};
 /// (nothing waits for it to pass: the outcome is the same either way).
 constexpr auto settle = std::chrono::milliseconds{2};
 
-template <class F>
-std::string thrown_code(F fn) {
-  try {
-    fn();
-  } catch (const weave::exception& e) {
-    return weave::to_string(e.code());
-  }
-  return "";
-}
 
 } // namespace
 

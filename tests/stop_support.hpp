@@ -2,19 +2,32 @@
 
 // Shared by the suites on stopping running jobs: a runtime configuration
 // with a given grace period, a job that takes a token (honouring or
-// ignoring it), and the weave error code of a failed future.
+// ignoring it), the weave error code of a failed future, and the code of
+// a thrown weave exception.
 
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
 #include "tests/test_support.hpp"
 
 namespace weave::test {
+
+/// The weave error code an exception thrown by `fn` carries, or "".
+template <class F>
+std::string thrown_code(F fn) {
+  try {
+    fn();
+  } catch (const weave::exception& e) {
+    return weave::to_string(e.code());
+  }
+  return "";
+}
 
 /// A grace period short enough for quick tests; the assertions wait on
 /// outcomes, never on this time.

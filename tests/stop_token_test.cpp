@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/stop_token.hpp"
+#include "tests/stop_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -26,6 +27,7 @@ using weave::stop_callback;
 using weave::stop_source;
 using weave::stop_token;
 using weave::test::latch;
+using weave::test::thrown_code;
 
 namespace {
 
@@ -45,16 +47,6 @@ constexpr int cause_rounds = 1000;
 /// condition "the destructor is waiting"; nothing waits for it to pass).
 constexpr auto enter_delay = std::chrono::milliseconds{20};
 
-/// The weave error code an exception thrown by `fn` carries, or "".
-template <class F>
-std::string thrown_code(F fn) {
-  try {
-    fn();
-  } catch (const weave::exception& e) {
-    return weave::to_string(e.code());
-  }
-  return "";
-}
 
 } // namespace
 

@@ -33,10 +33,24 @@
 
 namespace weave::internal {
 
-/// Subscribes the loop of `cx`: every batch becomes a job that runs
-/// `on_item` on each item in the loop; the end of the stream completes the
-/// future with the count; the loop's end first fails it with `shut_down`;
-/// an exception from `on_item` fails it with that exception's error.
+/// The message that runs `fn` in a loop (a batch's or the end's delivery).
+template <class Fn>
+caf::message loop_job_message(Fn fn) {
+  return caf::make_message(
+    loop_message{caf::make_counted<post_job<Fn>>(std::move(fn))});
+}
+
+/// The `on_down` hook of a loop consumer: the loop stopped before the
+/// channel ended, so `done` fails with `shut_down`.
+inline auto fail_when_loop_stops(promise<size_t> done) {
+  return [done](const caf::error& reason) mutable {
+    std::string what = "the loop stopped before the channel ended";
+    if (reason)
+      what += " (" + render(reason) + ")";
+    done.set_error(make_error(errc::shut_down, std::move(what)));
+  };
+}
+
 /// Subscribes the loop of `cx` with an `on_item` that returns a future:
 /// see channel_paced.hpp.
 template <class T, class F>
@@ -48,23 +62,14 @@ future<size_t> consume_paced(channel_core<T>& core, loop_context& cx,
                                                          limit, done, cx);
   subscriber_hooks<T> hooks;
   hooks.wrap_batch = [consumer](caf::intrusive_ptr<batch_data<T>> b) {
-    auto run = [consumer, b{std::move(b)}]() mutable {
+    return loop_job_message([consumer, b{std::move(b)}]() mutable {
       consumer->take(std::move(b));
-    };
-    return caf::make_message(loop_message{
-      caf::make_counted<post_job<decltype(run)>>(std::move(run))});
+    });
   };
   hooks.wrap_end = [consumer] {
-    auto finish = [consumer] { consumer->end(); };
-    return caf::make_message(loop_message{
-      caf::make_counted<post_job<decltype(finish)>>(std::move(finish))});
+    return loop_job_message([consumer] { consumer->end(); });
   };
-  hooks.on_down = [done](const caf::error& reason) mutable {
-    std::string what = "the loop stopped before the channel ended";
-    if (reason)
-      what += " (" + render(reason) + ")";
-    done.set_error(make_error(errc::shut_down, std::move(what)));
-  };
+  hooks.on_down = fail_when_loop_stops(done);
   core.subscribe(cx.self(), limit, std::move(hooks));
   // Also after a failure (the consumer then left the channel, and with it
   // `on_down`), the loop's end must fail the result and give back the
@@ -77,6 +82,10 @@ future<size_t> consume_paced(channel_core<T>& core, loop_context& cx,
   return result;
 }
 
+/// Subscribes the loop of `cx`: every batch becomes a job that runs
+/// `on_item` on each item in the loop; the end of the stream completes the
+/// future with the count; the loop's end first fails it with `shut_down`;
+/// an exception from `on_item` fails it with that exception's error.
 template <class T, class F>
 future<size_t> consume_each(channel_core<T>& core, loop_context& cx,
                             F on_item, size_t credit) {
@@ -103,20 +112,14 @@ future<size_t> consume_each(channel_core<T>& core, loop_context& cx,
         done.set_error(current_exception_error());
       }
     };
-    return caf::make_message(loop_message{
-      caf::make_counted<post_job<decltype(run)>>(std::move(run))});
+    return loop_job_message(std::move(run));
   };
   hooks.wrap_end = [done, count] {
-    auto finish = [done, count]() mutable { done.set_value(*count); };
-    return caf::make_message(loop_message{
-      caf::make_counted<post_job<decltype(finish)>>(std::move(finish))});
+    return loop_job_message([done, count]() mutable {
+      done.set_value(*count);
+    });
   };
-  hooks.on_down = [done](const caf::error& reason) mutable {
-    std::string what = "the loop stopped before the channel ended";
-    if (reason)
-      what += " (" + render(reason) + ")";
-    done.set_error(make_error(errc::shut_down, std::move(what)));
-  };
+  hooks.on_down = fail_when_loop_stops(done);
   core.subscribe(cx.self(), credit, std::move(hooks));
   return result;
 }
