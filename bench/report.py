@@ -5,8 +5,11 @@ to each peer, and the machine's description. Writes <name>.json, <name>.md,
 against threads, one line per system) into the output folder; <name> is
 "latest" unless a third argument names it (bench/run --loaded: "loaded").
 
-    report.py RAW.jsonl OUT_DIR [NAME]
-    report.py --from-json OUT_DIR [NAME]"""
+    report.py [--machine MACHINE.json] RAW.jsonl OUT_DIR [NAME]
+    report.py --from-json OUT_DIR [NAME]
+
+--machine takes the machine's description from a file (bench/device_run
+writes one on the machine that ran the measures) instead of this machine's."""
 import json
 import os
 import platform
@@ -149,6 +152,10 @@ def scaling_benchmarks(samples):
 
 
 def main():
+    machine_file = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--machine":
+        machine_file = sys.argv[2]
+        del sys.argv[1:3]
     name = sys.argv[3] if len(sys.argv) > 3 else "latest"
     if sys.argv[1] == "--from-json":
         # Regenerate the outputs from an existing latest.json (e.g. after
@@ -180,8 +187,9 @@ def main():
     benchmarks += scaling_benchmarks(samples)
     if name == "latest":
         benchmarks += callgrind_benchmarks(out_dir)
-    doc = {"machine": machine(), "benchmarks": benchmarks}
-    if name == "loaded":
+    here = json.load(open(machine_file)) if machine_file else machine()
+    doc = {"machine": here, "benchmarks": benchmarks}
+    if name.startswith("loaded"):
         doc["machine"]["load"] = ("one busy-loop thread per core ran "
                                   "beside every measure (bench/run --loaded)")
     write_outputs(doc, out_dir, name)
