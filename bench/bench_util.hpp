@@ -157,6 +157,14 @@ constexpr double fanout_task_cpu_s = 0.002;
 constexpr int fanin_ops = 400000;
 constexpr int submit_mt_ops = 200000;
 constexpr long mpmc_items = 4000000;
+// Remote measures: jobs to worker processes over loopback (CAF's middleman
+// for weave and caf_raw, ProcessPoolExecutor for Python).
+constexpr int remote_workers = 2;
+constexpr int remote_rtt_warmup = 500;
+constexpr int remote_rtt_samples = 5000;
+constexpr int remote_window = 64;
+constexpr int remote_ops = 40000;
+constexpr int remote_ops_window1 = 5000;
 } // namespace sizes
 
 /// Cores of this machine.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "bench/caf_raw_remote.hpp"
 #include "caf/all.hpp"
 
 using namespace std::chrono_literals;
@@ -339,6 +340,13 @@ void submit_mt(caf::actor_system& sys, bench::report& out) {
 
 int main(int argc, char** argv) {
   bench::report out{"caf_raw"};
+  auto remote_rtt = bench::wanted(argc, argv, "remote_rtt");
+  auto remote_throughput = bench::wanted(argc, argv, "remote_throughput");
+  if (remote_rtt || remote_throughput) {
+    // Forked first, while this process has one thread.
+    bench::remote_workers_handle workers{bench::sizes::remote_workers};
+    bench::caf_raw_remote(workers, remote_rtt, remote_throughput, out);
+  }
   {
     caf::actor_system_config cfg;
     // CAF options on the command line (bench/callgrind turns polling off);

@@ -140,6 +140,60 @@ async def offload_throughput(out):
         "ops_per_s": per_task * IN_FLIGHT / (time.perf_counter() - t0)}
 
 
+# Remote measures (bench_util.hpp's sizes): jobs to worker processes,
+# Python's way: ProcessPoolExecutor through run_in_executor. CPU per
+# operation is the client process's, as for the C++ systems.
+REMOTE_WORKERS = 2
+REMOTE_RTT_WARMUP = 500
+REMOTE_RTT_SAMPLES = 5000
+REMOTE_WINDOW = 64
+REMOTE_OPS = 40000
+REMOTE_OPS_WINDOW1 = 5000
+
+
+def inc(x):
+    return x + 1
+
+
+async def remote(out, rtt, throughput):
+    import concurrent.futures as cf
+    loop = asyncio.get_running_loop()
+    with cf.ProcessPoolExecutor(max_workers=REMOTE_WORKERS) as ppe:
+        # Start the workers before measuring.
+        await asyncio.gather(*(loop.run_in_executor(ppe, inc, i)
+                               for i in range(REMOTE_WORKERS * 4)))
+        if rtt:
+            samples = []
+            c0 = cpu_seconds()
+            for i in range(REMOTE_RTT_WARMUP + REMOTE_RTT_SAMPLES):
+                t0 = time.perf_counter()
+                await loop.run_in_executor(ppe, inc, i)
+                if i >= REMOTE_RTT_WARMUP:
+                    samples.append(time.perf_counter() - t0)
+            out["remote_rtt"] = {
+                "p50_us": percentile(samples, 50),
+                "p99_us": percentile(samples, 99),
+                "cpu_us_per_op": (cpu_seconds() - c0) * 1e6
+                / (REMOTE_RTT_WARMUP + REMOTE_RTT_SAMPLES)}
+        if throughput:
+            res = out.setdefault("remote_throughput", {})
+            for window, ops, suffix in [(REMOTE_WINDOW, REMOTE_OPS, ""),
+                                        (1, REMOTE_OPS_WINDOW1, "_w1")]:
+                per_task = ops // window
+
+                async def worker():
+                    for i in range(per_task):
+                        await loop.run_in_executor(ppe, inc, i)
+
+                c0 = cpu_seconds()
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(window)))
+                res["ops_per_s" + suffix] = (per_task * window
+                                             / (time.perf_counter() - t0))
+                res["cpu_us_per_op" + suffix] = ((cpu_seconds() - c0) * 1e6
+                                                 / (per_task * window))
+
+
 async def thread_to_coroutine(out, producers, key):
     # The tutorial's pattern: queue.Queue, read through run_in_executor.
     loop = asyncio.get_running_loop()
@@ -320,6 +374,8 @@ def main():
             await memory_per_job(out)
         if wanted("idle_cpu"):
             await idle_cpu(out)
+        if wanted("remote_rtt") or wanted("remote_throughput"):
+            await remote(out, wanted("remote_rtt"), wanted("remote_throughput"))
 
     loop = new_loop()
     loop.run_until_complete(run_all())

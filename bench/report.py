@@ -30,6 +30,11 @@ MEASURES = [
     ("many_sleepers", "wall_over_ideal", "ratio", True),
     ("idle_cpu", "cpu_percent", "%", True),
     ("memory_per_job", "bytes", "bytes", True),
+    # Jobs to worker processes over loopback (2 workers).
+    ("remote_rtt", "p50_us", "us", True),
+    ("remote_rtt", "p99_us", "us", True),
+    ("remote_throughput", "ops_per_s", "ops/s", False),
+    ("remote_throughput", "ops_per_s_w1", "ops/s", False),
     # CPU time (process user + system) per operation: what a design burns.
     ("offload_rtt", "cpu_us_per_op", "us", True),
     ("offload_throughput", "cpu_us_per_op", "us", True),
@@ -37,6 +42,8 @@ MEASURES = [
     ("thread_to_actor_4p", "cpu_us_per_op", "us", True),
     ("actor_to_thread", "cpu_us_per_op", "us", True),
     ("submit_rtt", "cpu_us_per_op", "us", True),
+    ("remote_rtt", "cpu_us_per_op", "us", True),
+    ("remote_throughput", "cpu_us_per_op", "us", True),
 ]
 # Scaling measures: (id, metric, unit, lower_is_better), reported at every
 # thread count T as "<metric>@<T>", each with "cpu_us_per_op@<T>".
@@ -57,6 +64,12 @@ NOT_RUN = {
     "python_asyncio": "queue measures move 50,000 items (the tutorial's "
                       "run_in_executor(q.get) pattern), not 10,000,000",
     "python_uvloop": "as python_asyncio",
+    "remote": "remote_rtt / remote_throughput: a job (x -> x + 1) to one "
+              "of 2 worker processes on loopback; throughput keeps 64 "
+              "(ops_per_s) or 1 (ops_per_s_w1) in flight; CPU per operation "
+              "is the client process's. caf_raw: actors published with "
+              "CAF's middleman, requests from the client; python: "
+              "ProcessPoolExecutor through run_in_executor",
     "scaling": "fanout: one actor (task, handler) sends a CPU-bound task "
                "(2 ms of CPU) to each of 400 actors on T scheduler threads; "
                "speed-up over T = 1 (caf_raw: CAF's defaults but for the "
