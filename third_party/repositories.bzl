@@ -63,28 +63,33 @@ load("@rules_cc//cc:defs.bzl", "cc_library")
 cc_library(name = "caf", srcs = ["missing.cc"], visibility = ["//visibility:public"])
 """)
         return
-    for entry in ["libcaf_core"]:
+    for entry in ["libcaf_core", "libcaf_io"]:
         rctx.symlink(src.get_child(entry), entry)
     # The same configuration as Debian's build of the headers in /usr/include.
     rctx.file("generated/caf/detail/build_config.hpp",
               rctx.read("/usr/include/caf/detail/build_config.hpp"))
-    # The sources CAF's own CMakeLists.txt compiles, in its order.
-    cmake = rctx.read(src.get_child("libcaf_core").get_child("CMakeLists.txt"))
-    start = cmake.find("set(LIBCAF_CORE_SRCS")
-    end = cmake.find(")", start)
-    srcs = [l.strip() for l in cmake[start:end].split("\n")[1:] if l.strip().endswith(".cpp")]
+    # The sources CAF's own CMakeLists.txt files compile, in their order:
+    # the core, and the I/O module (the middleman) that process pools use.
+    srcs = []
+    for lib, var in [("libcaf_core", "LIBCAF_CORE_SRCS"), ("libcaf_io", "LIBCAF_IO_SRCS")]:
+        cmake = rctx.read(src.get_child(lib).get_child("CMakeLists.txt"))
+        start = cmake.find("set(" + var)
+        end = cmake.find(")", start)
+        srcs += ["%s/%s" % (lib, l.strip()) for l in cmake[start:end].split("\n")[1:] if l.strip().endswith(".cpp")]
     rctx.file("BUILD", """
 load("@rules_cc//cc:defs.bzl", "cc_library")
 cc_library(
     name = "caf",
     srcs = [%s],
-    hdrs = glob(["libcaf_core/caf/**/*.hpp"]) + ["generated/caf/detail/build_config.hpp"],
-    includes = ["libcaf_core", "generated"],
-    copts = ["-w", "-fsanitize=thread"],
+    hdrs = glob(["libcaf_core/caf/**/*.hpp", "libcaf_io/caf/**/*.hpp"]) + ["generated/caf/detail/build_config.hpp"],
+    includes = ["libcaf_core", "libcaf_io", "generated"],
+    # -include limits: CAF 0.17.6's receive_buffer.hpp uses std::numeric_limits
+    # without including <limits>; included first, it compiles in every order.
+    copts = ["-w", "-fsanitize=thread", "-include", "limits"],
     linkopts = ["-lpthread", "-fsanitize=thread"],
     visibility = ["//visibility:public"],
 )
-""" % ", ".join(['"libcaf_core/%s"' % f for f in srcs]))
+""" % ", ".join(['"%s"' % f for f in srcs]))
 
 caf_tsan = repository_rule(
     implementation = _caf_tsan_impl,
