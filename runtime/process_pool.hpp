@@ -54,9 +54,11 @@
 ///   queue; its caller sees one outcome. A lost worker is replaced, so the
 ///   pool keeps its size; a worker that exits before it connects is
 ///   restarted after `respawn_backoff`.
-/// - A timeout: a job not yet started then never runs (`timeout`); a
-///   running job's future completes with `timeout` and its late result is
-///   dropped (the worker finishes it).
+/// - A timeout: a job that no worker has started by then never runs, and
+///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
+///   Once started, a job cannot be stopped: `submit`'s timeout then only
+///   bounds the wait for a start, while `offload`'s timeout (CAF's response
+///   timeout) answers the actor with `timeout` and drops the late result.
 /// - `cancel()` of a future or offload handle: a job no worker has started
 ///   never runs.
 ///

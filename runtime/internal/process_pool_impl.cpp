@@ -11,6 +11,7 @@
 #include "caf/send.hpp"
 
 #include "runtime/internal/remote_protocol.hpp"
+#include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
@@ -48,10 +49,6 @@ caf::behavior client_actor(caf::event_based_actor* self,
            caf::error& err) {
       if (auto p = weak.lock())
         p->on_failed(id, slot, gen, std::move(err));
-    },
-    [weak](timeout_atom, uint64_t id) {
-      if (auto p = weak.lock())
-        p->on_timeout(id);
     },
   };
 }
@@ -151,7 +148,6 @@ void process_pool_impl::fail_start(caf::error err) {
 
 void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   std::vector<outgoing> out;
-  caf::actor client;
   caf::error refused;
   {
     std::unique_lock<std::mutex> guard{mtx_};
@@ -167,7 +163,6 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
       calls_.emplace(c->id, c);
       queue_.push_back(c);
       dispatch_locked(out);
-      client = client_;
     }
   }
   if (refused) {
@@ -175,8 +170,12 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
     return;
   }
   send_all(out);
-  if (timeout != caf::timespan::max())
-    caf::delayed_anon_send(client, timeout, timeout_atom::value, c->id);
+  if (timeout != caf::timespan::max()) {
+    // At the deadline, a job no worker has started is answered `timeout`
+    // and never runs (its claim is refused).
+    c->job->deadline = c->deadline;
+    runtime_access::timer(*rt_)->arm(c->job);
+  }
 }
 
 void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
@@ -257,6 +256,13 @@ bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
     auto& s = slots_[slot];
     if (c->slot != static_cast<int>(slot) || s.generation != gen)
       return false;
+    if (!c->started && c->deadline <= steady_clock::now()) {
+      // Due, and the timer has not answered it yet: it answers it (or has
+      // already); either way the job must not start now.
+      c->job->cancel_with(make_error(errc::timeout,
+                                     "process_pool: no worker started the "
+                                     "job within its timeout"));
+    }
     if (c->started || c->job->try_start()) {
       c->started = true;
       granted = true;
@@ -326,23 +332,6 @@ void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
   }
   send_all(out);
   deliver(answers);
-}
-
-void process_pool_impl::on_timeout(uint64_t id) {
-  remote_call_ptr c;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    auto i = calls_.find(id);
-    if (i == calls_.end())
-      return;
-    c = i->second;
-  }
-  // Not started: it never runs (the dispatcher or the worker's claim finds
-  // it dropped and lets it go). Started: only the waiting stops.
-  if (!c->job->cancel_with(make_error(errc::timeout,
-                                      "process_pool: no worker started the "
-                                      "job within its timeout")))
-    c->target->timed_out();
 }
 
 } // namespace weave::internal

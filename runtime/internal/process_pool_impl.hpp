@@ -85,7 +85,6 @@ public:
                const std::vector<char>& result);
   void on_failed(uint64_t id, uint32_t slot, uint32_t gen, caf::error err);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
-  void on_timeout(uint64_t id);
 
 private:
   struct slot_state {

@@ -37,10 +37,6 @@ public:
   /// is published as `registry_mismatch`). Only after a grant.
   virtual void complete(const std::vector<char>& bytes) noexcept = 0;
 
-  /// The call's timeout passed while a worker runs it: a future completes
-  /// with `timeout`; an actor already heard CAF's own response timeout.
-  virtual void timed_out() noexcept = 0;
-
 protected:
   ~remote_target() = default;
 };
@@ -98,12 +94,6 @@ public:
       this->set_value(std::move(value));
   }
 
-  void timed_out() noexcept override {
-    this->set_error(make_error(errc::timeout,
-                               "process_pool: no result within the job's "
-                               "timeout"));
-  }
-
 protected:
   void ref_job() const noexcept override {
     this->ref();
@@ -146,10 +136,6 @@ public:
     }
     this->value_.emplace(std::move(value));
     this->send(job_done{job_ptr{this}});
-  }
-
-  void timed_out() noexcept override {
-    // CAF's response timeout has answered the actor.
   }
 };
 

@@ -40,7 +40,6 @@ using run_atom = caf::atom_constant<caf::atom("wv_run")>;
 using claim_atom = caf::atom_constant<caf::atom("wv_claim")>;
 using done_atom = caf::atom_constant<caf::atom("wv_done")>;
 using failed_atom = caf::atom_constant<caf::atom("wv_failed")>;
-using timeout_atom = caf::atom_constant<caf::atom("wv_tmo")>;
 
 /// The first argument of a worker process started by a pool; the rest:
 /// host, port, slot, generation, threads.
