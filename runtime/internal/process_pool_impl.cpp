@@ -189,6 +189,7 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
         c->done = true;
         calls_.erase(c->id);
       }
+      out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
       continue;
     }
     slot_state* best = nullptr;
@@ -203,14 +204,15 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
     ++best->held;
     best->ids.insert(c->id);
     ++in_flight_;
-    out.push_back({best->actor, c->id, c->entry->name, c->args});
+    out.push_back({best->actor, c->id, c->entry->name, c->args, nullptr});
   }
 }
 
 void process_pool_impl::send_all(std::vector<outgoing>& out) {
   for (auto& x : out)
-    caf::anon_send(x.dest, run_atom::value, x.id, std::move(x.name),
-                   std::move(x.args));
+    if (x.dest)
+      caf::anon_send(x.dest, run_atom::value, x.id, std::move(x.name),
+                     std::move(x.args));
   out.clear();
 }
 
@@ -246,6 +248,7 @@ process_pool_impl::take_calls_locked(slot_state& s) {
 
 bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
   std::vector<outgoing> out;
+  std::vector<answer> answers;
   bool granted = false;
   {
     std::unique_lock<std::mutex> guard{mtx_};
@@ -256,18 +259,13 @@ bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
     auto& s = slots_[slot];
     if (c->slot != static_cast<int>(slot) || s.generation != gen)
       return false;
-    if (!c->started && c->deadline <= steady_clock::now()) {
-      // Due, and the timer has not answered it yet: it answers it (or has
-      // already); either way the job must not start now.
-      c->job->cancel_with(make_error(errc::timeout,
-                                     "process_pool: no worker started the "
-                                     "job within its timeout"));
-    }
-    if (c->started || c->job->try_start()) {
+    bool due = !c->started && c->deadline <= steady_clock::now();
+    if (!due && (c->started || c->job->try_start())) {
       c->started = true;
       granted = true;
     } else {
-      // Cancelled or timed out while the worker held it: never runs.
+      // Cancelled, timed out, or due (the timer has not answered it yet):
+      // it never runs.
       c->done = true;
       calls_.erase(i);
       s.ids.erase(id);
@@ -275,9 +273,17 @@ bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
       if (--in_flight_ == 0)
         cv_.notify_all();
       dispatch_locked(out);
+      if (due)
+        answers.push_back({std::move(c),
+                           make_error(errc::timeout,
+                                      "process_pool: no worker started the "
+                                      "job within its timeout")});
+      else
+        out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
     }
   }
   send_all(out);
+  deliver(answers);
   return granted;
 }
 

@@ -101,12 +101,15 @@ private:
     std::thread thread;
   };
 
-  /// A run message to send after unlocking.
+  /// A run message to send after unlocking; or (no `dest`) a call taken
+  /// out of the tables, whose last reference (its job: a future's state, an
+  /// actor's handle) must go after unlocking.
   struct outgoing {
     caf::actor dest;
-    uint64_t id;
+    uint64_t id = 0;
     std::string name;
     std::vector<char> args;
+    remote_call_ptr keep;
   };
 
   /// An answer to deliver after unlocking.
