@@ -109,6 +109,13 @@ void process_pool_impl::start() {
   runtime_access::register_component(*rt_, shared_from_this());
   client_ = sys_->spawn<caf::detached>(client_actor, weak_from_this(),
                                        opts_.name);
+  client_->attach_functor([end = client_end_] {
+    {
+      std::unique_lock<std::mutex> guard{end->mtx};
+      end->ended = true;
+    }
+    end->cv.notify_all();
+  });
   auto port = sys_->middleman().publish(client_, 0, "127.0.0.1");
   if (!port) {
     fail_start(make_error(errc::io_error, "process_pool: cannot listen on "

@@ -130,7 +130,20 @@ private:
   bool all_reaped_locked() const;
   void fail_start(caf::error err);
 
+  /// Set when the client actor has terminated (its thread ends right
+  /// after): shared with the actor's exit functor.
+  struct client_end {
+    std::mutex mtx;
+    std::condition_variable cv;
+    bool ended = false;
+  };
+
+  /// Stops the client actor and waits (bounded) until its thread is gone,
+  /// so that the runtime does not count it as abandoned.
+  void stop_client();
+
   runtime* rt_;
+  std::shared_ptr<client_end> client_end_ = std::make_shared<client_end>();
   caf::actor_system* sys_;
   process_pool_options opts_;
   std::string program_;

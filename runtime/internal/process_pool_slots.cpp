@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "caf/io/middleman.hpp"
@@ -30,6 +32,9 @@ std::string describe_exit(const siginfo_t& info) {
   return "killed by signal " + std::to_string(info.si_status) + " ("
          + sigabbrev_np(info.si_status) + ")";
 }
+
+/// How long a shutdown waits for the client actor's thread to end.
+constexpr auto client_patience = std::chrono::milliseconds{100};
 
 /// Highest file descriptor a child closes when close_range is missing.
 constexpr int fallback_max_fd = 4096;
@@ -316,6 +321,9 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
       ++report.jobs_cancelled;
     }
   }
+  // Nothing left for the client actor to answer: it ends while the
+  // workers do.
+  stop_client();
   {
     std::unique_lock<std::mutex> guard{mtx_};
     auto kill_at = std::max(deadline, steady_clock::now()
@@ -330,16 +338,32 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
   for (auto& t : threads)
     t.join();
   report.threads_joined += threads.size();
+}
+
+void process_pool_impl::stop_client() {
   caf::actor client;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     client = client_;
   }
-  if (client) {
-    if (!this_thread_must_not_block())
-      (void) sys_->middleman().unpublish(client, port_);
-    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  if (!client)
+    return;
+  auto before = sys_->detached_actors();
+  if (!this_thread_must_not_block())
+    (void) sys_->middleman().unpublish(client, port_);
+  caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  client = caf::actor{};
+  if (this_thread_must_not_block())
+    return;
+  auto until = steady_clock::now() + client_patience;
+  {
+    std::unique_lock<std::mutex> guard{client_end_->mtx};
+    client_end_->cv.wait_until(guard, until,
+                               [this] { return client_end_->ended; });
   }
+  // Its thread ends right after the actor: CAF's count tells when.
+  while (sys_->detached_actors() >= before && steady_clock::now() < until)
+    std::this_thread::yield();
 }
 
 void process_pool_impl::release_actors() noexcept {
