@@ -33,6 +33,10 @@ const char* to_string(errc code) noexcept {
       return "io_error";
     case errc::full:
       return "full";
+    case errc::worker_lost:
+      return "worker_lost";
+    case errc::registry_mismatch:
+      return "registry_mismatch";
   }
   return "unknown";
 }

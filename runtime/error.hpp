@@ -62,6 +62,16 @@ enum class errc : uint8_t {
   /// A channel refused an item by its overflow policy (`fail`, or
   /// `drop_newest`, which discarded it).
   full,
+  /// A worker process running (or holding) the job was lost: it crashed,
+  /// was killed, froze past the connection timeout, or its connection
+  /// dropped. The context's message begins with "not started" (the job
+  /// certainly never ran: safe to retry) or "maybe executed"; see
+  /// `weave::maybe_executed` in process_pool.hpp.
+  worker_lost,
+  /// The jobs registered in two processes do not match (same name,
+  /// different signature, or a job unknown to the worker); the context
+  /// names the job.
+  registry_mismatch,
 };
 
 /// The name of an error code, e.g. "job_failed".

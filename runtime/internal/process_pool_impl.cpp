@@ -1,0 +1,350 @@
+#include "runtime/internal/process_pool_impl.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+
+#include "caf/event_based_actor.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/send.hpp"
+
+#include "runtime/internal/remote_protocol.hpp"
+#include "runtime/internal/deadline_timer.hpp"
+#include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/thread_roles.hpp"
+#include "runtime/this_thread.hpp"
+
+namespace weave::internal {
+
+namespace {
+
+caf::behavior client_actor(caf::event_based_actor* self,
+                           std::weak_ptr<process_pool_impl> weak,
+                           std::string name) {
+  set_this_thread_name(name + "-io");
+  self->set_down_handler([weak](caf::down_msg& dm) {
+    if (auto p = weak.lock())
+      p->on_down(dm.source, dm.reason);
+  });
+  return {
+    [self, weak](join_atom, caf::actor& worker, uint32_t slot, uint32_t gen,
+                 int32_t pid, std::vector<std::string>& table) {
+      if (auto p = weak.lock()) {
+        self->monitor(worker);
+        p->on_join(worker, slot, gen, pid, table);
+      }
+    },
+    [weak](claim_atom, uint64_t id, uint32_t slot, uint32_t gen) {
+      auto p = weak.lock();
+      return p != nullptr && p->on_claim(id, slot, gen);
+    },
+    [weak](done_atom, uint64_t id, uint32_t slot, uint32_t gen,
+           std::vector<char>& result) {
+      if (auto p = weak.lock())
+        p->on_done(id, slot, gen, result);
+    },
+    [weak](failed_atom, uint64_t id, uint32_t slot, uint32_t gen,
+           caf::error& err) {
+      if (auto p = weak.lock())
+        p->on_failed(id, slot, gen, std::move(err));
+    },
+  };
+}
+
+} // namespace
+
+process_pool_impl::process_pool_impl(runtime& rt, process_pool_options opts)
+  : rt_(&rt), sys_(&rt.system()), opts_(std::move(opts)) {
+  // nop
+}
+
+process_pool_impl::~process_pool_impl() {
+  if (!finished_) {
+    shutdown_report ignored;
+    begin_shutdown(ignored);
+    finish_shutdown(steady_clock::now(), ignored);
+  }
+}
+
+void process_pool_impl::start() {
+  auto bad = [](std::string what) {
+    raise(make_error(errc::invalid_argument, "process_pool: " + what));
+  };
+  if (opts_.workers == 0 || opts_.workers > process_pool::max_workers)
+    bad("workers must be 1.." + std::to_string(process_pool::max_workers)
+        + ", got " + std::to_string(opts_.workers));
+  if (opts_.threads_per_worker == 0
+      || opts_.threads_per_worker > process_pool::max_threads_per_worker)
+    bad("threads_per_worker must be 1.."
+        + std::to_string(process_pool::max_threads_per_worker));
+  if (opts_.capacity < opts_.threads_per_worker)
+    bad("capacity (" + std::to_string(opts_.capacity)
+        + ") is below threads_per_worker");
+  if (opts_.start_timeout < caf::timespan::zero())
+    bad("negative start_timeout");
+  if (std::getenv(worker_env) != nullptr)
+    bad("a process pool cannot be made inside a worker process (does "
+        "main() start with WEAVE_PROCESS_WORKER_MAIN(argc, argv)?)");
+  if (opts_.program.empty()) {
+    program_ = "/proc/self/exe";
+  } else {
+    char resolved[PATH_MAX];
+    if (::realpath(opts_.program.c_str(), resolved) == nullptr
+        || ::access(resolved, X_OK) != 0)
+      bad("worker program '" + opts_.program
+          + "' not found or not executable");
+    program_ = resolved;
+  }
+  if (!sys_->has_middleman())
+    bad("CAF's middleman is not loaded: call "
+        "weave::enable_process_pools(cfg) on the runtime_config");
+  if (this_thread_must_not_block())
+    raise(make_error(errc::would_deadlock,
+                     "process_pool: made on a thread that must never block "
+                     "(the constructor waits for its workers to connect)"));
+  if (auto err = job_registry::instance().conflict())
+    raise(std::move(err));
+  runtime_access::register_component(*rt_, shared_from_this());
+  client_ = sys_->spawn<caf::detached>(client_actor, weak_from_this(),
+                                       opts_.name);
+  client_->attach_functor([end = client_end_] {
+    {
+      std::unique_lock<std::mutex> guard{end->mtx};
+      end->ended = true;
+    }
+    end->cv.notify_all();
+  });
+  auto port = sys_->middleman().publish(client_, 0, "127.0.0.1");
+  if (!port) {
+    fail_start(make_error(errc::io_error, "process_pool: cannot listen on "
+                                          "127.0.0.1: "
+                                            + render(port.error())));
+  }
+  port_ = *port;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    slots_.resize(opts_.workers);
+    for (size_t i = 0; i < slots_.size(); ++i)
+      slots_[i].thread = std::thread{[this, i] { slot_main(i); }};
+    auto until = saturating_add(steady_clock::now(), opts_.start_timeout);
+    auto ready = cv_.wait_until(guard, until, [this] {
+      return start_error_ || joined_ == opts_.workers;
+    });
+    if (!start_error_ && !ready)
+      start_error_ = make_error(errc::timeout,
+                                "process_pool: not every worker connected "
+                                "within start_timeout");
+    if (!start_error_) {
+      starting_ = false;
+      return;
+    }
+  }
+  fail_start(start_error_);
+}
+
+void process_pool_impl::fail_start(caf::error err) {
+  shutdown_report ignored;
+  begin_shutdown(ignored);
+  finish_shutdown(steady_clock::now(), ignored);
+  raise(std::move(err));
+}
+
+// -- jobs ---------------------------------------------------------------------
+
+void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
+  std::vector<outgoing> out;
+  caf::error refused;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (stopping_) {
+      refused = make_error(errc::shut_down, "the process pool is shut down");
+    } else if (runnable_.count(c->entry->name) == 0) {
+      refused = make_error(errc::registry_mismatch,
+                           "job '" + c->entry->name
+                             + "' is not implemented by the worker program "
+                             + program_);
+    } else {
+      c->id = next_id_++;
+      calls_.emplace(c->id, c);
+      queue_.push_back(c);
+      dispatch_locked(out);
+    }
+  }
+  if (refused) {
+    c->job->cancel_with(std::move(refused));
+    return;
+  }
+  send_all(out);
+  if (timeout != caf::timespan::max()) {
+    // At the deadline, a job no worker has started is answered `timeout`
+    // and never runs (its claim is refused).
+    c->job->deadline = c->deadline;
+    runtime_access::timer(*rt_)->arm(c->job);
+  }
+}
+
+void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
+  while (!queue_.empty() && !stopping_) {
+    auto c = queue_.front();
+    if (c->done
+        || (!c->started && c->job->current_state() != job::state::queued)) {
+      // Answered while it waited here (cancelled, timed out).
+      queue_.pop_front();
+      if (!c->done) {
+        c->done = true;
+        calls_.erase(c->id);
+      }
+      out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+      continue;
+    }
+    slot_state* best = nullptr;
+    for (auto& s : slots_)
+      if (s.joined && !s.lost && s.held < opts_.capacity
+          && (best == nullptr || s.held < best->held))
+        best = &s;
+    if (best == nullptr)
+      return;
+    queue_.pop_front();
+    c->slot = static_cast<int>(best - slots_.data());
+    ++best->held;
+    best->ids.insert(c->id);
+    ++in_flight_;
+    out.push_back({best->actor, c->id, c->entry->name, c->args, nullptr});
+  }
+}
+
+void process_pool_impl::send_all(std::vector<outgoing>& out) {
+  for (auto& x : out)
+    if (x.dest)
+      caf::anon_send(x.dest, run_atom::value, x.id, std::move(x.name),
+                     std::move(x.args));
+  out.clear();
+}
+
+void process_pool_impl::deliver(std::vector<answer>& answers) {
+  for (auto& a : answers) {
+    if (a.call->started)
+      a.call->job->drop(std::move(a.err));
+    else
+      a.call->job->cancel_with(std::move(a.err));
+  }
+  answers.clear();
+}
+
+std::vector<remote_call_ptr>
+process_pool_impl::take_calls_locked(slot_state& s) {
+  std::vector<remote_call_ptr> result;
+  std::vector<uint64_t> ids(s.ids.begin(), s.ids.end());
+  std::sort(ids.begin(), ids.end()); // in the order they were submitted
+  for (auto id : ids) {
+    auto i = calls_.find(id);
+    if (i == calls_.end())
+      continue;
+    i->second->slot = -1;
+    result.push_back(i->second);
+  }
+  in_flight_ -= s.held;
+  s.held = 0;
+  s.ids.clear();
+  if (in_flight_ == 0)
+    cv_.notify_all();
+  return result;
+}
+
+bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
+  std::vector<outgoing> out;
+  std::vector<answer> answers;
+  bool granted = false;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = calls_.find(id);
+    if (i == calls_.end() || slot >= slots_.size())
+      return false;
+    auto c = i->second;
+    auto& s = slots_[slot];
+    if (c->slot != static_cast<int>(slot) || s.generation != gen)
+      return false;
+    bool due = !c->started && c->deadline <= steady_clock::now();
+    if (!due && (c->started || c->job->try_start())) {
+      c->started = true;
+      granted = true;
+    } else {
+      // Cancelled, timed out, or due (the timer has not answered it yet):
+      // it never runs.
+      c->done = true;
+      calls_.erase(i);
+      s.ids.erase(id);
+      --s.held;
+      if (--in_flight_ == 0)
+        cv_.notify_all();
+      dispatch_locked(out);
+      if (due)
+        answers.push_back({std::move(c),
+                           make_error(errc::timeout,
+                                      "process_pool: no worker started the "
+                                      "job within its timeout")});
+      else
+        out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+    }
+  }
+  send_all(out);
+  deliver(answers);
+  return granted;
+}
+
+void process_pool_impl::on_done(uint64_t id, uint32_t slot, uint32_t gen,
+                                const std::vector<char>& result) {
+  std::vector<outgoing> out;
+  remote_call_ptr c;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = calls_.find(id);
+    if (i == calls_.end() || slot >= slots_.size()
+        || i->second->slot != static_cast<int>(slot)
+        || slots_[slot].generation != gen)
+      return; // answered already (worker lost, shut down): dropped
+    c = i->second;
+    c->done = true;
+    calls_.erase(i);
+    auto& s = slots_[slot];
+    s.ids.erase(id);
+    --s.held;
+    if (--in_flight_ == 0)
+      cv_.notify_all();
+    ++counts_.completed;
+    dispatch_locked(out);
+  }
+  send_all(out);
+  c->target->complete(result);
+}
+
+void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
+                                  caf::error err) {
+  std::vector<outgoing> out;
+  std::vector<answer> answers;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = calls_.find(id);
+    if (i == calls_.end() || slot >= slots_.size()
+        || i->second->slot != static_cast<int>(slot)
+        || slots_[slot].generation != gen)
+      return;
+    auto c = i->second;
+    c->done = true;
+    calls_.erase(i);
+    auto& s = slots_[slot];
+    s.ids.erase(id);
+    --s.held;
+    if (--in_flight_ == 0)
+      cv_.notify_all();
+    ++counts_.failed;
+    dispatch_locked(out);
+    answers.push_back({c, std::move(err)});
+  }
+  send_all(out);
+  deliver(answers);
+}
+
+} // namespace weave::internal

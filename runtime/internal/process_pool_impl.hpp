@@ -1,0 +1,169 @@
+#pragma once
+
+// Internal: the state of a process_pool (see process_pool.hpp for what it
+// promises).
+//
+// Parts:
+// - the tables (queue, calls, slots), guarded by `mtx_`;
+// - the client actor `<name>-io` (detached: the continuations of the
+//   futures it completes run on its own thread, never a scheduler thread),
+//   which receives the workers' messages (remote_protocol.hpp) and DOWNs;
+// - one thread per slot, `<name>-w<i>`, which starts the slot's worker
+//   process, waits for it to exit (`waitid` without reaping first, so that
+//   no one signals a recycled pid), loses it, reaps it, and starts the
+//   next one unless the pool stops.
+//
+// A worker is lost by whichever comes first: the DOWN of its actor or its
+// exit. Losing it takes its calls out of the tables under the lock and
+// answers them after unlocking.
+//
+// Locking: `mtx_` guards the tables only. It is never held while user code
+// runs: answers (future continuations, destructors of results) and sends
+// happen after unlocking. It is never held across a blocking call other
+// than `kill`.
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "caf/actor.hpp"
+#include "caf/actor_system.hpp"
+
+#include "runtime/internal/component.hpp"
+#include "runtime/internal/remote_job.hpp"
+#include "runtime/process_pool.hpp"
+
+namespace weave::internal {
+
+class process_pool_impl final
+  : public component,
+    public std::enable_shared_from_this<process_pool_impl> {
+public:
+  process_pool_impl(runtime& rt, process_pool_options opts);
+
+  ~process_pool_impl() override;
+
+  /// Validates, publishes the client actor, starts the workers and waits
+  /// until all joined; throws (after stopping what it started) otherwise.
+  void start();
+
+  void enqueue(remote_call_ptr c, caf::timespan timeout);
+
+  process_pool::stats_type stats() const;
+  std::vector<int> worker_pids() const;
+
+  const process_pool_options& options() const noexcept {
+    return opts_;
+  }
+
+  // -- component --------------------------------------------------------------
+
+  shutdown_phase phase() const noexcept override {
+    return shutdown_phase::pools;
+  }
+  void begin_shutdown(shutdown_report& report) override;
+  void finish_shutdown(steady_clock::time_point deadline,
+                       shutdown_report& report) override;
+  void release_actors() noexcept override;
+
+  // -- the client actor's handlers --------------------------------------------
+
+  void on_join(const caf::actor& worker, uint32_t slot, uint32_t gen,
+               int32_t pid, const std::vector<std::string>& table);
+  bool on_claim(uint64_t id, uint32_t slot, uint32_t gen);
+  void on_done(uint64_t id, uint32_t slot, uint32_t gen,
+               const std::vector<char>& result);
+  void on_failed(uint64_t id, uint32_t slot, uint32_t gen, caf::error err);
+  void on_down(const caf::actor_addr& who, const caf::error& reason);
+
+private:
+  struct slot_state {
+    uint32_t generation = 0;
+    pid_t pid = 0;     // 0: none, or reaped (never signal it then)
+    caf::actor actor;  // set by join
+    bool joined = false;      // connected and not lost
+    bool connected = false;   // joined in this generation
+    bool refused = false;     // its job table did not match: no restart
+    bool thread_done = false; // its slot thread has ended
+    bool lost = true;  // no live worker in this slot
+    size_t held = 0;   // calls this worker holds
+    std::unordered_set<uint64_t> ids;
+    std::thread thread;
+  };
+
+  /// A run message to send after unlocking; or (no `dest`) a call taken
+  /// out of the tables, whose last reference (its job: a future's state, an
+  /// actor's handle) must go after unlocking.
+  struct outgoing {
+    caf::actor dest;
+    uint64_t id = 0;
+    std::string name;
+    std::vector<char> args;
+    remote_call_ptr keep;
+  };
+
+  /// An answer to deliver after unlocking.
+  struct answer {
+    remote_call_ptr call;
+    caf::error err;
+  };
+
+  void slot_main(size_t index);
+  pid_t spawn_worker(size_t index, uint32_t gen, std::string& error);
+  void lose_worker(size_t index, uint32_t gen, const std::string& why);
+  void dispatch_locked(std::vector<outgoing>& out);
+  void send_all(std::vector<outgoing>& out);
+  static void deliver(std::vector<answer>& answers);
+  /// The calls of `index` out of the tables (lock held).
+  std::vector<remote_call_ptr> take_calls_locked(slot_state& s);
+  void signal_all_locked(int sig);
+  bool all_reaped_locked() const;
+  void fail_start(caf::error err);
+
+  /// Set when the client actor has terminated (its thread ends right
+  /// after): shared with the actor's exit functor.
+  struct client_end {
+    std::mutex mtx;
+    std::condition_variable cv;
+    bool ended = false;
+  };
+
+  /// Stops the client actor and waits (bounded) until its thread is gone,
+  /// so that the runtime does not count it as abandoned.
+  void stop_client();
+
+  runtime* rt_;
+  std::shared_ptr<client_end> client_end_ = std::make_shared<client_end>();
+  caf::actor_system* sys_;
+  process_pool_options opts_;
+  std::string program_;
+  caf::actor client_;
+  uint16_t port_ = 0;
+
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  std::deque<remote_call_ptr> queue_;
+  std::unordered_map<uint64_t, remote_call_ptr> calls_;
+  std::vector<slot_state> slots_;
+  std::set<std::string> runnable_;
+  uint64_t next_id_ = 1;
+  bool starting_ = true;
+  bool stopping_ = false;
+  bool finished_ = false;
+  caf::error start_error_;
+  size_t in_flight_ = 0;
+  size_t joined_ = 0;
+  process_pool::stats_type counts_;
+};
+
+} // namespace weave::internal

@@ -1,0 +1,142 @@
+#pragma once
+
+// Internal: the caller's side of a registered job sent to a process pool.
+//
+// A `remote_call` is what the pool moves around: the job's name, its
+// encoded arguments, its deadline, and the `job` that its caller waits on
+// (a future's state, or an actor's response). That job's state machine
+// decides who answers: it stays `queued` until a worker asks to start it
+// (the pool's grant calls `try_start()`), so a `cancel()` or a timeout
+// before then wins the CAS and the job never runs anywhere; after the grant
+// only the pool answers it (the result, `worker_lost`, `shut_down`), once,
+// because it answers a call only after taking it out of its tables under
+// its lock. The state also gives the mark of a lost job: still `queued` is
+// "not started", granted is "maybe executed".
+//
+// Thread-safety: `remote_call`'s fields belong to the pool and are read and
+// written under its lock, except `job`/`target` (fixed at creation).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/internal/deadline.hpp"
+#include "runtime/internal/future_state.hpp"
+#include "runtime/internal/job.hpp"
+#include "runtime/internal/remote_registry.hpp"
+#include "runtime/offload.hpp"
+
+namespace weave::internal {
+
+/// Receives the outcome of a remote call.
+class remote_target {
+public:
+  /// Decodes `bytes` as the result and publishes it (an undecodable result
+  /// is published as `registry_mismatch`). Only after a grant.
+  virtual void complete(const std::vector<char>& bytes) noexcept = 0;
+
+protected:
+  ~remote_target() = default;
+};
+
+struct remote_call {
+  uint64_t id = 0;
+  const job_entry* entry = nullptr;
+  std::vector<char> args;
+  job_ptr job;
+  remote_target* target = nullptr;
+  steady_clock::time_point deadline = steady_clock::time_point::max();
+  /// The slot of the worker holding it, or -1 while queued here.
+  int slot = -1;
+  /// Granted to a worker (its job left `queued`): may have run.
+  bool started = false;
+  /// Retried once already after losing its worker.
+  bool retried = false;
+  /// Answered and out of the pool's tables.
+  bool done = false;
+};
+
+using remote_call_ptr = std::shared_ptr<remote_call>;
+
+/// A remote call answering a `future<R>`.
+template <class Job>
+class remote_future_job final : public future_state<typename Job::result_type>,
+                                public job,
+                                public remote_target {
+public:
+  using result_type = typename Job::result_type;
+
+  bool run() noexcept override {
+    return false; // runs in a worker process, never here
+  }
+
+  bool drop(caf::error reason) noexcept override {
+    return this->set_error(std::move(reason));
+  }
+
+  bool cancel(caf::error reason) noexcept override {
+    return cancel_with(std::move(reason));
+  }
+
+  void complete(const std::vector<char>& bytes) noexcept override {
+    typename Job::value_type value{};
+    if (auto err = Job::decode_result(bytes, value)) {
+      this->set_error(make_error(errc::registry_mismatch,
+                                 "cannot decode a job's result: "
+                                   + render(err)));
+      return;
+    }
+    if constexpr (std::is_void<result_type>::value)
+      this->set_value();
+    else
+      this->set_value(std::move(value));
+  }
+
+protected:
+  void ref_job() const noexcept override {
+    this->ref();
+  }
+
+  void deref_job() const noexcept override {
+    this->deref();
+  }
+
+private:
+  friend void intrusive_ptr_add_ref(const remote_future_job* j) noexcept {
+    j->ref();
+  }
+
+  friend void intrusive_ptr_release(const remote_future_job* j) noexcept {
+    j->deref();
+  }
+};
+
+/// A remote call answering an actor's `offload` (a response message).
+template <class Job>
+class remote_actor_job final : public actor_job<typename Job::result_type>,
+                               public remote_target {
+public:
+  using result_type = typename Job::result_type;
+  using super = actor_job<result_type>;
+
+  using super::super;
+
+  bool run() noexcept override {
+    return false;
+  }
+
+  void complete(const std::vector<char>& bytes) noexcept override {
+    typename Job::value_type value{};
+    if (auto err = Job::decode_result(bytes, value)) {
+      this->send(make_error(errc::registry_mismatch,
+                            "cannot decode a job's result: " + render(err)));
+      return;
+    }
+    this->value_.emplace(std::move(value));
+    this->send(job_done{job_ptr{this}});
+  }
+};
+
+} // namespace weave::internal

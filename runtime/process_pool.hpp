@@ -1,0 +1,330 @@
+#pragma once
+
+/// `process_pool`: worker processes for registered jobs, the C++ answer to
+/// `ProcessPoolExecutor`. A job that crashes costs one job, not the program.
+///
+/// Setup (three lines):
+///
+///     int main(int argc, char** argv) {
+///       WEAVE_PROCESS_WORKER_MAIN(argc, argv);   // first line of main
+///       weave::runtime_config cfg;
+///       weave::enable_process_pools(cfg);        // loads CAF's middleman
+///       weave::runtime rt{std::move(cfg)};
+///       weave::process_pool pool{rt, 4};         // 4 worker processes
+///       auto n = pool.submit(count_words("a.txt")).get();
+///
+/// Workers: weave starts each worker by fork + exec of this very program
+/// (`/proc/self/exe`) with a worker flag, or of the worker program named in
+/// `process_pool_options::program` (whose main is
+/// `return weave::run_worker_process(argc, argv);`). The first line of
+/// main, `WEAVE_PROCESS_WORKER_MAIN(argc, argv)`, turns such a process into
+/// a worker (like Python's `if __name__ == "__main__"`): it never returns
+/// there. A worker connects back to the pool over loopback (CAF's
+/// middleman, BASP over TCP on 127.0.0.1, a port the pool published), sends
+/// its job table (see registered_job.hpp), and runs jobs on
+/// `threads_per_worker` threads. A worker exits when its pool's connection
+/// goes away, and the kernel kills it if the thread that started it ends.
+///
+/// Main operations
+/// - `submit(job(args...))`, `submit(job, args...)`: from any thread →
+///   `future<R>`; `submit(job(args...), timeout)`.
+/// - `offload(self, pool, job(args...))` / `offload(..., timeout)` inside an
+///   actor, exactly as with a `blocking_pool` (offload.hpp).
+/// - `stats()`, `worker_pids()`, `shutdown(deadline)`.
+///
+/// Credit: a worker never holds more than `capacity` jobs; the pool queues
+/// the rest here, first in first out, and sends one more whenever a worker
+/// returns a result. A worker starts a job only after asking the pool
+/// ("claim", answered at once), one claim ahead per thread, so the pool
+/// always knows which jobs may have started.
+///
+/// Failures
+/// - A job that throws fails with `job_failed` (its message); the worker
+///   survives.
+/// - A worker that crashes (a signal, `abort`, `exit`), is killed, or whose
+///   connection drops or freezes (no heartbeat within the middleman's
+///   connection timeout: see `enable_process_pools`) is lost. Loss is seen
+///   by monitoring the worker actor over the middleman and by reaping the
+///   child process (on a thread of the pool's, never a scheduler thread),
+///   whichever comes first. Every job the worker held is answered at once
+///   with `worker_lost`; its message begins with "not started" (the worker
+///   never asked to start it: safe to retry) or "maybe executed", and
+///   `weave::maybe_executed(err)` tells them apart. An idempotent job
+///   (`WEAVE_IDEMPOTENT_JOB`) is first retried, once, at the head of the
+///   queue; its caller sees one outcome. A lost worker is replaced, so the
+///   pool keeps its size; a worker that exits before it connects is
+///   restarted after `respawn_backoff`.
+/// - A timeout: a job that no worker has started by then never runs, and
+///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
+///   Once started, a job cannot be stopped: `submit`'s timeout then only
+///   bounds the wait for a start, while `offload`'s timeout (CAF's response
+///   timeout) answers the actor with `timeout` and drops the late result.
+/// - `cancel()` of a future or offload handle: a job no worker has started
+///   never runs.
+///
+/// Shutdown (`shutdown(d)`, the destructor with the runtime's
+/// `weave.shutdown-deadline`, or the runtime's shutdown for a pool still
+/// alive): new jobs fail with `shut_down`; queued jobs are answered
+/// `shut_down` (counted as cancelled); jobs the workers hold may finish
+/// until the deadline, the rest are answered `shut_down` (counted as
+/// abandoned, or cancelled if no worker started them); then every worker
+/// gets SIGTERM, and SIGKILL if it has not exited at the deadline (or
+/// `term_grace` after SIGTERM, whichever is later); every child is reaped,
+/// so no zombie is left.
+///
+/// Errors: bad options (0 workers, a missing worker program, capacity below
+/// the threads), no middleman, a pool made inside a worker process:
+/// `invalid_argument`; a worker's job table that does not match:
+/// `registry_mismatch` naming the job; no worker connected within
+/// `start_timeout`: `timeout`; on a thread that must never block (the
+/// constructor waits for its workers): `would_deadlock`. Each is thrown
+/// by the constructor as `weave::exception`.
+///
+/// Thread-safety: every member may be called from any thread. A job's
+/// submission happens-before its execution in the worker, which
+/// happens-before its caller sees the result. The pool's lock is never held
+/// while user code runs: future continuations run on the pool's message
+/// thread (`<name>-io`) or on the thread that loses a worker or shuts the
+/// pool down.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "caf/timespan.hpp"
+
+#include "runtime/future.hpp"
+#include "runtime/internal/remote_job.hpp"
+#include "runtime/offload.hpp"
+#include "runtime/registered_job.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/runtime_config.hpp"
+#include "runtime/shutdown_report.hpp"
+
+namespace weave {
+
+namespace internal {
+class process_pool_impl;
+struct process_pool_access;
+} // namespace internal
+
+/// Loads CAF's middleman into `cfg` and turns on its heartbeat, so that a
+/// frozen worker is noticed: unless set already, `middleman.heartbeat-
+/// interval` becomes `default_heartbeat_interval` (500 ms) and
+/// `middleman.connection-timeout` `default_connection_timeout` (5 s).
+/// Call once, before the runtime is made.
+void enable_process_pools(runtime_config& cfg);
+
+constexpr caf::timespan default_heartbeat_interval
+  = std::chrono::milliseconds{500};
+constexpr caf::timespan default_connection_timeout = std::chrono::seconds{5};
+
+/// True if `err` is not a `worker_lost` marked "not started": false only
+/// when the job certainly never ran (safe to retry).
+bool maybe_executed(const caf::error& err) noexcept;
+
+/// True if this process was started by a process pool as its worker.
+bool is_worker_process(int argc, char** argv) noexcept;
+
+/// Runs this process as a pool worker until its pool goes away; returns
+/// the exit status (2, with a message, if it was not started as a worker).
+int run_worker_process(int argc, char** argv);
+
+/// The first line of `main` in a program whose process pools run itself.
+#define WEAVE_PROCESS_WORKER_MAIN(argc, argv)                                  \
+  do {                                                                         \
+    if (::weave::is_worker_process(argc, argv))                                \
+      return ::weave::run_worker_process(argc, argv);                          \
+  } while (false)
+
+struct process_pool_options {
+  /// Worker processes (1..`process_pool::max_workers`).
+  size_t workers = 0;
+  /// Jobs one worker runs at once, each on a thread of its own.
+  size_t threads_per_worker = 1;
+  /// Jobs one worker holds at once (running, granted, or waiting there);
+  /// at least `threads_per_worker`.
+  size_t capacity = 16;
+  /// The worker program; empty: this program (`/proc/self/exe`).
+  std::string program;
+  /// Names the pool's threads (`<name>-io`, `<name>-w<i>`).
+  std::string name = "procpool";
+  /// How long the constructor waits for every worker to connect.
+  caf::timespan start_timeout = std::chrono::seconds{30};
+};
+
+class process_pool {
+public:
+  struct stats_type {
+    /// Workers connected now.
+    size_t workers = 0;
+    /// Jobs waiting here for a worker.
+    size_t queued = 0;
+    /// Jobs the workers hold.
+    size_t in_flight = 0;
+    /// Jobs that returned a value.
+    size_t completed = 0;
+    /// Jobs that threw (`job_failed`).
+    size_t failed = 0;
+    /// Jobs answered `worker_lost`.
+    size_t lost = 0;
+    /// Idempotent jobs retried after losing their worker.
+    size_t retried = 0;
+    /// Workers lost (and replaced, unless shutting down).
+    size_t workers_lost = 0;
+  };
+
+  static constexpr size_t max_workers = 256;
+  static constexpr size_t max_threads_per_worker = 4096;
+  /// Between SIGTERM and SIGKILL at least this long, even past the deadline.
+  static constexpr caf::timespan term_grace = std::chrono::milliseconds{100};
+  /// Wait before restarting a worker that exited before it connected.
+  static constexpr caf::timespan respawn_backoff
+    = std::chrono::milliseconds{200};
+
+  process_pool(runtime& rt, process_pool_options opts);
+
+  process_pool(runtime& rt, size_t workers);
+
+  /// Shuts the pool down with the runtime's configured deadline.
+  ~process_pool();
+
+  process_pool(const process_pool&) = delete;
+  process_pool& operator=(const process_pool&) = delete;
+
+  template <class Sig>
+  auto submit(bound_job<Sig> call) {
+    return submit_impl(std::move(call), std::nullopt);
+  }
+
+  /// A negative `timeout` completes the future at once with
+  /// `invalid_argument`; a huge one means none.
+  template <class Sig, class Rep, class Period>
+  auto submit(bound_job<Sig> call, std::chrono::duration<Rep, Period> timeout) {
+    return submit_impl(std::move(call),
+                       internal::make_offload_timeout(timeout));
+  }
+
+  template <class Sig, class... Xs>
+  auto submit(const registered_job<Sig>& job, Xs&&... xs) {
+    return submit(job(std::forward<Xs>(xs)...));
+  }
+
+  stats_type stats() const;
+
+  /// The pid of each worker slot's process (0 while none runs).
+  std::vector<int> worker_pids() const;
+
+  const std::string& name() const noexcept;
+
+  size_t size() const noexcept;
+
+  /// See the header comment. Idempotent; a negative deadline is
+  /// `invalid_argument`.
+  shutdown_report shutdown(caf::timespan deadline);
+
+private:
+  friend struct internal::process_pool_access;
+
+  template <class Sig>
+  auto submit_impl(bound_job<Sig> call,
+                   std::optional<internal::offload_timeout> timeout) {
+    using job_type = registered_job<Sig>;
+    using r = typename job_type::result_type;
+    auto st = caf::make_counted<internal::remote_future_job<job_type>>();
+    auto fut = internal::make_future<r>(st);
+    if (timeout && timeout->refused) {
+      st->cancel_with(make_error(errc::invalid_argument,
+                                 "process_pool::submit: negative timeout"));
+      return fut;
+    }
+    auto c = std::make_shared<internal::remote_call>();
+    c->entry = &call.job().entry();
+    c->job = st;
+    c->target = st.get();
+    if (timeout && timeout->value)
+      c->deadline = internal::deadline_after(*timeout->value);
+    try {
+      c->args = call.encode_args();
+    } catch (const exception& e) {
+      st->cancel_with(e.error());
+      return fut;
+    }
+    enqueue(std::move(c), timeout && timeout->value
+                            ? *timeout->value
+                            : caf::timespan::max());
+    return fut;
+  }
+
+  /// Queues `c` (or answers it at once: shut down, unknown job).
+  void enqueue(internal::remote_call_ptr c, caf::timespan timeout);
+
+  std::shared_ptr<internal::process_pool_impl> impl_;
+  caf::timespan shutdown_deadline_;
+};
+
+namespace internal {
+
+struct process_pool_access {
+  static void enqueue(process_pool& pool, remote_call_ptr c,
+                      caf::timespan timeout) {
+    pool.enqueue(std::move(c), timeout);
+  }
+};
+
+template <class Self, class Sig>
+auto offload_remote(Self* self, process_pool& pool, bound_job<Sig> call,
+                    offload_timeout timeout) {
+  using job_type = registered_job<Sig>;
+  using t = typename job_type::result_type;
+  auto rid = self->new_request_id(caf::message_priority::normal);
+  auto j = caf::make_counted<remote_actor_job<job_type>>(self->ctrl(),
+                                                         rid.response_id());
+  offload_handle<Self, t> handle{self, rid, j};
+  if (timeout.refused) {
+    j->cancel_with(make_error(errc::invalid_argument,
+                              "offload: negative timeout (or not a number)"));
+    return handle;
+  }
+  auto c = std::make_shared<remote_call>();
+  c->entry = &call.job().entry();
+  c->job = j;
+  c->target = j.get();
+  if (timeout.value) {
+    c->deadline = saturating_add(steady_clock::now(), *timeout.value);
+    self->request_response_timeout(caf::duration{*timeout.value}, rid);
+  }
+  try {
+    c->args = call.encode_args();
+  } catch (const exception& e) {
+    j->cancel_with(e.error());
+    return handle;
+  }
+  process_pool_access::enqueue(pool, std::move(c),
+                               timeout.value ? *timeout.value
+                                             : caf::timespan::max());
+  return handle;
+}
+
+} // namespace internal
+
+/// Runs a registered job on a process pool from inside an actor; the
+/// outcome arrives like any offload's (offload.hpp).
+template <class Self, class Sig>
+auto offload(Self* self, process_pool& pool, bound_job<Sig> call) {
+  return internal::offload_remote(self, pool, std::move(call),
+                                  internal::offload_timeout{});
+}
+
+/// With a timeout (`weave::errc::timeout`).
+template <class Self, class Sig, class Rep, class Period>
+auto offload(Self* self, process_pool& pool, bound_job<Sig> call,
+             std::chrono::duration<Rep, Period> timeout) {
+  return internal::offload_remote(self, pool, std::move(call),
+                                  internal::make_offload_timeout(timeout));
+}
+
+} // namespace weave

@@ -1,0 +1,214 @@
+// The worker's side of a process pool (see process_pool.hpp and
+// internal/remote_protocol.hpp): a weave runtime whose default pool has one
+// thread per job slot, and a worker actor that connects the two.
+//
+// The worker actor holds the jobs the pool sent, in order. It claims a job
+// before starting it (one claim ahead per thread, so a thread that frees up
+// rarely waits for the answer), and starts a granted job when a thread is
+// free; a job refused at its claim (cancelled or timed out meanwhile) is
+// dropped. Results and errors go back as they come. When the pool's
+// connection goes away the process ends at once (`_Exit`): whatever it
+// still runs has no one to answer.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <unordered_map>
+
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/stateful_actor.hpp"
+
+#include "runtime/internal/remote_protocol.hpp"
+#include "runtime/internal/remote_registry.hpp"
+#include "runtime/offload.hpp"
+#include "runtime/process_pool.hpp"
+#include "runtime/runtime.hpp"
+
+namespace weave {
+
+namespace {
+
+using namespace internal;
+
+/// Status of a worker process that could not reach its pool.
+constexpr int cannot_connect_status = 3;
+
+/// Status of a worker process started with unreadable arguments.
+constexpr int bad_usage_status = 2;
+
+struct pending {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<char> args;
+};
+
+struct worker_state {
+  caf::actor pool;
+  uint32_t slot = 0;
+  uint32_t gen = 0;
+  size_t threads = 1;
+  blocking_pool* runner = nullptr;
+  std::promise<void>* gone = nullptr;
+  std::deque<pending> waiting;
+  std::unordered_map<uint64_t, pending> claiming;
+  std::deque<pending> granted;
+  size_t running = 0;
+};
+
+using worker_actor = caf::stateful_actor<worker_state>;
+
+void pump(worker_actor* self);
+
+void start(worker_actor* self, pending p) {
+  auto& st = self->state;
+  auto entry = job_registry::instance().find(p.name);
+  auto id = p.id;
+  if (entry == nullptr || entry->invoke == nullptr) {
+    self->send(st.pool, failed_atom::value, id, st.slot, st.gen,
+               make_error(errc::registry_mismatch,
+                          "job '" + p.name + "' is not implemented by the "
+                                             "worker program"));
+    return;
+  }
+  ++st.running;
+  offload(self, *st.runner,
+          [entry, args = std::move(p.args)] {
+            return entry->invoke(*entry, args);
+          })
+    .then(
+      [self, id](std::vector<char>& result) {
+        auto& s = self->state;
+        self->send(s.pool, done_atom::value, id, s.slot, s.gen,
+                   std::move(result));
+        --s.running;
+        pump(self);
+      },
+      [self, id](caf::error& err) {
+        auto& s = self->state;
+        self->send(s.pool, failed_atom::value, id, s.slot, s.gen,
+                   std::move(err));
+        --s.running;
+        pump(self);
+      });
+}
+
+void pump(worker_actor* self) {
+  auto& st = self->state;
+  // One claim ahead per thread.
+  while (!st.waiting.empty()
+         && st.claiming.size() + st.granted.size() + st.running
+              < 2 * st.threads) {
+    auto id = st.waiting.front().id;
+    st.claiming.emplace(id, std::move(st.waiting.front()));
+    st.waiting.pop_front();
+    self
+      ->request(st.pool, caf::infinite, claim_atom::value, id, st.slot,
+                st.gen)
+      .then(
+        [self, id](bool ok) {
+          auto& s = self->state;
+          auto i = s.claiming.find(id);
+          if (i == s.claiming.end())
+            return;
+          if (ok)
+            s.granted.push_back(std::move(i->second));
+          s.claiming.erase(i);
+          pump(self);
+        },
+        [](caf::error&) {
+          // The pool is gone: its DOWN ends this process.
+        });
+  }
+  while (st.running < st.threads && !st.granted.empty()) {
+    auto p = std::move(st.granted.front());
+    st.granted.pop_front();
+    start(self, std::move(p));
+  }
+}
+
+caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
+                     uint32_t gen, size_t threads, blocking_pool* runner,
+                     std::promise<void>* gone) {
+  auto& st = self->state;
+  st.pool = pool;
+  st.slot = slot;
+  st.gen = gen;
+  st.threads = threads;
+  st.runner = runner;
+  st.gone = gone;
+  self->monitor(pool);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source == self->state.pool) {
+      self->state.gone->set_value();
+      self->quit();
+    }
+  });
+  self->send(pool, join_atom::value, caf::actor_cast<caf::actor>(self), slot, gen,
+             static_cast<int32_t>(::getpid()),
+             job_registry::instance().describe());
+  return {
+    [self](run_atom, uint64_t id, std::string& name,
+           std::vector<char>& args) {
+      self->state.waiting.push_back({id, std::move(name), std::move(args)});
+      pump(self);
+    },
+    [self](hello_atom) {
+      return caf::make_message(caf::actor_cast<caf::actor>(self),
+                               static_cast<int32_t>(::getpid()),
+                               job_registry::instance().describe());
+    },
+  };
+}
+
+} // namespace
+
+bool is_worker_process(int argc, char** argv) noexcept {
+  return argc >= 2 && argv[1] != nullptr
+         && std::strcmp(argv[1], worker_flag) == 0;
+}
+
+int run_worker_process(int argc, char** argv) {
+  constexpr int expected_args = 7;
+  if (!is_worker_process(argc, argv) || argc != expected_args) {
+    std::fprintf(stderr,
+                 "%s: not started by a weave process_pool (expected %s host "
+                 "port slot generation threads)\n",
+                 argc > 0 ? argv[0] : "worker", worker_flag);
+    return bad_usage_status;
+  }
+  std::string host = argv[2];
+  auto port = static_cast<uint16_t>(std::strtoul(argv[3], nullptr, 10));
+  auto slot = static_cast<uint32_t>(std::strtoul(argv[4], nullptr, 10));
+  auto gen = static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10));
+  auto threads = static_cast<size_t>(std::strtoul(argv[6], nullptr, 10));
+  if (threads == 0)
+    return bad_usage_status;
+  runtime_config cfg;
+  enable_process_pools(cfg);
+  cfg.set("weave.pool-size", threads);
+  runtime rt{std::move(cfg)};
+  auto pool = rt.system().middleman().remote_actor(host, port);
+  if (!pool) {
+    std::fprintf(stderr, "weave worker: cannot reach its pool at %s:%u: %s\n",
+                 host.c_str(), static_cast<unsigned>(port),
+                 render(pool.error()).c_str());
+    std::fflush(stderr);
+    std::_Exit(cannot_connect_status);
+  }
+  std::promise<void> gone;
+  auto done = gone.get_future();
+  rt.system().spawn(worker, *pool, slot, gen, threads, &rt.default_pool(),
+                    &gone);
+  done.wait();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+} // namespace weave
