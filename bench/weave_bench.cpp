@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "bench/weave_remote.hpp"
 #include "bench/weave_scaling.hpp"
 #include "caf/all.hpp"
+#include "runtime/process_pool.hpp"
 #include "runtime/weave.hpp"
 
 using namespace std::chrono_literals;
@@ -207,6 +209,8 @@ void memory_per_job(weave::runtime& rt, bench::report& out) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // The remote measures' worker processes run this program.
+  WEAVE_PROCESS_WORKER_MAIN(argc, argv);
   bench::report out{"weave"};
   if (auto credit = std::getenv("WEAVE_BENCH_CREDIT"))
     actor_credit = std::strtoul(credit, nullptr, 10);
@@ -247,6 +251,11 @@ int main(int argc, char** argv) {
     if (bench::wanted(argc, argv, "channel_mpmc"))
       bench::weave_channel_mpmc(rt, out);
   }
+  // Its own runtime, with the middleman.
+  auto remote_rtt = bench::wanted(argc, argv, "remote_rtt");
+  auto remote_throughput = bench::wanted(argc, argv, "remote_throughput");
+  if (remote_rtt || remote_throughput)
+    bench::weave_remote(remote_rtt, remote_throughput, out);
   // Its own runtimes, one per thread count.
   if (bench::wanted(argc, argv, "fanout"))
     bench::weave_fanout(argc, argv, out);
