@@ -196,8 +196,8 @@ public:
     for (;;) {
       size_t from = none;
       if (auto job = search(self, victim, from)) {
-        if (from != self->id() && metrics_ != nullptr)
-          bump(metrics_->steals);
+        if (auto m = my_metrics(self); m != nullptr && from != self->id())
+          bump(m->steals);
         stop_searching(self, from);
         publish(self, idle_state::running);
         return job;
@@ -327,8 +327,8 @@ private:
       return none;
     }
     d(co).parked.push(self->id());
-    if (metrics_ != nullptr)
-      bump(metrics_->parks);
+    if (auto m = my_metrics(self))
+      bump(m->parks);
     bool pending = leave_searching(co);
     auto s = my_slot(self);
     auto& wait = data.waitdata;
