@@ -82,12 +82,8 @@ struct duration_histogram {
   static constexpr size_t bucket_of(uint64_t ns) noexcept {
     if (ns <= first_bound_ns)
       return 0;
-    auto q = (ns - 1) / first_bound_ns;
-    size_t width = 0;
-    while (q != 0) {
-      ++width;
-      q >>= 1;
-    }
+    auto q = (ns - 1) / first_bound_ns; // at least 1
+    auto width = static_cast<size_t>(64 - __builtin_clzll(q));
     return width < finite_buckets ? width : finite_buckets;
   }
 
