@@ -22,22 +22,20 @@ class scheduler_recorder {
 public:
   struct alignas(64) worker {
     std::atomic<uint64_t> resumes{0};
-    std::atomic<uint64_t> busy_ticks{0};
+    std::atomic<uint64_t> busy_ns{0};
     std::atomic<uint64_t> parks{0};
     std::atomic<uint64_t> steals{0};
     std::atomic<uint64_t> slow_handlers{0};
-    /// The reading at which the current resume began (the worker only).
-    uint64_t resume_start = 0;
 
-    void resume_begins() noexcept {
-      resume_start = metrics_clock::now();
-    }
-
-    void resume_ends() noexcept {
-      auto now = metrics_clock::now();
+    /// A turn that began at `started_ns` (steady clock, the blocking
+    /// detector's stamp, read in before_resume anyway) ends now: one clock
+    /// read, after the turn, off the path of the messages it sent.
+    void resume_ends(int64_t started_ns) noexcept {
+      auto now = metrics_clock::steady_ns();
       bump(resumes);
-      if (now > resume_start)
-        bump(busy_ticks, now - resume_start);
+      auto start = static_cast<uint64_t>(started_ns);
+      if (now > start)
+        bump(busy_ns, now - start);
     }
   };
 
@@ -61,8 +59,7 @@ public:
       scheduler_worker_metrics m;
       m.index = i;
       m.resumes = w.resumes.load(std::memory_order_relaxed);
-      m.busy_ns = metrics_clock::to_ns(
-        w.busy_ticks.load(std::memory_order_relaxed));
+      m.busy_ns = w.busy_ns.load(std::memory_order_relaxed);
       m.parks = w.parks.load(std::memory_order_relaxed);
       m.steals = w.steals.load(std::memory_order_relaxed);
       m.slow_handlers = w.slow_handlers.load(std::memory_order_relaxed);

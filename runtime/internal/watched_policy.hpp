@@ -109,8 +109,7 @@ public:
   void before_resume(Worker* self, caf::resumable* job) {
     // A deadline scope lasts at most one actor's turn (deadline_scope.hpp).
     reset_thread_deadline();
-    if (auto m = my_metrics(self))
-      m->resume_begins();
+    my_metrics(self); // looked up once; the turn's start is the slot's
     auto s = my_slot(self);
     if (s == nullptr)
       return;
@@ -130,8 +129,9 @@ public:
   template <class Worker>
   void after_resume(Worker*, caf::resumable*) {
     reset_thread_deadline();
-    if (metrics_ != nullptr)
-      metrics_->resume_ends();
+    if (metrics_ != nullptr && slot_ != nullptr)
+      metrics_->resume_ends(
+        slot_->started_ns.load(std::memory_order_relaxed));
     if (slot_ != nullptr)
       slot_->epoch.fetch_add(1, std::memory_order_release); // even: idle
   }
