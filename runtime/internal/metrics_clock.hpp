@@ -1,7 +1,8 @@
 #pragma once
 
-// Internal: the clock behind weave's always-on metrics (queue waits, run
-// times, loop lag, scheduler busy time).
+// Internal: the clock behind weave's always-on metrics (pool queue waits
+// and run times, loop lag; scheduler busy time uses the blocking detector's
+// steady-clock stamps instead).
 //
 // `now()` reads the CPU's time-stamp counter where it is invariant (x86-64
 // with the invariant-TSC bit), about 12 ns where a steady_clock read costs
