@@ -65,6 +65,7 @@ pool_impl::pool_impl(caf::actor_system& sys,
 
 void pool_impl::enqueue(job_ptr j, bool timed, uint64_t key) {
   j->owner = this;
+  j->queued_at = metrics_clock::now();
   bool want_worker = false;
   timed = timed && timer_ != nullptr
           && j->deadline != steady_clock::time_point::max();
@@ -202,6 +203,7 @@ void pool_impl::worker_main(size_t index) {
     }
     run_pool_hook(pool_hook_point::started, name_);
     busy_.fetch_add(1, std::memory_order_relaxed);
+    auto started_at = metrics_.started(index, j->queued_at);
     bool stoppable = j->takes_stop_token();
     if (stoppable) {
       stoppable_[index].store(j.get());
@@ -215,6 +217,7 @@ void pool_impl::worker_main(size_t index) {
     auto outer = exchange_current_deadline(j->deadline);
     auto ok = j->run();
     exchange_current_deadline(outer);
+    metrics_.ended(index, started_at);
     if (stoppable) {
       stoppable_[index].store(nullptr);
       while (stop_visitors_[index].load() != 0)

@@ -199,6 +199,18 @@ public:
     internal::runtime_access::register_component(rt, core_);
   }
 
+  /// A channel named `name` (in `runtime::metrics()` and its Prometheus
+  /// text; names need not be unique), otherwise like the unnamed form.
+  channel(runtime& rt, std::string name, size_t capacity,
+          overflow policy = overflow::block)
+    : channel(capacity, policy) {
+    core_->set_name(std::move(name));
+    if (rt.shutting_down())
+      raise(make_error(errc::shut_down, "the runtime is shut down"));
+    core_->bind_to_runtime();
+    internal::runtime_access::register_component(rt, core_);
+  }
+
   /// A channel between plain threads only, outside any runtime (so no
   /// shutdown closes it; close it yourself). Actors need the runtime form:
   /// `subscribe`, `consume` and `offer` throw `invalid_argument` here.
@@ -211,6 +223,11 @@ public:
 
   uint64_t id() const noexcept {
     return core_->id();
+  }
+
+  /// The name given at creation; empty if none.
+  const std::string& name() const noexcept {
+    return core_->name();
   }
 
   // -- plain threads and blocking actors --------------------------------------

@@ -13,6 +13,7 @@
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/deadline_timer.hpp"
+#include "runtime/internal/metrics_clock.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/shutdown_job.hpp"
 #include "runtime/internal/spawn_guard.hpp"
@@ -92,6 +93,7 @@ void runtime::start() {
                                 return render(caf::error{code, category, ctx});
                               });
   internal::set_spin_duration(config_->spin());
+  internal::metrics_clock::calibrate();
   if (caf::get_or(*config_, "scheduler.policy", caf::atom("stealing"))
       == caf::atom("stealing")) {
     // CAF's work stealing, plus the blocking detector's hooks.

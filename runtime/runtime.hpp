@@ -67,6 +67,7 @@
 #include "caf/timespan.hpp"
 
 #include "runtime/blocking_pool.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/runtime_config.hpp"
 #include "runtime/shutdown_report.hpp"
 #include "runtime/slow_handler_event.hpp"
@@ -141,6 +142,11 @@ public:
   /// Replaces the detector's report (by default one line on stderr). The
   /// handler runs on weave's watchdog thread.
   void on_slow_handler(std::function<void(const slow_handler_event&)> handler);
+
+  /// A snapshot of the runtime's metrics: every live pool, channel and loop,
+  /// every scheduler worker, threads by role (see metrics.hpp). Any thread,
+  /// any time (also during and after shutdown); stops nothing.
+  metrics_snapshot metrics() const;
 
 private:
   friend struct internal::runtime_access;

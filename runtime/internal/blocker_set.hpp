@@ -69,13 +69,16 @@ public:
   void finish_shutdown(steady_clock::time_point deadline,
                        shutdown_report& report) override;
 
+  /// Counts the blockers running now (threads by role).
+  void collect_metrics(metrics_snapshot& out) const override;
+
 private:
   /// Runs on the blocker's own thread.
   void run(uint64_t id, const job_ptr& j, caf::blocking_actor* self,
            const std::string& name);
 
   caf::actor_system& sys_;
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::condition_variable cv_;
   // Running blockers that nobody abandoned yet, by id.
   std::unordered_map<uint64_t, job_ptr> running_;

@@ -28,7 +28,7 @@ constexpr size_t max_name_length = 255;
 
 blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
   : workers_(workers), threshold_(threshold), slots_(new slot[workers]),
-    reported_(new uint64_t[workers]()) {
+    reported_(new uint64_t[workers]()), metrics_(workers) {
   // nop
 }
 
@@ -186,6 +186,7 @@ void blocking_detector::watch() {
         continue; // it moved on while we looked
       reported_[i] = e1;
       reports_.fetch_add(1);
+      metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
       events.push_back(
         slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held});
     }

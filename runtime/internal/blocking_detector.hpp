@@ -43,6 +43,7 @@
 #include "caf/fwd.hpp"
 #include "caf/timespan.hpp"
 
+#include "runtime/internal/scheduler_metrics.hpp"
 #include "runtime/slow_handler_event.hpp"
 
 namespace weave {
@@ -83,6 +84,12 @@ public:
     return reports_.load();
   }
 
+  /// The scheduler workers' counters (metrics.hpp); the detector owns them
+  /// because it outlives the actor system, like them.
+  scheduler_recorder& metrics() noexcept {
+    return metrics_;
+  }
+
   using handler_type = std::function<void(const slow_handler_event&)>;
 
   /// Replaces the report callback; returns without waiting for a call of
@@ -114,6 +121,7 @@ private:
   std::unique_ptr<slot[]> slots_;
   std::unique_ptr<uint64_t[]> reported_; // watchdog only
   std::atomic<size_t> reports_{0};
+  scheduler_recorder metrics_;
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false;

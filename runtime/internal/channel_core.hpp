@@ -34,6 +34,7 @@
 #include "runtime/internal/channel_fanout.hpp"
 #include "runtime/internal/channel_subscriber.hpp"
 #include "runtime/internal/component.hpp"
+#include "runtime/metrics.hpp"
 
 namespace weave::internal {
 
@@ -52,6 +53,34 @@ public:
   /// Marks the channel as one the runtime shuts down (before it is shared).
   void bind_to_runtime() noexcept {
     runtime_bound_ = true;
+  }
+
+  /// Names the channel (before it is shared).
+  void set_name(std::string name) noexcept {
+    name_ = std::move(name);
+  }
+
+  const std::string& name() const noexcept {
+    return name_;
+  }
+
+  void collect_metrics(metrics_snapshot& out) const override {
+    auto s = stats();
+    channel_metrics m;
+    m.name = name_.empty() ? "channel-" + std::to_string(this->id_) : name_;
+    m.id = this->id_;
+    m.capacity = s.capacity;
+    m.depth = s.depth;
+    m.high_water = s.high_water;
+    m.blocked_producers = s.blocked_producers;
+    m.blocked_consumers = s.blocked_consumers;
+    m.subscribers = s.subscribers;
+    m.puts = s.puts;
+    m.gets = s.gets;
+    m.drops = s.drops;
+    m.refused = s.refused;
+    m.closed = closed();
+    out.channels.push_back(std::move(m));
   }
 
   // -- component --------------------------------------------------------------
@@ -194,6 +223,8 @@ private:
 
   /// Set once, before the channel is shared.
   bool runtime_bound_ = false;
+  /// Set once, before the channel is shared (empty: unnamed).
+  std::string name_;
 };
 
 } // namespace weave::internal

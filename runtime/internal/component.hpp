@@ -27,6 +27,10 @@
 #include "runtime/internal/job.hpp"
 #include "runtime/shutdown_report.hpp"
 
+namespace weave {
+struct metrics_snapshot;
+} // namespace weave
+
 namespace weave::internal {
 
 enum class shutdown_phase { loops, channels, pools, blockers };
@@ -51,6 +55,12 @@ public:
   /// actors had their time and before the actor system is destroyed (a
   /// reference released after that would touch a destroyed system).
   virtual void release_actors() noexcept {
+    // nop by default
+  }
+
+  /// Adds the component's numbers to a metrics snapshot (metrics.hpp);
+  /// called on any thread, concurrently with the component's work.
+  virtual void collect_metrics(metrics_snapshot&) const {
     // nop by default
   }
 };
@@ -102,6 +112,18 @@ public:
   bool closed() const {
     std::unique_lock<std::mutex> guard{mtx_};
     return closed_;
+  }
+
+  /// The live components, in the order they were added (also after
+  /// `close()`): one lock per call, for metrics snapshots.
+  std::vector<component_ptr> live() const {
+    std::vector<component_ptr> result;
+    std::unique_lock<std::mutex> guard{mtx_};
+    result.reserve(items_.size());
+    for (auto& x : items_)
+      if (auto ptr = x.lock())
+        result.emplace_back(std::move(ptr));
+    return result;
   }
 
 private:

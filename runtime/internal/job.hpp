@@ -185,6 +185,10 @@ public:
   /// Latest time the job may start; `max()` for none.
   steady_clock::time_point deadline = steady_clock::time_point::max();
 
+  /// When the job was queued (a metrics_clock reading), for the queue-wait
+  /// and loop-lag histograms (metrics.hpp).
+  uint64_t queued_at = 0;
+
   /// Intrusive link used by job_queue.
   job* next = nullptr;
 

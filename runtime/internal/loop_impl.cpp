@@ -178,6 +178,7 @@ caf::behavior loop_impl::make_behavior(caf::event_based_actor* self) {
 void loop_impl::run_task(job_ptr& task) {
   if (!task->try_start())
     return;
+  metrics_.task_starts(task->queued_at);
   context_scope scope{&context_};
   // A task with a deadline runs under it: what it submits inherits it.
   auto at = task->deadline;
@@ -242,6 +243,7 @@ bool loop_impl::dispatch(job_ptr j, loop_pending* pending, bool count) {
   job_ptr timed;
   if (j->deadline != steady_clock::time_point::max())
     timed = j;
+  j->queued_at = metrics_clock::now();
   // Sending under the lock orders every accepted message before the stop
   // message: work accepted before stop() runs before the loop ends.
   caf::anon_send(actor_, loop_message{std::move(j)});

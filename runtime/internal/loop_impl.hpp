@@ -31,6 +31,7 @@
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/loop_jobs.hpp"
+#include "runtime/internal/loop_metrics.hpp"
 #include "runtime/loop.hpp"
 #include "runtime/loop_context.hpp"
 
@@ -95,6 +96,8 @@ public:
 
   loop::stats_type stats() const;
 
+  void collect_metrics(metrics_snapshot& out) const override;
+
   /// True on the loop's own thread (`own_thread` placement).
   bool on_own_thread() const noexcept;
 
@@ -146,6 +149,8 @@ private:
   std::atomic<std::thread::id> thread_{};
   // Shared, so that a call can copy it under the lock and run it after.
   std::shared_ptr<const handler_type> handler_;
+  // The lag of every task run (metrics.hpp); written by the loop's actor.
+  loop_recorder metrics_;
   std::atomic<size_t> submitted_{0};
   std::atomic<size_t> posted_{0};
   std::atomic<size_t> post_failures_{0};

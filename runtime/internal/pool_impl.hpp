@@ -42,6 +42,7 @@
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/job_queue.hpp"
+#include "runtime/internal/pool_metrics.hpp"
 
 namespace weave::internal {
 
@@ -82,6 +83,8 @@ public:
                uint64_t key = job_queue::no_key);
 
   blocking_pool::stats_type stats() const;
+
+  void collect_metrics(metrics_snapshot& out) const override;
 
   bool begin_wait(const job& awaited) override;
 
@@ -180,6 +183,8 @@ private:
 
   /// References to the token jobs running now (see `stoppable_`).
   std::vector<job_ptr> stoppable_jobs();
+  // Queue-wait and run-time histograms, one per slot (metrics.hpp).
+  pool_recorder metrics_{capacity_};
   std::atomic<size_t> busy_{0};
   std::atomic<size_t> completed_{0};
   std::atomic<size_t> failed_{0};

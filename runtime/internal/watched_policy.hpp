@@ -109,6 +109,7 @@ public:
   void before_resume(Worker* self, caf::resumable* job) {
     // A deadline scope lasts at most one actor's turn (deadline_scope.hpp).
     reset_thread_deadline();
+    my_metrics(self); // looked up once; the turn's start is the slot's
     auto s = my_slot(self);
     if (s == nullptr)
       return;
@@ -128,6 +129,9 @@ public:
   template <class Worker>
   void after_resume(Worker*, caf::resumable*) {
     reset_thread_deadline();
+    if (metrics_ != nullptr && slot_ != nullptr)
+      metrics_->resume_ends(
+        slot_->started_ns.load(std::memory_order_relaxed));
     if (slot_ != nullptr)
       slot_->epoch.fetch_add(1, std::memory_order_release); // even: idle
   }
@@ -192,6 +196,8 @@ public:
     for (;;) {
       size_t from = none;
       if (auto job = search(self, victim, from)) {
+        if (auto m = my_metrics(self); m != nullptr && from != self->id())
+          bump(m->steals);
         stop_searching(self, from);
         publish(self, idle_state::running);
         return job;
@@ -321,6 +327,8 @@ private:
       return none;
     }
     d(co).parked.push(self->id());
+    if (auto m = my_metrics(self))
+      bump(m->parks);
     bool pending = leave_searching(co);
     auto s = my_slot(self);
     auto& wait = data.waitdata;
@@ -424,6 +432,19 @@ private:
     return slot_;
   }
 
+  /// This worker's counters (scheduler_metrics.hpp), or null.
+  template <class Worker>
+  scheduler_recorder::worker* my_metrics(Worker* self) {
+    if (metrics_ == nullptr && !metrics_looked_up_) {
+      metrics_looked_up_ = true;
+      if (auto det = detector_of(self->system()))
+        metrics_ = det->metrics().at(self->id());
+    }
+    return metrics_;
+  }
+
+  scheduler_recorder::worker* metrics_ = nullptr;
+  bool metrics_looked_up_ = false;
   blocking_detector* det_ = nullptr;
   blocking_detector::slot* slot_ = nullptr;
   bool looked_up_ = false;

@@ -1,0 +1,75 @@
+#pragma once
+
+// Internal: per scheduler worker counters, written by weave's scheduler
+// policy (watched_policy.hpp) on the worker's own thread — each worker has
+// its own cache line and is the only writer of its counters, except
+// `slow_handlers`, which the blocking detector's watchdog thread alone
+// increments. Owned by the blocking detector, so that they outlive the
+// actor system (a snapshot may be taken while or after it is destroyed).
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "runtime/internal/histogram_metrics.hpp"
+#include "runtime/internal/metrics_clock.hpp"
+#include "runtime/metrics.hpp"
+
+namespace weave::internal {
+
+class scheduler_recorder {
+public:
+  struct alignas(64) worker {
+    std::atomic<uint64_t> resumes{0};
+    std::atomic<uint64_t> busy_ns{0};
+    std::atomic<uint64_t> parks{0};
+    std::atomic<uint64_t> steals{0};
+    std::atomic<uint64_t> slow_handlers{0};
+
+    /// A turn that began at `started_ns` (steady clock, the blocking
+    /// detector's stamp, read in before_resume anyway) ends now: one clock
+    /// read, after the turn, off the path of the messages it sent.
+    void resume_ends(int64_t started_ns) noexcept {
+      auto now = metrics_clock::steady_ns();
+      bump(resumes);
+      auto start = static_cast<uint64_t>(started_ns);
+      if (now > start)
+        bump(busy_ns, now - start);
+    }
+  };
+
+  explicit scheduler_recorder(size_t workers)
+    : size_(workers), workers_(new worker[workers]) {
+    // nop
+  }
+
+  worker* at(size_t index) noexcept {
+    return index < size_ ? &workers_[index] : nullptr;
+  }
+
+  size_t size() const noexcept {
+    return size_;
+  }
+
+  /// Appends one entry per worker to `out`.
+  void add_to(metrics_snapshot& out) const {
+    for (size_t i = 0; i < size_; ++i) {
+      auto& w = workers_[i];
+      scheduler_worker_metrics m;
+      m.index = i;
+      m.resumes = w.resumes.load(std::memory_order_relaxed);
+      m.busy_ns = w.busy_ns.load(std::memory_order_relaxed);
+      m.parks = w.parks.load(std::memory_order_relaxed);
+      m.steals = w.steals.load(std::memory_order_relaxed);
+      m.slow_handlers = w.slow_handlers.load(std::memory_order_relaxed);
+      out.scheduler.push_back(m);
+    }
+  }
+
+private:
+  const size_t size_;
+  std::unique_ptr<worker[]> workers_;
+};
+
+} // namespace weave::internal
