@@ -16,6 +16,7 @@
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/shutdown_job.hpp"
 #include "runtime/internal/spawn_guard.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/internal/watched_policy.hpp"
 #include "runtime/this_thread.hpp"
@@ -36,8 +37,8 @@ constexpr caf::timespan runner_patience = runtime::shutdown_margin * 3 / 5;
 /// Names CAF's threads, marks the ones that must never block, counts all.
 class thread_hook final : public caf::thread_hook {
 public:
-  void init(caf::actor_system&) override {
-    // nop
+  void init(caf::actor_system& sys) override {
+    owner_ = &sys.config();
   }
 
   void thread_started() override {
@@ -53,13 +54,20 @@ public:
       set_this_thread_name("weave-clock");
       internal::set_this_thread_must_not_block(true);
     }
+    // A record of what the thread does, for thread dumps.
+    auto role = os == "caf.multiplexer" ? internal::thread_role::scheduler
+                : os == "caf.clock"     ? internal::thread_role::clock
+                                        : internal::thread_role::actor;
+    internal::enter_thread_activity(owner_, role, this_thread_name());
   }
 
   void thread_terminates() override {
+    internal::leave_thread_activity();
     internal::census_thread_ended();
   }
 
 private:
+  const caf::actor_system_config* owner_ = nullptr;
   std::atomic<size_t> next_worker_{0};
 };
 
@@ -127,6 +135,11 @@ caf::actor_system& runtime::system() {
   if (sys == nullptr)
     raise_shut_down();
   return *sys;
+}
+
+thread_dump runtime::dump() const {
+  return internal::take_thread_dump(
+    static_cast<const caf::actor_system_config*>(config_.get()));
 }
 
 size_t runtime::slow_handlers() const noexcept {
