@@ -122,8 +122,13 @@ void runtime::start() {
   components_->add(timer_);
   default_pool_ = std::make_unique<blocking_pool>(*this, config_->pool_size(),
                                                   "weave-pool");
-  if (detector_)
+  if (detector_) {
+    if (config_->dump_on_slow_handler()) {
+      auto owner = static_cast<const caf::actor_system_config*>(config_.get());
+      detector_->set_dump([owner] { return internal::take_thread_dump(owner); });
+    }
     detector_->start();
+  }
 }
 
 void runtime::raise_shut_down() {

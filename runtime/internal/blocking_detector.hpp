@@ -85,6 +85,12 @@ public:
 
   using handler_type = std::function<void(const slow_handler_event&)>;
 
+  /// Takes a thread dump for each look that reports (set before `start`;
+  /// see `weave.dump-on-slow-handler`).
+  void set_dump(std::function<thread_dump()> take) {
+    take_dump_ = std::move(take);
+  }
+
   /// Replaces the report callback; returns without waiting for a call of
   /// the old one that is running (it finishes with its own reference).
   void set_handler(handler_type handler);
@@ -122,6 +128,8 @@ private:
   // Shared, so that a report can copy it under the lock and call it after.
   std::shared_ptr<const handler_type> handler_;
   std::thread thread_;
+  // Written before the watchdog starts, read by it only.
+  std::function<thread_dump()> take_dump_;
 };
 
 /// Finds the detector of the runtime owning `sys` (null if there is none).

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <new>
 
+#include "runtime/this_thread.hpp"
+
 namespace weave::internal {
 
 namespace {
@@ -164,6 +166,19 @@ void set_thread_role(thread_role role) noexcept {
     std::unique_lock<std::mutex> guard{the_registry().mtx};
     rec->role = role;
   }
+}
+
+void bind_thread_activity(const blocking_detector::slot* s,
+                          size_t worker) noexcept {
+  auto rec = tl_activity;
+  if (rec == nullptr)
+    return;
+  try {
+    set_this_thread_name("weave-sched-" + std::to_string(worker));
+  } catch (...) {
+    // keeps the name it has
+  }
+  rec->bind_slot(s, worker);
 }
 
 void rename_thread_activity(const std::string& name) noexcept {

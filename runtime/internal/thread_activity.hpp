@@ -159,6 +159,12 @@ thread_activity* this_thread_activity() noexcept;
 /// pool worker, a loop or a blocker).
 void set_thread_role(thread_role role) noexcept;
 
+/// Binds the calling scheduler worker's record to its detector slot, and
+/// names the thread after its worker index (`weave-sched-<worker>`, so that
+/// a name in a dump and a slow-handler report's worker agree).
+void bind_thread_activity(const blocking_detector::slot* s,
+                          size_t worker) noexcept;
+
 /// Renames the calling thread's record (see `set_this_thread_name`).
 void rename_thread_activity(const std::string& name) noexcept;
 

@@ -420,8 +420,7 @@ private:
       if (auto det = detector_of(self->system())) {
         det_ = det;
         slot_ = det->at(self->id());
-        if (auto activity = this_thread_activity()) // for thread dumps
-          activity->bind_slot(slot_, self->id());
+        bind_thread_activity(slot_, self->id());
       }
     }
     return slot_;
