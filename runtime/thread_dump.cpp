@@ -177,8 +177,8 @@ std::string thread_dump::to_string() const {
                : ", deadline passed " + duration_text(-*t.deadline_in)
                    + " ago";
     if (t.stop_requested)
-      out += std::string{", stop requested ("} + weave::to_string(*t.stop_requested)
-             + ")";
+      out += std::string{", stop requested ("}
+             + weave::to_string(*t.stop_requested) + ")";
     while (!out.empty() && out.back() == ' ')
       out.pop_back();
   }

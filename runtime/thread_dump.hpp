@@ -7,9 +7,10 @@
 ///
 ///     std::cerr << rt.dump();
 ///     // weave thread dump: 7 threads
-///     //   weave-sched-0   scheduler    running   actor #42 (cruncher) for 1.203s
-///     //   weave-pool_0    pool worker  running   "fetch user" (offload) for 2.5s, deadline in 497ms, stop requested (cancelled)
-///     //   weave-pool_1    pool worker  parked    for 3.1s
+///     //   weave-sched-0  scheduler    running   actor #42 (cruncher) for 1.2s
+///     //   weave-pool_0   pool worker  running   "fetch user" (offload) ...
+///     //       ... for 2.5s, deadline in 497ms, stop requested (cancelled)
+///     //   weave-pool_1   pool worker  parked    for 3.1s
 ///
 /// One entry per thread the runtime started: scheduler workers, CAF's clock,
 /// pool workers, loops on their own thread, blockers, and other detached

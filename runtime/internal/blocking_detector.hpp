@@ -22,6 +22,8 @@
 // messages in one resume also count as holding the thread (they do hold it).
 // It cannot see detached actors (they have their own thread, blocking is
 // their right) nor interrupt the handler: it reports, it does not fix.
+// With `weave.dump-on-slow-handler`, each look that reports takes one
+// thread dump (thread_dump.hpp) and attaches it to its reports.
 //
 // Lock: `mtx_` guards the watchdog's wait (stop and poke flags) and the
 // callback's handle, nothing else. The watchdog scans the slots and calls
