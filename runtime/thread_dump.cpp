@@ -44,14 +44,17 @@ thread_dump::state from_idle(blocking_detector::idle_state s) {
   return thread_dump::state::unknown;
 }
 
-thread_dump::thread make_entry(const thread_record_copy& rec, int64_t now) {
+/// `now`: the steady clock (deadlines, scheduler slots); `coarse_now`: the
+/// clock of the records' `since_ns`.
+thread_dump::thread make_entry(const thread_record_copy& rec, int64_t now,
+                               int64_t coarse_now) {
   thread_dump::thread t;
   t.name = rec.name;
   t.role = static_cast<thread_dump::role>(rec.role);
   auto& a = rec.activity;
   t.state = static_cast<thread_dump::state>(a.state);
   if (a.since_ns != 0)
-    t.elapsed = caf::timespan{now - a.since_ns};
+    t.elapsed = caf::timespan{std::max<int64_t>(0, coarse_now - a.since_ns)};
   if (a.job != nullptr) {
     t.job_kind = a.kind != nullptr ? a.kind : "job";
     t.label = a.label;
@@ -88,9 +91,10 @@ thread_dump take_thread_dump(const void* owner) {
   auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                d.taken.time_since_epoch())
                .count();
+  auto coarse_now = activity_clock_ns();
   d.threads.reserve(records.size());
   for (auto& rec : records)
-    d.threads.emplace_back(make_entry(rec, now));
+    d.threads.emplace_back(make_entry(rec, now, coarse_now));
   std::sort(d.threads.begin(), d.threads.end(),
             [](const thread_dump::thread& x, const thread_dump::thread& y) {
               if (x.role != y.role)

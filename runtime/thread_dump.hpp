@@ -22,8 +22,8 @@
 /// for how long, the job's deadline and whether a stop was requested for it.
 ///
 /// How it is taken: each thread publishes its activity in a record of its
-/// own as it changes (lock-free; a job start costs a clock read and a few
-/// stores), and the dump copies the records. Entries are each consistent,
+/// own as it changes (lock-free; a job start costs a read of the coarse
+/// clock and a few stores), and the dump copies the records. Entries are each consistent,
 /// but not taken at one instant: a thread may have moved on by the time the
 /// next one is read. The watchdog and shutdown threads of weave, and
 /// threads of yours, are not listed.
@@ -75,7 +75,8 @@ struct thread_dump {
     /// The running job's label (empty: none).
     std::string label;
     /// How long it has been in its state or running its job (none: the
-    /// thread does not say).
+    /// thread does not say); read from a coarse clock, so up to one kernel
+    /// tick (1-4 ms) short.
     std::optional<caf::timespan> elapsed;
     /// Time left until the running job's deadline (negative: passed; none:
     /// no deadline).

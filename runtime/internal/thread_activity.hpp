@@ -15,8 +15,8 @@
 // seqlock (an odd sequence number while it writes; release stores, so a
 // reader that sees any new field also sees the odd number), and a dumper
 // copies the fields and retries if the number moved. A job start costs one
-// clock read and a handful of plain stores; a labelled job also copies its
-// label (at most `max_label` bytes) into the record, so the dump never
+// read of the coarse clock and a handful of plain stores; a labelled job
+// also copies its label (at most `max_label` bytes) into the record, so the dump never
 // points into a job that may be gone. A stop request is the exception: the
 // thread cannot write it (it is inside the job), so the stopper marks it
 // (`note_stop`): it finds the record running that job under the registry's
@@ -69,7 +69,8 @@ public:
   /// A consistent copy of a record's published fields.
   struct snapshot {
     thread_state state = thread_state::unknown;
-    /// When the thread entered its state or started its job (0: unknown).
+    /// When the thread entered its state or started its job, on
+    /// `activity_clock_ns()` (0: unknown).
     int64_t since_ns = 0;
     /// The running job (compared, never dereferenced), or null.
     const void* job = nullptr;
@@ -143,6 +144,13 @@ private:
   std::atomic<const blocking_detector::slot*> slot_{nullptr};
   size_t worker_ = 0;
 };
+
+/// The clock of `snapshot::since_ns`: CLOCK_MONOTONIC_COARSE (the time
+/// base of `steady_clock`, read cheaply, one kernel tick behind at most).
+int64_t activity_clock_ns() noexcept;
+
+/// The coarse clock's resolution (one kernel tick), in nanoseconds.
+int64_t activity_clock_resolution_ns() noexcept;
 
 /// Gives the calling thread a record, tagged with `owner` (the runtime's
 /// configuration), and names it `name`.
