@@ -30,9 +30,24 @@ namespace weave::actors {
 
 namespace {
 
-/// The signals the actor may catch.
-constexpr int allowed_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGUSR1,
-                                   SIGUSR2, SIGQUIT, SIGWINCH};
+/// The signals the actor may catch, and their names.
+struct signal_info {
+  int signo;
+  const char* name;
+};
+
+constexpr signal_info allowed_signals[] = {
+  {SIGINT, "SIGINT"},   {SIGTERM, "SIGTERM"}, {SIGHUP, "SIGHUP"},
+  {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGQUIT, "SIGQUIT"},
+  {SIGWINCH, "SIGWINCH"},
+};
+
+const signal_info* find_signal(int signo) {
+  for (auto& s : allowed_signals)
+    if (s.signo == signo)
+      return &s;
+  return nullptr;
+}
 
 /// The byte that tells the reader to stop (no signal has number 0).
 constexpr unsigned char stop_byte = 0;
@@ -351,30 +366,14 @@ signal_behavior(signal_actor::stateful_pointer<subscribers_state> self,
 } // namespace
 
 std::string signal_name(int signo) {
-  switch (signo) {
-    case SIGINT:
-      return "SIGINT";
-    case SIGTERM:
-      return "SIGTERM";
-    case SIGHUP:
-      return "SIGHUP";
-    case SIGUSR1:
-      return "SIGUSR1";
-    case SIGUSR2:
-      return "SIGUSR2";
-    case SIGQUIT:
-      return "SIGQUIT";
-    case SIGWINCH:
-      return "SIGWINCH";
-    default:
-      return "signal " + std::to_string(signo);
-  }
+  if (auto s = find_signal(signo))
+    return s->name;
+  return "signal " + std::to_string(signo);
 }
 
 signal_actor spawn_signal_actor(runtime& rt, signal_options opts) {
   for (auto s : opts.signals)
-    if (std::find(std::begin(allowed_signals), std::end(allowed_signals), s)
-        == std::end(allowed_signals))
+    if (find_signal(s) == nullptr)
       raise(make_error(errc::invalid_argument,
                        "spawn_signal_actor: " + signal_name(s)
                          + " cannot be caught as a message (allowed: SIGINT, "

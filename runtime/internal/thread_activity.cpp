@@ -5,7 +5,6 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
-#include <new>
 
 #include "runtime/this_thread.hpp"
 
@@ -135,9 +134,12 @@ int64_t activity_clock_resolution_ns() noexcept {
 
 void enter_thread_activity(const void* owner, thread_role role,
                            std::string name) noexcept {
-  auto rec = new (std::nothrow) thread_activity;
-  if (rec == nullptr)
+  thread_activity* rec = nullptr;
+  try {
+    rec = new thread_activity;
+  } catch (...) {
     return; // no memory: the thread is missing from dumps, nothing else
+  }
   rec->owner = owner;
   rec->role = role;
   auto& r = the_registry();
