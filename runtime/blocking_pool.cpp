@@ -13,6 +13,7 @@
 #include "runtime/internal/pool_impl.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/spawn_guard.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/this_thread.hpp"
@@ -176,6 +177,8 @@ void pool_impl::worker_main(size_t index) {
   }
   set_current_self_wait_guard(this);
   tl_worker_index = index;
+  set_thread_role(thread_role::pool_worker);
+  auto activity = this_thread_activity(); // for thread dumps
   for (;;) {
     // Handed over in this worker's slot (see job_queue::pop): a shutdown
     // finds the job there from this moment on, before it is even claimed.
@@ -193,7 +196,11 @@ void pool_impl::worker_main(size_t index) {
       release_slot(index);
       continue;
     }
+    if (activity != nullptr)
+      activity->begin_job(*j);
     if (!j->try_start()) {
+      if (activity != nullptr)
+        activity->end_job(thread_state::spinning);
       // Cancelled (by its caller, its timer or a shutdown) before this
       // worker could claim it: the canceller counts it and tells the
       // caller; this worker (and so the pool) outlives the counting.
@@ -225,6 +232,8 @@ void pool_impl::worker_main(size_t index) {
     }
     // A concurrent stop request still uses this pool: wait it out.
     j->wait_while_stopping();
+    if (activity != nullptr)
+      activity->end_job(thread_state::spinning);
     (ok ? completed_ : j->stopped() ? stopped_ : failed_)
       .fetch_add(1, std::memory_order_relaxed);
     if (auto mine = running_[index].exchange(nullptr, std::memory_order_acq_rel)) {

@@ -61,6 +61,7 @@
 #include "runtime/internal/job.hpp"
 #include "runtime/internal/job_stop.hpp"
 #include "runtime/internal/runtime_access.hpp"
+#include "runtime/labeled.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave {
@@ -173,6 +174,10 @@ public:
 
   bool takes_stop_token() const noexcept override {
     return takes_stop_token_v<F>;
+  }
+
+  job_description describe() const noexcept override {
+    return {"offload", fn_ ? label_of(*fn_) : std::string_view{}};
   }
 
   bool request_stop(errc cause) noexcept override {

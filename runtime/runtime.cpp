@@ -17,6 +17,7 @@
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/shutdown_job.hpp"
 #include "runtime/internal/spawn_guard.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/internal/watched_policy.hpp"
 #include "runtime/this_thread.hpp"
@@ -37,8 +38,8 @@ constexpr caf::timespan runner_patience = runtime::shutdown_margin * 3 / 5;
 /// Names CAF's threads, marks the ones that must never block, counts all.
 class thread_hook final : public caf::thread_hook {
 public:
-  void init(caf::actor_system&) override {
-    // nop
+  void init(caf::actor_system& sys) override {
+    owner_ = &sys.config();
   }
 
   void thread_started() override {
@@ -54,13 +55,20 @@ public:
       set_this_thread_name("weave-clock");
       internal::set_this_thread_must_not_block(true);
     }
+    // A record of what the thread does, for thread dumps.
+    auto role = os == "caf.multiplexer" ? internal::thread_role::scheduler
+                : os == "caf.clock"     ? internal::thread_role::clock
+                                        : internal::thread_role::actor;
+    internal::enter_thread_activity(owner_, role, this_thread_name());
   }
 
   void thread_terminates() override {
+    internal::leave_thread_activity();
     internal::census_thread_ended();
   }
 
 private:
+  const caf::actor_system_config* owner_ = nullptr;
   std::atomic<size_t> next_worker_{0};
 };
 
@@ -116,8 +124,13 @@ void runtime::start() {
   components_->add(timer_);
   default_pool_ = std::make_unique<blocking_pool>(*this, config_->pool_size(),
                                                   "weave-pool");
-  if (detector_)
+  if (detector_) {
+    if (config_->dump_on_slow_handler()) {
+      auto owner = static_cast<const caf::actor_system_config*>(config_.get());
+      detector_->set_dump([owner] { return internal::take_thread_dump(owner); });
+    }
     detector_->start();
+  }
 }
 
 void runtime::raise_shut_down() {
@@ -129,6 +142,11 @@ caf::actor_system& runtime::system() {
   if (sys == nullptr)
     raise_shut_down();
   return *sys;
+}
+
+thread_dump runtime::dump() const {
+  return internal::take_thread_dump(
+    static_cast<const caf::actor_system_config*>(config_.get()));
 }
 
 size_t runtime::slow_handlers() const noexcept {

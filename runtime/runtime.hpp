@@ -71,6 +71,7 @@
 #include "runtime/runtime_config.hpp"
 #include "runtime/shutdown_report.hpp"
 #include "runtime/slow_handler_event.hpp"
+#include "runtime/thread_dump.hpp"
 
 namespace weave {
 
@@ -133,6 +134,11 @@ public:
   /// The runtime that owns `sys`. Throws `invalid_argument` if `sys` was not
   /// created by a weave runtime.
   static runtime& from(caf::actor_system& sys);
+
+  /// What every thread of this runtime is doing now, taken without
+  /// stopping any (see thread_dump.hpp). Any thread may call it, also after
+  /// shutdown (it then lists the threads still running).
+  thread_dump dump() const;
 
   /// How many times the blocking detector has seen an event-based actor hold
   /// a scheduler thread longer than `weave.blocking-threshold` (see

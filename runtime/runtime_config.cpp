@@ -50,6 +50,8 @@ constexpr option_info known_options[] = {
   {"blocking-threshold", "a duration, e.g. 100ms"},
   {"cancel-grace", "a duration, e.g. 100ms"},
   {"max-quarantined", "a number of threads, e.g. 4"},
+  {"dump-on-slow-handler",
+   "no value (a flag) on the command line, true or false in a config file"},
 };
 
 /// The prefix of weave's options on the command line.
@@ -206,13 +208,16 @@ runtime_config::runtime_config() {
     .add<caf::timespan>("cancel-grace",
                         "how long a running job has to honour a stop request")
     .add<size_t>("max-quarantined",
-                 "quarantined workers a pool replaces with fresh ones");
+                 "quarantined workers a pool replaces with fresh ones")
+    .add<bool>("dump-on-slow-handler",
+               "add a thread dump to the blocking detector's reports");
   set("weave.pool-size", default_pool_size());
   set("weave.shutdown-deadline", default_shutdown_deadline);
   set("weave.spin", default_spin);
   set("weave.blocking-threshold", default_blocking_threshold);
   set("weave.cancel-grace", default_cancel_grace);
   set("weave.max-quarantined", default_max_quarantined);
+  set("weave.dump-on-slow-handler", false);
   set("scheduler.policy", caf::atom("stealing"));
   // One scheduler thread per core: weave keeps blocking off the scheduler,
   // so CAF's minimum of 4 would only oversubscribe small machines.
@@ -350,6 +355,8 @@ caf::error runtime_config::validate() const {
       n < 0 || n > static_cast<int64_t>(max_pool))
     return bad("max-quarantined", std::to_string(n) + " is out of range",
                pool_range_q);
+  if (auto err = check_type<bool>(g, "dump-on-slow-handler", "true, false"))
+    return err;
   return caf::none;
 }
 
@@ -373,6 +380,10 @@ caf::timespan runtime_config::blocking_threshold() const {
 
 caf::timespan runtime_config::cancel_grace() const {
   return caf::get_or(content, "weave.cancel-grace", default_cancel_grace);
+}
+
+bool runtime_config::dump_on_slow_handler() const {
+  return caf::get_or(content, "weave.dump-on-slow-handler", false);
 }
 
 size_t runtime_config::max_quarantined() const {

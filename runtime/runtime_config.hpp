@@ -16,6 +16,7 @@
 /// | weave.blocking-threshold | 100ms                | 1ms..1h        |
 /// | weave.cancel-grace       | 100ms                | 0s..1h         |
 /// | weave.max-quarantined    | 4                    | 0..4096        |
+/// | weave.dump-on-slow-handler | false            | true, false    |
 ///
 /// `pool-size` sizes the default blocking pool like Python's default executor.
 /// `spin` is how long an idle worker or a waiting thread spins before it
@@ -26,6 +27,10 @@
 /// shutdown) before its caller is answered anyway and its worker is
 /// quarantined; `max-quarantined` is how many quarantined workers of one
 /// pool are replaced by fresh ones (see blocking_pool.hpp).
+/// `dump-on-slow-handler` (a flag on the command line,
+/// `--weave.dump-on-slow-handler`) adds a thread dump (thread_dump.hpp) to
+/// every report of the blocking detector (`slow_handler_event::dump`,
+/// printed after the report's line by default).
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default
@@ -113,6 +118,7 @@ public:
   caf::timespan blocking_threshold() const;
   caf::timespan cancel_grace() const;
   size_t max_quarantined() const;
+  bool dump_on_slow_handler() const;
 
   /// Python's default executor size: min(32, cores + 4).
   static size_t default_pool_size();

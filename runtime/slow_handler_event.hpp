@@ -9,10 +9,13 @@
 /// Thread-safety: a plain value.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "caf/actor_addr.hpp"
 #include "caf/timespan.hpp"
+
+#include "runtime/thread_dump.hpp"
 
 namespace weave {
 
@@ -25,6 +28,9 @@ struct slow_handler_event {
   size_t worker = 0;
   /// How long the actor had held it when it was noticed.
   caf::timespan held{0};
+  /// What every thread of the runtime was doing when it was noticed, with
+  /// `weave.dump-on-slow-handler` on (else none).
+  std::optional<thread_dump> dump;
 };
 
 } // namespace weave

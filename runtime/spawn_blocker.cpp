@@ -5,6 +5,7 @@
 #include "runtime/internal/blocker_set.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/spawn_guard.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 
 namespace weave::internal {
@@ -27,6 +28,10 @@ caf::actor blocker_set::launch(job_ptr j, std::string name) {
 void blocker_set::run(uint64_t id, const job_ptr& j, caf::blocking_actor* self,
                       const std::string& name) {
   set_this_thread_name(name);
+  set_thread_role(thread_role::blocker);
+  auto activity = this_thread_activity(); // for thread dumps
+  if (activity != nullptr)
+    activity->begin_job(*j);
   auto started = j->try_start(); // false: cancelled before it started
   if (started) {
     // A shutdown that began before this thread claimed the job found it not
@@ -40,6 +45,8 @@ void blocker_set::run(uint64_t id, const job_ptr& j, caf::blocking_actor* self,
       j->stop_running(errc::shut_down);
   }
   auto ok = started ? j->run() : true;
+  if (activity != nullptr)
+    activity->end_job(thread_state::unknown);
   job_ptr entry; // released after unlocking
   {
     std::unique_lock<std::mutex> guard{mtx_};

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 
 namespace weave {
@@ -30,6 +31,7 @@ void set_this_thread_name(std::string name) {
   // The kernel keeps 15 characters; keep the tail, which holds the index.
   auto os_name = name.size() > 15 ? name.substr(name.size() - 15) : name;
   pthread_setname_np(pthread_self(), os_name.c_str());
+  internal::rename_thread_activity(name);
   tl_name = std::move(name);
 }
 

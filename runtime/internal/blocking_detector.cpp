@@ -95,6 +95,8 @@ void blocking_detector::report(const slow_handler_event& ev) {
                ev.actor_name.c_str(), ev.worker,
                static_cast<long long>(ev.held.count() / 1'000'000),
                static_cast<long long>(threshold_.count() / 1'000'000));
+  if (ev.dump)
+    std::fprintf(stderr, "%s\n", ev.dump->to_string().c_str());
 }
 
 void blocking_detector::wake_thief(size_t busy) {
@@ -188,12 +190,23 @@ void blocking_detector::watch() {
       reports_.fetch_add(1);
       metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
       events.push_back(
-        slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held});
+        slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held,
+                           std::nullopt});
     }
     period = moved || poked ? busy_period
                             : std::min<caf::timespan>(period * 2,
                                                       max_idle_period);
     backing_off_.store(period > busy_period, std::memory_order_relaxed);
+    // One dump per look, taken while the handlers still hold their threads.
+    if (!events.empty() && take_dump_) {
+      try {
+        auto d = take_dump_();
+        for (auto& ev : events)
+          ev.dump = d;
+      } catch (...) {
+        // No memory for a dump: the reports go without it.
+      }
+    }
     // The user's callback runs with no lock held: it may replace itself,
     // and workers poking the watchdog meanwhile are not held back.
     for (auto& ev : events)

@@ -22,6 +22,8 @@
 // messages in one resume also count as holding the thread (they do hold it).
 // It cannot see detached actors (they have their own thread, blocking is
 // their right) nor interrupt the handler: it reports, it does not fix.
+// With `weave.dump-on-slow-handler`, each look that reports takes one
+// thread dump (thread_dump.hpp) and attaches it to its reports.
 //
 // Lock: `mtx_` guards the watchdog's wait (stop and poke flags) and the
 // callback's handle, nothing else. The watchdog scans the slots and calls
@@ -92,6 +94,12 @@ public:
 
   using handler_type = std::function<void(const slow_handler_event&)>;
 
+  /// Takes a thread dump for each look that reports (set before `start`;
+  /// see `weave.dump-on-slow-handler`).
+  void set_dump(std::function<thread_dump()> take) {
+    take_dump_ = std::move(take);
+  }
+
   /// Replaces the report callback; returns without waiting for a call of
   /// the old one that is running (it finishes with its own reference).
   void set_handler(handler_type handler);
@@ -130,6 +138,8 @@ private:
   // Shared, so that a report can copy it under the lock and call it after.
   std::shared_ptr<const handler_type> handler_;
   std::thread thread_;
+  // Written before the watchdog starts, read by it only.
+  std::function<thread_dump()> take_dump_;
 };
 
 /// Finds the detector of the runtime owning `sys` (null if there is none).

@@ -26,6 +26,7 @@
 #include "runtime/internal/future_state.hpp"
 #include "runtime/internal/job.hpp"
 #include "runtime/internal/job_stop.hpp"
+#include "runtime/labeled.hpp"
 
 namespace weave::internal {
 
@@ -76,6 +77,10 @@ public:
 
   bool takes_stop_token() const noexcept override {
     return takes_stop_token_v<F>;
+  }
+
+  job_description describe() const noexcept override {
+    return {"submit", fn_ ? label_of(*fn_) : std::string_view{}};
   }
 
   bool request_stop(errc cause) noexcept override {

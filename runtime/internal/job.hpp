@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -49,6 +50,18 @@ namespace weave::internal {
 using steady_clock = std::chrono::steady_clock;
 
 class job;
+
+/// A job as the thread running it describes it in a thread dump: its kind
+/// ("offload", "submit", ...) and its label, if it was given one (see
+/// labeled.hpp). The label is read only before the job runs.
+struct job_description {
+  const char* kind = "job";
+  std::string_view label;
+};
+
+/// Marks the thread running `j`, if any, as asked to stop with `cause`, for
+/// thread dumps (thread_activity.hpp).
+void note_stop(const job& j, errc cause) noexcept;
 
 /// An executor that jobs are queued on: a job knows its owner (for
 /// self-deadlock detection) and counts its drop there.
@@ -158,6 +171,11 @@ public:
     return false;
   }
 
+  /// What a thread dump shows for the job (called before it runs).
+  virtual job_description describe() const noexcept {
+    return {};
+  }
+
   /// Asks the job to stop if it is running now, through its owner (which
   /// may bound how long it keeps running; a job without an owner, such as
   /// a blocker, on its own thread, is simply asked). False if it is not
@@ -169,6 +187,8 @@ public:
     if (state_.load(std::memory_order_seq_cst) == state::running)
       result = owner != nullptr ? owner->stop_running(*this, cause)
                                 : request_stop(cause);
+    if (result)
+      note_stop(*this, cause); // before its runner may let go of it
     stoppers_.fetch_sub(1, std::memory_order_seq_cst);
     return result;
   }

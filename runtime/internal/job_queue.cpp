@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "runtime/future.hpp"
+#include "runtime/internal/thread_activity.hpp"
 
 namespace weave::internal {
 
@@ -157,12 +158,19 @@ job_ptr job_queue::pop(bool may_spin, std::atomic<job*>& slot) {
       continue;
     }
     // Tier 2: park until a job is counted (or the queue closes).
-    std::unique_lock<std::mutex> guard{park_mtx_};
-    parked_.fetch_add(1, std::memory_order_seq_cst);
-    while (size_.load(std::memory_order_seq_cst) == 0
-           && !closed_.load(std::memory_order_seq_cst))
-      cv_.wait(guard);
-    parked_.fetch_sub(1, std::memory_order_relaxed);
+    auto activity = this_thread_activity(); // for thread dumps
+    if (activity != nullptr)
+      activity->set_state(thread_state::parked, true);
+    {
+      std::unique_lock<std::mutex> guard{park_mtx_};
+      parked_.fetch_add(1, std::memory_order_seq_cst);
+      while (size_.load(std::memory_order_seq_cst) == 0
+             && !closed_.load(std::memory_order_seq_cst))
+        cv_.wait(guard);
+      parked_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (activity != nullptr)
+      activity->set_state(thread_state::spinning, false);
   }
   // A worker that took a job stopped counting as idle in try_take.
   if (!result)

@@ -9,6 +9,7 @@
 #include "runtime/deadline_scope.hpp"
 #include "runtime/internal/deadline.hpp"
 #include "runtime/internal/loop_task_stop.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -165,6 +166,9 @@ caf::behavior loop_impl::make_behavior(caf::event_based_actor* self) {
     set_this_thread_name(name_);
     set_this_thread_must_not_block(true);
     thread_.store(std::this_thread::get_id(), std::memory_order_release);
+    set_thread_role(thread_role::loop);
+    if (auto activity = this_thread_activity())
+      activity->set_state(thread_state::parked, true);
   }
   context_.self_ = self;
   auto impl = shared_from_this();
@@ -176,6 +180,18 @@ caf::behavior loop_impl::make_behavior(caf::event_based_actor* self) {
 }
 
 void loop_impl::run_task(job_ptr& task) {
+  // Published before it is claimed, for thread dumps (see
+  // thread_activity.hpp); on a scheduler thread the slot gives the state.
+  auto activity = this_thread_activity();
+  if (activity != nullptr)
+    activity->begin_job(*task);
+  struct end_guard {
+    thread_activity* activity;
+    ~end_guard() {
+      if (activity != nullptr)
+        activity->end_job(thread_state::parked);
+    }
+  } end{activity};
   if (!task->try_start())
     return;
   metrics_.task_starts(task->queued_at);

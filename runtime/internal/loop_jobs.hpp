@@ -37,6 +37,7 @@
 #include "runtime/internal/job.hpp"
 #include "runtime/internal/job_stop.hpp"
 #include "runtime/internal/loop_task_stop.hpp"
+#include "runtime/labeled.hpp"
 
 namespace weave {
 
@@ -182,16 +183,23 @@ public:
   bool cancel(caf::error reason) noexcept override {
     if (cancel_with(std::move(reason)))
       return true;
-    return stop_started(errc::cancelled) != stop_claim::too_late;
+    return request_stop(errc::cancelled);
   }
 
   /// The deadline's way in (see loop_impl.cpp): as `cancel`, with `cause`.
   bool request_stop(errc cause) noexcept override {
-    return stop_started(cause) != stop_claim::too_late;
+    if (stop_started(cause) == stop_claim::too_late)
+      return false;
+    note_stop(*this, cause); // for thread dumps
+    return true;
   }
 
   bool takes_stop_token() const noexcept override {
     return takes_token;
+  }
+
+  job_description describe() const noexcept override {
+    return {"loop submit", fn_ ? label_of(*fn_) : std::string_view{}};
   }
 
   /// A deadline's timer entry stays while the task may still be stopped.
@@ -281,6 +289,10 @@ public:
   bool drop(caf::error) noexcept override {
     // A posted function has nobody to tell.
     return true;
+  }
+
+  job_description describe() const noexcept override {
+    return {"loop post", label_of(fn_)};
   }
 
 private:

@@ -19,6 +19,7 @@
 #include "runtime/deadline_scope.hpp"
 #include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/parked_workers.hpp"
+#include "runtime/internal/thread_activity.hpp"
 
 namespace weave::internal {
 
@@ -427,6 +428,7 @@ private:
       if (auto det = detector_of(self->system())) {
         det_ = det;
         slot_ = det->at(self->id());
+        bind_thread_activity(slot_, self->id());
       }
     }
     return slot_;
