@@ -28,6 +28,7 @@
 #include "runtime/internal/remote_registry.hpp"
 #include "runtime/offload.hpp"
 #include "runtime/process_pool.hpp"
+#include "runtime/internal/remote_pool_impl.hpp"
 #include "runtime/remote_worker.hpp"
 #include "runtime/runtime.hpp"
 
@@ -197,6 +198,11 @@ int run_worker_process(int argc, char** argv) {
   runtime_config cfg;
   enable_process_pools(cfg);
   cfg.set("weave.pool-size", threads);
+  // The pool that started this worker is trusted: its application ids
+  // (remote_pool.hpp) are taken as this worker's, whatever they are.
+  auto app_ids = internal::probe_app_ids(host, port, std::chrono::seconds{5});
+  if (!app_ids.empty())
+    cfg.set("middleman.app-identifiers", std::move(app_ids));
   runtime rt{std::move(cfg)};
   auto pool = rt.system().middleman().remote_actor(host, port);
   if (!pool) {

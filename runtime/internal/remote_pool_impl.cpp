@@ -89,7 +89,7 @@ void try_node(caf::event_based_actor* self, const weak_impl& weak,
               auto q = weak.lock();
               if (!q)
                 return;
-              auto why = "it did not answer hello: " + q->explain(err);
+              auto why = "it did not answer hello: " + q->explain(err, index);
               q.reset();
               attempt_failed(self, weak, index, gen, why);
             });
@@ -98,7 +98,7 @@ void try_node(caf::event_based_actor* self, const weak_impl& weak,
         auto q = weak.lock();
         if (!q)
           return;
-        auto why = q->explain(err);
+        auto why = q->explain(err, index);
         q.reset();
         attempt_failed(self, weak, index, gen, why);
       });
@@ -276,7 +276,8 @@ void remote_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
         c->done = true;
         calls_.erase(c->id);
       }
-      out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+      out.push_back({caf::actor{}, caf::actor{}, 0, std::string{}, {},
+                     std::move(c)});
       continue;
     }
     node_state* best = nullptr;
@@ -291,15 +292,16 @@ void remote_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
     ++best->held;
     best->ids.insert(c->id);
     ++in_flight_;
-    out.push_back({best->actor, c->id, c->entry->name, c->args, nullptr});
+    out.push_back(
+      {best->actor, client_, c->id, c->entry->name, c->args, nullptr});
   }
 }
 
 void remote_pool_impl::send_all(std::vector<outgoing>& out) {
   for (auto& x : out)
     if (x.dest)
-      caf::anon_send(x.dest, run_atom::value, x.id, std::move(x.name),
-                     std::move(x.args));
+      caf::send_as(x.from, x.dest, run_atom::value, x.id, std::move(x.name),
+                   std::move(x.args));
   out.clear();
 }
 
@@ -348,7 +350,8 @@ bool remote_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
                                       "remote_pool: no worker started the "
                                       "job within its timeout")});
       else
-        out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+        out.push_back({caf::actor{}, caf::actor{}, 0, std::string{}, {},
+                     std::move(c)});
     }
   }
   send_all(out);

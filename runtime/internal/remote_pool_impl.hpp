@@ -47,6 +47,11 @@ namespace weave::internal {
 caf::error parse_address(const std::string& text, std::string& host,
                          uint16_t& port, bool allow_zero);
 
+/// The application ids the BASP server at host:port announces (empty if
+/// it cannot tell within `timeout`).
+std::vector<std::string> probe_app_ids(const std::string& host, uint16_t port,
+                                       caf::timespan timeout);
+
 /// What the client actor needs for one connection attempt.
 struct attempt_plan {
   std::string host;
@@ -101,8 +106,9 @@ public:
   /// reconnecting, if it was one of ours.
   std::optional<std::pair<size_t, caf::timespan>>
   on_down(const caf::actor_addr& who, const caf::error& reason);
-  /// Renders an attempt's error (the application id mismatch named).
-  std::string explain(const caf::error& err) const;
+  /// Renders why an attempt on node `index` failed (for an application id
+  /// mismatch, the ids of both ends: may probe the worker, briefly).
+  std::string explain(const caf::error& err, size_t index) const;
 
   bool on_claim(uint64_t id, uint32_t slot, uint32_t gen);
   void on_done(uint64_t id, uint32_t slot, uint32_t gen,
@@ -137,6 +143,8 @@ private:
   /// out of the tables whose last reference must go after unlocking.
   struct outgoing {
     caf::actor dest;
+    /// The client actor, the sender the worker knows this pool by.
+    caf::actor from;
     uint64_t id = 0;
     std::string name;
     std::vector<char> args;

@@ -39,12 +39,30 @@ caf::error parse_address(const std::string& text, std::string& host,
   return caf::error{};
 }
 
-std::string remote_pool_impl::explain(const caf::error& err) const {
-  if (err == caf::sec::incompatible_application_ids)
-    return "refused: the worker's application id differs from ours ('"
-           + app_id_
-           + "'; both ends must call enable_remote_pools with the same id, "
+std::string remote_pool_impl::explain(const caf::error& err,
+                                      size_t index) const {
+  if (err == caf::sec::incompatible_application_ids) {
+    std::string theirs = "another";
+    if (!sys_->has_openssl_manager()) {
+      std::string host;
+      uint16_t port = 0;
+      {
+        std::unique_lock<std::mutex> guard{mtx_};
+        host = nodes_[index].host;
+        port = nodes_[index].port;
+      }
+      auto ids = probe_app_ids(host, port, opts_.connect_timeout);
+      if (!ids.empty()) {
+        theirs.clear();
+        for (auto& id : ids)
+          theirs += (theirs.empty() ? "'" : ", '") + id + "'";
+      }
+    }
+    return "refused: application ids differ: ours is '" + app_id_
+           + "', the worker's " + theirs
+           + " (both ends must call enable_remote_pools with the same id; "
              "CAF's middleman.app-identifiers)";
+  }
   if (err == caf::sec::request_timeout)
     return "no answer within connect_timeout";
   return render(err);
