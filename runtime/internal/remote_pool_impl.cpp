@@ -99,6 +99,15 @@ void try_node(caf::event_based_actor* self, const weak_impl& weak,
         if (!q)
           return;
         auto why = q->explain(err, index);
+        // CAF 0.17.6 stamps a new outgoing connection as last seen at the
+        // epoch: a heartbeat tick before the worker's handshake arrives
+        // (a busy host) drops it as `connection_timeout`. Not the worker's
+        // fault: tried again at once (a few times) before it counts.
+        if (err == caf::sec::connection_timeout && q->transient_failure(index)) {
+          q.reset();
+          self->send(self, retry_atom::value, static_cast<uint64_t>(index));
+          return;
+        }
         q.reset();
         attempt_failed(self, weak, index, gen, why);
       });

@@ -98,6 +98,10 @@ public:
   /// An attempt failed: records why; returns the delay before the next.
   std::optional<caf::timespan> attempt_failed(size_t index, uint32_t gen,
                                               const std::string& why);
+  /// A failure that is CAF's, not the worker's: true if it may be tried
+  /// again at once (at most `max_transient` times in a row).
+  bool transient_failure(size_t index);
+  static constexpr size_t max_transient = 3;
   /// The worker answered `hello`. False (and `why` set) if refused.
   bool on_join(size_t index, uint32_t gen, const caf::actor& worker,
                int32_t pid, const std::vector<std::string>& table,
@@ -135,6 +139,7 @@ private:
     size_t completed = 0;
     size_t losses = 0;
     size_t failed_attempts = 0;
+    size_t transient = 0; // transient failures in a row
     caf::timespan backoff{0};
     std::string last_error;
   };

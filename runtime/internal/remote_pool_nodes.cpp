@@ -76,6 +76,15 @@ std::optional<attempt_plan> remote_pool_impl::begin_attempt(size_t index) {
   return attempt_plan{n.host, n.port, ++n.generation, opts_.connect_timeout};
 }
 
+bool remote_pool_impl::transient_failure(size_t index) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  auto& n = nodes_[index];
+  if (stopping_ || n.transient >= max_transient)
+    return false;
+  ++n.transient;
+  return true;
+}
+
 caf::timespan remote_pool_impl::next_backoff_locked(node_state& n) {
   if (n.backoff < opts_.reconnect_min)
     n.backoff = opts_.reconnect_min;
@@ -92,6 +101,7 @@ remote_pool_impl::attempt_failed(size_t index, uint32_t gen,
   if (n.generation != gen || n.joined)
     return std::nullopt;
   ++n.failed_attempts;
+  n.transient = 0;
   n.last_error = why;
   if (!n.attempted) {
     n.attempted = true;
@@ -132,6 +142,7 @@ bool remote_pool_impl::on_join(size_t index, uint32_t gen,
     n.runnable = std::move(runnable);
     known_.insert(n.runnable.begin(), n.runnable.end());
     n.backoff = caf::timespan{0};
+    n.transient = 0;
     n.attempted = true;
     ++joined_;
     dispatch_locked(out);
@@ -171,7 +182,7 @@ void remote_pool_impl::lose_locked(node_state& n, const std::string& why,
   n.last_error = why;
   ++counts_.workers_lost;
   auto calls = take_calls_locked(n);
-  auto where = "worker " + n.address + " (pid " + std::to_string(n.pid) + ") "
+  auto where = "worker " + n.address + " (pid " + std::to_string(n.pid) + "): "
                + why;
   std::vector<answer> lost;
   // Retried calls go back to the head of the queue, in their order.
@@ -210,7 +221,7 @@ remote_pool_impl::on_down(const caf::actor_addr& who,
     if (index == nodes_.size())
       return std::nullopt;
     auto& n = nodes_[index];
-    lose_locked(n, "was lost (" + render(reason) + ")", answers, out);
+    lose_locked(n, "lost (" + render(reason) + ")", answers, out);
     if (!stopping_)
       result.emplace(index, next_backoff_locked(n));
   }
