@@ -33,8 +33,9 @@
 /// `connect_timeout`; never the blocking `remote_actor`), then asks the
 /// worker for its job table and capacity (`hello`). The constructor returns
 /// when every worker joined or failed its first attempt (at most
-/// `start_timeout`): it throws if none joined, and otherwise works with
-/// those that did, reporting the others in `nodes()`. A worker that is down
+/// `start_timeout`), and works with those that joined, reporting the
+/// others in `nodes()`; if none joined, it goes on trying until one does
+/// and throws if none did within `start_timeout`. A worker that is down
 /// (at start or later) is tried again with back-off, from
 /// `reconnect_min` doubling up to `reconnect_max`.
 ///
@@ -126,7 +127,7 @@ struct remote_pool_options {
   size_t capacity = 0;
   /// One connection attempt (connect and hello) at most this long.
   caf::timespan connect_timeout = std::chrono::seconds{5};
-  /// How long the constructor waits for the first attempts at most.
+  /// How long the constructor waits for a first worker at most.
   caf::timespan start_timeout = std::chrono::seconds{10};
   /// Back-off between attempts to reach a worker that is down.
   caf::timespan reconnect_min = std::chrono::milliseconds{100};

@@ -142,8 +142,10 @@ TEST_CASE("no reachable worker at start is an io_error naming each "
   auto down = "127.0.0.1:" + std::to_string(free_port());
   std::string what;
   weave::errc code{};
+  auto opts = remote_options({down});
+  opts.start_timeout = 1s;
   try {
-    weave::remote_pool pool{rt, remote_options({down})};
+    weave::remote_pool pool{rt, opts};
   } catch (const weave::exception& e) {
     what = e.what();
     code = e.code();
@@ -160,7 +162,9 @@ TEST_CASE("a worker with another application id is refused, naming the "
   std::string what;
   weave::errc code{};
   try {
-    weave::remote_pool pool{rt, remote_options({other.address()})};
+    auto opts = remote_options({other.address()});
+    opts.start_timeout = 1s;
+    weave::remote_pool pool{rt, opts};
   } catch (const weave::exception& e) {
     what = e.what();
     code = e.code();
@@ -182,7 +186,9 @@ TEST_CASE("a worker whose job table does not match is refused, naming the "
   REQUIRE_MESSAGE(bad.port() != 0, bad.line());
   std::string what;
   try {
-    weave::remote_pool pool{rt, remote_options({bad.address()})};
+    auto opts = remote_options({bad.address()});
+    opts.start_timeout = 1s;
+    weave::remote_pool pool{rt, opts};
   } catch (const weave::exception& e) {
     what = e.what();
   }

@@ -82,6 +82,7 @@ TEST_CASE("a client without TLS cannot use a TLS worker, and says why") {
   weave::remote_pool_options opts;
   opts.workers = {w.address()};
   opts.connect_timeout = 500ms;
+  opts.start_timeout = 1s;
   std::string what;
   weave::errc code{};
   try {

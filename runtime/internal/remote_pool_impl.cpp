@@ -222,6 +222,9 @@ void remote_pool_impl::start() {
                          [](auto& n) { return n.attempted; });
     };
     cv_.wait_until(guard, until, all_tried);
+    // None joined in the first round: the attempts go on (back-off) until
+    // one joins or start_timeout ends.
+    cv_.wait_until(guard, until, [this] { return joined_ > 0; });
     if (joined_ > 0)
       return;
     std::string why;
