@@ -1,5 +1,8 @@
 #include "runtime/remote_pool.hpp"
 
+#include "caf/actor_cast.hpp"
+#include "caf/io/middleman.hpp"
+
 #include "runtime/internal/remote_pool_impl.hpp"
 #include "runtime/internal/remote_tls_hook.hpp"
 #include "runtime/this_thread.hpp"
@@ -64,6 +67,17 @@ namespace weave::internal {
 tls_loader& tls_hook() noexcept {
   static tls_loader hook = nullptr;
   return hook;
+}
+
+tls_actor_getter& tls_actor_hook() noexcept {
+  static tls_actor_getter hook = nullptr;
+  return hook;
+}
+
+caf::actor connecting_actor(caf::actor_system& sys) {
+  if (sys.has_openssl_manager() && tls_actor_hook() != nullptr)
+    return tls_actor_hook()(sys);
+  return caf::actor_cast<caf::actor>(sys.middleman().actor_handle());
 }
 
 } // namespace weave::internal

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "caf/actor_cast.hpp"
 #include "caf/openssl/manager.hpp"
 
 #include "runtime/error.hpp"
@@ -58,6 +59,9 @@ namespace {
 /// Offers TLS to workers started with `--weave-worker-listen`.
 [[maybe_unused]] const bool hook_installed = [] {
   internal::tls_hook() = &enable_remote_tls;
+  internal::tls_actor_hook() = [](caf::actor_system& sys) {
+    return caf::actor_cast<caf::actor>(sys.openssl_manager().actor_handle());
+  };
   return true;
 }();
 

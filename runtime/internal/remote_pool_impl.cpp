@@ -8,11 +8,11 @@
 #include "caf/event_based_actor.hpp"
 #include "caf/defaults.hpp"
 #include "caf/io/middleman.hpp"
-#include "caf/openssl/manager.hpp"
 #include "caf/send.hpp"
 
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/remote_protocol.hpp"
+#include "runtime/internal/remote_tls_hook.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
@@ -163,9 +163,7 @@ remote_pool_impl::~remote_pool_impl() {
 }
 
 caf::actor remote_pool_impl::middleman_actor() const {
-  if (sys_->has_openssl_manager())
-    return caf::actor_cast<caf::actor>(sys_->openssl_manager().actor_handle());
-  return caf::actor_cast<caf::actor>(sys_->middleman().actor_handle());
+  return connecting_actor(*sys_);
 }
 
 void remote_pool_impl::start() {

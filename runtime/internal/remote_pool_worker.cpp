@@ -21,7 +21,6 @@
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
-#include "caf/openssl/manager.hpp"
 #include "caf/scoped_actor.hpp"
 #include "caf/stateful_actor.hpp"
 
@@ -240,11 +239,7 @@ job_server::job_server(runtime& rt, job_server_options opts)
                                               st.opts.name);
   st.worker = sys.spawn(server, st.opts.threads, st.opts.capacity,
                         st.runner.get());
-  caf::actor mm = sys.has_openssl_manager()
-                    ? caf::actor_cast<caf::actor>(
-                      sys.openssl_manager().actor_handle())
-                    : caf::actor_cast<caf::actor>(
-                      sys.middleman().actor_handle());
+  auto mm = connecting_actor(sys);
   caf::error failure;
   {
     caf::scoped_actor self{sys};
