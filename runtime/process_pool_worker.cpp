@@ -28,6 +28,8 @@
 #include "runtime/internal/remote_registry.hpp"
 #include "runtime/offload.hpp"
 #include "runtime/process_pool.hpp"
+#include "runtime/internal/remote_pool_impl.hpp"
+#include "runtime/remote_worker.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave {
@@ -169,11 +171,15 @@ caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
 } // namespace
 
 bool is_worker_process(int argc, char** argv) noexcept {
+  if (internal::is_listening_worker(argc, argv))
+    return true; // a remote pool's worker (remote_worker.hpp)
   return argc >= 2 && argv[1] != nullptr
          && std::strcmp(argv[1], worker_flag) == 0;
 }
 
 int run_worker_process(int argc, char** argv) {
+  if (internal::is_listening_worker(argc, argv))
+    return internal::run_listening_worker(argc, argv);
   constexpr int expected_args = 7;
   if (!is_worker_process(argc, argv) || argc != expected_args) {
     std::fprintf(stderr,
@@ -192,6 +198,11 @@ int run_worker_process(int argc, char** argv) {
   runtime_config cfg;
   enable_process_pools(cfg);
   cfg.set("weave.pool-size", threads);
+  // The pool that started this worker is trusted: its application ids
+  // (remote_pool.hpp) are taken as this worker's, whatever they are.
+  auto app_ids = internal::probe_app_ids(host, port, std::chrono::seconds{5});
+  if (!app_ids.empty())
+    cfg.set("middleman.app-identifiers", std::move(app_ids));
   runtime rt{std::move(cfg)};
   auto pool = rt.system().middleman().remote_actor(host, port);
   if (!pool) {
