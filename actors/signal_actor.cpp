@@ -292,7 +292,10 @@ private:
       print("weave: " + signal_name(signo) + " received, shutting down");
       auto report = rt_->shutdown();
       // From here on the runtime may be gone: only the report is used.
-      print(report.to_string());
+      // `runtime::shutdown` itself writes a report with problems to stderr;
+      // the default sink (stderr) then gets it once.
+      if (opts_.print || report.empty())
+        print(report.to_string());
       if (opts_.on_shutdown) {
         try {
           opts_.on_shutdown(signo, report);

@@ -24,8 +24,10 @@
 /// Default actions (see `signal_options`), run on the actor's own thread
 /// (`weave-signals`), never on a scheduler thread:
 /// - SIGINT, SIGTERM: the runtime's phased shutdown starts
-///   (`runtime::shutdown()`), and its report is printed once it returned;
-///   then `on_shutdown` is called. Subscribers are told first.
+///   (`runtime::shutdown()`), and its report is printed once it returned
+///   (once: a report with problems, which the runtime writes to stderr
+///   itself, goes to `print` only when `print` is set); then
+///   `on_shutdown` is called. Subscribers are told first.
 /// - SIGUSR1: `runtime::dump()` is printed (stderr by default).
 ///
 /// How signals are caught: a process-wide handler (`sigaction`, with

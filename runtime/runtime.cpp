@@ -254,10 +254,13 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
       runner.detach(); // owns everything it touches (`job`)
   }
   {
+    // Notified under the lock: a caller waiting above may return and
+    // destroy the runtime (its condition variable too) once it sees
+    // `shutdown_done_`, so nothing of `this` is touched after the unlock.
     std::unique_lock<std::mutex> guard{shutdown_mtx_};
     shutdown_done_ = true;
+    shutdown_cv_.notify_all();
   }
-  shutdown_cv_.notify_all();
   if (!report.empty())
     std::fprintf(stderr, "%s\n", report.to_string().c_str());
   return report;
