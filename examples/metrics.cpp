@@ -6,6 +6,7 @@
 // runtime metrics answer — which pool is saturated, how deep a channel is,
 // which loop lags.)
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
@@ -91,7 +92,24 @@ void metrics_example(weave::runtime& rt, const options& opts) {
               << weave::to_prometheus(snapshot) << "--- end ---"
               << std::endl;
   }
-  // What every weave thread is doing (rt.dump()) is printed here.
+  // What every weave thread is doing: a labelled job, held until the dump
+  // has been taken, shows by name on its worker with how long it has run.
+  std::promise<void> started;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  auto held = io.submit(weave::labeled("resize image", [&started, released] {
+    started.set_value();
+    released.wait();
+  }));
+  started.get_future().wait();
+  auto dump = rt.dump();
+  {
+    std::lock_guard<std::mutex> guard{print_mutex()};
+    std::cout << "--- rt.dump() ---\n" << dump.to_string() << "--- end ---"
+              << std::endl;
+  }
+  release.set_value();
+  held.get();
 }
 
 } // namespace weave_examples
