@@ -35,6 +35,8 @@ constexpr uint64_t total_jobs = 100000;
 
 constexpr size_t stress_workers = 3;
 constexpr size_t stress_capacity = 64;
+/// Two threads per worker: two jobs running and two claimed ahead each.
+constexpr size_t stress_threads = 2;
 
 /// Every this many jobs, one throws (`job_failed`).
 constexpr uint64_t fail_every = 97;
@@ -70,6 +72,7 @@ TEST_CASE("conservation: 100,000 jobs over 3 workers, one killed mid-run, "
   weave::runtime rt{pool_config()};
   auto opts = pool_options(stress_workers);
   opts.capacity = stress_capacity;
+  opts.threads_per_worker = stress_threads;
   weave::process_pool pool{rt, opts};
   auto dir = scratch_dir();
   std::vector<weave::future<int32_t>> futures;
