@@ -285,9 +285,9 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
       return false;
     client = client_;
     auto& c = *i->second;
-    if (c.stopping)
+    if (c.cancel_requested)
       return true;
-    c.stopping = true;
+    c.cancel_requested = true;
     slot = static_cast<uint32_t>(c.slot);
     gen = slots_[slot].generation;
   }

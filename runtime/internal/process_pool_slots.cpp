@@ -259,7 +259,9 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
     // Retried calls go back to the head of the queue, in their order.
     for (auto i = calls.rbegin(); i != calls.rend(); ++i) {
       auto& c = *i;
-      if (c->id == cancelled) {
+      // The cancelled call, or one whose cancel waited out its grace on
+      // this worker: not retried.
+      if (c->id == cancelled || c->cancel_requested) {
         c->done = true;
         calls_.erase(c->id);
         ++counts_.cancelled;

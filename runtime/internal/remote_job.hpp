@@ -83,7 +83,7 @@ struct remote_call {
   bool retried = false;
   /// Its cancellation while it ran was requested (its worker is killed at
   /// the end of the grace period unless it finishes first).
-  bool stopping = false;
+  bool cancel_requested = false;
   /// Answered and out of the pool's tables.
   bool done = false;
 };
