@@ -54,3 +54,17 @@ TEST_CASE("workers join even when a heartbeat tick runs during their "
   }
   CHECK(child_pids().empty());
 }
+
+TEST_CASE("a process pool's shutdown returns once its client actor's thread "
+          "has ended") {
+  weave::runtime rt{weave::test::pool_config()};
+  auto baseline = rt.system().detached_actors();
+  weave::process_pool pool{rt, pool_options(1)};
+  CHECK(rt.system().detached_actors() > baseline);
+  CHECK(pool.submit(square(2)).get() == 4);
+  pool.shutdown(0ms);
+  // Nothing of the pool's is left running in CAF, although the pool
+  // object lives on.
+  CHECK(rt.system().detached_actors() == baseline);
+  CHECK(child_pids().empty());
+}

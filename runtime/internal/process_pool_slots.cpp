@@ -380,8 +380,12 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
 void process_pool_impl::stop_client() {
   caf::actor client;
   {
+    // Its thread ends only once the actor is destroyed, so the pool lets
+    // go of it here (a handle kept until `release_actors` made this wait
+    // out its whole patience every time).
     std::unique_lock<std::mutex> guard{mtx_};
-    client = client_;
+    client = std::move(client_);
+    client_ = caf::actor{};
   }
   if (!client)
     return;
