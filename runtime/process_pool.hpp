@@ -52,15 +52,33 @@
 ///   `weave::maybe_executed(err)` tells them apart. An idempotent job
 ///   (`WEAVE_IDEMPOTENT_JOB`) is first retried, once, at the head of the
 ///   queue; its caller sees one outcome. A lost worker is replaced, so the
-///   pool keeps its size; a worker that exits before it connects is
-///   restarted after `respawn_backoff`.
+///   pool keeps its size. A worker that exits before it connects is
+///   restarted after `respawn_backoff` (200 ms), and each further such
+///   exit in a row doubles the wait, up to `max_respawn_backoff` (5 s): a
+///   worker program that keeps crashing at start does not make the pool
+///   spin forking. A worker that connects resets the wait.
+/// - A frozen worker (stopped, or stuck so that its middleman does not
+///   answer) is noticed by CAF's heartbeat: its jobs are answered
+///   `worker_lost` within `middleman.heartbeat-interval` +
+///   `middleman.connection-timeout` of its last sign of life (500 ms + 5 s
+///   by default, see `enable_process_pools`; the pool's workers use the
+///   pool's values). It gets SIGKILL (a stopped process ignores SIGTERM),
+///   is reaped and replaced.
 /// - A timeout: a job that no worker has started by then never runs, and
 ///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
 ///   Once started, a job cannot be stopped: `submit`'s timeout then only
 ///   bounds the wait for a start, while `offload`'s timeout (CAF's response
 ///   timeout) answers the actor with `timeout` and drops the late result.
 /// - `cancel()` of a future or offload handle: a job no worker has started
-///   never runs.
+///   never runs. A started one, when `threads_per_worker` is 1, is stopped
+///   for real: if it has not finished after the runtime's
+///   `weave.cancel-grace` (100 ms), its worker gets SIGKILL, the job is
+///   answered `cancelled`, the other jobs that worker held are answered
+///   `worker_lost` with their marks (idempotent ones retried), and the
+///   worker is replaced. "Started" includes the one job a worker may have
+///   claimed ahead while it runs another. With more threads per worker a
+///   running job cannot be stopped (killing the worker would stop jobs
+///   nobody cancelled): `cancel()` returns false and the job runs on.
 ///
 /// Shutdown (`shutdown(d)`, the destructor with the runtime's
 /// `weave.shutdown-deadline`, or the runtime's shutdown for a pool still
@@ -154,6 +172,11 @@ struct process_pool_options {
   std::string name = "procpool";
   /// How long the constructor waits for every worker to connect.
   caf::timespan start_timeout = std::chrono::seconds{30};
+  /// First wait before restarting a worker that exited before it connected
+  /// (positive); doubled for each such exit in a row, up to
+  /// `max_respawn_backoff` (at least `respawn_backoff`).
+  caf::timespan respawn_backoff = std::chrono::milliseconds{200};
+  caf::timespan max_respawn_backoff = std::chrono::seconds{5};
 };
 
 class process_pool {
@@ -171,9 +194,12 @@ public:
     size_t failed = 0;
     /// Jobs answered `worker_lost`.
     size_t lost = 0;
+    /// Started jobs cancelled by killing their worker.
+    size_t cancelled = 0;
     /// Idempotent jobs retried after losing their worker.
     size_t retried = 0;
-    /// Workers lost (and replaced, unless shutting down).
+    /// Workers lost (and replaced, unless shutting down), including those
+    /// killed to cancel a job.
     size_t workers_lost = 0;
   };
 
@@ -181,9 +207,11 @@ public:
   static constexpr size_t max_threads_per_worker = 4096;
   /// Between SIGTERM and SIGKILL at least this long, even past the deadline.
   static constexpr caf::timespan term_grace = std::chrono::milliseconds{100};
-  /// Wait before restarting a worker that exited before it connected.
+  /// The defaults of `process_pool_options::respawn_backoff` and
+  /// `max_respawn_backoff`.
   static constexpr caf::timespan respawn_backoff
     = std::chrono::milliseconds{200};
+  static constexpr caf::timespan max_respawn_backoff = std::chrono::seconds{5};
 
   process_pool(runtime& rt, process_pool_options opts);
 

@@ -196,7 +196,21 @@ int run_worker_process(int argc, char** argv) {
   if (threads == 0)
     return bad_usage_status;
   runtime_config cfg;
+  // Heartbeats as often as the pool expects them (see spawn_worker).
+  if (auto hb = std::getenv(worker_heartbeat_env)) {
+    auto interval = std::strtoll(hb, nullptr, 10);
+    if (interval > 0)
+      cfg.set("middleman.heartbeat-interval", caf::timespan{interval});
+  }
   enable_process_pools(cfg);
+  // No connection timeout on the worker's side: CAF 0.17.6 creates the
+  // state of an outgoing connection with a "last seen" time of zero (the
+  // clock's epoch) until the pool's handshake arrives, so a heartbeat tick
+  // during the connect would drop the connection as timed out and the
+  // worker could never join. The worker needs no timeout: it ends when
+  // its connection closes, and the kernel kills it when its pool's slot
+  // thread ends (PR_SET_PDEATHSIG). The pool keeps its own timeout.
+  cfg.set("middleman.connection-timeout", caf::timespan{0});
   cfg.set("weave.pool-size", threads);
   // The pool that started this worker is trusted: its application ids
   // (remote_pool.hpp) are taken as this worker's, whatever they are.

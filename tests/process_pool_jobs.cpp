@@ -31,6 +31,24 @@ int32_t hold_impl(uint64_t tag, const std::string& log,
   return static_cast<int32_t>(::getpid());
 }
 
+int32_t tally_impl(uint64_t tag, const std::string& dir, bool fail) {
+  // One file per worker process, opened by the first job (a worker runs
+  // the jobs of one test only). O_APPEND writes of a line are atomic.
+  static const int fd = [&] {
+    auto path = dir + "/exec." + std::to_string(::getpid());
+    return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  }();
+  if (fd < 0)
+    throw std::runtime_error("cannot open the execution log in " + dir);
+  auto line = std::to_string(tag) + "\n";
+  if (::write(fd, line.data(), line.size())
+      != static_cast<ssize_t>(line.size()))
+    throw std::runtime_error("cannot write the execution log");
+  if (fail)
+    throw std::runtime_error("tally " + std::to_string(tag) + " failed");
+  return static_cast<int32_t>(::getpid());
+}
+
 } // namespace
 
 WEAVE_JOB_IMPL(square, [](int x) { return x * x; });
@@ -57,3 +75,7 @@ WEAVE_JOB_IMPL(crash, [](int kind) -> int {
 WEAVE_JOB_IMPL(hold, hold_impl);
 
 WEAVE_JOB_IMPL(hold_idempotent, hold_impl);
+
+WEAVE_JOB_IMPL(tally, tally_impl);
+
+WEAVE_JOB_IMPL(tally_idempotent, tally_impl);

@@ -20,6 +20,13 @@ constexpr int crash_exit_status = 7;
 /// How long a `hold` job waits for its gate file at most.
 constexpr int hold_limit_ms = 30000;
 
+/// In $TEST_TMPDIR: the test worker program logs each start to this file,
+/// and exits at start with `crash_at_start_status` while the other exists
+/// (see process_pool_test_worker.cpp).
+constexpr const char* worker_start_log = "worker_starts";
+constexpr const char* crash_at_start = "crash_at_start";
+constexpr int crash_at_start_status = 5;
+
 } // namespace weave::test
 
 WEAVE_JOB(square, int(int x));
@@ -31,3 +38,8 @@ WEAVE_JOB(crash, int(int kind));
 WEAVE_JOB(hold, int32_t(uint64_t tag, std::string log, std::string gate));
 WEAVE_IDEMPOTENT_JOB(hold_idempotent,
                      int32_t(uint64_t tag, std::string log, std::string gate));
+/// Appends `tag` to `<dir>/exec.<pid>` (one file per worker process, kept
+/// open), then returns the worker's pid, or throws if `fail`.
+WEAVE_JOB(tally, int32_t(uint64_t tag, std::string dir, bool fail));
+WEAVE_IDEMPOTENT_JOB(tally_idempotent,
+                     int32_t(uint64_t tag, std::string dir, bool fail));

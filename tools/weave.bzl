@@ -19,7 +19,7 @@ def weave_test(name, srcs, deps = [], size = "small", tags = [], data = [], **kw
         srcs = srcs,
         copts = WEAVE_COPTS,
         deps = deps + ["//tests:test_support", "@doctest"],
-        data = data + ["//tools:ubsan.supp"],
+        data = data + ["//tools:lsan.supp", "//tools:ubsan.supp"],
         size = size,
         tags = tags,
         **kwargs
@@ -39,6 +39,6 @@ def example(name, srcs, deps = [], size = "small", local_defines = []):
         srcs = ["//examples:smoke.sh"],
         args = ["$(location :%s)" % name, name],
         data = [":" + name, "//examples:expected/%s.txt" % name,
-                "//tools:ubsan.supp"],
+                "//tools:lsan.supp", "//tools:ubsan.supp"],
         size = size,
     )

@@ -20,6 +20,10 @@ namespace weave::internal {
 
 namespace {
 
+/// Sent by the pool to its own client actor (never over the wire): the
+/// cancel grace of a running call ended.
+using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
+
 caf::behavior client_actor(caf::event_based_actor* self,
                            std::weak_ptr<process_pool_impl> weak,
                            std::string name) {
@@ -50,13 +54,20 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_failed(id, slot, gen, std::move(err));
     },
+    [weak](cancel_atom, uint64_t id, uint32_t slot, uint32_t gen) {
+      if (auto p = weak.lock())
+        p->on_cancel_grace(id, slot, gen);
+    },
   };
 }
 
 } // namespace
 
 process_pool_impl::process_pool_impl(runtime& rt, process_pool_options opts)
-  : rt_(&rt), sys_(&rt.system()), opts_(std::move(opts)) {
+  : rt_(&rt),
+    sys_(&rt.system()),
+    opts_(std::move(opts)),
+    cancel_grace_(rt.config().cancel_grace()) {
   // nop
 }
 
@@ -84,6 +95,9 @@ void process_pool_impl::start() {
         + ") is below threads_per_worker");
   if (opts_.start_timeout < caf::timespan::zero())
     bad("negative start_timeout");
+  if (opts_.respawn_backoff <= caf::timespan::zero()
+      || opts_.max_respawn_backoff < opts_.respawn_backoff)
+    bad("respawn_backoff must be positive and at most max_respawn_backoff");
   if (std::getenv(worker_env) != nullptr)
     bad("a process pool cannot be made inside a worker process (does "
         "main() start with WEAVE_PROCESS_WORKER_MAIN(argc, argv)?)");
@@ -167,6 +181,8 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
                              + program_);
     } else {
       c->id = next_id_++;
+      c->target->stopper = weak_from_this();
+      c->target->call_id = c->id;
       calls_.emplace(c->id, c);
       queue_.push_back(c);
       dispatch_locked(out);
@@ -251,6 +267,46 @@ process_pool_impl::take_calls_locked(slot_state& s) {
   if (in_flight_ == 0)
     cv_.notify_all();
   return result;
+}
+
+bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
+  // Only a cancel kills a worker, and only one that runs one job at a time
+  // (killing any other would stop jobs nobody cancelled).
+  if (cause != errc::cancelled || opts_.threads_per_worker != 1)
+    return false;
+  uint32_t slot = 0;
+  uint32_t gen = 0;
+  caf::actor client;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = calls_.find(id);
+    if (stopping_ || !client_ || i == calls_.end() || !i->second->started
+        || i->second->slot < 0)
+      return false;
+    client = client_;
+    auto& c = *i->second;
+    if (c.cancel_requested)
+      return true;
+    c.cancel_requested = true;
+    slot = static_cast<uint32_t>(c.slot);
+    gen = slots_[slot].generation;
+  }
+  try {
+    caf::delayed_anon_send(client, cancel_grace_, cancel_atom::value, id,
+                           slot, gen);
+  } catch (...) {
+    return false; // out of memory: the job runs on
+  }
+  return true;
+}
+
+void process_pool_impl::on_cancel_grace(uint64_t id, uint32_t slot,
+                                        uint32_t gen) {
+  if (slot < slots_.size())
+    lose_worker(slot, gen,
+                "was killed: a job it ran was cancelled and did not finish "
+                "within the cancel grace period",
+                id);
 }
 
 bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {

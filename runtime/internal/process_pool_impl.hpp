@@ -13,9 +13,17 @@
 //   no one signals a recycled pid), loses it, reaps it, and starts the
 //   next one unless the pool stops.
 //
-// A worker is lost by whichever comes first: the DOWN of its actor or its
-// exit. Losing it takes its calls out of the tables under the lock and
-// answers them after unlocking.
+// A worker is lost by whichever comes first: the DOWN of its actor (its
+// connection dropped, or a frozen worker missed the middleman's heartbeats
+// for the connection timeout) or its exit. Losing it sends it SIGKILL (a
+// stopped process ignores anything else), takes its calls out of the tables
+// under the lock and answers them after unlocking.
+//
+// Cancelling a started call (threads_per_worker == 1 only): `stop_remote`
+// marks the call and sends the client actor a delayed `cancel` for the end
+// of the runtime's cancel grace; if the call is still held by the same
+// worker then, that worker is lost (killed) in the same critical section
+// that answers the call `cancelled`, so no other job is sent to it between.
 //
 // Locking: `mtx_` guards the tables only. It is never held while user code
 // runs: answers (future continuations, destructors of results) and sends
@@ -47,6 +55,7 @@ namespace weave::internal {
 
 class process_pool_impl final
   : public component,
+    public remote_stopper,
     public std::enable_shared_from_this<process_pool_impl> {
 public:
   process_pool_impl(runtime& rt, process_pool_options opts);
@@ -85,6 +94,11 @@ public:
                const std::vector<char>& result);
   void on_failed(uint64_t id, uint32_t slot, uint32_t gen, caf::error err);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
+  void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
+
+  // -- remote_stopper ---------------------------------------------------------
+
+  bool stop_remote(uint64_t id, errc cause) noexcept override;
 
 private:
   struct slot_state {
@@ -120,7 +134,14 @@ private:
 
   void slot_main(size_t index);
   pid_t spawn_worker(size_t index, uint32_t gen, std::string& error);
-  void lose_worker(size_t index, uint32_t gen, const std::string& why);
+  /// Loses the worker in slot `index`, incarnation `gen` (a no-op if that
+  /// one is lost already). With `cancelled` != 0: only if that call is
+  /// still held there; it is answered `cancelled`, the others `worker_lost`.
+  void lose_worker(size_t index, uint32_t gen, const std::string& why,
+                   uint64_t cancelled = 0);
+  /// Waits (unless the pool stops) before a slot starts its next worker,
+  /// and doubles `delay` up to the cap.
+  void back_off(std::unique_lock<std::mutex>& guard, caf::timespan& delay);
   void dispatch_locked(std::vector<outgoing>& out);
   void send_all(std::vector<outgoing>& out);
   static void deliver(std::vector<answer>& answers);
@@ -146,6 +167,7 @@ private:
   std::shared_ptr<client_end> client_end_ = std::make_shared<client_end>();
   caf::actor_system* sys_;
   process_pool_options opts_;
+  caf::timespan cancel_grace_;
   std::string program_;
   caf::actor client_;
   uint16_t port_ = 0;

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <thread>
@@ -57,10 +58,22 @@ pid_t process_pool_impl::spawn_worker(size_t index, uint32_t gen,
     argv.push_back(x.data());
   argv.push_back(nullptr);
   std::string marker = std::string{worker_env} + "=1";
+  // The worker heartbeats as often as the pool expects (a worker on the
+  // defaults would miss a shorter connection timeout of the pool's).
+  auto interval = caf::get_or(sys_->config(), "middleman.heartbeat-interval",
+                              caf::timespan{0});
+  std::string heartbeat = std::string{worker_heartbeat_env} + "="
+                          + std::to_string(interval.count());
   std::vector<char*> envp;
+  auto ours = [](const char* e, const char* name) {
+    auto n = std::strlen(name);
+    return std::strncmp(e, name, n) == 0 && e[n] == '=';
+  };
   for (char** e = environ; *e != nullptr; ++e)
-    envp.push_back(*e);
+    if (!ours(*e, worker_env) && !ours(*e, worker_heartbeat_env))
+      envp.push_back(*e);
   envp.push_back(marker.data());
+  envp.push_back(heartbeat.data());
   envp.push_back(nullptr);
   auto parent = ::getpid();
   auto pid = ::fork();
@@ -86,6 +99,9 @@ pid_t process_pool_impl::spawn_worker(size_t index, uint32_t gen,
 void process_pool_impl::slot_main(size_t index) {
   set_this_thread_name(opts_.name + "-w" + std::to_string(index));
   census_thread_started();
+  // Workers that keep exiting before they connect are restarted ever more
+  // slowly, up to the cap; one that connects resets the delay.
+  auto delay = opts_.respawn_backoff;
   for (;;) {
     uint32_t gen = 0;
     {
@@ -105,8 +121,7 @@ void process_pool_impl::slot_main(size_t index) {
       cv_.notify_all();
       if (starting_)
         break;
-      cv_.wait_for(guard, process_pool::respawn_backoff,
-                   [this] { return stopping_; });
+      back_off(guard, delay);
       continue;
     }
     {
@@ -149,8 +164,9 @@ void process_pool_impl::slot_main(size_t index) {
                 "start with WEAVE_PROCESS_WORKER_MAIN(argc, argv)?)");
         break;
       }
-      cv_.wait_for(guard, process_pool::respawn_backoff,
-                   [this] { return stopping_; });
+      back_off(guard, delay);
+    } else {
+      delay = opts_.respawn_backoff;
     }
   }
   {
@@ -159,6 +175,13 @@ void process_pool_impl::slot_main(size_t index) {
   }
   cv_.notify_all();
   census_thread_ended();
+}
+
+void process_pool_impl::back_off(std::unique_lock<std::mutex>& guard,
+                                 caf::timespan& delay) {
+  cv_.wait_for(guard, delay, [this] { return stopping_; });
+  auto cap = opts_.max_respawn_backoff;
+  delay = delay > cap / 2 ? cap : delay * 2; // saturating: no overflow
 }
 
 void process_pool_impl::on_join(const caf::actor& worker, uint32_t slot,
@@ -209,14 +232,16 @@ void process_pool_impl::on_down(const caf::actor_addr& who,
 }
 
 void process_pool_impl::lose_worker(size_t index, uint32_t gen,
-                                    const std::string& why) {
+                                    const std::string& why,
+                                    uint64_t cancelled) {
   std::vector<outgoing> out;
   std::vector<answer> answers;
   caf::actor gone;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     auto& s = slots_[index];
-    if (s.generation != gen || s.lost)
+    if (s.generation != gen || s.lost
+        || (cancelled != 0 && s.ids.count(cancelled) == 0))
       return;
     s.lost = true;
     if (s.joined) {
@@ -234,6 +259,18 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
     // Retried calls go back to the head of the queue, in their order.
     for (auto i = calls.rbegin(); i != calls.rend(); ++i) {
       auto& c = *i;
+      // The cancelled call, or one whose cancel waited out its grace on
+      // this worker: not retried.
+      if (c->id == cancelled || c->cancel_requested) {
+        c->done = true;
+        calls_.erase(c->id);
+        ++counts_.cancelled;
+        answers.push_back(
+          {c, make_error(errc::cancelled,
+                         "job '" + c->entry->name
+                           + "' was cancelled while it ran; its " + where)});
+        continue;
+      }
       if (c->entry->idempotent && !c->retried && !stopping_) {
         c->retried = true;
         ++counts_.retried;
@@ -343,8 +380,12 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
 void process_pool_impl::stop_client() {
   caf::actor client;
   {
+    // Its thread ends only once the actor is destroyed, so the pool lets
+    // go of it here (a handle kept until `release_actors` made this wait
+    // out its whole patience every time).
     std::unique_lock<std::mutex> guard{mtx_};
-    client = client_;
+    client = std::move(client_);
+    client_ = caf::actor{};
   }
   if (!client)
     return;

@@ -13,8 +13,15 @@
 // its lock. The state also gives the mark of a lost job: still `queued` is
 // "not started", granted is "maybe executed".
 //
+// A started call can be stopped only by its pool (a process pool kills the
+// worker running it): `job::stop_running` reaches the pool through the
+// target's `stopper`, a weak reference, so a handle that outlives its pool
+// asks nobody.
+//
 // Thread-safety: `remote_call`'s fields belong to the pool and are read and
-// written under its lock, except `job`/`target` (fixed at creation).
+// written under its lock, except `job`/`target` (fixed at creation) and the
+// target's `stopper`/`call_id` (set before the call's handle is returned to
+// its caller, read only by calls on that handle).
 
 #include <cstdint>
 #include <memory>
@@ -30,6 +37,17 @@
 
 namespace weave::internal {
 
+/// Stops a started remote call (the pool that holds it).
+class remote_stopper {
+public:
+  /// Asks the pool to stop call `id` for `cause`; false if it cannot (the
+  /// call is not running there, or the pool cannot stop a running job).
+  virtual bool stop_remote(uint64_t id, errc cause) noexcept = 0;
+
+protected:
+  ~remote_stopper() = default;
+};
+
 /// Receives the outcome of a remote call.
 class remote_target {
 public:
@@ -37,8 +55,17 @@ public:
   /// is published as `registry_mismatch`). Only after a grant.
   virtual void complete(const std::vector<char>& bytes) noexcept = 0;
 
+  /// The pool that may stop the call once it started, and its id there.
+  std::weak_ptr<remote_stopper> stopper;
+  uint64_t call_id = 0;
+
 protected:
   ~remote_target() = default;
+
+  bool stop_remote(errc cause) noexcept {
+    auto pool = stopper.lock();
+    return pool != nullptr && pool->stop_remote(call_id, cause);
+  }
 };
 
 struct remote_call {
@@ -54,6 +81,9 @@ struct remote_call {
   bool started = false;
   /// Retried once already after losing its worker.
   bool retried = false;
+  /// Its cancellation while it ran was requested (its worker is killed at
+  /// the end of the grace period unless it finishes first).
+  bool cancel_requested = false;
   /// Answered and out of the pool's tables.
   bool done = false;
 };
@@ -76,8 +106,18 @@ public:
     return this->set_error(std::move(reason));
   }
 
+  /// Before a worker started it: it never runs. After: the pool may stop
+  /// it (see process_pool.hpp).
   bool cancel(caf::error reason) noexcept override {
-    return cancel_with(std::move(reason));
+    if (cancel_with(std::move(reason)))
+      return true;
+    if (this->ready())
+      return false;
+    return stop_running(errc::cancelled);
+  }
+
+  bool request_stop(errc cause) noexcept override {
+    return this->stop_remote(cause);
   }
 
   void complete(const std::vector<char>& bytes) noexcept override {
@@ -125,6 +165,10 @@ public:
 
   bool run() noexcept override {
     return false;
+  }
+
+  bool request_stop(errc cause) noexcept override {
+    return this->stop_remote(cause);
   }
 
   void complete(const std::vector<char>& bytes) noexcept override {

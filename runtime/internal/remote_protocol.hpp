@@ -49,4 +49,8 @@ constexpr const char* worker_flag = "--weave-process-worker";
 /// worker (a program without the worker hook would start workers forever).
 constexpr const char* worker_env = "WEAVE_PROCESS_WORKER";
 
+/// Set in a worker's environment by its pool: the pool's
+/// `middleman.heartbeat-interval` in nanoseconds, which the worker adopts.
+constexpr const char* worker_heartbeat_env = "WEAVE_PROCESS_WORKER_HEARTBEAT";
+
 } // namespace weave::internal
