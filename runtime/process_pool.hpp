@@ -76,9 +76,11 @@
 ///   answered `cancelled`, the other jobs that worker held are answered
 ///   `worker_lost` with their marks (idempotent ones retried), and the
 ///   worker is replaced. "Started" includes the one job a worker may have
-///   claimed ahead while it runs another. With more threads per worker a
-///   running job cannot be stopped (killing the worker would stop jobs
-///   nobody cancelled): `cancel()` returns false and the job runs on.
+///   claimed ahead while it runs another. An idempotent job waiting here
+///   to be retried is answered `cancelled` at once and does not run again.
+///   With more threads per worker a running job cannot be stopped (killing
+///   the worker would stop jobs nobody cancelled): `cancel()` returns false
+///   and the job runs on.
 ///
 /// Shutdown (`shutdown(d)`, the destructor with the runtime's
 /// `weave.shutdown-deadline`, or the runtime's shutdown for a pool still

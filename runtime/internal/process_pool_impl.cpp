@@ -20,10 +20,6 @@ namespace weave::internal {
 
 namespace {
 
-/// Sent by the pool to its own client actor (never over the wire): the
-/// cancel grace of a running call ended.
-using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
-
 caf::behavior client_actor(caf::event_based_actor* self,
                            std::weak_ptr<process_pool_impl> weak,
                            std::string name) {
@@ -269,46 +265,6 @@ process_pool_impl::take_calls_locked(slot_state& s) {
   return result;
 }
 
-bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
-  // Only a cancel kills a worker, and only one that runs one job at a time
-  // (killing any other would stop jobs nobody cancelled).
-  if (cause != errc::cancelled || opts_.threads_per_worker != 1)
-    return false;
-  uint32_t slot = 0;
-  uint32_t gen = 0;
-  caf::actor client;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    auto i = calls_.find(id);
-    if (stopping_ || !client_ || i == calls_.end() || !i->second->started
-        || i->second->slot < 0)
-      return false;
-    client = client_;
-    auto& c = *i->second;
-    if (c.cancel_requested)
-      return true;
-    c.cancel_requested = true;
-    slot = static_cast<uint32_t>(c.slot);
-    gen = slots_[slot].generation;
-  }
-  try {
-    caf::delayed_anon_send(client, cancel_grace_, cancel_atom::value, id,
-                           slot, gen);
-  } catch (...) {
-    return false; // out of memory: the job runs on
-  }
-  return true;
-}
-
-void process_pool_impl::on_cancel_grace(uint64_t id, uint32_t slot,
-                                        uint32_t gen) {
-  if (slot < slots_.size())
-    lose_worker(slot, gen,
-                "was killed: a job it ran was cancelled and did not finish "
-                "within the cancel grace period",
-                id);
-}
-
 bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
   std::vector<outgoing> out;
   std::vector<answer> answers;
@@ -401,6 +357,23 @@ void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
   }
   send_all(out);
   deliver(answers);
+}
+
+process_pool::stats_type process_pool_impl::stats() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  auto result = counts_;
+  result.workers = joined_;
+  result.queued = queue_.size();
+  result.in_flight = in_flight_;
+  return result;
+}
+
+std::vector<int> process_pool_impl::worker_pids() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  std::vector<int> result;
+  for (auto& s : slots_)
+    result.push_back(static_cast<int>(s.pid));
+  return result;
 }
 
 } // namespace weave::internal

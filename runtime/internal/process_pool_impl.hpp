@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "caf/actor.hpp"
+#include "caf/atom.hpp"
 #include "caf/actor_system.hpp"
 
 #include "runtime/internal/component.hpp"
@@ -52,6 +53,10 @@
 #include "runtime/process_pool.hpp"
 
 namespace weave::internal {
+
+/// Sent by a process pool to its own client actor (never over the wire):
+/// the cancel grace of a running call ended.
+using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
 
 class process_pool_impl final
   : public component,

@@ -421,21 +421,4 @@ void process_pool_impl::release_actors() noexcept {
   }
 }
 
-process_pool::stats_type process_pool_impl::stats() const {
-  std::unique_lock<std::mutex> guard{mtx_};
-  auto result = counts_;
-  result.workers = joined_;
-  result.queued = queue_.size();
-  result.in_flight = in_flight_;
-  return result;
-}
-
-std::vector<int> process_pool_impl::worker_pids() const {
-  std::unique_lock<std::mutex> guard{mtx_};
-  std::vector<int> result;
-  for (auto& s : slots_)
-    result.push_back(static_cast<int>(s.pid));
-  return result;
-}
-
 } // namespace weave::internal
