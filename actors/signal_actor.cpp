@@ -23,6 +23,7 @@
 #include "runtime/error.hpp"
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -187,9 +188,13 @@ public:
       actor_ = std::move(actor);
     }
     internal::census_thread_started();
+    auto owner = static_cast<const caf::actor_system_config*>(&rt_->config());
     try {
-      std::thread{[self = shared_from_this(), read_fd] {
-        self->run(read_fd);
+      std::thread{[self = shared_from_this(), read_fd, owner] {
+        {
+          internal::service_thread_scope listed{owner, "weave-signals"};
+          self->run(read_fd);
+        }
         internal::census_thread_ended();
       }}.detach();
     } catch (...) {

@@ -125,11 +125,10 @@ void runtime::start() {
   default_pool_ = std::make_unique<blocking_pool>(*this, config_->pool_size(),
                                                   "weave-pool");
   if (detector_) {
-    if (config_->dump_on_slow_handler()) {
-      auto owner = static_cast<const caf::actor_system_config*>(config_.get());
+    auto owner = static_cast<const caf::actor_system_config*>(config_.get());
+    if (config_->dump_on_slow_handler())
       detector_->set_dump([owner] { return internal::take_thread_dump(owner); });
-    }
-    detector_->start();
+    detector_->start(owner);
   }
 }
 

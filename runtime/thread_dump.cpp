@@ -116,6 +116,9 @@ thread_dump::find(const std::string& name) const noexcept {
   return nullptr;
 }
 
+static_assert(static_cast<int>(thread_dump::role::service)
+                == static_cast<int>(internal::thread_role::service));
+
 const char* to_string(thread_dump::role r) noexcept {
   switch (r) {
     case thread_dump::role::scheduler:
@@ -130,6 +133,8 @@ const char* to_string(thread_dump::role r) noexcept {
       return "blocker";
     case thread_dump::role::actor:
       return "actor";
+    case thread_dump::role::service:
+      return "service";
   }
   return "?";
 }

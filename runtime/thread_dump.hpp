@@ -25,8 +25,9 @@
 /// own as it changes (lock-free; a job start costs a read of the coarse
 /// clock and a few stores), and the dump copies the records. Entries are each consistent,
 /// but not taken at one instant: a thread may have moved on by the time the
-/// next one is read. The watchdog and shutdown threads of weave, and
-/// threads of yours, are not listed.
+/// next one is read. weave's own service threads (watchdog, deadline timer,
+/// shutdown, signal reader) are listed with role `service`; threads you
+/// start yourself are not listed.
 ///
 /// Thread-safety: `runtime::dump()` may be called from any thread, also a
 /// scheduler thread (it takes one short lock, never held by user code); the
@@ -56,6 +57,10 @@ struct thread_dump {
     blocker,
     /// A detached actor that is none of the above.
     actor,
+    /// One of weave's own service threads: the blocking detector's watchdog
+    /// (`weave-watchdog`), the deadline timer (`weave-timer`), the shutdown
+    /// (`weave-shutdown`), the signal actor's reader (`weave-signals`).
+    service,
   };
 
   /// What a thread is doing.

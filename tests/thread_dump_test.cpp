@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <thread>
 #include <sstream>
 #include <string>
 
@@ -133,6 +134,28 @@ TEST_CASE("the dump lists every weave thread of the runtime by role") {
   CHECK(blocker->role == thread_dump::role::blocker);
   CHECK(d.find("weave-sched-0") != nullptr);
   CHECK(d.find("weave-sched-1") != nullptr);
+  // weave's own service threads: the watchdog, and the deadline timer once
+  // a timed submit started it.
+  auto watchdog = d.find("weave-watchdog");
+  REQUIRE(watchdog != nullptr);
+  CHECK(watchdog->role == thread_dump::role::service);
+  CHECK(pool.submit([] { return 4; }, std::chrono::hours{1}).get() == 4);
+  // The timer's thread names itself when it starts: poll the dumps for it
+  // (bounded), since nothing tells the test when that happened.
+  thread_dump with_timer;
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  do {
+    with_timer = rt.dump();
+    auto t = with_timer.find("weave-timer");
+    if (t != nullptr && t->role == thread_dump::role::service)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  } while (std::chrono::steady_clock::now() < give_up);
+  INFO(with_timer.to_string());
+  auto timer = with_timer.find("weave-timer");
+  REQUIRE(timer != nullptr);
+  CHECK(timer->role == thread_dump::role::service);
+  CHECK(with_timer.to_string().find("weave-watchdog  service") != std::string::npos);
   release.count_down();
   CHECK(b.get() == 3);
   // A second runtime's threads are not in this one's dump.

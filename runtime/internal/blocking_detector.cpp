@@ -8,6 +8,7 @@
 #include "runtime/internal/job.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/this_thread.hpp"
 
 namespace weave::internal {
@@ -42,11 +43,14 @@ int64_t blocking_detector::now_ns() noexcept {
     .count();
 }
 
-void blocking_detector::start() {
-  thread_ = std::thread{[this] {
+void blocking_detector::start(const void* owner) {
+  thread_ = std::thread{[this, owner] {
     census_thread_started();
     set_this_thread_name("weave-watchdog");
-    watch();
+    {
+      service_thread_scope listed{owner, "weave-watchdog"};
+      watch();
+    }
     census_thread_ended();
   }};
 }

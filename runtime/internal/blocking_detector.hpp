@@ -75,7 +75,9 @@ public:
   blocking_detector(size_t workers, caf::timespan threshold);
   ~blocking_detector();
 
-  void start();
+  /// Starts the watchdog thread, listed in the dumps of the runtime whose
+  /// configuration is `owner`.
+  void start(const void* owner);
   void stop();
 
   slot* at(size_t worker) noexcept {

@@ -8,6 +8,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/internal/spawn_guard.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/this_thread.hpp"
 
 namespace weave::internal {
@@ -49,6 +50,7 @@ void deadline_timer::arm(job_ptr j) {
 
 void deadline_timer::run() {
   set_this_thread_name("weave-timer");
+  set_thread_role(thread_role::service);
   std::vector<job_ptr> due;
   std::unique_lock<std::mutex> guard{mtx_};
   while (!stopped_) {

@@ -7,6 +7,7 @@
 #include "caf/actor_system.hpp"
 #include "caf/logger.hpp"
 
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/this_thread.hpp"
 
 namespace weave::internal {
@@ -104,6 +105,9 @@ void release_logger(caf::actor_system& sys) {
 /// The phases (see runtime.hpp), on the `weave-shutdown` thread.
 void run_phases(shutdown_job& job) {
   set_this_thread_name("weave-shutdown");
+  service_thread_scope listed{
+    static_cast<const caf::actor_system_config*>(job.config.get()),
+    "weave-shutdown"};
   for (auto p : {shutdown_phase::loops,
                  shutdown_phase::channels,
                  shutdown_phase::pools,

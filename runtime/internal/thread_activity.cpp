@@ -156,6 +156,19 @@ void enter_thread_activity(const void* owner, thread_role role,
   tl_activity = rec;
 }
 
+service_thread_scope::service_thread_scope(const void* owner,
+                                           std::string name) noexcept {
+  if (tl_activity == nullptr) {
+    enter_thread_activity(owner, thread_role::service, std::move(name));
+    entered_ = tl_activity != nullptr;
+  }
+}
+
+service_thread_scope::~service_thread_scope() {
+  if (entered_)
+    leave_thread_activity();
+}
+
 void leave_thread_activity() noexcept {
   auto rec = tl_activity;
   if (rec == nullptr)

@@ -56,6 +56,22 @@ enum class thread_role : uint8_t {
   blocker,
   /// A detached actor that is none of the above (a user's, CAF's printer).
   actor,
+  /// weave's own service threads (watchdog, timer, shutdown, signals).
+  service,
+};
+
+/// Lists the calling thread (one weave starts itself, not through CAF) in
+/// the dumps of the runtime whose configuration is `owner` while it lives;
+/// the destructor takes it off.
+class service_thread_scope {
+public:
+  service_thread_scope(const void* owner, std::string name) noexcept;
+  ~service_thread_scope();
+  service_thread_scope(const service_thread_scope&) = delete;
+  service_thread_scope& operator=(const service_thread_scope&) = delete;
+
+private:
+  bool entered_ = false;
 };
 
 /// What a thread is doing.
