@@ -40,6 +40,7 @@ class thread_hook final : public caf::thread_hook {
 public:
   void init(caf::actor_system& sys) override {
     owner_ = &sys.config();
+    has_detector_ = internal::detector_of(sys) != nullptr;
   }
 
   void thread_started() override {
@@ -47,18 +48,29 @@ public:
     // CAF 0.17.6 names its threads before calling the hook: scheduler
     // workers "caf.multiplexer", the timer "caf.clock", detached actors
     // "caf.actor" (weave renames its own detached actors when they start).
+    // CAF 0.17.6 gives that name to the middleman's I/O thread too. With
+    // the blocking detector, a scheduler worker names itself after its
+    // index and takes the scheduler role when it binds its detector slot
+    // (watched_policy.hpp), before it runs anything; so each such thread
+    // starts as the middleman's I/O thread, and workers correct that. Both
+    // must never block: a blocked I/O thread stalls every connection.
     auto os = internal::this_thread_os_name();
+    auto role = internal::thread_role::actor;
     if (os == "caf.multiplexer") {
-      set_this_thread_name("weave-sched-" + std::to_string(next_worker_++));
+      if (has_detector_) {
+        set_this_thread_name("weave-middleman");
+        role = internal::thread_role::service;
+      } else {
+        set_this_thread_name("weave-sched-" + std::to_string(next_worker_++));
+        role = internal::thread_role::scheduler;
+      }
       internal::set_this_thread_must_not_block(true);
     } else if (os == "caf.clock") {
       set_this_thread_name("weave-clock");
       internal::set_this_thread_must_not_block(true);
+      role = internal::thread_role::clock;
     }
     // A record of what the thread does, for thread dumps.
-    auto role = os == "caf.multiplexer" ? internal::thread_role::scheduler
-                : os == "caf.clock"     ? internal::thread_role::clock
-                                        : internal::thread_role::actor;
     internal::enter_thread_activity(owner_, role, this_thread_name());
   }
 
@@ -69,6 +81,7 @@ public:
 
 private:
   const caf::actor_system_config* owner_ = nullptr;
+  bool has_detector_ = false;
   std::atomic<size_t> next_worker_{0};
 };
 

@@ -59,7 +59,9 @@ struct thread_dump {
     actor,
     /// One of weave's own service threads: the blocking detector's watchdog
     /// (`weave-watchdog`), the deadline timer (`weave-timer`), the shutdown
-    /// (`weave-shutdown`), the signal actor's reader (`weave-signals`).
+    /// (`weave-shutdown`), the signal actor's reader (`weave-signals`), the
+    /// middleman's I/O thread (`weave-middleman`, with process or remote
+    /// pools).
     service,
   };
 

@@ -151,6 +151,15 @@ TEST_CASE("threads by role: scheduler, pool workers, own-thread loops and "
   CHECK(m.threads.pool_workers == pool_threads);
   CHECK(m.threads.loops == 1);
   CHECK(m.threads.blockers == 1);
+  // A scheduler thread is counted when it first runs, which on a loaded
+  // machine may come after the jobs above started: wait for it (bounded).
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  while (m.threads.running
+           < sched + workers + m.threads.loops + m.threads.blockers
+         && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    m = rt.metrics();
+  }
   CHECK(m.threads.running
         >= sched + workers + m.threads.loops + m.threads.blockers);
   CHECK(m.threads.started >= m.threads.running);

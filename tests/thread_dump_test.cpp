@@ -363,3 +363,34 @@ TEST_CASE("a label longer than a record holds is cut, not lost") {
   release.count_down();
   fut.get();
 }
+
+TEST_CASE("the middleman's I/O thread is listed as a service, not as a "
+          "scheduler worker") {
+  // CAF 0.17.6 names its scheduler workers and the middleman's thread
+  // alike ("caf.multiplexer").
+  auto cfg = config_with(2);
+  weave::enable_process_pools(cfg); // loads the middleman
+  weave::runtime rt{std::move(cfg)};
+  // Each worker binds its record when it first looks for work: run an
+  // actor on each so both have.
+  weave::test::latch both{2};
+  for (int i = 0; i < 2; ++i)
+    rt.default_pool().submit([&] { both.count_down(); });
+  REQUIRE(both.wait());
+  thread_dump d;
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  do {
+    d = rt.dump();
+    if (count_role(d, thread_dump::role::scheduler) == 2)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  } while (std::chrono::steady_clock::now() < give_up);
+  INFO(d.to_string());
+  CHECK(count_role(d, thread_dump::role::scheduler) == 2);
+  CHECK(d.find("weave-sched-0") != nullptr);
+  CHECK(d.find("weave-sched-1") != nullptr);
+  CHECK(d.find("weave-sched-2") == nullptr);
+  auto io = d.find("weave-middleman");
+  REQUIRE(io != nullptr);
+  CHECK(io->role == thread_dump::role::service);
+}

@@ -208,6 +208,7 @@ void bind_thread_activity(const blocking_detector::slot* s,
   } catch (...) {
     // keeps the name it has
   }
+  set_thread_role(thread_role::scheduler);
   rec->bind_slot(s, worker);
 }
 
