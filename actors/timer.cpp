@@ -91,9 +91,13 @@ public:
 
   /// Arms tick `k` (the first, or the next after an answer).
   void arm(uint64_t k) {
+    // Too long for any clock (like `loop_context::sleep`): never fires,
+    // nothing to arm.
+    if (period_ >= weave::internal::max_timer_delay)
+      return;
     auto at = weave::internal::saturating_add(start_, times(k));
     if (at == steady_clock::time_point::max())
-      return; // never fires: nothing to arm
+      return;
     auto entry = caf::make_counted<timer_entry>(shared_from_this(), k);
     entry->deadline = at;
     weave::internal::job_ptr old;
