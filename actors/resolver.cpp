@@ -157,8 +157,11 @@ public:
       cv_.notify_one();
       return true;
     }
-    if (threads_ < opts_.threads && threads_ + stuck_ < cap())
-      start_thread_locked(); // throws io_error if no thread can start
+    if (threads_ < opts_.threads && threads_ + stuck_ < cap()) {
+      ++threads_; // reserved: the shutdown waits for it from here on
+      guard.unlock();
+      start_thread(); // throws io_error if no thread can start
+    }
     return true;
   }
 
@@ -185,8 +188,10 @@ public:
     // A replacement serves the queue, up to the cap.
     if (!closed_ && !queue_.empty() && idle_ < queue_.size()
         && threads_ + stuck_ < cap()) {
+      ++threads_; // reserved
+      guard.unlock();
       try {
-        start_thread_locked();
+        start_thread();
       } catch (...) {
         // The queued requests time out at their deadlines.
       }
@@ -230,18 +235,24 @@ private:
     queue_.clear(); // the actor answers them with `shut_down`
   }
 
-  /// Starts a thread: a hidden detached actor, so that CAF names and
-  /// counts it like every weave thread, and a runtime whose shutdown leaves
-  /// it stuck keeps the actor system alive for it. Spawned under the lock
-  /// (no user code runs in a spawn): shutdown never misses it.
-  void start_thread_locked() {
-    ++threads_;
+  /// Starts a thread whose slot the caller reserved (`++threads_` under
+  /// the lock, so that a shutdown beginning now waits for it): a hidden
+  /// detached actor, so that CAF names and counts it like every weave
+  /// thread, and a runtime whose shutdown leaves it stuck keeps the actor
+  /// system alive for it. Spawned without the lock (a thread start may
+  /// take a while on a loaded machine); called only by the resolver's
+  /// actor, which the actor system outlives.
+  void start_thread() {
     try {
       internal::spawn_guard sg;
       sys_->spawn<caf::detached + caf::hidden>(
         [self = shared_from_this()](caf::blocking_actor*) { self->run(); });
     } catch (const std::exception& e) {
-      --threads_;
+      {
+        std::unique_lock<std::mutex> guard{mtx_};
+        --threads_;
+      }
+      ended_cv_.notify_all();
       raise(make_error(errc::io_error,
                        std::string{"resolver: spawn a thread: "} + e.what()));
     }
@@ -341,6 +352,11 @@ using resolver_self = caf::stateful_actor<resolver_actor_state>;
 
 caf::behavior resolver_behavior(resolver_self* self,
                                 std::shared_ptr<resolver_state> st) {
+  try {
+    set_this_thread_name("weave-resolver");
+  } catch (...) {
+    // unnamed
+  }
   self->attach_functor([st](const caf::error&) { st->close(); });
   // Answers every pending request with `err` (the actor is ending).
   auto fail_all = [self](const std::string& why) {
@@ -435,7 +451,9 @@ resolver_actor spawn_resolver(runtime& rt, resolver_options opts) {
   caf::actor actor;
   internal::runtime_access::start_component(
     rt, st, [&](caf::actor_system& sys) {
-      actor = sys.spawn<caf::hidden>(resolver_behavior, st);
+      // Detached: starting a lookup thread (from its handlers) never holds
+      // up a scheduler thread.
+      actor = sys.spawn<caf::detached + caf::hidden>(resolver_behavior, st);
       st->set_actor(sys, actor);
     });
   return caf::actor_cast<resolver_actor>(std::move(actor));

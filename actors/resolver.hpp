@@ -12,9 +12,9 @@
 /// Thread-safety: an actor; send it messages from anywhere. Replies to
 /// concurrent requests may arrive in any order.
 /// Shutdown: pending requests are answered with `shut_down`, idle threads
-/// end, the shutdown waits until its deadline for lookups in progress and
-/// never for a thread already abandoned (below); the threads it did not see
-/// end are counted in the report's `threads_abandoned`. The actor lives
+/// end; no thread is ever joined past the shutdown's deadline: one still
+/// inside `getaddrinfo` then (abandoned at a lookup's deadline or not) is
+/// counted in the report's `threads_abandoned`, and ends by itself later. The actor lives
 /// until the runtime's shutdown or until it is sent an exit message, not
 /// only while its spawner keeps a handle.
 /// Errors: `io_error` naming `getaddrinfo`, the host and `gai_strerror`'s
@@ -30,7 +30,9 @@
 ///       .then([](std::vector<resolved_address>& xs) { ... },
 ///             [](caf::error& err) { /* timeout, io_error, ... */ });
 ///
-/// Threads: `getaddrinfo` blocks and cannot be interrupted, so it runs on
+/// Threads: the actor has a thread of its own (`weave-resolver`; starting
+/// lookup threads from its handlers never holds up a scheduler thread).
+/// `getaddrinfo` blocks and cannot be interrupted, so it runs on
 /// a few threads of the resolver's own (`weave-resolve`; at most
 /// `resolver_options::threads` serving at a time), never on a scheduler
 /// thread and never on a pool of the user's: a hung name server cannot

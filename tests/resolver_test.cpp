@@ -202,7 +202,7 @@ TEST_CASE("a stuck lookup is answered with timeout at its deadline") {
   {
     weave::runtime rt{quick_shutdown()};
     weave::actors::resolver_options opts;
-    opts.threads = 2;
+    opts.threads = 1;
     opts.lookup = gate::hook(g);
     auto dns = weave::actors::spawn_resolver(rt, opts);
     caf::scoped_actor self{rt.system()};
