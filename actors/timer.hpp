@@ -32,10 +32,12 @@
 ///   Idempotent; false for an empty handle.
 /// - `stats()`: state, ticks sent and skipped.
 ///
-/// A timer does not keep `dest` alive. When `dest` has ended, a one-shot
-/// timer sends nothing at its time and a periodic one stops at once (it
-/// monitors `dest`); both then report `stopped`. Dropping every handle does
-/// not cancel a timer (as with `delayed_send`).
+/// A timer does not keep `dest` alive. A periodic timer monitors `dest`
+/// and stops when it ends; a one-shot timer whose `dest` is gone at its
+/// time (no handle to it left) sends nothing; both then report `stopped`.
+/// (A one-shot message to an actor that ended but is still referenced is
+/// sent and dropped by CAF, as any message to it.) Dropping every handle
+/// does not cancel a timer (as with `delayed_send`).
 ///
 /// Durations saturate: a delay or period too long for any clock
 /// (`hours::max()`) never fires. Errors (`weave::exception`): a negative
