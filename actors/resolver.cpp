@@ -134,6 +134,23 @@ public:
     report.threads_abandoned += threads_ + stuck_;
   }
 
+  size_t given_up_threads() const noexcept override {
+    std::unique_lock<std::mutex> guard{mtx_};
+    // The actor's own thread, once the actor ended, only waits for the
+    // last handle to it (CAF ends a detached actor's thread when the actor
+    // is destroyed): a user may hold one past the shutdown.
+    return stuck_ + (actor_ended_ ? 1 : 0);
+  }
+
+  /// The actor ended (its attached functor).
+  void actor_ended() {
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      actor_ended_ = true;
+    }
+    close();
+  }
+
   void release_actors() noexcept override {
     std::unique_lock<std::mutex> guard{mtx_};
     actor_ = nullptr;
@@ -233,6 +250,17 @@ private:
   void close_locked() {
     closed_ = true;
     queue_.clear(); // the actor answers them with `shut_down`
+    // Lookups still running are answered `shut_down` by the actor too;
+    // their threads are given up like those of a lookup past its deadline,
+    // so that the shutdown does not wait for a lookup that never returns.
+    for (auto& [id, s] : running_) {
+      if (!s->stuck) {
+        s->stuck = true;
+        ++stuck_;
+        ++abandoned_;
+        --threads_;
+      }
+    }
   }
 
   /// Starts a thread whose slot the caller reserved (`++threads_` under
@@ -316,7 +344,7 @@ private:
 
   const resolver_options opts_;
   caf::actor_system* sys_ = nullptr;
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::condition_variable cv_;       // work queued or closed
   std::condition_variable ended_cv_; // a thread ended, or a send finished
   std::deque<lookup> queue_;
@@ -329,6 +357,7 @@ private:
   size_t idle_ = 0;
   size_t stuck_ = 0;
   size_t abandoned_ = 0;
+  bool actor_ended_ = false;
   size_t sending_ = 0;
   size_t joined_ = 0; // threads that ended once closed
   bool closed_ = false;
@@ -357,7 +386,7 @@ caf::behavior resolver_behavior(resolver_self* self,
   } catch (...) {
     // unnamed
   }
-  self->attach_functor([st](const caf::error&) { st->close(); });
+  self->attach_functor([st](const caf::error&) { st->actor_ended(); });
   // Answers every pending request with `err` (the actor is ending).
   auto fail_all = [self](const std::string& why) {
     auto pending = std::move(self->state.pending);

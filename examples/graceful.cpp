@@ -4,8 +4,11 @@
 // would) and the signal actor runs the runtime's phased shutdown, prints
 // its report, and lets `main` return 0. (No tutorial section: this is
 // asyncio's `loop.add_signal_handler(SIGTERM, ...)` around `asyncio.run`.)
+#include <condition_variable>
 #include <csignal>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <iostream>
 #include <unistd.h>
 
@@ -35,13 +38,21 @@ weave::shutdown_report graceful_example(weave::runtime& rt,
     std::lock_guard<std::mutex> guard{print_mutex()};
     std::cout << "\n== graceful: SIGTERM runs the phased shutdown ==" << std::endl;
   }
-  std::promise<weave::shutdown_report> stopped;
-  auto report = stopped.get_future();
+  // The report, handed over under a lock and waited for on a condition
+  // variable rather than a std::future: the kernel gives SIGTERM to the
+  // main thread first, and under ThreadSanitizer a signal waits until its
+  // thread makes a call TSan knows (a future's raw futex wait is not one).
+  std::mutex stopped_mtx;
+  std::condition_variable stopped_cv;
+  std::optional<weave::shutdown_report> stopped; // under `stopped_mtx`
   weave::actors::signal_options sig;
   sig.print = [](const std::string& text) { say(text); };
-  sig.on_shutdown = [&stopped](int signo, const weave::shutdown_report& r) {
+  sig.on_shutdown = [&](int signo, const weave::shutdown_report& r) {
     say("shut down by ", weave::actors::signal_name(signo));
-    stopped.set_value(r);
+    // Notified under the lock: the waiter may return at once.
+    std::lock_guard<std::mutex> guard{stopped_mtx};
+    stopped = r;
+    stopped_cv.notify_all();
   };
   weave::actors::spawn_signal_actor(rt, std::move(sig));
 
@@ -89,7 +100,12 @@ weave::shutdown_report graceful_example(weave::runtime& rt,
                                      caf::make_message(tick_atom::value));
   }
 
-  auto r = report.get();
+  weave::shutdown_report r;
+  {
+    std::unique_lock<std::mutex> guard{stopped_mtx};
+    stopped_cv.wait(guard, [&] { return stopped.has_value(); });
+    r = *stopped;
+  }
   {
     std::lock_guard<std::mutex> guard{print_mutex()};
     std::cout << "report: " << r.jobs_abandoned << " jobs abandoned, "

@@ -58,6 +58,14 @@ public:
     // nop by default
   }
 
+  /// How many of the component's threads (CAF detached actors) are given
+  /// up and may never end, such as a lookup stuck in getaddrinfo: the
+  /// shutdown does not wait for these (it counts them among the abandoned
+  /// threads). Called on the shutdown thread, after `begin_shutdown`.
+  virtual size_t given_up_threads() const noexcept {
+    return 0;
+  }
+
   /// Adds the component's numbers to a metrics snapshot (metrics.hpp);
   /// called on any thread, concurrently with the component's work.
   virtual void collect_metrics(metrics_snapshot&) const {

@@ -136,7 +136,15 @@ void run_phases(shutdown_job& job) {
   auto t0 = steady_clock::now();
   auto& sys = *job.system;
   auto& reg = sys.registry();
-  while ((reg.running() > 0 || job.detached_locked() > 0)
+  // Threads a component gave up on (stuck in a call that never returns)
+  // are not waited for.
+  auto given_up = [&job] {
+    size_t n = 0;
+    for (auto& c : job.components)
+      n += c->given_up_threads();
+    return n;
+  };
+  while ((reg.running() > 0 || job.detached_locked() > given_up())
          && steady_clock::now() < job.until)
     std::this_thread::sleep_for(actor_poll_interval);
   for (auto& c : job.components)
