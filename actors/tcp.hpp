@@ -101,6 +101,9 @@ struct tcp_options {
   size_t max_frame = 1024 * 1024;
   /// The most bytes one `read_some` returns (at least 1).
   size_t read_chunk = 64 * 1024;
+  /// The kernel's socket buffers (`SO_SNDBUF`, `SO_RCVBUF`) in bytes; 0
+  /// leaves the kernel's default (which grows to megabytes on loopback).
+  size_t socket_buffer = 0;
 };
 
 /// A connection's counters; `*_buffered` are bytes held now, `peak_*` the

@@ -588,6 +588,7 @@ tcp_connection spawn_connection(caf::actor_system& sys,
                                 bool connecting, int connect_errno) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  set_socket_buffer(fd, opts);
   auto a = sys.spawn<caf::hidden>(connection, std::move(reactor), fd,
                                   std::move(peer), opts, connecting,
                                   connect_errno);
@@ -608,6 +609,7 @@ tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     raise(internal::io_error("socket for", addr.text, errno));
+  internal::set_socket_buffer(fd, opts);
   bool connecting = false;
   int code = 0;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr.addr), addr.len) != 0) {

@@ -160,6 +160,7 @@ tcp_listener spawn_tcp_listener(runtime& rt, const std::string& host,
   };
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  internal::set_socket_buffer(fd, opts); // inherited by accepted sockets
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr.addr), addr.len) != 0)
     fail("bind");
   if (::listen(fd, backlog) != 0)

@@ -51,6 +51,14 @@ caf::error io_error(const char* call, const std::string& peer, int code) {
                                       + std::strerror(code));
 }
 
+void set_socket_buffer(int fd, const tcp_options& opts) {
+  if (opts.socket_buffer == 0)
+    return;
+  int size = static_cast<int>(opts.socket_buffer);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 void check_options(const char* who, const tcp_options& opts) {
   auto bad = [&](const char* what) {
     raise(make_error(errc::invalid_argument,
@@ -68,6 +76,8 @@ void check_options(const char* who, const tcp_options& opts) {
     bad("read_chunk must be at least 1 byte");
   if (opts.max_frame < opts.read_chunk)
     bad("max_frame must be at least read_chunk");
+  if (opts.socket_buffer > (size_t{1} << 30))
+    bad("socket_buffer must be at most 1 GiB");
   if (opts.max_frame > (size_t{1} << 31))
     bad("max_frame must be at most 2 GiB");
 }

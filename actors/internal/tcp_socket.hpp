@@ -33,6 +33,9 @@ std::string address_text(const sockaddr* sa);
 /// `io_error` "<call> <peer>: <strerror(code)>".
 caf::error io_error(const char* call, const std::string& peer, int code);
 
+/// Applies `opts.socket_buffer` (if set) to `fd`.
+void set_socket_buffer(int fd, const tcp_options& opts);
+
 /// Throws `invalid_argument` naming the bad option.
 void check_options(const char* who, const tcp_options& opts);
 
