@@ -364,26 +364,43 @@ TEST_CASE("shutdown with connections open answers pending reads with "
   weave::runtime rt;
   weave::test::latch answered{2};
   weave::test::failures bad;
+  int peer_fd = -1;
   {
     caf::scoped_actor self{rt.system()};
     auto listener = spawn_tcp_listener(rt, "127.0.0.1", 0);
     auto port = ask<uint16_t>(self, listener, tcp_port_atom::value);
     REQUIRE(port);
-    auto client = spawn_tcp_connect(rt, "127.0.0.1", *port);
-    // Kept: a connection whose handles are all gone closes.
-    auto server = ask<tcp_connection>(self, listener, accept_atom::value);
-    REQUIRE(server);
+    // The client's peer is a plain socket, so that only shutdown can end
+    // the client's read.
+    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+    REQUIRE(::listen(lfd, 1) == 0);
+    socklen_t len = sizeof(sa);
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+    auto client = spawn_tcp_connect(rt, "127.0.0.1", ntohs(sa.sin_port));
+    peer_fd = ::accept(lfd, nullptr, nullptr);
+    REQUIRE(peer_fd >= 0);
+    ::close(lfd);
     auto* bad_p = &bad;
     auto* answered_p = &answered;
-    auto expect = [=](caf::error& e) {
-      bad_p->check(weave::is(e, weave::errc::shut_down), text(e));
-      answered_p->count_down();
-    };
-    rt.system().spawn([=](caf::event_based_actor* a) {
+    // The actor holds the handles (a connection whose handles are all
+    // gone closes) and ends once both requests were answered.
+    rt.system().spawn([=](caf::event_based_actor* a) -> caf::behavior {
+      auto left = std::make_shared<int>(2);
+      auto expect = [=](caf::error& e) {
+        bad_p->check(weave::is(e, weave::errc::shut_down), text(e));
+        answered_p->count_down();
+        if (--*left == 0)
+          a->quit();
+      };
       a->request(client, caf::infinite, read_some_atom::value)
         .then([=](std::string&) { bad_p->add("read a value"); }, expect);
       a->request(listener, caf::infinite, accept_atom::value)
         .then([=](tcp_connection) { bad_p->add("accepted"); }, expect);
+      return {[client, listener](int) {}};
     });
   }
   CHECK(rt.slow_handlers() == 0);
@@ -394,6 +411,7 @@ TEST_CASE("shutdown with connections open answers pending reads with "
   CHECK(bad.messages() == "");
   CHECK(report.threads_abandoned == 0);
   CHECK(report.threads_joined >= 1);
+  ::close(peer_fd);
 }
 
 TEST_CASE("bad input: clear errors at spawn") {
