@@ -3,16 +3,20 @@
 // Shared by the TCP suites: an echo server made of actors, and clients that
 // stream a known byte pattern and check every byte that comes back.
 
+#include <doctest/doctest.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/tcp.hpp"
 #include "caf/all.hpp"
 #include "runtime/error.hpp"
+#include "runtime/runtime.hpp"
 #include "tests/test_support.hpp"
 
 namespace weave::test::tcp {
@@ -180,5 +184,47 @@ inline void run_client(caf::actor_system& sys, tcp_connection conn,
     }};
   });
 }
+
+/// Sends a request from the test thread and waits for the answer.
+template <class T, class Handle, class... Ts>
+caf::expected<T> ask(caf::scoped_actor& self, const Handle& to, Ts&&... xs) {
+  caf::expected<T> out{caf::error{}};
+  self->request(to, patience, std::forward<Ts>(xs)...)
+    .receive([&](T& x) { out = std::move(x); },
+             [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
+inline std::string text(const caf::error& err) {
+  return weave::render(err);
+}
+
+/// A listener on loopback and a connected pair (client, server side).
+struct pair_fixture {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  tcp_listener listener;
+  tcp_connection client;
+  tcp_connection server;
+
+  explicit pair_fixture(tcp_options server_opts = {},
+                        tcp_options client_opts = {}) {
+    listener = spawn_tcp_listener(rt, "127.0.0.1", 0, server_opts);
+    auto port = ask<uint16_t>(self, listener, tcp_port_atom::value);
+    REQUIRE(port);
+    client = spawn_tcp_connect(rt, "127.0.0.1", *port, client_opts);
+    auto conn = ask<tcp_connection>(self, listener, accept_atom::value);
+    REQUIRE(conn);
+    server = *conn;
+    REQUIRE(ask<std::string>(self, client, connected_atom::value));
+  }
+
+  void write(const tcp_connection& to, std::string data) {
+    auto n = ask<uint64_t>(self, to, tcp_write_atom::value, data);
+    REQUIRE_MESSAGE(n, text(n.error()));
+    CHECK(*n == data.size());
+  }
+};
+
 
 } // namespace weave::test::tcp
