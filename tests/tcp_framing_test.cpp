@@ -128,8 +128,9 @@ TEST_CASE("a read deadline fails the read but keeps the stream usable") {
 TEST_CASE("an idle deadline closes a connection with no traffic") {
   tcp_options opts;
   opts.idle_timeout = 200ms;
-  pair_fixture f{opts};
+  // The idle clock starts when the connection does, after `start`.
   auto start = clk::now();
+  pair_fixture f{opts};
   auto r = ask<std::string>(f.self, f.server, read_some_atom::value);
   auto took = clk::now() - start;
   REQUIRE_FALSE(r);
