@@ -128,7 +128,7 @@ void section_tcp(weave::runtime& rt, const options& opts) {
     .receive([&](uint16_t p) { port = p; }, [](caf::error&) {});
   say("listening on 127.0.0.1, port ", port != 0 ? "chosen by the kernel" : "?");
   // The server: accepts `clients` connections, one echo actor each.
-  rt.system().spawn([=](caf::event_based_actor* srv) -> caf::behavior {
+  rt.system().spawn([=](caf::event_based_actor* srv, int) -> caf::behavior {
     srv->send(srv, size_t{0});
     return {[=](size_t n) {
       if (n == clients) {
@@ -139,14 +139,14 @@ void section_tcp(weave::runtime& rt, const options& opts) {
         .then([=](tcp_connection conn) {
           say("server: accepted connection ", n);
           auto pushed = std::make_shared<uint64_t>(0);
-          srv->spawn([=](caf::event_based_actor* e) -> caf::behavior {
+          srv->spawn([=](caf::event_based_actor* e, int) -> caf::behavior {
             echo(e, conn, n, pushed, main);
             return {[](int) {}};
-          });
+          }, 0);
           srv->send(srv, n + 1);
         });
     }};
-  });
+  }, 0);
   // Connect one at a time: the server's connection n is client n.
   std::vector<tcp_connection> conns;
   for (size_t c = 0; c < clients; ++c) {

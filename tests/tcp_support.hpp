@@ -66,7 +66,7 @@ inline void echo(caf::event_based_actor* self, tcp_connection conn,
 inline void serve_echo(caf::actor_system& sys, tcp_listener listener,
                        size_t n, std::shared_ptr<server_conns> conns,
                        failures* bad) {
-  sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+  sys.spawn([=](caf::event_based_actor* self, int) -> caf::behavior {
     auto left = std::make_shared<size_t>(n);
     self->send(self, 0);
     return {[=](int) {
@@ -82,15 +82,15 @@ inline void serve_echo(caf::actor_system& sys, tcp_listener listener,
               std::unique_lock<std::mutex> guard{conns->mtx};
               conns->conns.push_back(conn);
             }
-            self->spawn([=](caf::event_based_actor* echoer) -> caf::behavior {
+            self->spawn([=](caf::event_based_actor* echoer, int) -> caf::behavior {
               echo(echoer, conn, bad);
               return {[](int) {}};
-            });
+            }, 0);
             self->send(self, 0);
           },
           [=](caf::error& err) { bad->add("accept: " + weave::render(err)); });
     }};
-  });
+  }, 0);
 }
 
 /// The order in which clients finished.
@@ -114,7 +114,7 @@ struct client_plan {
 inline void run_client(caf::actor_system& sys, tcp_connection conn,
                        client_plan plan, failures* bad, latch* done,
                        std::shared_ptr<finish_order> finished = nullptr) {
-  sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+  sys.spawn([=](caf::event_based_actor* self, int) -> caf::behavior {
     auto sent = std::make_shared<uint64_t>(0);
     auto got = std::make_shared<uint64_t>(0);
     auto ended = std::make_shared<bool>(false);
@@ -182,7 +182,7 @@ inline void run_client(caf::actor_system& sys, tcp_connection conn,
                   + render(e));
           });
     }};
-  });
+  }, 0);
 }
 
 /// Sends a request from the test thread and waits for the answer.

@@ -215,7 +215,7 @@ TEST_CASE("shutdown with connections open answers pending reads with "
     auto* sent_p = &sent;
     // The actor holds the handles (a connection whose handles are all
     // gone closes) and ends once both requests were answered.
-    rt.system().spawn([=](caf::event_based_actor* a) -> caf::behavior {
+    rt.system().spawn([=](caf::event_based_actor* a, int) -> caf::behavior {
       auto left = std::make_shared<int>(2);
       auto expect = [=](caf::error& e) {
         bad_p->check(weave::is(e, weave::errc::shut_down), text(e));
@@ -229,7 +229,7 @@ TEST_CASE("shutdown with connections open answers pending reads with "
         .then([=](tcp_connection) { bad_p->add("accepted"); }, expect);
       sent_p->count_down(); // both requests are in the mailboxes
       return {[client, listener](int) {}};
-    });
+    }, 0);
   }
   REQUIRE(sent.wait());
   CHECK(rt.slow_handlers() == 0);
