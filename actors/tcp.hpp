@@ -48,7 +48,8 @@
 /// and connection, answers their pending requests with `shut_down`, and
 /// stops the I/O thread; a thread not stopped by the deadline is abandoned
 /// and counted in the report. A connection also closes when its actor ends
-/// (every handle dropped, or an exit message).
+/// (an exit message; or every handle dropped while no request or deadline
+/// of it is pending: a pending request keeps it alive until answered).
 ///
 /// Thread-safety: actors; send them messages from anywhere.
 ///

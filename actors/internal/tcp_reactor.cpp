@@ -115,8 +115,11 @@ uint64_t tcp_reactor::add(int fd, const caf::actor& who) {
     id = next_id_++;
     actors_.emplace(id, caf::actor_cast<caf::weak_actor_ptr>(who));
   }
+  // Disarmed until `arm`; one-shot already, because the kernel reports
+  // EPOLLERR and EPOLLHUP even for an empty mask (level-triggered, they
+  // would repeat until the socket is removed).
   epoll_event ev{};
-  ev.events = 0; // armed later
+  ev.events = EPOLLONESHOT;
   ev.data.u64 = id;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     auto code = errno;
