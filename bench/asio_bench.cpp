@@ -3,6 +3,7 @@
 // calls, post() both ways, use_future for plain threads. Asio 1.81 has no
 // bounded channel usable without C++20 coroutines, so the channel measures
 // are not run for it.
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <condition_variable>
@@ -273,6 +274,119 @@ void submit_mt(bench::report& out) {
 
 } // namespace
 
+// TCP on loopback: both ends async on one io_context thread.
+using asio::ip::tcp;
+
+/// A connected pair: {client, server}.
+std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& ioc) {
+  tcp::acceptor acc{ioc, tcp::endpoint{asio::ip::address_v4::loopback(), 0}};
+  tcp::socket client{ioc};
+  client.connect(acc.local_endpoint());
+  auto server = acc.accept();
+  client.set_option(tcp::no_delay{true});
+  server.set_option(tcp::no_delay{true});
+  return {std::move(client), std::move(server)};
+}
+
+/// Closes the sockets on the loop's thread and waits.
+void close_on(event_loop& loop, tcp::socket& a, tcp::socket& b) {
+  std::promise<void> closed;
+  asio::post(loop.ioc, [&] {
+    boost::system::error_code ec;
+    a.close(ec);
+    b.close(ec);
+    closed.set_value();
+  });
+  closed.get_future().get();
+}
+
+void tcp_echo_rtt(bench::report& out) {
+  event_loop loop;
+  auto [client, server] = tcp_pair(loop.ioc);
+  std::array<char, tcp_message> sbuf{};
+  std::array<char, tcp_message> cbuf{};
+  std::array<char, tcp_message> msg{};
+  std::function<void()> echo = [&] {
+    asio::async_read(server, asio::buffer(sbuf), [&](boost::system::error_code ec, size_t) {
+      if (ec)
+        return;
+      asio::async_write(server, asio::buffer(sbuf), [&](boost::system::error_code ec2, size_t) {
+        if (!ec2)
+          echo();
+      });
+    });
+  };
+  bench::histogram h;
+  h.reserve(rtt_samples);
+  bench::cpu_meter cpu;
+  std::promise<void> done;
+  int i = 0;
+  int total = rtt_warmup + rtt_samples;
+  bench::clock::time_point t0;
+  std::function<void()> step = [&] {
+    t0 = bench::clock::now();
+    asio::async_write(client, asio::buffer(msg), [&](boost::system::error_code, size_t) {
+      asio::async_read(client, asio::buffer(cbuf), [&](boost::system::error_code, size_t) {
+        if (i >= rtt_warmup)
+          h.add(bench::clock::now() - t0);
+        if (++i == total)
+          done.set_value();
+        else
+          step();
+      });
+    });
+  };
+  asio::post(loop.ioc, [&] {
+    echo();
+    step();
+  });
+  done.get_future().get();
+  out.set("tcp_echo_rtt", "cpu_us_per_op", cpu.us_per_op(total));
+  close_on(loop, client, server);
+  out.set("tcp_echo_rtt", "p50_us", h.percentile_us(50));
+  out.set("tcp_echo_rtt", "p99_us", h.percentile_us(99));
+}
+
+void tcp_throughput(bench::report& out) {
+  event_loop loop;
+  auto [client, server] = tcp_pair(loop.ioc);
+  std::vector<char> chunk(tcp_chunk, 'x');
+  std::vector<char> rbuf(tcp_chunk);
+  size_t sent = 0;
+  size_t got = 0;
+  std::promise<void> done;
+  std::function<void()> read = [&] {
+    server.async_read_some(asio::buffer(rbuf), [&](boost::system::error_code ec, size_t n) {
+      got += n;
+      if (ec || got >= tcp_stream_bytes)
+        done.set_value();
+      else
+        read();
+    });
+  };
+  std::function<void()> write = [&] {
+    if (sent == tcp_stream_bytes)
+      return;
+    sent += tcp_chunk;
+    asio::async_write(client, asio::buffer(chunk), [&](boost::system::error_code ec, size_t) {
+      if (!ec)
+        write();
+    });
+  };
+  bench::cpu_meter cpu;
+  auto t0 = bench::clock::now();
+  asio::post(loop.ioc, [&] {
+    read();
+    write();
+  });
+  done.get_future().get();
+  auto secs = bench::seconds_since(t0);
+  out.set("tcp_throughput", "bytes_per_s", tcp_stream_bytes / secs);
+  out.set("tcp_throughput", "cpu_us_per_op",
+          cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
+  close_on(loop, client, server);
+}
+
 int main(int argc, char** argv) {
   bench::report out{"asio"};
   if (bench::wanted(argc, argv, "offload_rtt"))
@@ -291,6 +405,10 @@ int main(int argc, char** argv) {
     offload_fanin(out);
   if (bench::wanted(argc, argv, "submit_mt"))
     submit_mt(out);
+  if (bench::wanted(argc, argv, "tcp_echo_rtt"))
+    tcp_echo_rtt(out);
+  if (bench::wanted(argc, argv, "tcp_throughput"))
+    tcp_throughput(out);
   if (bench::wanted(argc, argv, "idle_cpu"))
     idle_cpu(out);
   out.print();

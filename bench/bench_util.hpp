@@ -165,6 +165,12 @@ constexpr int remote_rtt_samples = 5000;
 constexpr int remote_window = 64;
 constexpr int remote_ops = 40000;
 constexpr int remote_ops_window1 = 5000;
+// TCP on loopback: 64-byte round trips (rtt_warmup + rtt_samples of them),
+// and a stream of 64 KiB writes, tcp_stream_bytes in all, to a reader that
+// discards them.
+constexpr size_t tcp_message = 64;
+constexpr size_t tcp_chunk = 64 * 1024;
+constexpr size_t tcp_stream_bytes = size_t{1} << 30;
 } // namespace sizes
 
 /// Cores of this machine.

@@ -35,6 +35,11 @@ MEASURES = [
     ("remote_rtt", "p99_us", "us", True),
     ("remote_throughput", "ops_per_s", "ops/s", False),
     ("remote_throughput", "ops_per_s_w1", "ops/s", False),
+    # TCP on loopback: 64-byte echo round trips, a 1 GiB stream of 64 KiB
+    # writes (weave, asio and tokio).
+    ("tcp_echo_rtt", "p50_us", "us", True),
+    ("tcp_echo_rtt", "p99_us", "us", True),
+    ("tcp_throughput", "bytes_per_s", "bytes/s", False),
     # CPU time (process user + system) per operation: what a design burns.
     ("offload_rtt", "cpu_us_per_op", "us", True),
     ("offload_throughput", "cpu_us_per_op", "us", True),
@@ -44,6 +49,8 @@ MEASURES = [
     ("submit_rtt", "cpu_us_per_op", "us", True),
     ("remote_rtt", "cpu_us_per_op", "us", True),
     ("remote_throughput", "cpu_us_per_op", "us", True),
+    ("tcp_echo_rtt", "cpu_us_per_op", "us", True),
+    ("tcp_throughput", "cpu_us_per_op", "us", True),
 ]
 # Scaling measures: (id, metric, unit, lower_is_better), reported at every
 # thread count T as "<metric>@<T>", each with "cpu_us_per_op@<T>".
@@ -70,6 +77,13 @@ NOT_RUN = {
               "is the client process's. caf_raw: actors published with "
               "CAF's middleman, requests from the client; python: "
               "ProcessPoolExecutor through run_in_executor",
+    "tcp": "tcp_echo_rtt: one client, 64-byte messages echoed on loopback, "
+           "one at a time (p50/p99; CPU per round trip). tcp_throughput: "
+           "1 GiB in 64 KiB writes to a reader that discards it (CPU per "
+           "64 KiB write). weave: listener and connection actors, both ends "
+           "actors on one runtime; asio: both ends async on one io_context "
+           "thread; tokio: multi-thread runtime, server as a spawned task. "
+           "caf_raw and python: not run",
     "scaling": "fanout: one actor (task, handler) sends a CPU-bound task "
                "(2 ms of CPU) to each of 400 actors on T scheduler threads; "
                "speed-up over T = 1 (caf_raw: CAF's defaults but for the "

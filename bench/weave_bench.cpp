@@ -7,6 +7,7 @@
 #include "bench/bench_util.hpp"
 #include "bench/weave_remote.hpp"
 #include "bench/weave_scaling.hpp"
+#include "bench/weave_tcp.hpp"
 #include "caf/all.hpp"
 #include "runtime/process_pool.hpp"
 #include "runtime/weave.hpp"
@@ -250,6 +251,8 @@ int main(int argc, char** argv) {
       bench::weave_submit_mt(rt, out);
     if (bench::wanted(argc, argv, "channel_mpmc"))
       bench::weave_channel_mpmc(rt, out);
+    bench::weave_tcp(rt, bench::wanted(argc, argv, "tcp_echo_rtt"),
+                     bench::wanted(argc, argv, "tcp_throughput"), out);
   }
   // Its own runtime, with the middleman.
   auto remote_rtt = bench::wanted(argc, argv, "remote_rtt");

@@ -2,6 +2,7 @@
 // blocking_recv, Handle::block_on — written the way tokio users would.
 use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Handle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const RTT_WARMUP: usize = 2000;
@@ -19,6 +20,10 @@ const FANOUT_TASK_CPU: f64 = 0.002;
 const FANIN_OPS: usize = 400_000;
 const SUBMIT_MT_OPS: usize = 200_000;
 const MPMC_ITEMS: u64 = 4_000_000;
+// TCP on loopback (bench_util.hpp's sizes).
+const TCP_MESSAGE: usize = 64;
+const TCP_CHUNK: usize = 64 * 1024;
+const TCP_STREAM_BYTES: usize = 1 << 30;
 
 fn thread_cpu_seconds() -> f64 {
     let mut ts = libc_timespec { tv_sec: 0, tv_nsec: 0 };
@@ -331,6 +336,74 @@ fn main() {
         });
         out.push(("many_sleepers".into(), "wall_over_ideal".into(), ratio.0));
         out.push(("many_sleepers".into(), "cpu_us_per_op".into(), ratio.1));
+    }
+    if wanted("tcp_echo_rtt") {
+        let c0 = cpu_seconds();
+        let mut s = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut srv, _) = l.accept().await.unwrap();
+            c.set_nodelay(true).unwrap();
+            srv.set_nodelay(true).unwrap();
+            let echo = tokio::spawn(async move {
+                let mut b = [0u8; TCP_MESSAGE];
+                while srv.read_exact(&mut b).await.is_ok() {
+                    if srv.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let msg = [7u8; TCP_MESSAGE];
+            let mut b = [0u8; TCP_MESSAGE];
+            let mut s = Vec::with_capacity(RTT_SAMPLES);
+            for i in 0..RTT_WARMUP + RTT_SAMPLES {
+                let t0 = Instant::now();
+                c.write_all(&msg).await.unwrap();
+                c.read_exact(&mut b).await.unwrap();
+                if i >= RTT_WARMUP {
+                    s.push(t0.elapsed().as_nanos());
+                }
+            }
+            drop(c);
+            echo.await.unwrap();
+            s
+        });
+        out.push(("tcp_echo_rtt".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / (RTT_WARMUP + RTT_SAMPLES) as f64));
+        out.push(("tcp_echo_rtt".into(), "p50_us".into(), pct(&mut s, 50.0)));
+        out.push(("tcp_echo_rtt".into(), "p99_us".into(), pct(&mut s, 99.0)));
+    }
+    if wanted("tcp_throughput") {
+        let (secs, cpu) = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut srv, _) = l.accept().await.unwrap();
+            c.set_nodelay(true).unwrap();
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            let reader = tokio::spawn(async move {
+                let mut b = vec![0u8; TCP_CHUNK];
+                let mut got = 0usize;
+                while got < TCP_STREAM_BYTES {
+                    let n = srv.read(&mut b).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+            });
+            let chunk = vec![7u8; TCP_CHUNK];
+            let mut sent = 0usize;
+            while sent < TCP_STREAM_BYTES {
+                c.write_all(&chunk).await.unwrap();
+                sent += TCP_CHUNK;
+            }
+            reader.await.unwrap();
+            (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
+        });
+        out.push(("tcp_throughput".into(), "bytes_per_s".into(), TCP_STREAM_BYTES as f64 / secs));
+        out.push(("tcp_throughput".into(), "cpu_us_per_op".into(), cpu * 1e6 / (TCP_STREAM_BYTES / TCP_CHUNK) as f64));
     }
     drop(rt);
     scaling(&wanted, &mut out);

@@ -1,0 +1,234 @@
+#include "actors/internal/tcp_reactor.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+#include "caf/actor_cast.hpp"
+#include "caf/send.hpp"
+
+#include "runtime/error.hpp"
+#include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/thread_roles.hpp"
+#include "runtime/this_thread.hpp"
+
+namespace weave::actors::internal {
+
+namespace {
+
+/// Readiness events taken from the kernel per `epoll_wait`.
+constexpr int event_batch = 64;
+
+/// The epoll key of the wake-up eventfd (no socket gets id 0).
+constexpr uint64_t wake_key = 0;
+
+[[noreturn]] void fail(const char* call) {
+  auto code = errno;
+  raise(make_error(errc::io_error, std::string{"tcp reactor: "} + call + ": "
+                                     + std::strerror(code)));
+}
+
+std::mutex registry_mtx;
+/// The reactor of each live runtime (by address; a stopping one is
+/// replaced when a new runtime reuses the address).
+std::vector<std::pair<runtime*, std::weak_ptr<tcp_reactor>>> registry;
+
+} // namespace
+
+tcp_reactor::tcp_reactor() {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0)
+    fail("epoll_create1");
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    ::close(epoll_fd_);
+    fail("eventfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = wake_key;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    ::close(wake_fd_);
+    ::close(epoll_fd_);
+    fail("epoll_ctl");
+  }
+}
+
+tcp_reactor::~tcp_reactor() {
+  ::close(wake_fd_);
+  ::close(epoll_fd_);
+}
+
+std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
+  std::unique_lock<std::mutex> guard{registry_mtx};
+  for (auto i = registry.begin(); i != registry.end();) {
+    auto ptr = i->second.lock();
+    if (!ptr) {
+      i = registry.erase(i);
+      continue;
+    }
+    if (i->first == &rt) {
+      std::unique_lock<std::mutex> g2{ptr->mtx_};
+      if (!ptr->stopping_)
+        return ptr;
+      g2.unlock();
+      i = registry.erase(i);
+      continue;
+    }
+    ++i;
+  }
+  auto ptr = std::make_shared<tcp_reactor>();
+  weave::internal::runtime_access::start_component(
+    rt, ptr, [&](caf::actor_system&) { ptr->start_thread(); });
+  registry.emplace_back(&rt, ptr);
+  return ptr;
+}
+
+void tcp_reactor::start_thread() {
+  weave::internal::census_thread_started();
+  try {
+    std::thread{[self = shared_from_this()] {
+      self->run();
+      weave::internal::census_thread_ended();
+    }}.detach();
+  } catch (...) {
+    weave::internal::census_thread_ended();
+    fail("std::thread");
+  }
+  std::unique_lock<std::mutex> guard{mtx_};
+  started_ = true;
+}
+
+uint64_t tcp_reactor::add(int fd, const caf::actor& who) {
+  uint64_t id;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (stopping_)
+      raise(make_error(errc::shut_down, "tcp: the runtime is shutting down"));
+    id = next_id_++;
+    actors_.emplace(id, caf::actor_cast<caf::weak_actor_ptr>(who));
+  }
+  // Disarmed until `arm`; one-shot already, because the kernel reports
+  // EPOLLERR and EPOLLHUP even for an empty mask (level-triggered, they
+  // would repeat until the socket is removed).
+  epoll_event ev{};
+  ev.events = EPOLLONESHOT;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    auto code = errno;
+    std::unique_lock<std::mutex> guard{mtx_};
+    actors_.erase(id);
+    errno = code;
+    fail("epoll_ctl");
+  }
+  return id;
+}
+
+void tcp_reactor::arm(uint64_t id, int fd, bool read, bool write) {
+  epoll_event ev{};
+  ev.events = EPOLLONESHOT | (read ? EPOLLIN | EPOLLRDHUP : 0u)
+              | (write ? EPOLLOUT : 0u);
+  ev.data.u64 = id;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void tcp_reactor::remove(uint64_t id, int fd) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  caf::weak_actor_ptr gone;
+  std::unique_lock<std::mutex> guard{mtx_};
+  auto i = actors_.find(id);
+  if (i != actors_.end()) {
+    gone = std::move(i->second);
+    actors_.erase(i);
+  }
+  guard.unlock();
+}
+
+void tcp_reactor::run() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  try {
+    set_this_thread_name("weave-tcp");
+  } catch (...) {
+    // unnamed
+  }
+  epoll_event evs[event_batch];
+  std::vector<std::pair<caf::strong_actor_ptr, uint32_t>> ready;
+  for (;;) {
+    auto n = ::epoll_wait(epoll_fd_, evs, event_batch, -1);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].data.u64 == wake_key) {
+          stop = stopping_;
+          continue;
+        }
+        auto j = actors_.find(evs[i].data.u64);
+        if (j != actors_.end())
+          if (auto ptr = j->second.lock())
+            ready.emplace_back(std::move(ptr), uint32_t{evs[i].events});
+      }
+    }
+    for (auto& [who, events] : ready)
+      caf::anon_send(caf::actor_cast<caf::actor>(who), tcp_ready_atom::value,
+                     events);
+    ready.clear(); // outside the lock: may drop the last reference
+    if (stop)
+      break;
+  }
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    ended_ = true;
+  }
+  cv_.notify_all();
+}
+
+void tcp_reactor::stop_thread() noexcept {
+  uint64_t one = 1;
+  auto n = ::write(wake_fd_, &one, sizeof(one));
+  (void) n;
+}
+
+void tcp_reactor::begin_shutdown(shutdown_report&) {
+  std::vector<caf::weak_actor_ptr> actors;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (stopping_)
+      return;
+    stopping_ = true;
+    for (auto& [id, who] : actors_)
+      actors.emplace_back(who);
+  }
+  for (auto& who : actors)
+    if (auto ptr = who.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(ptr), tcp_stop_atom::value);
+  actors.clear();
+  stop_thread();
+}
+
+void tcp_reactor::finish_shutdown(
+  weave::internal::steady_clock::time_point deadline,
+  shutdown_report& report) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (!started_ || counted_)
+    return;
+  bool ended = cv_.wait_until(guard, deadline, [this] { return ended_; });
+  counted_ = true;
+  ++(ended ? report.threads_joined : report.threads_abandoned);
+}
+
+} // namespace weave::actors::internal

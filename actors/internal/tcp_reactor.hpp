@@ -1,0 +1,84 @@
+#pragma once
+
+// Internal: the I/O thread behind weave's TCP actors. One per runtime, named
+// `weave-tcp`: it waits (epoll) for readiness of every registered socket
+// and tells the socket's actor with `(tcp_ready_atom, events)`; the actor
+// does the non-blocking call itself. Registration is one-shot
+// (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
+// most one readiness message in flight per arming.
+//
+// Actors are held weakly: a connection whose handles are all gone ends, and
+// its state closes the socket. At shutdown (first phase) every registered
+// actor gets `(tcp_stop_atom)` (it answers its requests with `shut_down`,
+// closes its socket and quits), and the thread stops; `finish_shutdown`
+// waits for it until the deadline and counts it joined or abandoned.
+//
+// Locking: `mtx_` guards the registration table and the flags; no user code
+// runs in the reactor at all, and messages are sent after unlocking.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "caf/actor.hpp"
+#include "caf/atom.hpp"
+#include "caf/weak_intrusive_ptr.hpp"
+
+#include "runtime/internal/component.hpp"
+#include "runtime/runtime.hpp"
+
+namespace weave::actors::internal {
+
+using tcp_ready_atom = caf::atom_constant<caf::atom("tcp_ready")>;
+using tcp_stop_atom = caf::atom_constant<caf::atom("tcp_stop")>;
+using tcp_timeout_atom = caf::atom_constant<caf::atom("tcp_timer")>;
+
+class tcp_reactor : public weave::internal::component,
+                    public std::enable_shared_from_this<tcp_reactor> {
+public:
+  /// The runtime's reactor, started on first use. Throws `shut_down` once
+  /// the runtime's shutdown has begun, `io_error` if epoll or the thread
+  /// cannot be made.
+  static std::shared_ptr<tcp_reactor> of(runtime& rt);
+
+  tcp_reactor();
+  ~tcp_reactor() override;
+
+  /// Registers `fd` (not armed) for `who`; an id for `arm` and `remove`.
+  /// Throws `shut_down` once stopping (the caller closes `fd`).
+  uint64_t add(int fd, const caf::actor& who);
+
+  /// One readiness notification for `fd` on read and/or write.
+  void arm(uint64_t id, int fd, bool read, bool write);
+
+  /// Unregisters `fd` (before the caller closes it).
+  void remove(uint64_t id, int fd);
+
+  weave::internal::shutdown_phase phase() const noexcept override {
+    return weave::internal::shutdown_phase::loops;
+  }
+  void begin_shutdown(shutdown_report& report) override;
+  void finish_shutdown(weave::internal::steady_clock::time_point deadline,
+                       shutdown_report& report) override;
+
+private:
+  void start_thread();
+  void run();
+  void stop_thread() noexcept;
+
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::unordered_map<uint64_t, caf::weak_actor_ptr> actors_;
+  uint64_t next_id_ = 1;
+  bool stopping_ = false;
+  bool started_ = false;
+  bool ended_ = false;
+  bool counted_ = false;
+};
+
+} // namespace weave::actors::internal

@@ -1,0 +1,290 @@
+// The connection actor: owns one non-blocking socket; the reactor's thread
+// tells it when the socket is ready, and it does every send/recv itself.
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <vector>
+
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/response_promise.hpp"
+#include "caf/spawn_options.hpp"
+#include "caf/stateful_actor.hpp"
+
+#include "actors/internal/tcp_socket.hpp"
+#include "actors/internal/tcp_stream.hpp"
+#include "runtime/error.hpp"
+#include "runtime/internal/deadline.hpp"
+
+namespace weave::actors::internal {
+
+namespace {
+
+using conn_actor = caf::stateful_actor<conn_state>;
+
+/// Schedules a timer message after `d` unless `d` is "never".
+void after(conn_actor* self, caf::timespan d, uint64_t tag) {
+  auto at = weave::internal::deadline_after(d);
+  if (at == steady_clock::time_point::max())
+    return;
+  self->delayed_send(self, d, tcp_timeout_atom::value, tag);
+}
+
+std::string in_ms(caf::timespan d) {
+  using namespace std::chrono;
+  return std::to_string(duration_cast<milliseconds>(d).count()) + "ms";
+}
+
+/// The connect finished (or failed): checks `SO_ERROR`.
+void on_connected(conn_actor* self) {
+  auto& s = self->state;
+  int code = 0;
+  socklen_t len = sizeof(code);
+  if (::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &code, &len) != 0)
+    code = errno;
+  if (code == EINPROGRESS || code == EALREADY)
+    return; // spurious
+  if (code != 0) {
+    s.fail(io_error("connect to", s.peer, code));
+    return;
+  }
+  s.connecting = false;
+  touch(s);
+  after(self, s.opts.idle_timeout, idle_tag);
+  for (auto& rp : s.connect_waiters)
+    rp.deliver(s.peer);
+  s.connect_waiters.clear();
+}
+
+void on_timer(conn_actor* self, uint64_t tag) {
+  auto& s = self->state;
+  if (s.failure)
+    return;
+  if (tag == connect_tag) {
+    if (s.connecting)
+      s.fail(make_error(errc::timeout, "connect to " + s.peer
+                                         + ": no answer within "
+                                         + in_ms(s.opts.connect_timeout)));
+    return;
+  }
+  if (tag == idle_tag) {
+    auto idle = steady_clock::now() - s.last_active;
+    if (idle >= s.opts.idle_timeout)
+      s.fail(make_error(errc::timeout, "tcp connection to " + s.peer
+                                         + ": idle (no byte read or "
+                                           "written) for "
+                                         + in_ms(s.opts.idle_timeout)));
+    else
+      after(self, s.opts.idle_timeout - idle, idle_tag);
+    return;
+  }
+  for (auto i = s.reads.begin(); i != s.reads.end(); ++i) {
+    if (i->tag == tag) {
+      auto rp = std::move(i->rp);
+      auto kind = i->kind;
+      s.reads.erase(i);
+      rp.deliver(make_error(errc::timeout,
+                            std::string{call_name(kind)} + " " + s.peer
+                              + ": no data within "
+                              + in_ms(s.opts.read_timeout)));
+      return;
+    }
+  }
+}
+
+caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n) {
+  auto& s = self->state;
+  auto rp = self->make_response_promise();
+  if (s.failure) {
+    rp.deliver(s.failure);
+    return rp;
+  }
+  if (kind == read_kind::exact && n > s.opts.max_frame) {
+    rp.deliver(make_error(errc::invalid_argument,
+                          "read_exact: " + std::to_string(n)
+                            + " bytes exceeds max_frame ("
+                            + std::to_string(s.opts.max_frame) + ")"));
+    return rp;
+  }
+  auto tag = s.next_tag++;
+  s.reads.push_back(read_req{kind, n, rp, tag});
+  pump(s);
+  if (!s.reads.empty() && s.reads.back().tag == tag)
+    after(self, s.opts.read_timeout, tag);
+  return rp;
+}
+
+caf::response_promise write(conn_actor* self, std::string data,
+                            bool framed) {
+  auto& s = self->state;
+  auto rp = self->make_response_promise();
+  if (s.failure) {
+    rp.deliver(s.failure);
+    return rp;
+  }
+  if (s.shut_requested) {
+    rp.deliver(make_error(errc::closed, "write to " + s.peer
+                                          + ": after shutdown_write"));
+    return rp;
+  }
+  if (framed) {
+    if (data.size() > s.opts.max_frame) {
+      rp.deliver(make_error(errc::invalid_argument,
+                            "write_frame: " + std::to_string(data.size())
+                              + " bytes exceeds max_frame ("
+                              + std::to_string(s.opts.max_frame) + ")"));
+      return rp;
+    }
+    auto len = static_cast<uint32_t>(data.size());
+    char prefix[frame_prefix_size] = {
+      static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+      static_cast<char>(len >> 8), static_cast<char>(len)};
+    data.insert(0, prefix, frame_prefix_size);
+  }
+  auto size = data.size();
+  s.writes.push_back(write_req{std::move(data), 0, rp, size, false});
+  pump(s);
+  return rp;
+}
+
+caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
+                         int fd, std::string peer, tcp_options opts,
+                         bool connecting, int connect_errno) {
+  auto& st = self->state;
+  st.reactor = std::move(r);
+  st.fd = fd;
+  st.peer = std::move(peer);
+  st.opts = opts;
+  st.connecting = connecting;
+  if (connect_errno != 0) {
+    st.fail(io_error("connect to", st.peer, connect_errno));
+  } else {
+    try {
+      st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
+    } catch (const weave::exception& e) {
+      st.fail(e.error());
+    }
+  }
+  if (!st.failure) {
+    if (connecting) {
+      after(self, opts.connect_timeout, connect_tag);
+      pump(st);
+    } else {
+      after(self, opts.idle_timeout, idle_tag);
+    }
+  }
+  return {
+    [self](connected_atom) {
+      auto& s = self->state;
+      auto rp = self->make_response_promise();
+      if (s.failure)
+        rp.deliver(s.failure);
+      else if (s.connecting)
+        s.connect_waiters.push_back(rp);
+      else
+        rp.deliver(s.peer);
+      return rp;
+    },
+    [self](read_line_atom) { return read(self, read_kind::line, 0); },
+    [self](read_frame_atom) { return read(self, read_kind::frame, 0); },
+    [self](read_exact_atom, uint64_t n) {
+      return read(self, read_kind::exact, n);
+    },
+    [self](read_some_atom) { return read(self, read_kind::some, 0); },
+    [self](tcp_write_atom, std::string& data) {
+      return write(self, std::move(data), false);
+    },
+    [self](write_frame_atom, std::string& data) {
+      return write(self, std::move(data), true);
+    },
+    [self](shutdown_write_atom) {
+      auto& s = self->state;
+      auto rp = self->make_response_promise();
+      if (s.failure) {
+        rp.deliver(s.failure);
+      } else if (s.shut_done) {
+        rp.deliver(s.stats.bytes_written);
+      } else {
+        s.shut_requested = true;
+        s.shut_waiters.push_back(rp);
+        pump(s);
+      }
+      return rp;
+    },
+    [self](tcp_stats_atom) {
+      auto& s = self->state;
+      auto out = s.stats;
+      out.read_buffered = s.read_buffered();
+      out.write_buffered = s.write_buffered();
+      return out;
+    },
+    [self](tcp_close_atom) {
+      auto& s = self->state;
+      s.fail(make_error(errc::closed, "tcp connection to " + s.peer
+                                        + ": closed by this side"));
+    },
+    [self](tcp_ready_atom, uint32_t) {
+      auto& s = self->state;
+      s.armed = 0;
+      if (s.connecting && !s.failure)
+        on_connected(self);
+      pump(s);
+    },
+    [self](tcp_timeout_atom, uint64_t tag) { on_timer(self, tag); },
+    [self](tcp_stop_atom) {
+      self->state.fail(make_error(errc::shut_down,
+                                  "tcp connection to " + self->state.peer
+                                    + ": the runtime is shutting down"));
+      self->quit(caf::exit_reason::user_shutdown);
+    },
+  };
+}
+
+} // namespace
+
+tcp_connection spawn_connection(caf::actor_system& sys,
+                                std::shared_ptr<tcp_reactor> reactor, int fd,
+                                std::string peer, const tcp_options& opts,
+                                bool connecting, int connect_errno) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  set_socket_buffer(fd, opts);
+  auto a = sys.spawn<caf::hidden>(connection, std::move(reactor), fd,
+                                  std::move(peer), opts, connecting,
+                                  connect_errno);
+  return caf::actor_cast<tcp_connection>(a);
+}
+
+} // namespace weave::actors::internal
+
+namespace weave::actors {
+
+tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
+                                 uint16_t port, tcp_options opts) {
+  internal::check_options("spawn_tcp_connect", opts);
+  auto addr = internal::parse_address("spawn_tcp_connect", host, port);
+  auto& sys = rt.system();
+  auto reactor = internal::tcp_reactor::of(rt);
+  int fd = ::socket(addr.addr.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    raise(internal::io_error("socket for", addr.text, errno));
+  internal::set_socket_buffer(fd, opts);
+  bool connecting = false;
+  int code = 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr.addr), addr.len) != 0) {
+    if (errno == EINPROGRESS)
+      connecting = true;
+    else
+      code = errno;
+  }
+  return internal::spawn_connection(sys, std::move(reactor), fd, addr.text,
+                                    opts, connecting, code);
+}
+
+} // namespace weave::actors

@@ -1,0 +1,146 @@
+#include "bench/weave_tcp.hpp"
+
+#include <future>
+#include <memory>
+#include <string>
+
+#include "actors/tcp.hpp"
+#include "caf/all.hpp"
+
+using namespace weave::actors;
+using namespace bench::sizes;
+
+namespace bench {
+
+namespace {
+
+/// A connected pair on loopback: {client, server}.
+std::pair<tcp_connection, tcp_connection> connect_pair(weave::runtime& rt) {
+  auto listener = spawn_tcp_listener(rt, "127.0.0.1", 0);
+  caf::scoped_actor self{rt.system()};
+  uint16_t port = 0;
+  self->request(listener, caf::infinite, tcp_port_atom::value)
+    .receive([&](uint16_t p) { port = p; }, [](caf::error&) {});
+  auto client = spawn_tcp_connect(rt, "127.0.0.1", port);
+  tcp_connection server;
+  self->request(listener, caf::infinite, accept_atom::value)
+    .receive([&](tcp_connection c) { server = c; }, [](caf::error&) {});
+  self->request(client, caf::infinite, connected_atom::value)
+    .receive([](std::string&) {}, [](caf::error&) {});
+  caf::anon_send(listener, tcp_close_atom::value);
+  return {client, server};
+}
+
+/// Echoes `tcp_message`-byte messages until the peer goes.
+void echo(caf::event_based_actor* self, tcp_connection conn) {
+  self->request(conn, caf::infinite, read_exact_atom::value,
+                uint64_t{tcp_message})
+    .then(
+      [=](std::string& msg) {
+        self->request(conn, caf::infinite, tcp_write_atom::value,
+                      std::move(msg))
+          .then([](uint64_t) {}, [](caf::error&) {});
+        echo(self, conn);
+      },
+      [=](caf::error&) { self->quit(); });
+}
+
+void echo_rtt(weave::runtime& rt, report& out) {
+  auto [client, server] = connect_pair(rt);
+  rt.system().spawn([server = server](caf::event_based_actor* self) {
+    echo(self, server);
+  });
+  histogram h;
+  h.reserve(rtt_samples);
+  cpu_meter cpu;
+  std::promise<void> done;
+  auto total = rtt_warmup + rtt_samples;
+  rt.system().spawn([&, client = client](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto i = std::make_shared<int>(0);
+    auto t0 = std::make_shared<clock::time_point>();
+    auto msg = std::string(tcp_message, 'x');
+    self->send(self, 0);
+    return {[=, &h, &done](int) {
+      *t0 = clock::now();
+      self->request(client, caf::infinite, tcp_write_atom::value, msg)
+        .then([](uint64_t) {}, [](caf::error&) {});
+      self->request(client, caf::infinite, read_exact_atom::value,
+                    uint64_t{tcp_message})
+        .then([=, &h, &done](std::string&) {
+          if (*i >= rtt_warmup)
+            h.add(clock::now() - *t0);
+          if (++*i == total) {
+            done.set_value();
+            self->quit();
+          } else {
+            self->send(self, 0);
+          }
+        });
+    }};
+  });
+  done.get_future().get();
+  out.set("tcp_echo_rtt", "cpu_us_per_op", cpu.us_per_op(total));
+  out.set("tcp_echo_rtt", "p50_us", h.percentile_us(50));
+  out.set("tcp_echo_rtt", "p99_us", h.percentile_us(99));
+  caf::anon_send(client, tcp_close_atom::value);
+}
+
+void stream(weave::runtime& rt, report& out) {
+  auto [client, server] = connect_pair(rt);
+  std::promise<void> done;
+  cpu_meter cpu;
+  auto t0 = clock::now();
+  // The reader: discards until everything arrived.
+  rt.system().spawn([&, server = server](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto got = std::make_shared<size_t>(0);
+    self->send(self, 0);
+    return {[=, &done](int) {
+      self->request(server, caf::infinite, read_some_atom::value)
+        .then([=, &done](std::string& data) {
+          *got += data.size();
+          if (*got >= tcp_stream_bytes) {
+            done.set_value();
+            self->quit();
+          } else {
+            self->send(self, 0);
+          }
+        });
+    }};
+  });
+  // The writer: the next write once the last one is buffered.
+  rt.system().spawn([client = client](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto sent = std::make_shared<size_t>(0);
+    auto chunk = std::string(tcp_chunk, 'x');
+    self->send(self, 0);
+    return {[=](int) {
+      if (*sent == tcp_stream_bytes) {
+        self->quit();
+        return;
+      }
+      *sent += tcp_chunk;
+      self->request(client, caf::infinite, tcp_write_atom::value, chunk)
+        .then([=](uint64_t) { self->send(self, 0); });
+    }};
+  });
+  done.get_future().get();
+  auto secs = seconds_since(t0);
+  out.set("tcp_throughput", "bytes_per_s", tcp_stream_bytes / secs);
+  out.set("tcp_throughput", "cpu_us_per_op",
+          cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
+  caf::anon_send(client, tcp_close_atom::value);
+  caf::anon_send(server, tcp_close_atom::value);
+}
+
+} // namespace
+
+void weave_tcp(weave::runtime& rt, bool rtt, bool throughput, report& out) {
+  if (rtt)
+    echo_rtt(rt, out);
+  if (throughput)
+    stream(rt, out);
+}
+
+} // namespace bench
