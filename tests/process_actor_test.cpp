@@ -1,0 +1,358 @@
+// actors/process_actor: children with their pipes as channels; exit
+// statuses as a future, a reply and a message to the owner; children killed
+// and reaped when the owner ends or the runtime shuts down; errors name the
+// call, the program and the errno text.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+#include "runtime/weave.hpp"
+#include "tests/process_support.hpp"
+
+using namespace std::chrono_literals;
+using namespace weave::actors;
+using weave::test::drain;
+using weave::test::not_our_child;
+using weave::test::patience;
+using weave::test::proc_gone;
+using weave::test::sh;
+
+namespace {
+
+/// The text of the `weave::exception` that `fn` throws ("" if none).
+template <class F>
+std::string error_of(F fn, weave::errc expected) {
+  try {
+    fn();
+  } catch (const weave::exception& e) {
+    CHECK(e.code() == expected);
+    return e.what();
+  }
+  FAIL_CHECK("no exception");
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("cat echoes stdin to stdout in order and exits with 0") {
+  weave::runtime rt;
+  process_options opts;
+  opts.argv = {"cat"};
+  auto p = spawn_process(rt, opts);
+  REQUIRE(p.pid > 0);
+  REQUIRE(p.in);
+  REQUIRE(p.out);
+  std::string sent;
+  for (int i = 0; i < 100; ++i) {
+    auto line = "line " + std::to_string(i) + "\n";
+    sent += line;
+    REQUIRE(p.in->put(line) == weave::channel_status::ok);
+  }
+  p.in->close(); // end of file for cat
+  CHECK(drain(*p.out) == sent);
+  CHECK(drain(*p.err).empty());
+  auto st = p.exited.get();
+  CHECK(st.success());
+  CHECK(st.pid == p.pid);
+  CHECK(st.to_string() == "exit code 0");
+  CHECK(proc_gone(p.pid));
+  CHECK(not_our_child(p.pid));
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("an exit code reaches the future, wait and the owner") {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  auto p = spawn_process(rt, caf::actor_cast<caf::actor>(self),
+                         sh("exit 3"));
+  exit_status told;
+  self->receive([&](exited_atom, const exit_status& st) { told = st; },
+                caf::after(patience) >> [] { FAIL_CHECK("no exit message"); });
+  CHECK(told.code == 3);
+  CHECK(told.pid == p.pid);
+  exit_status replied;
+  self->request(p.actor, patience, wait_atom::value)
+    .receive([&](const exit_status& st) { replied = st; },
+             [](caf::error& err) { FAIL_CHECK(weave::render(err)); });
+  CHECK(replied.code == 3);
+  auto st = p.exited.get();
+  CHECK(st.code == 3);
+  CHECK(st.signal == 0);
+  CHECK_FALSE(st.success());
+  CHECK(st.to_string() == "exit code 3");
+  CHECK(not_our_child(p.pid));
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("a wait sent before the exit is answered at the exit") {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  auto opts = sh("read x; exit 5");
+  auto p = spawn_process(rt, opts);
+  auto reply = self->request(p.actor, patience, wait_atom::value);
+  p.in->put(std::string{"go\n"});
+  exit_status replied;
+  std::move(reply).receive([&](const exit_status& st) { replied = st; },
+                           [](caf::error& err) {
+                             FAIL_CHECK(weave::render(err));
+                           });
+  CHECK(replied.code == 5);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("a death by signal is reported, and a reaped child is not signalled") {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  process_options opts;
+  opts.argv = {"sleep", "30"};
+  auto p = spawn_process(rt, opts);
+  bool sent = false;
+  self->request(p.actor, patience, kill_atom::value, SIGTERM)
+    .receive([&](bool x) { sent = x; },
+             [](caf::error& err) { FAIL_CHECK(weave::render(err)); });
+  CHECK(sent);
+  auto st = p.exited.get();
+  CHECK(st.signal == SIGTERM);
+  CHECK(st.code == -1);
+  CHECK(st.to_string() == "killed by SIGTERM");
+  CHECK(proc_gone(p.pid));
+  CHECK(not_our_child(p.pid));
+  self->request(p.actor, patience, kill_atom::value, SIGKILL)
+    .receive([&](bool x) { sent = x; },
+             [](caf::error& err) { FAIL_CHECK(weave::render(err)); });
+  CHECK_FALSE(sent);
+  std::string why;
+  self->request(p.actor, patience, kill_atom::value, 0)
+    .receive([](bool) { FAIL_CHECK("signal 0 accepted"); },
+             [&](caf::error& err) { why = weave::render(err); });
+  CHECK(why.find("invalid_argument") != std::string::npos);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("an exit message to the process actor kills the child") {
+  weave::runtime rt;
+  process_options opts;
+  opts.argv = {"sleep", "30"};
+  auto p = spawn_process(rt, opts);
+  caf::anon_send_exit(p.actor, caf::exit_reason::kill);
+  auto st = p.exited.get();
+  CHECK(st.signal == SIGKILL);
+  CHECK(not_our_child(p.pid));
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("a program that does not exist: io_error naming call, program, "
+          "errno text") {
+  weave::runtime rt;
+  process_options opts;
+  opts.argv = {"weave-no-such-program"};
+  auto what = error_of([&] { spawn_process(rt, opts); },
+                       weave::errc::io_error);
+  CHECK(what.find("posix_spawn 'weave-no-such-program': No such file or "
+                  "directory")
+        != std::string::npos);
+  opts.argv = {"true"};
+  opts.cwd = "/weave-no-such-dir";
+  what = error_of([&] { spawn_process(rt, opts); }, weave::errc::io_error);
+  CHECK(what.find("posix_spawn 'true' in '/weave-no-such-dir'")
+        != std::string::npos);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("bad options are invalid_argument") {
+  weave::runtime rt;
+  auto bad = [&](process_options opts, const std::string& part) {
+    auto what = error_of([&] { spawn_process(rt, opts); },
+                         weave::errc::invalid_argument);
+    CHECK_MESSAGE(what.find(part) != std::string::npos, what);
+  };
+  bad(process_options{}, "argv must name a program");
+  auto opts = sh("true");
+  opts.capacity = 0;
+  bad(opts, "capacity");
+  opts = sh("true");
+  opts.chunk_size = 0;
+  bad(opts, "chunk_size");
+  opts = sh("true");
+  opts.env = std::vector<std::string>{"NOEQUALS"};
+  bad(opts, "NAME=value");
+  opts = sh("true");
+  opts.stdout_overflow = weave::overflow::fail;
+  bad(opts, "overflow::fail");
+  opts = sh("true");
+  opts.kill_signal = 0;
+  bad(opts, "kill_signal");
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("env and cwd reach the child; inherit and null streams") {
+  weave::runtime rt;
+  auto opts = sh("echo \"$WEAVE_X\"; pwd; cat");
+  opts.env = std::vector<std::string>{"WEAVE_X=forty-two",
+                                      "PATH=/usr/bin:/bin"};
+  opts.cwd = "/";
+  opts.stdin_mode = stdio_mode::null;
+  opts.stderr_mode = stdio_mode::inherit;
+  auto p = spawn_process(rt, opts);
+  CHECK_FALSE(p.in);
+  CHECK_FALSE(p.err);
+  CHECK(drain(*p.out) == "forty-two\n/\n");
+  CHECK(p.exited.get().success());
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("the owner's end kills its children; each is reaped") {
+  weave::runtime rt;
+  std::mutex mtx;
+  std::vector<process> children;
+  weave::test::latch started{1};
+  weave::test::failures bad;
+  auto owner = rt.system().spawn([&](caf::event_based_actor* self) {
+    try {
+      std::unique_lock<std::mutex> guard{mtx};
+      for (int i = 0; i < 3; ++i) {
+        process_options opts;
+        opts.argv = {"sleep", "30"};
+        children.push_back(spawn_process(self, opts));
+      }
+    } catch (const std::exception& e) {
+      bad.add(e.what());
+    }
+    started.count_down();
+    return caf::behavior{[](int) {}};
+  });
+  REQUIRE(started.wait());
+  REQUIRE(bad.messages() == "");
+  caf::anon_send_exit(owner, caf::exit_reason::kill);
+  std::unique_lock<std::mutex> guard{mtx};
+  REQUIRE(children.size() == 3);
+  for (auto& c : children) {
+    auto st = c.exited.get();
+    CHECK(st.signal == SIGKILL);
+    CHECK(proc_gone(c.pid));
+    CHECK(not_our_child(c.pid));
+  }
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("shutdown terminates every child in time and reports their "
+          "statuses") {
+  // Only the futures and pids outlive the runtime (no actor handles).
+  std::vector<std::pair<int, weave::future<exit_status>>> children;
+  weave::shutdown_report report;
+  {
+    weave::runtime rt;
+    for (int i = 0; i < 2; ++i) {
+      process_options opts;
+      opts.argv = {"sleep", "30"};
+      auto p = spawn_process(rt, opts);
+      children.emplace_back(p.pid, p.exited);
+    }
+    // One that ignores SIGTERM: SIGKILL at the deadline. It says when it
+    // ignores it.
+    auto p = spawn_process(rt, sh("trap '' TERM; echo ready; exec sleep 30"));
+    children.emplace_back(p.pid, p.exited);
+    auto ready = p.out->get(patience);
+    REQUIRE(ready);
+    CHECK(*ready.value == "ready\n");
+    p.actor = nullptr;
+    CHECK(rt.slow_handlers() == 0);
+    report = rt.shutdown(500ms);
+  }
+  CHECK(report.total < 500ms + weave::runtime::shutdown_margin);
+  CHECK(report.threads_abandoned == 0);
+  // The ignoring one ran until the deadline: SIGKILL.
+  CHECK(report.total >= 500ms);
+  std::vector<int> signals;
+  for (auto& [pid, exited] : children) {
+    REQUIRE(exited.wait_for(0s)); // reported by the time shutdown returned
+    signals.push_back(exited.get().signal);
+    CHECK(proc_gone(pid));
+    CHECK(not_our_child(pid));
+  }
+  CHECK(signals == std::vector<int>{SIGTERM, SIGTERM, SIGKILL});
+}
+
+TEST_CASE("spawning after shutdown began is refused with shut_down") {
+  weave::runtime rt;
+  rt.shutdown();
+  process_options opts;
+  opts.argv = {"true"};
+  error_of([&] { spawn_process(rt, opts); }, weave::errc::shut_down);
+}
+
+TEST_CASE("a big stdout completes while stderr is never read") {
+  weave::runtime rt;
+  constexpr size_t size = 64 * 1024 * 1024;
+  auto p = spawn_process(rt, sh("echo start >&2; head -c "
+                                + std::to_string(size)
+                                + " /dev/zero; echo end >&2"));
+  size_t got = 0;
+  for (;;) {
+    auto r = p.out->get(patience);
+    if (r.status == weave::channel_status::closed)
+      break;
+    REQUIRE(r);
+    got += r.value->size();
+  }
+  CHECK(got == size);
+  CHECK(p.exited.get().success());
+  CHECK(drain(*p.err) == "start\nend\n");
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("an unread stderr with drop_oldest never blocks the child") {
+  weave::runtime rt;
+  auto opts = sh("head -c 4194304 /dev/zero >&2; head -c 1048576 /dev/zero");
+  opts.capacity = 2;
+  opts.chunk_size = 4096;
+  opts.stderr_overflow = weave::overflow::drop_oldest;
+  auto p = spawn_process(rt, opts);
+  size_t got = 0;
+  for (;;) {
+    auto r = p.out->get(patience);
+    if (r.status == weave::channel_status::closed)
+      break;
+    REQUIRE(r);
+    got += r.value->size();
+  }
+  CHECK(got == 1048576);
+  CHECK(p.exited.get().success());
+  CHECK(p.err->stats().drops > 0);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("closing stdout early stops the reading; the child gets EPIPE") {
+  weave::runtime rt;
+  auto p = spawn_process(rt, sh("exec yes"));
+  auto first = p.out->get(patience);
+  REQUIRE(first);
+  p.out->close();
+  auto st = p.exited.get(); // `yes` dies of SIGPIPE
+  CHECK(st.signal == SIGPIPE);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("a child that closes stdin closes the stdin channel with an "
+          "io_error") {
+  weave::runtime rt;
+  auto p = spawn_process(rt, sh("exec 0<&-; echo closed; sleep 30"));
+  auto said = p.out->get(patience);
+  REQUIRE(said);
+  // Writes fail once the pipe has no reader; the channel then closes.
+  std::string chunk(65536, 'x');
+  bool closed = weave::test::eventually([&] {
+    return p.in->put(chunk, 100ms) == weave::channel_status::closed;
+  });
+  CHECK(closed);
+  CHECK(weave::render(p.in->close_reason()).find("write stdin 'sh'")
+        != std::string::npos);
+  caf::anon_send_exit(p.actor, caf::exit_reason::kill);
+  CHECK(p.exited.get().signal == SIGKILL);
+  CHECK(rt.slow_handlers() == 0);
+}
