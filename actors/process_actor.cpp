@@ -128,7 +128,7 @@ std::string exit_status::to_string() const {
 process spawn_process(runtime& rt, const caf::actor& owner,
                       process_options opts) {
   validate(opts);
-  auto st = std::make_shared<process_state>(opts, owner.address());
+  auto st = std::make_shared<process_state>(opts, owner);
   auto name = opts.argv.front();
   auto make = [&](stdio_mode mode, const char* stream, overflow policy) {
     std::optional<channel<std::string>> ch;

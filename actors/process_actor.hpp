@@ -183,7 +183,9 @@ constexpr auto reap_grace = std::chrono::milliseconds{100};
 process spawn_process(runtime& rt, process_options opts);
 
 /// Starts the child owned by `owner`: monitored (its end kills the child)
-/// and told `(exited_atom, exit_status)`.
+/// and told `(exited_atom, exit_status)`. The owner is referenced until it
+/// has been told (as a channel references its subscriber): an actor that
+/// nothing else references stays alive to hear its child's exit.
 process spawn_process(runtime& rt, const caf::actor& owner,
                       process_options opts);
 

@@ -89,6 +89,26 @@ TEST_CASE("an exit code reaches the future, wait and the owner") {
   CHECK(rt.slow_handlers() == 0);
 }
 
+TEST_CASE("an owner that nothing else references lives to hear the exit") {
+  weave::runtime rt;
+  weave::promise<int> heard;
+  // The spawner drops its handle: only the process actor refers to it.
+  rt.system().spawn([heard](caf::event_based_actor* self) mutable {
+    // The child outlives the owner's init (the delay creates that case).
+    spawn_process(self, sh("sleep 0.2; exit 4"));
+    return caf::behavior{
+      [=](exited_atom, const exit_status& st) mutable {
+        heard.set_value(st.code);
+        self->quit();
+      },
+    };
+  });
+  auto f = heard.get_future();
+  REQUIRE(f.wait_for(patience));
+  CHECK(f.get() == 4);
+  CHECK(rt.slow_handlers() == 0);
+}
+
 TEST_CASE("a wait sent before the exit is answered at the exit") {
   weave::runtime rt;
   caf::scoped_actor self{rt.system()};

@@ -102,7 +102,7 @@ private:
 
 // -- setup --------------------------------------------------------------------
 
-process_state::process_state(process_options opts, caf::actor_addr owner)
+process_state::process_state(process_options opts, caf::actor owner)
   : opts_(std::move(opts)),
     quoted_("'" + opts_.argv.front() + "'"),
     owner_(std::move(owner)) {
@@ -365,7 +365,8 @@ void process_state::set_outcome(result<exit_status> r) {
     outcome_ = r;
     actor = std::move(actor_);
     actor_ = nullptr;
-    owner = caf::actor_cast<caf::actor>(owner_);
+    owner = std::move(owner_);
+    owner_ = nullptr;
   }
   cv_.notify_all();
   // Nothing more can be written to a child that has exited.
@@ -503,13 +504,13 @@ void process_state::finish_shutdown(
 
 void process_state::release_actors() noexcept {
   caf::actor actor;
-  caf::actor_addr owner;
+  caf::actor owner;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     actor = std::move(actor_);
     actor_ = nullptr;
     owner = std::move(owner_);
-    owner_ = caf::actor_addr{};
+    owner_ = nullptr;
   }
 }
 

@@ -41,7 +41,7 @@ using reaped_atom = caf::atom_constant<caf::atom("wv_reaped")>;
 class process_state : public weave::internal::component,
                       public std::enable_shared_from_this<process_state> {
 public:
-  process_state(process_options opts, caf::actor_addr owner);
+  process_state(process_options opts, caf::actor owner);
 
   ~process_state() override;
 
@@ -125,7 +125,8 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   caf::actor actor_; // until reaped: the actor lives as long as the child
-  caf::actor_addr owner_; // told the exit; until the actors are released
+  // Told the exit, and kept alive until then (like a channel's subscriber).
+  caf::actor owner_;
   std::optional<result<exit_status>> outcome_;
   bool reaped_ = false;
   bool counted_ = false;
