@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -151,6 +152,29 @@ TEST_CASE("a death by signal is reported, and a reaped child is not signalled") 
     .receive([](bool) { FAIL_CHECK("signal 0 accepted"); },
              [&](caf::error& err) { why = weave::render(err); });
   CHECK(why.find("invalid_argument") != std::string::npos);
+  CHECK(rt.slow_handlers() == 0);
+}
+
+TEST_CASE("new_process_group: a signal reaches the child's whole group") {
+  weave::runtime rt;
+  auto opts = sh("sleep 30 & echo $!; wait");
+  opts.new_process_group = true;
+  auto p = spawn_process(rt, opts);
+  auto line = p.out->get(patience);
+  REQUIRE(line);
+  int grandchild = std::stoi(*line.value);
+  caf::scoped_actor self{rt.system()};
+  self->request(p.actor, patience, kill_atom::value, SIGTERM)
+    .receive([](bool sent) { CHECK(sent); },
+             [](caf::error& err) { FAIL_CHECK(weave::render(err)); });
+  CHECK(p.exited.get().signal == SIGTERM);
+  // The grandchild got it too (whoever adopted it reaps it).
+  CHECK(weave::test::eventually([&] {
+    std::ifstream stat{"/proc/" + std::to_string(grandchild) + "/stat"};
+    std::string pid, comm, state;
+    return !(stat >> pid >> comm >> state) || state == "Z";
+  }));
+  CHECK(drain(*p.out).empty()); // closed once the grandchild is gone
   CHECK(rt.slow_handlers() == 0);
 }
 
