@@ -15,6 +15,7 @@
 #include "actors/internal/process_state.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/runtime_access.hpp"
+#include "runtime/this_thread.hpp"
 
 namespace weave::actors {
 
@@ -149,8 +150,12 @@ process spawn_process(runtime& rt, const caf::actor& owner,
   // it is refused (`shut_down`).
   using weave::internal::runtime_access;
   runtime_access::register_component(rt, st->terminator());
+  // On a thread that must never block (an actor's), the spawn itself runs
+  // on the reaper's thread.
+  bool async = this_thread_must_not_block();
   runtime_access::start_component(rt, st, [&](caf::actor_system& sys) {
-    st->spawn();
+    if (!async)
+      st->spawn();
     try {
       result.actor = sys.spawn<caf::hidden>(process_behavior, st, owner);
     } catch (...) {
@@ -158,7 +163,7 @@ process spawn_process(runtime& rt, const caf::actor& owner,
       throw;
     }
     try {
-      st->start_threads(caf::actor_cast<caf::actor>(result.actor));
+      st->start_threads(caf::actor_cast<caf::actor>(result.actor), async);
     } catch (...) {
       caf::anon_send_exit(result.actor, caf::exit_reason::user_shutdown);
       throw;

@@ -6,7 +6,9 @@
 /// has exited (at once if it has); `(kill_atom, int signo)` → `bool`, true
 /// if the signal was sent, false if the child had already been reaped. The
 /// owner (if any) receives `(exited_atom, exit_status)` when the child has
-/// been reaped, and so does the `exited` future of `process`.
+/// been reaped, and so does the `exited` future of `process`; if the child
+/// could not be started or reaped, they get the error instead (the owner as
+/// `(exited_atom, caf::error)`).
 /// Thread-safety: an actor, send it messages from anywhere; the channels
 /// and the future of `process` may be used from any thread (channel.hpp,
 /// future.hpp). Shutdown: the runtime's shutdown sends every child SIGTERM
@@ -19,7 +21,13 @@
 /// `invalid_argument` for bad options, with `io_error` naming the call, the
 /// program and the errno text ("posix_spawn 'nope': No such file or
 /// directory"), and `shut_down` once shutdown has begun; `kill` with an
-/// invalid signal number answers `invalid_argument`.
+/// invalid signal number answers `invalid_argument`. Called on a thread
+/// that must never block (inside an actor), `spawn_process` does not wait
+/// for the spawn (a vfork that lasts until exec): it runs on the child's
+/// `weave-proc-wait` thread, `process::pid` is -1 (the pid is in the
+/// `exit_status`), and an `io_error` from posix_spawn arrives as the
+/// outcome (the `exited` future, `wait`, the owner's message) with the
+/// output channels closed with it.
 ///
 ///     weave::actors::process_options opts;
 ///     opts.argv = {"sort"};
@@ -165,6 +173,7 @@ struct process_options {
 /// A running child: its actor, pid, streams and exit.
 struct process {
   process_actor actor;
+  /// The child's pid; -1 when spawned from an actor (see above).
   int pid = -1;
   /// The piped streams (empty for `inherit` and `null`).
   std::optional<channel<std::string>> in;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,42 @@ TEST_CASE("a program that does not exist: io_error naming call, program, "
   CHECK(rt.slow_handlers() == 0);
 }
 
+TEST_CASE("a missing program spawned from an actor: the owner hears the "
+          "io_error, the streams close with it") {
+  weave::runtime rt;
+  weave::promise<std::string> heard;
+  std::optional<process> child;
+  weave::test::latch spawned{1};
+  auto owner = rt.system().spawn([&, heard](caf::event_based_actor* self) mutable {
+    process_options opts;
+    opts.argv = {"weave-no-such-program"};
+    child = spawn_process(self, opts); // does not throw on this thread
+    spawned.count_down();
+    return caf::behavior{
+      [=](exited_atom, const caf::error& err) mutable {
+        heard.set_value(weave::render(err));
+      },
+      [=](exited_atom, const exit_status&) mutable {
+        heard.set_value("exited?");
+      },
+    };
+  });
+  REQUIRE(spawned.wait());
+  auto f = heard.get_future();
+  REQUIRE(f.wait_for(patience));
+  auto what = f.get();
+  CHECK(what.find("posix_spawn 'weave-no-such-program': No such file or "
+                  "directory")
+        != std::string::npos);
+  auto r = child->exited.get_result();
+  REQUIRE_FALSE(r);
+  CHECK(weave::is(r.error(), weave::errc::io_error));
+  CHECK(child->out->get(patience).status == weave::channel_status::closed);
+  CHECK(weave::is(child->out->close_reason(), weave::errc::io_error));
+  caf::anon_send_exit(owner, caf::exit_reason::kill);
+  CHECK(rt.slow_handlers() == 0);
+}
+
 TEST_CASE("bad options are invalid_argument") {
   weave::runtime rt;
   auto bad = [&](process_options opts, const std::string& part) {
@@ -276,10 +313,12 @@ TEST_CASE("the owner's end kills its children; each is reaped") {
   std::unique_lock<std::mutex> guard{mtx};
   REQUIRE(children.size() == 3);
   for (auto& c : children) {
+    CHECK(c.pid == -1); // spawned on the reaper's thread, not the actor's
     auto st = c.exited.get();
     CHECK(st.signal == SIGKILL);
-    CHECK(proc_gone(c.pid));
-    CHECK(not_our_child(c.pid));
+    CHECK(st.pid > 0);
+    CHECK(proc_gone(st.pid));
+    CHECK(not_our_child(st.pid));
   }
   CHECK(rt.slow_handlers() == 0);
 }

@@ -143,6 +143,7 @@ void process_state::spawn() {
   std::vector<char*> argv;
   std::vector<char*> envp;
   int rc = 0;
+  pid_t pid = -1;
   try {
     auto wire = [&](stdio_mode mode, int (&p)[2], int target) {
       bool child_reads = target == STDIN_FILENO;
@@ -181,7 +182,7 @@ void process_state::spawn() {
         envp.push_back(const_cast<char*>(e.c_str()));
       envp.push_back(nullptr);
     }
-    rc = ::posix_spawnp(&pid_, argv[0], &fa, &attr, argv.data(),
+    rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(),
                         opts_.env ? envp.data() : environ);
   } catch (...) {
     posix_spawn_file_actions_destroy(&fa);
@@ -196,7 +197,10 @@ void process_state::spawn() {
   close_fd(out_p[1]);
   close_fd(err_p[1]);
   if (rc != 0) {
-    pid_ = -1;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      failed_ = true;
+    }
     close_all();
     auto what = "posix_spawn " + quoted_;
     if (!opts_.cwd.empty())
@@ -207,8 +211,13 @@ void process_state::spawn() {
   out_fd_ = out_p[0];
   err_fd_ = err_p[0];
   // A pidfd where the kernel has one (Linux 5.3); else `waitid` blocks.
-  auto fd = ::syscall(pidfd_open_nr, pid_, 0);
+  auto fd = ::syscall(pidfd_open_nr, pid, 0);
+  std::unique_lock<std::mutex> guard{mtx_};
+  pid_ = pid;
   pidfd_ = fd >= 0 ? static_cast<int>(fd) : -1;
+  // A signal asked for before the child existed (its owner ended, shutdown).
+  if (auto signo = std::exchange(pending_signal_, 0))
+    signal_locked(signo);
 }
 
 bool process_state::start_thread(const char* name, std::function<void()> body) {
@@ -244,15 +253,45 @@ bool process_state::start_thread(const char* name, std::function<void()> body) {
   }
 }
 
-void process_state::start_threads(caf::actor actor) {
+void process_state::start_threads(caf::actor actor, bool async) {
   {
     std::unique_lock<std::mutex> guard{mtx_};
     actor_ = std::move(actor);
   }
-  if (!start_thread("weave-proc-wait", [this] { reap_main(); })) {
+  bool ok = start_thread("weave-proc-wait", [this, async] {
+    if (async) {
+      try {
+        spawn();
+        start_pumps();
+      } catch (const std::exception& e) {
+        if (!spawned()) {
+          // Nothing to reap: the failure is the outcome.
+          auto why = dynamic_cast<const weave::exception*>(&e) != nullptr
+                       ? static_cast<const weave::exception&>(e).error()
+                       : make_error(errc::io_error, "posix_spawn " + quoted_
+                                                      + ": " + e.what());
+          if (out)
+            out->close(why);
+          if (err)
+            err->close(why);
+          set_outcome(std::move(why));
+          return;
+        }
+        send_signal(SIGKILL); // a pump did not start: reaped below
+        stop_pumps();
+      }
+    }
+    reap_main();
+  });
+  if (!ok) {
     abort_child();
     fail("std::thread " + quoted_, EAGAIN);
   }
+  if (!async)
+    start_pumps();
+}
+
+void process_state::start_pumps() {
   struct pump {
     const char* name;
     int* fd;
@@ -280,6 +319,16 @@ void process_state::start_threads(caf::actor actor) {
       fail("std::thread " + quoted_, EAGAIN);
     }
   }
+}
+
+bool process_state::spawned() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return pid_ > 0;
+}
+
+pid_t process_state::pid() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return pid_;
 }
 
 void process_state::abort_child() noexcept {
@@ -372,8 +421,12 @@ void process_state::set_outcome(result<exit_status> r) {
   // Nothing more can be written to a child that has exited.
   if (in)
     in->close(make_error(errc::closed, "the process " + quoted_ + " exited"));
-  if (owner && r)
-    caf::anon_send(owner, exited_atom::value, *r);
+  if (owner) {
+    if (r)
+      caf::anon_send(owner, exited_atom::value, *r);
+    else
+      caf::anon_send(owner, exited_atom::value, r.error());
+  }
   if (actor)
     caf::anon_send(actor, reaped_atom::value);
   exit_promise.set_result(std::move(r));
@@ -452,8 +505,19 @@ void process_state::stop_pumps() noexcept {
 
 bool process_state::send_signal(int signo) {
   std::unique_lock<std::mutex> guard{mtx_};
-  if (reaped_ || pid_ <= 0)
+  if (reaped_ || failed_)
     return false;
+  if (pid_ <= 0) {
+    // Not spawned yet: sent right after the spawn (SIGKILL wins).
+    if (pending_signal_ != SIGKILL)
+      pending_signal_ = signo;
+    return true;
+  }
+  signal_locked(signo);
+  return true;
+}
+
+void process_state::signal_locked(int signo) {
   if (opts_.new_process_group) {
     ::kill(-pid_, signo);
   } else if (pidfd_ < 0
@@ -461,7 +525,6 @@ bool process_state::send_signal(int signo) {
                   != 0) {
     ::kill(pid_, signo);
   }
-  return true;
 }
 
 std::optional<result<exit_status>> process_state::outcome() {

@@ -71,15 +71,16 @@ public:
   void abort_child() noexcept;
 
   /// Starts the reaper and the pumps; `actor` hears `reaped_atom`. On
-  /// failure kills and reaps the child and throws `io_error`.
-  void start_threads(caf::actor actor);
+  /// failure kills and reaps the child and throws `io_error`. With `async`
+  /// (the caller must not block), the reaper's thread spawns the child
+  /// first, and a failure to spawn becomes the outcome.
+  void start_threads(caf::actor actor, bool async);
 
   std::optional<channel<std::string>> in, out, err;
   promise<exit_status> exit_promise;
 
-  pid_t pid() const noexcept {
-    return pid_;
-  }
+  /// The child's pid; -1 until spawned.
+  pid_t pid();
 
   int kill_signal() const noexcept {
     return opts_.kill_signal;
@@ -102,6 +103,9 @@ public:
 private:
   class terminator_part;
 
+  void start_pumps();
+  bool spawned();
+  void signal_locked(int signo);
   void reap_main();
   void read_main(int fd, channel<std::string> ch, const char* stream);
   void write_main(int fd, channel<std::string> ch);
@@ -112,7 +116,7 @@ private:
 
   const process_options opts_;
   const std::string quoted_;
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;  // under `mtx_` (set once spawned)
   int pidfd_ = -1;
   int wake_fd_ = -1;
   // The parent's ends of the pipes, until their pump takes them.
@@ -128,6 +132,8 @@ private:
   // Told the exit, and kept alive until then (like a channel's subscriber).
   caf::actor owner_;
   std::optional<result<exit_status>> outcome_;
+  int pending_signal_ = 0;
+  bool failed_ = false;
   bool reaped_ = false;
   bool counted_ = false;
   size_t threads_started_ = 0;
