@@ -169,7 +169,7 @@ process spawn_process(runtime& rt, const caf::actor& owner,
       throw;
     }
   });
-  result.pid = st->pid();
+  result.pid = async ? -1 : st->pid(); // async: not known yet
   return result;
 }
 
