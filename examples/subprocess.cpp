@@ -2,8 +2,8 @@
 // stdout and stderr are weave channels. `ls` is run from the main thread
 // (its output read chunk by chunk, its exit code shown, also for a path
 // that does not exist); `sort` is run by an actor that owns it: the actor
-// pipes lines into its stdin without blocking, receives the sorted output
-// as channel messages and its exit status as a message. Each line says
+// pipes lines into its stdin without blocking, has the sorted output read
+// on a pool thread (offload) and receives its exit status as a message. Each line says
 // which thread printed it: the pipes are pumped by weave's own threads
 // (weave-proc-in/out/err), the child is reaped by weave-proc-wait.
 #include <cstdio>
@@ -79,7 +79,7 @@ void section_9_1(weave::runtime& rt, const options&) {
   run_ls(rt, {"weave-no-such-file"}, dir.path);
 
   // 2. From an actor that owns the child: stdin fed without blocking,
-  //    stdout as channel messages, the exit status as a message.
+  //    stdout drained on a pool thread, the exit status as a message.
   weave::promise<int> done;
   rt.system().spawn([done](caf::event_based_actor* self) mutable {
     weave::actors::process_options opts;
@@ -101,7 +101,9 @@ void section_9_1(weave::runtime& rt, const options&) {
         }
       });
     }
-    p.out->subscribe(self, 4);
+    // The output is read on a pool thread (run_in_executor), its end
+    // comes back to the actor.
+    auto out = *p.out;
     // The output's end and the exit status arrive in either order.
     struct progress {
       std::string lines;
@@ -116,15 +118,18 @@ void section_9_1(weave::runtime& rt, const options&) {
       done.set_value(st->code);
       self->quit();
     };
+    weave::offload(self, [out]() mutable {
+      std::string all;
+      while (auto chunk = out.get()) // `closed` at end of file
+        all += *chunk.value;
+      say("pool: read ", all.size(), " bytes of sort's output");
+      return all;
+    }).then([st, finish](std::string& all) mutable {
+      st->lines = std::move(all);
+      st->closed = true;
+      finish();
+    });
     self->become(
-      [st](weave::channel_batch<std::string>& batch) {
-        for (auto& chunk : batch.items())
-          st->lines += chunk;
-      },
-      [st, finish](weave::channel_closed&) mutable {
-        st->closed = true;
-        finish();
-      },
       [st, finish](weave::actors::exited_atom,
                    const weave::actors::exit_status& status) mutable {
         say("actor: sort ended: ", status.to_string());
