@@ -16,6 +16,7 @@ void section_6_1(weave::runtime& rt, const options& opts);
 void section_7_1(weave::runtime& rt, const options& opts);
 void section_8_1(weave::runtime& rt, const options& opts);
 void section_tcp(weave::runtime& rt, const options& opts);
+void section_9_1(weave::runtime& rt, const options& opts);
 
 } // namespace weave_examples
 
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   section_7_1(rt, opts);
   section_8_1(rt, opts);
   section_tcp(rt, opts);
+  section_9_1(rt, opts);
   auto report = rt.shutdown();
   std::cout << "\ntour finished; runtime shut down cleanly in "
             << std::chrono::duration_cast<std::chrono::milliseconds>(
