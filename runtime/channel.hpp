@@ -54,6 +54,9 @@
 /// - The channel keeps a subscriber alive (it holds a reference to it) until
 ///   it has sent it `channel_closed`, no longer: an actor that nothing else
 ///   references is destroyed after it handled the end, like any CAF actor.
+/// - A batch on its way keeps the channel alive: a producer may `close()`
+///   and drop its last handle at once, and the subscriber still gets the
+///   rest of the items, then `channel_closed`.
 ///
 /// `close()`: further puts fail with `closed`; consumers drain what is left,
 /// then see end-of-stream (threads: `closed`; actors: `channel_closed`).

@@ -19,6 +19,18 @@
 //
 // Boxed items (see channel_slot.hpp) are moved out of their boxes the first
 // time a handler asks for `items()`, on the consumer's thread.
+//
+// A batch keeps its channel alive (a strong reference) until it has returned
+// its credit: the subscriber is owed the rest of the stream and its
+// `channel_closed`, which the channel sends when the batch comes back. A
+// producer may close the channel and drop the last handle to it while a
+// batch is in flight; without that reference the channel would die with the
+// batch on its way, and the subscriber would never get its end. The cycle
+// this makes (channel, subscribed actor, its mailbox, the batch) ends when
+// the batch is handled or dropped with the mailbox, and at the runtime's
+// shutdown, when the channel lets go of every actor. The batch lets go of
+// the channel last, after `batch_done` returned and outside its locks, so
+// the channel may be destroyed there.
 
 #include <cstddef>
 #include <cstdint>
@@ -44,16 +56,14 @@ public:
   using slot_traits = channel_slot<T>;
   using slot = channel_slot_t<T>;
 
-  batch_data(std::weak_ptr<channel_core<T>> core, uint64_t subscriber)
+  batch_data(std::shared_ptr<channel_core<T>> core, uint64_t subscriber)
     : core_(std::move(core)), subscriber_(subscriber) {
   }
 
   ~batch_data() override {
-    if (armed_)
-      if (auto core = core_.lock())
-        core->batch_done(subscriber_, credit_, opened ? nullptr : &slots,
-                         first_unread,
-                         delivery_failed());
+    if (armed_ && core_)
+      core_->batch_done(subscriber_, credit_, opened ? nullptr : &slots,
+                        first_unread, delivery_failed());
     // Whatever is left (read items, or unread ones the channel did not take
     // back) is destroyed here, outside the channel's locks.
   }
@@ -102,7 +112,8 @@ public:
     }
   }
 
-  const std::weak_ptr<channel_core<T>>& core() const noexcept {
+  /// The channel that sent the batch.
+  std::weak_ptr<channel_core<T>> core() const noexcept {
     return core_;
   }
 
@@ -123,7 +134,8 @@ public:
   size_t first_unread = 0;
 
 private:
-  std::weak_ptr<channel_core<T>> core_;
+  /// Keeps the channel alive while the batch is out (see above).
+  std::shared_ptr<channel_core<T>> core_;
   uint64_t subscriber_;
   size_t credit_ = 0;
   bool armed_ = false;

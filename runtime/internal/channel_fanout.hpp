@@ -19,6 +19,10 @@
 // runtime is about to destroy its actor system (`release_subscribers`);
 // after that, subscribing is refused with `shut_down`.
 //
+// A batch in flight holds the channel itself (see channel_batch_data.hpp),
+// so the channel outlives its last handle until the batch came back and the
+// subscriber was sent what it is owed (the rest, then the end).
+//
 // No user code runs under the locks: messages are sent by `deliver` after
 // the locks are released; a subscriber that leaves is moved out of the list
 // under the locks, but its hooks (a loop's handler, a promise and its
@@ -336,7 +340,9 @@ private:
       this->refill();
     if (!this->out_.empty()) {
       auto n = std::min(s.credit, this->out_.size());
-      auto data = caf::make_counted<batch_data<T>>(weak_core(), s.id);
+      // The batch keeps the channel alive until it comes back: the
+      // subscriber is owed its end even if every handle is dropped meanwhile.
+      auto data = caf::make_counted<batch_data<T>>(weak_core().lock(), s.id);
       data->slots.reserve(n);
       auto msg = s.hooks.wrap_batch(data);
       out.reserve(out.size() + 1);
