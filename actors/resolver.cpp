@@ -1,6 +1,7 @@
 #include "actors/resolver.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <condition_variable>
@@ -25,6 +26,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/deadline.hpp"
 #include "runtime/internal/loop_jobs.hpp"
 #include "runtime/internal/runtime_access.hpp"
 #include "runtime/internal/spawn_guard.hpp"
@@ -39,6 +41,10 @@ using expire_atom = caf::atom_constant<caf::atom("resexpire")>;
 using close_atom = caf::atom_constant<caf::atom("resclose")>;
 
 using addresses = std::vector<resolved_address>;
+
+/// How long the shutdown lets a running lookup return before it gives up
+/// its thread (a lookup answers in well under this unless it is stuck).
+constexpr auto running_lookup_grace = std::chrono::milliseconds{100};
 
 /// One request, as the threads see it.
 struct lookup {
@@ -127,7 +133,16 @@ public:
     std::unique_lock<std::mutex> guard{mtx_};
     if (counted_)
       return;
-    // Stuck threads are not waited for: they were given up already.
+    // Stuck threads are not waited for: they were given up already. Lookups
+    // still running (their requests answered `shut_down` by now) get a short
+    // grace to return; then their threads are given up like those of a
+    // lookup past its deadline, so that the shutdown never waits for a
+    // lookup that does not return.
+    auto grace_end = std::min(
+      deadline, internal::saturating_add(internal::steady_clock::now(),
+                                         running_lookup_grace));
+    ended_cv_.wait_until(guard, grace_end, [this] { return threads_ == 0; });
+    give_up_running_locked();
     ended_cv_.wait_until(guard, deadline, [this] { return threads_ == 0; });
     counted_ = true;
     report.threads_joined += joined_;
@@ -135,11 +150,22 @@ public:
   }
 
   size_t given_up_threads() const noexcept override {
-    std::unique_lock<std::mutex> guard{mtx_};
+    size_t stuck = 0;
+    bool ended = false;
+    caf::weak_actor_ptr actor;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      stuck = stuck_;
+      ended = actor_ended_;
+      actor = actor_weak_;
+    }
     // The actor's own thread, once the actor ended, only waits for the
     // last handle to it (CAF ends a detached actor's thread when the actor
-    // is destroyed): a user may hold one past the shutdown.
-    return stuck_ + (actor_ended_ ? 1 : 0);
+    // is destroyed): a user may hold one past the shutdown. Counted only
+    // while the actor still exists (the check runs unlocked: dropping the
+    // reference it takes may destroy the actor).
+    bool idle_thread = ended && actor.lock() != nullptr;
+    return stuck + (idle_thread ? 1 : 0);
   }
 
   /// The actor ended (its attached functor).
@@ -160,6 +186,7 @@ public:
   void set_actor(caf::actor_system& sys, caf::actor actor) {
     std::unique_lock<std::mutex> guard{mtx_};
     sys_ = &sys;
+    actor_weak_ = caf::actor_cast<caf::weak_actor_ptr>(actor);
     actor_ = std::move(actor);
   }
 
@@ -250,9 +277,11 @@ private:
   void close_locked() {
     closed_ = true;
     queue_.clear(); // the actor answers them with `shut_down`
-    // Lookups still running are answered `shut_down` by the actor too;
-    // their threads are given up like those of a lookup past its deadline,
-    // so that the shutdown does not wait for a lookup that never returns.
+  }
+
+  /// Gives up the threads of lookups still running (at the shutdown, after
+  /// their grace): counted as stuck, never waited for.
+  void give_up_running_locked() {
     for (auto& [id, s] : running_) {
       if (!s->stuck) {
         s->stuck = true;
@@ -358,6 +387,8 @@ private:
   size_t stuck_ = 0;
   size_t abandoned_ = 0;
   bool actor_ended_ = false;
+  // The actor, to tell whether it (and so its thread) still exists.
+  caf::weak_actor_ptr actor_weak_;
   size_t sending_ = 0;
   size_t joined_ = 0; // threads that ended once closed
   bool closed_ = false;

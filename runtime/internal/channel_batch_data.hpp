@@ -65,7 +65,10 @@ public:
       core_->batch_done(subscriber_, credit_, opened ? nullptr : &slots,
                         first_unread, delivery_failed());
     // Whatever is left (read items, or unread ones the channel did not take
-    // back) is destroyed here, outside the channel's locks.
+    // back) is destroyed here, outside the channel's locks; the channel is
+    // let go of after that (`core_`, last).
+    slots.clear();
+    core_.reset();
   }
 
   /// Marks the batch complete: its `slots` are the items it carries. The
