@@ -89,6 +89,10 @@ private:
 /// dereferenced), so that a continuation it runs may call shutdown again.
 thread_local const runtime* tl_shutting_down = nullptr;
 
+/// How long the constructor waits for CAF's threads to enter the dump
+/// registry (they take microseconds; this bounds a pathological machine).
+constexpr auto core_threads_patience = 5s;
+
 } // namespace
 
 runtime::runtime(runtime_config cfg)
@@ -128,6 +132,17 @@ void runtime::start() {
   }
   components_ = std::make_shared<internal::component_registry>();
   system_ = std::make_unique<caf::actor_system>(*config_);
+  // CAF's scheduler workers and its clock thread enter the dump registry
+  // when they first run, which may be after the constructor returned: wait
+  // for them (microseconds; bounded, a dump is not worth a hang), so that a
+  // dump taken now lists every thread the runtime has.
+  // (CAF's test scheduler has no threads.)
+  if (caf::get_or(*config_, "scheduler.policy", caf::atom("stealing"))
+      != caf::atom("testing"))
+    internal::wait_for_thread_roles(
+      static_cast<const caf::actor_system_config*>(config_.get()),
+      system_->scheduler().num_workers(), 1,
+      std::chrono::steady_clock::now() + core_threads_patience);
   caf_detached_ = system_->detached_actors();
   internal::release_logger(*system_);
   live_system_.store(system_.get(), std::memory_order_release);

@@ -105,6 +105,20 @@ TEST_CASE("a job stuck in a sleep shows with its label, thread and elapsed "
   CHECK(os.str() == text);
 }
 
+TEST_CASE("a dump taken as the runtime starts lists CAF's threads") {
+  // CAF starts its workers and clock thread in the actor system's
+  // constructor, and each enters the dump when it first runs; the runtime's
+  // constructor waits for them (the CI once saw the clock thread missing).
+  for (int round = 0; round < 20; ++round) {
+    weave::runtime rt{config_with(3)};
+    auto d = rt.dump();
+    INFO("round " << round << "\n" << d.to_string());
+    REQUIRE(count_role(d, thread_dump::role::scheduler) == 3);
+    REQUIRE(count_role(d, thread_dump::role::clock) == 1);
+    REQUIRE(d.find("weave-sched-2") != nullptr);
+  }
+}
+
 TEST_CASE("the dump lists every weave thread of the runtime by role") {
   weave::runtime rt{config_with(2)};
   weave::blocking_pool pool{rt, 1, "solo"};

@@ -1,6 +1,7 @@
 #include "runtime/internal/thread_activity.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -41,6 +42,8 @@ int64_t to_ns(steady_clock::time_point t) noexcept {
 struct registry {
   std::mutex mtx;
   thread_activity* head = nullptr;
+  /// Notified when a record enters or changes role (wait_for_thread_roles).
+  std::condition_variable roles_changed;
 };
 
 registry& the_registry() {
@@ -154,6 +157,8 @@ void enter_thread_activity(const void* owner, thread_role role,
     r.head->prev = rec;
   r.head = rec;
   tl_activity = rec;
+  guard.unlock();
+  r.roles_changed.notify_all();
 }
 
 service_thread_scope::service_thread_scope(const void* owner,
@@ -193,9 +198,33 @@ thread_activity* this_thread_activity() noexcept {
 
 void set_thread_role(thread_role role) noexcept {
   if (auto rec = tl_activity) {
-    std::unique_lock<std::mutex> guard{the_registry().mtx};
-    rec->role = role;
+    auto& r = the_registry();
+    {
+      std::unique_lock<std::mutex> guard{r.mtx};
+      rec->role = role;
+    }
+    r.roles_changed.notify_all();
   }
+}
+
+bool wait_for_thread_roles(const void* owner, size_t schedulers,
+                           size_t clocks, steady_clock::time_point deadline) {
+  auto& r = the_registry();
+  auto enough = [&] {
+    size_t s = 0;
+    size_t c = 0;
+    for (auto rec = r.head; rec != nullptr; rec = rec->next) {
+      if (rec->owner != owner)
+        continue;
+      if (rec->role == thread_role::scheduler)
+        ++s;
+      else if (rec->role == thread_role::clock)
+        ++c;
+    }
+    return s >= schedulers && c >= clocks;
+  };
+  std::unique_lock<std::mutex> guard{r.mtx};
+  return r.roles_changed.wait_until(guard, deadline, enough);
 }
 
 void bind_thread_activity(const blocking_detector::slot* s,

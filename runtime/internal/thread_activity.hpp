@@ -192,6 +192,14 @@ void bind_thread_activity(const blocking_detector::slot* s,
 /// Renames the calling thread's record (see `set_this_thread_name`).
 void rename_thread_activity(const std::string& name) noexcept;
 
+/// Waits until `owner` has at least `schedulers` threads with the scheduler
+/// role and `clocks` with the clock role, or until `deadline`; true if it
+/// has. CAF starts its threads in the actor system's constructor but each
+/// enters its record when it first runs: the runtime waits here so that a
+/// dump taken right after construction lists them all.
+bool wait_for_thread_roles(const void* owner, size_t schedulers,
+                           size_t clocks, steady_clock::time_point deadline);
+
 /// One thread of a dump: the registry-owned fields and a snapshot; for a
 /// scheduler worker, a copy of its detector slot too.
 struct thread_record_copy {
