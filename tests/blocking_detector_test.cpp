@@ -103,10 +103,17 @@ TEST_CASE("a handler that blocks a scheduler thread is reported, once") {
     MESSAGE("reported: actor #" << ev.actor << " on worker " << ev.worker
                                 << " for " << ev.held.count() / 1000000
                                 << " ms; the sleepy one is #" << sleepy.id());
-  REQUIRE(events.size() == 1u);
-  CHECK(events[0].actor == sleepy.id());
-  CHECK(events[0].held >= threshold);
-  CHECK(rt.slow_handlers() == 1u);
+  // The sleepy handler is reported exactly once. (A quick handler whose
+  // thread the OS descheduled past the threshold — a sanitizer on a busy
+  // machine — is reported too, rightly: the detector sees wall time.)
+  size_t of_sleepy = 0;
+  for (auto& ev : events)
+    if (ev.actor == sleepy.id()) {
+      ++of_sleepy;
+      CHECK(ev.held >= threshold);
+    }
+  CHECK(of_sleepy == 1u);
+  CHECK(rt.slow_handlers() == events.size());
   caf::anon_send_exit(quick, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sleepy, caf::exit_reason::user_shutdown);
 }
@@ -214,7 +221,8 @@ TEST_CASE("a handler that blocks right after a quiet spell is still reported") {
   caf::scoped_actor test{rt.system()};
   test->request(sleepy, weave::test::patience, 1)
     .receive([](int) {}, [](caf::error&) {});
-  CHECK(reported.ready());
+  // Seen while the handler ran; the callback may run just after it.
+  CHECK(reported.wait());
   CHECK(rt.slow_handlers() == 1u);
   caf::anon_send_exit(sleepy, caf::exit_reason::user_shutdown);
 }

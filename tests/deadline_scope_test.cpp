@@ -93,10 +93,20 @@ TEST_CASE("a token job started under a scope is stopped at the scope's "
           "deadline, also through a job that submitted it") {
   weave::runtime rt;
   weave::blocking_pool pool{rt, 2, "nested"};
+  // Both workers started and idle first: the jobs must be running, not
+  // waiting for a worker to start, when the scope's deadline passes (on a
+  // loaded machine under a sanitizer, starting a worker can take longer).
+  {
+    latch both{2};
+    auto a = pool.submit([&both] { both.count_down(); both.wait(); });
+    auto b = pool.submit([&both] { both.count_down(); both.wait(); });
+    a.get();
+    b.get();
+  }
   auto seen = std::make_shared<std::atomic<int>>(-1);
   weave::future<int> outer;
   {
-    weave::deadline_scope scope{50ms};
+    weave::deadline_scope scope{500ms};
     outer = pool.submit([&pool, seen] {
       auto inner = pool.submit([seen](weave::stop_token st) {
         weave::sleep_for(st, std::chrono::hours{1});

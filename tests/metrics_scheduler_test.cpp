@@ -56,9 +56,12 @@ TEST_CASE("scheduler metrics: one entry per worker, a slow handler counted "
   uint64_t slow = 0;
   for (auto& w : m.scheduler)
     slow += w.slow_handlers;
-  CHECK(slow == 1);
-  CHECK(m.slow_handlers == 1);
-  CHECK(rt.slow_handlers() == 1);
+  // The sleeper, at least (another handler descheduled past the short
+  // threshold on a busy machine is counted too); the workers' counts add up
+  // to the runtime's.
+  CHECK(slow >= 1);
+  CHECK(m.slow_handlers == slow);
+  CHECK(rt.slow_handlers() >= slow);
   // The turn's busy time is counted when it ends (just after `done`).
   auto busy = [&] {
     uint64_t ns = 0;

@@ -61,9 +61,11 @@ std::vector<std::string> receive_until(caf::scoped_actor& self,
 TEST_CASE("a cancelled one-shot timer is never delivered") {
   weave::runtime rt;
   caf::scoped_actor self{rt.system()};
-  auto first = send_after(rt, self, 50ms, named("first"));
+  // Due late enough that the cancel below comes first also when the test
+  // thread is descheduled for a while (a sanitizer on a busy machine).
+  auto first = send_after(rt, self, 1s, named("first"));
   // The fence is due later: without the cancel, "first" would come before.
-  auto fence = send_after(rt, self, 100ms, named("fence"));
+  auto fence = send_after(rt, self, 1050ms, named("fence"));
   CHECK(first.cancel());
   CHECK_FALSE(first.cancel()); // once
   CHECK(receive_until(self, "fence").empty());
@@ -151,14 +153,16 @@ TEST_CASE("a periodic timer skips the ticks a slow receiver missed") {
   // Skipped, not queued: the next tick comes only after the answer, alone.
   got = false;
   std::chrono::steady_clock::time_point arrived;
+  timer_stats s;
   self->receive(
     [&](tick_atom) {
       got = true;
       arrived = std::chrono::steady_clock::now();
+      // Read before answering: the next tick is sent only after the answer.
+      s = t.stats();
     },
     caf::after(weave::test::patience) >> [] {});
   REQUIRE(got);
-  auto s = t.stats();
   INFO("fired " << s.fired << ", skipped " << s.skipped << ", last tick "
                 << s.last_tick);
   CHECK(s.fired == 2);

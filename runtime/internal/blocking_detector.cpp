@@ -44,15 +44,28 @@ int64_t blocking_detector::now_ns() noexcept {
 }
 
 void blocking_detector::start(const void* owner) {
-  thread_ = std::thread{[this, owner] {
+  // Returns once the thread is listed, so that a dump taken right after the
+  // runtime started shows it.
+  std::mutex listed_mtx;
+  std::condition_variable listed_cv;
+  bool listed_done = false;
+  thread_ = std::thread{[&, this, owner] {
     census_thread_started();
     set_this_thread_name("weave-watchdog");
     {
       service_thread_scope listed{owner, "weave-watchdog"};
+      {
+        // Notified under the lock: the waiter's locals die when it returns.
+        std::unique_lock<std::mutex> guard{listed_mtx};
+        listed_done = true;
+        listed_cv.notify_all();
+      }
       watch();
     }
     census_thread_ended();
   }};
+  std::unique_lock<std::mutex> guard{listed_mtx};
+  listed_cv.wait(guard, [&] { return listed_done; });
 }
 
 void blocking_detector::stop() {
