@@ -74,10 +74,13 @@ void consume(conn_state& s, size_t n) {
 }
 
 /// Sends queued writes (answered or not: the oldest first) until the
-/// kernel takes no more, answering each write once it fits in the buffer.
+/// kernel takes no more; a write the kernel took whole is answered then,
+/// the others once their unsent bytes fit in the buffer. Sending before
+/// answering keeps a writer that the kernel keeps up with from filling
+/// the buffer (and so from waiting for `EPOLLOUT`).
 bool flush_writes(conn_state& s) {
   for (;;) {
-    answer_fitting(s);
+    drop_sent(s);
     if (s.writes.empty())
       return true;
     iovec iov[gather_max * 2];
@@ -97,8 +100,10 @@ bool flush_writes(conn_state& s) {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        answer_fitting(s);
         return true;
+      }
       s.fail(io_error("send to", s.peer, errno));
       return false;
     }
