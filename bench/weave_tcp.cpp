@@ -45,37 +45,6 @@ void echo(caf::event_based_actor* self, tcp_connection conn) {
       [=](caf::error&) { self->quit(); });
 }
 
-/// The client's round trips: each write and read requested together, the
-/// next round trip started from the read's answer (no message in between).
-struct rtt_client {
-  caf::event_based_actor* self = nullptr;
-  tcp_connection conn;
-  histogram* h = nullptr;
-  std::promise<void>* done = nullptr;
-  std::string msg = std::string(tcp_message, 'x');
-  int i = 0;
-  int total = rtt_warmup + rtt_samples;
-  clock::time_point t0;
-
-  void next(std::shared_ptr<rtt_client> me) {
-    t0 = clock::now();
-    self->request(conn, caf::infinite, tcp_write_atom::value, msg)
-      .then([](uint64_t) {}, [](caf::error&) {});
-    self->request(conn, caf::infinite, read_exact_atom::value,
-                  uint64_t{tcp_message})
-      .then([me](std::string&) {
-        if (me->i >= rtt_warmup)
-          me->h->add(clock::now() - me->t0);
-        if (++me->i == me->total) {
-          me->done->set_value();
-          me->self->quit();
-        } else {
-          me->next(me);
-        }
-      });
-  }
-};
-
 void echo_rtt(weave::runtime& rt, report& out) {
   auto [client, server] = connect_pair(rt);
   rt.system().spawn([server = server](caf::event_based_actor* self) {
@@ -86,13 +55,29 @@ void echo_rtt(weave::runtime& rt, report& out) {
   cpu_meter cpu;
   std::promise<void> done;
   auto total = rtt_warmup + rtt_samples;
-  rt.system().spawn([&, client = client](caf::event_based_actor* self) {
-    auto c = std::make_shared<rtt_client>();
-    c->self = self;
-    c->conn = client;
-    c->h = &h;
-    c->done = &done;
-    c->next(c);
+  rt.system().spawn([&, client = client](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto i = std::make_shared<int>(0);
+    auto t0 = std::make_shared<clock::time_point>();
+    auto msg = std::string(tcp_message, 'x');
+    self->send(self, 0);
+    return {[=, &h, &done](int) {
+      *t0 = clock::now();
+      self->request(client, caf::infinite, tcp_write_atom::value, msg)
+        .then([](uint64_t) {}, [](caf::error&) {});
+      self->request(client, caf::infinite, read_exact_atom::value,
+                    uint64_t{tcp_message})
+        .then([=, &h, &done](std::string&) {
+          if (*i >= rtt_warmup)
+            h.add(clock::now() - *t0);
+          if (++*i == total) {
+            done.set_value();
+            self->quit();
+          } else {
+            self->send(self, 0);
+          }
+        });
+    }};
   });
   done.get_future().get();
   out.set("tcp_echo_rtt", "cpu_us_per_op", cpu.us_per_op(total));
@@ -101,45 +86,44 @@ void echo_rtt(weave::runtime& rt, report& out) {
   caf::anon_send(client, tcp_close_atom::value);
 }
 
-/// Reads (discarding) until `tcp_stream_bytes` arrived; the next read is
-/// requested from the last one's answer.
-void drain(caf::event_based_actor* self, tcp_connection conn,
-           std::shared_ptr<size_t> got, std::promise<void>* done) {
-  self->request(conn, caf::infinite, read_some_atom::value)
-    .then([=](std::string& data) {
-      *got += data.size();
-      if (*got >= tcp_stream_bytes) {
-        done->set_value();
-        self->quit();
-      } else {
-        drain(self, conn, got, done);
-      }
-    });
-}
-
-/// Writes `tcp_chunk`-byte chunks, the next once the last one is buffered.
-void fill(caf::event_based_actor* self, tcp_connection conn,
-          std::shared_ptr<size_t> sent, std::shared_ptr<std::string> chunk) {
-  if (*sent == tcp_stream_bytes) {
-    self->quit();
-    return;
-  }
-  *sent += tcp_chunk;
-  self->request(conn, caf::infinite, tcp_write_atom::value, *chunk)
-    .then([=](uint64_t) { fill(self, conn, sent, chunk); });
-}
-
 void stream(weave::runtime& rt, report& out) {
   auto [client, server] = connect_pair(rt);
   std::promise<void> done;
   cpu_meter cpu;
   auto t0 = clock::now();
-  rt.system().spawn([&, server = server](caf::event_based_actor* self) {
-    drain(self, server, std::make_shared<size_t>(0), &done);
+  // The reader: discards until everything arrived.
+  rt.system().spawn([&, server = server](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto got = std::make_shared<size_t>(0);
+    self->send(self, 0);
+    return {[=, &done](int) {
+      self->request(server, caf::infinite, read_some_atom::value)
+        .then([=, &done](std::string& data) {
+          *got += data.size();
+          if (*got >= tcp_stream_bytes) {
+            done.set_value();
+            self->quit();
+          } else {
+            self->send(self, 0);
+          }
+        });
+    }};
   });
-  rt.system().spawn([client = client](caf::event_based_actor* self) {
-    fill(self, client, std::make_shared<size_t>(0),
-         std::make_shared<std::string>(tcp_chunk, 'x'));
+  // The writer: the next write once the last one is buffered.
+  rt.system().spawn([client = client](caf::event_based_actor* self)
+                      -> caf::behavior {
+    auto sent = std::make_shared<size_t>(0);
+    auto chunk = std::string(tcp_chunk, 'x');
+    self->send(self, 0);
+    return {[=](int) {
+      if (*sent == tcp_stream_bytes) {
+        self->quit();
+        return;
+      }
+      *sent += tcp_chunk;
+      self->request(client, caf::infinite, tcp_write_atom::value, chunk)
+        .then([=](uint64_t) { self->send(self, 0); });
+    }};
   });
   done.get_future().get();
   auto secs = seconds_since(t0);
