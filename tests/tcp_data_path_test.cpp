@@ -7,7 +7,6 @@
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
-#include <atomic>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -154,24 +153,14 @@ TEST_CASE("a large moved write is held back while the peer does not read, "
   std::vector<char> data(size);
   for (size_t i = 0; i < size; ++i)
     data[i] = pattern(2, i);
-  // Shared with the writer, which may outlive a failed check.
-  auto answer = std::make_shared<std::atomic<uint64_t>>(0);
-  auto answered = std::make_shared<weave::test::latch>(1);
-  auto conn = p.conn;
-  p.rt.system().spawn([=, &data](caf::event_based_actor* self) {
-    self->request(conn, caf::infinite, tcp_write_atom::value, std::move(data))
-      .then(
-        [=](uint64_t n) {
-          *answer = n;
-          answered->count_down();
-        },
-        [=](caf::error&) { answered->count_down(); });
-  });
+  caf::scoped_actor writer{p.rt.system()};
+  auto pending = writer->request(p.conn, patience, tcp_write_atom::value,
+                                 std::move(data));
   // Held back: the kernel's buffers are far smaller than the write.
   REQUIRE(weave::test::eventually(
     [&] { return p.stats().writes_pushed_back == 1; }));
-  CHECK(*answer == 0);
-  CHECK(p.stats().write_buffered == 0); // not answered: not buffered
+  // Not answered: its unsent bytes are not in the write buffer yet.
+  CHECK(p.stats().write_buffered == 0);
   // The peer reads everything; the write is answered on the way.
   std::string got;
   got.reserve(size);
@@ -181,8 +170,10 @@ TEST_CASE("a large moved write is held back while the peer does not read, "
     REQUIRE(n > 0);
     got.append(buf, static_cast<size_t>(n));
   }
-  REQUIRE(answered->wait());
-  CHECK(*answer == size);
+  uint64_t answer = 0;
+  pending.receive([&](uint64_t n) { answer = n; },
+                  [&](caf::error& e) { FAIL(text(e)); });
+  CHECK(answer == size);
   bool same = true;
   for (size_t i = 0; i < size && same; ++i)
     same = got[i] == pattern(2, i);

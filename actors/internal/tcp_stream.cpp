@@ -19,6 +19,9 @@ namespace {
 /// The most writes one `sendmsg` gathers (two pieces each: prefix, data).
 constexpr size_t gather_max = 32;
 
+/// The most bytes one turn of the actor sends.
+constexpr size_t send_per_turn = 1024 * 1024;
+
 /// Drops sent writes from the front, answering any not answered yet.
 void drop_sent(conn_state& s) {
   while (!s.writes.empty() && s.writes.front().unsent() == 0) {
@@ -79,10 +82,17 @@ void consume(conn_state& s, size_t n) {
 /// answering keeps a writer that the kernel keeps up with from filling
 /// the buffer (and so from waiting for `EPOLLOUT`).
 bool flush_writes(conn_state& s) {
+  size_t sent = 0;
   for (;;) {
     drop_sent(s);
     if (s.writes.empty())
       return true;
+    if (sent >= send_per_turn) {
+      // Enough for one turn: the rest after `EPOLLOUT` (a peer that reads
+      // as fast as we send must not hold a scheduler thread for long).
+      answer_fitting(s);
+      return true;
+    }
     iovec iov[gather_max * 2];
     size_t cnt = 0;
     for (size_t i = 0; i < s.writes.size() && i < gather_max; ++i) {
@@ -108,6 +118,7 @@ bool flush_writes(conn_state& s) {
       return false;
     }
     consume(s, static_cast<size_t>(n));
+    sent += static_cast<size_t>(n);
   }
 }
 
