@@ -8,8 +8,8 @@
 ///   `read_frame` → one length-prefixed frame (a 4-byte big-endian length,
 ///   then that many bytes); `read_exact, n` → exactly `n` bytes;
 ///   `read_some` → what has arrived, 1 to `read_chunk` bytes; `tcp_write, data`
-///   and `write_frame, data` → bytes taken, answered once they fit in the
-///   bounded write buffer; `shutdown_write` → total bytes written, answered
+///   and `write_frame, data` (a `std::string` or a `std::vector<char>`) →
+///   bytes taken, answered once they fit in the bounded write buffer; `shutdown_write` → total bytes written, answered
 ///   once the buffer is flushed and `shutdown(SHUT_WR)` done (half-close:
 ///   reads go on); `tcp_stats` → `tcp_stats`; `tcp_close` (no answer).
 /// - listener: `accept` → a `tcp_connection` for the next peer (pull: no
@@ -18,9 +18,16 @@
 /// Requests are served in the order they arrive, reads after reads and
 /// writes after writes.
 ///
+/// Copies: a write's bytes are sent from the string or vector moved into
+/// the request (move it: `std::move(data)`), never copied into a buffer;
+/// each read reply is one copy out of a read buffer kept between reads.
+/// A request tries its `send` / `recv` at once: a ready socket is served
+/// in the same turn, without waiting for the I/O thread.
+///
 /// Backpressure: a write is answered only once all its bytes are in the
-/// write buffer (`tcp_options::write_buffer`), which never holds more than
-/// that bound: a writer that waits for each answer (as `request(...).then`
+/// write buffer (`tcp_options::write_buffer`: the unsent bytes of answered
+/// writes, held in their own requests), which never holds more than that
+/// bound: a writer that waits for each answer (as `request(...).then`
 /// does) is held back by a slow peer. Reads are pulled: bytes are taken
 /// from the kernel only while a read is pending, into a read buffer of at
 /// most `max_frame + 4` bytes, so a slow reader holds back its peer.
@@ -60,6 +67,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "caf/atom.hpp"
 #include "caf/meta/type_name.hpp"
@@ -118,13 +126,16 @@ struct tcp_stats {
   uint64_t peak_write_buffered = 0;
   /// Writes that had to wait for room in the write buffer.
   uint64_t writes_pushed_back = 0;
+  /// Reads that found too few bytes in the buffer and the socket and so
+  /// waited for the socket's readiness (the others were served at once).
+  uint64_t reads_waited = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tcp_stats& x) {
   return f(caf::meta::type_name("tcp_stats"), x.bytes_read, x.bytes_written,
            x.read_buffered, x.write_buffered, x.peak_read_buffered,
-           x.peak_write_buffered, x.writes_pushed_back);
+           x.peak_write_buffered, x.writes_pushed_back, x.reads_waited);
 }
 
 using tcp_connection = caf::typed_actor<
@@ -134,7 +145,9 @@ using tcp_connection = caf::typed_actor<
   caf::replies_to<read_exact_atom, uint64_t>::with<std::string>,
   caf::replies_to<read_some_atom>::with<std::string>,
   caf::replies_to<tcp_write_atom, std::string>::with<uint64_t>,
+  caf::replies_to<tcp_write_atom, std::vector<char>>::with<uint64_t>,
   caf::replies_to<write_frame_atom, std::string>::with<uint64_t>,
+  caf::replies_to<write_frame_atom, std::vector<char>>::with<uint64_t>,
   caf::replies_to<shutdown_write_atom>::with<uint64_t>,
   caf::replies_to<tcp_stats_atom>::with<tcp_stats>,
   caf::reacts_to<tcp_close_atom>>;

@@ -119,8 +119,9 @@ caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n) {
   return rp;
 }
 
-caf::response_promise write(conn_actor* self, std::string data,
-                            bool framed) {
+/// Queues a write of `w`'s bytes (moved in, never copied), with a length
+/// prefix if `framed`.
+caf::response_promise write(conn_actor* self, write_req w, bool framed) {
   auto& s = self->state;
   auto rp = self->make_response_promise();
   if (s.failure) {
@@ -133,23 +134,38 @@ caf::response_promise write(conn_actor* self, std::string data,
     return rp;
   }
   if (framed) {
-    if (data.size() > s.opts.max_frame) {
+    if (w.size() > s.opts.max_frame) {
       rp.deliver(make_error(errc::invalid_argument,
-                            "write_frame: " + std::to_string(data.size())
+                            "write_frame: " + std::to_string(w.size())
                               + " bytes exceeds max_frame ("
                               + std::to_string(s.opts.max_frame) + ")"));
       return rp;
     }
-    auto len = static_cast<uint32_t>(data.size());
-    char prefix[frame_prefix_size] = {
-      static_cast<char>(len >> 24), static_cast<char>(len >> 16),
-      static_cast<char>(len >> 8), static_cast<char>(len)};
-    data.insert(0, prefix, frame_prefix_size);
+    auto len = static_cast<uint32_t>(w.size());
+    w.prefix[0] = static_cast<char>(len >> 24);
+    w.prefix[1] = static_cast<char>(len >> 16);
+    w.prefix[2] = static_cast<char>(len >> 8);
+    w.prefix[3] = static_cast<char>(len);
+    w.prefix_len = frame_prefix_size;
   }
-  auto size = data.size();
-  s.writes.push_back(write_req{std::move(data), 0, rp, size, false});
+  w.reply = w.total();
+  w.rp = rp;
+  s.writes.push_back(std::move(w));
   pump(s);
   return rp;
+}
+
+write_req bytes_of(std::string& data) {
+  write_req w;
+  w.text = std::move(data);
+  return w;
+}
+
+write_req bytes_of(std::vector<char>& data) {
+  write_req w;
+  w.bytes = std::move(data);
+  w.is_text = false;
+  return w;
 }
 
 caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
@@ -197,10 +213,16 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
     },
     [self](read_some_atom) { return read(self, read_kind::some, 0); },
     [self](tcp_write_atom, std::string& data) {
-      return write(self, std::move(data), false);
+      return write(self, bytes_of(data), false);
+    },
+    [self](tcp_write_atom, std::vector<char>& data) {
+      return write(self, bytes_of(data), false);
     },
     [self](write_frame_atom, std::string& data) {
-      return write(self, std::move(data), true);
+      return write(self, bytes_of(data), true);
+    },
+    [self](write_frame_atom, std::vector<char>& data) {
+      return write(self, bytes_of(data), true);
     },
     [self](shutdown_write_atom) {
       auto& s = self->state;

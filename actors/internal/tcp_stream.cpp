@@ -1,5 +1,6 @@
-// A TCP connection's byte work: the bounded write buffer, framing, and
-// pulling bytes from the kernel (see tcp_stream.hpp).
+// A TCP connection's byte work: the bounded write buffer (the queue of
+// moved-in write requests), framing, and pulling bytes from the kernel
+// (see tcp_stream.hpp).
 #include "actors/internal/tcp_stream.hpp"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "actors/internal/tcp_socket.hpp"
 
@@ -14,77 +16,109 @@ namespace weave::actors::internal {
 
 namespace {
 
-/// Moves queued writes into the buffer as far as room allows, answering
-/// those now fully buffered; sends directly from a write while the buffer
-/// is empty.
-bool flush_writes(conn_state& s) {
-  for (;;) {
-    if (s.write_buffered() == 0 && !s.writes.empty()) {
-      // Nothing buffered: send straight from the request, no copy.
-      auto& w = s.writes.front();
-      while (w.off < w.data.size()) {
-        auto n = ::send(s.fd, w.data.data() + w.off, w.data.size() - w.off,
-                        MSG_NOSIGNAL);
-        if (n < 0) {
-          if (errno == EINTR)
-            continue;
-          if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            s.fail(io_error("send to", s.peer, errno));
-            return false;
-          }
-          break;
-        }
-        w.off += static_cast<size_t>(n);
-        s.stats.bytes_written += static_cast<uint64_t>(n);
-        touch(s);
-      }
-    }
-    // Copy what fits into the buffer.
-    while (!s.writes.empty()) {
-      auto& w = s.writes.front();
-      if (s.wpos > 0) {
-        s.wbuf.erase(0, s.wpos);
-        s.wpos = 0;
-      }
-      auto room = s.opts.write_buffer - s.wbuf.size();
-      auto take = std::min(room, w.data.size() - w.off);
-      s.wbuf.append(w.data, w.off, take);
-      w.off += take;
-      s.stats.peak_write_buffered = std::max<uint64_t>(
-        s.stats.peak_write_buffered, s.wbuf.size());
-      if (w.off < w.data.size()) {
-        if (!w.pushed_back) {
-          w.pushed_back = true;
-          ++s.stats.writes_pushed_back;
-        }
-        break;
-      }
-      auto rp = std::move(w.rp);
-      auto reply = w.reply;
+/// The most writes one `sendmsg` gathers (two pieces each: prefix, data).
+constexpr size_t gather_max = 32;
+
+/// The most bytes one turn of the actor sends.
+constexpr size_t send_per_turn = 1024 * 1024;
+
+/// Drops sent writes from the front, answering any not answered yet.
+void drop_sent(conn_state& s) {
+  while (!s.writes.empty() && s.writes.front().unsent() == 0) {
+    auto& w = s.writes.front();
+    if (w.answered) {
+      --s.answered;
       s.writes.pop_front();
-      rp.deliver(reply);
+      continue;
     }
-    if (s.write_buffered() == 0)
-      return true;
-    while (s.wpos < s.wbuf.size()) {
-      auto n = ::send(s.fd, s.wbuf.data() + s.wpos, s.wbuf.size() - s.wpos,
-                      MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR)
-          continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-          return true;
-        s.fail(io_error("send to", s.peer, errno));
-        return false;
+    auto rp = std::move(w.rp);
+    auto reply = w.reply;
+    s.writes.pop_front();
+    rp.deliver(reply);
+  }
+}
+
+/// Answers, in order, the writes whose unsent bytes now fit in the write
+/// buffer beside those of the writes answered before them.
+void answer_fitting(conn_state& s) {
+  drop_sent(s);
+  for (auto i = s.answered; i < s.writes.size(); ++i) {
+    auto& w = s.writes[i];
+    auto left = w.unsent();
+    if (s.answered_unsent + left > s.opts.write_buffer) {
+      if (!w.pushed_back) {
+        w.pushed_back = true;
+        ++s.stats.writes_pushed_back;
       }
-      s.wpos += static_cast<size_t>(n);
-      s.stats.bytes_written += static_cast<uint64_t>(n);
-      touch(s);
+      return;
     }
-    s.wbuf.clear();
-    s.wpos = 0;
+    w.answered = true;
+    ++s.answered;
+    s.answered_unsent += left;
+    s.stats.peak_write_buffered = std::max<uint64_t>(
+      s.stats.peak_write_buffered, s.answered_unsent);
+    w.rp.deliver(w.reply);
+  }
+}
+
+/// Takes `n` sent bytes off the front of the queue.
+void consume(conn_state& s, size_t n) {
+  s.stats.bytes_written += n;
+  touch(s);
+  for (auto& w : s.writes) {
+    if (n == 0)
+      break;
+    auto k = std::min(n, w.unsent());
+    w.off += k;
+    if (w.answered)
+      s.answered_unsent -= k;
+    n -= k;
+  }
+}
+
+/// Sends queued writes (answered or not: the oldest first) until the
+/// kernel takes no more; a write the kernel took whole is answered then,
+/// the others once their unsent bytes fit in the buffer. Sending before
+/// answering keeps a writer that the kernel keeps up with from filling
+/// the buffer (and so from waiting for `EPOLLOUT`).
+bool flush_writes(conn_state& s) {
+  size_t sent = 0;
+  for (;;) {
+    drop_sent(s);
     if (s.writes.empty())
       return true;
+    if (sent >= send_per_turn) {
+      // Enough for one turn: the rest after `EPOLLOUT` (a peer that reads
+      // as fast as we send must not hold a scheduler thread for long).
+      answer_fitting(s);
+      return true;
+    }
+    iovec iov[gather_max * 2];
+    size_t cnt = 0;
+    for (size_t i = 0; i < s.writes.size() && i < gather_max; ++i) {
+      auto& w = s.writes[i];
+      if (w.off < w.prefix_len)
+        iov[cnt++] = {w.prefix + w.off, w.prefix_len - w.off};
+      auto skip = w.off > w.prefix_len ? w.off - w.prefix_len : 0;
+      if (skip < w.size())
+        iov[cnt++] = {const_cast<char*>(w.data()) + skip, w.size() - skip};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = cnt;
+    auto n = ::sendmsg(s.fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        answer_fitting(s);
+        return true;
+      }
+      s.fail(io_error("send to", s.peer, errno));
+      return false;
+    }
+    consume(s, static_cast<size_t>(n));
+    sent += static_cast<size_t>(n);
   }
 }
 
@@ -94,18 +128,10 @@ bool serve(conn_state& s, read_req& r) {
   auto avail = s.read_buffered();
   const char* p = s.rbuf.data() + s.rpos;
   auto take = [&](size_t skip, size_t len) {
-    std::string out;
-    if (s.rpos == 0 && skip == 0 && len == s.rbuf.size()) {
-      out = std::move(s.rbuf);
-      s.rbuf = std::string{};
-    } else {
-      out.assign(p + skip, len);
-      s.rpos += skip + len;
-    }
-    if (s.rpos == s.rbuf.size()) {
-      s.rbuf.clear();
-      s.rpos = 0;
-    }
+    std::string out(p + skip, len);
+    s.rpos += skip + len;
+    if (s.rpos == s.rend)
+      s.rpos = s.rend = 0;
     r.rp.deliver(std::move(out));
     return true;
   };
@@ -126,18 +152,19 @@ bool serve(conn_state& s, read_req& r) {
     case read_kind::exact:
       return avail >= r.n && take(0, r.n);
     case read_kind::line: {
+      if (avail == 0)
+        return false;
       auto* nl = static_cast<const char*>(std::memchr(p, '\n', avail));
       if (nl == nullptr)
         return avail > s.opts.max_frame ? too_long(avail) : false;
       auto len = static_cast<size_t>(nl - p);
       if (len > s.opts.max_frame)
         return too_long(len);
-      take(0, len);
-      ++s.rpos; // the '\n'
-      if (s.rpos >= s.rbuf.size()) {
-        s.rbuf.clear();
-        s.rpos = 0;
-      }
+      std::string out(p, len);
+      s.rpos += len + 1; // and the '\n'
+      if (s.rpos == s.rend)
+        s.rpos = s.rend = 0;
+      r.rp.deliver(std::move(out));
       return true;
     }
     case read_kind::frame: {
@@ -178,21 +205,28 @@ bool serve_reads(conn_state& s) {
       s.reads.clear();
       return true;
     }
-    if (s.rpos > 0 && s.rpos * 2 >= s.rbuf.size()) {
-      s.rbuf.erase(0, s.rpos);
-      s.rpos = 0;
-    }
     auto room = s.read_bound() - s.read_buffered();
     auto step = std::min(room, recv_step);
-    auto old = s.rbuf.size();
-    s.rbuf.resize(old + step);
-    auto n = ::recv(s.fd, &s.rbuf[old], step, 0);
-    s.rbuf.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (s.rbuf.size() - s.rend < step && s.rpos > 0) {
+      // Move the unread bytes to the front (rarely many: a partial frame).
+      std::memmove(s.rbuf.data(), s.rbuf.data() + s.rpos, s.read_buffered());
+      s.rend -= s.rpos;
+      s.rpos = 0;
+    }
+    if (s.rbuf.size() - s.rend < step)
+      s.rbuf.resize(s.rend + step); // zero-fills only what is new
+    auto n = ::recv(s.fd, s.rbuf.data() + s.rend, step, 0);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        auto& r = s.reads.front();
+        if (!r.waited) {
+          r.waited = true;
+          ++s.stats.reads_waited;
+        }
         return true;
+      }
       s.fail(io_error("recv from", s.peer, errno));
       return false;
     }
@@ -200,6 +234,7 @@ bool serve_reads(conn_state& s) {
       s.eof = true;
       continue;
     }
+    s.rend += static_cast<size_t>(n);
     s.stats.bytes_read += static_cast<uint64_t>(n);
     s.stats.peak_read_buffered = std::max<uint64_t>(s.stats.peak_read_buffered,
                                                     s.read_buffered());
@@ -219,8 +254,7 @@ void pump(conn_state& s) {
   } else {
     if (!flush_writes(s))
       return;
-    if (s.shut_requested && !s.shut_done && s.writes.empty()
-        && s.write_buffered() == 0) {
+    if (s.shut_requested && !s.shut_done && s.writes.empty()) {
       if (::shutdown(s.fd, SHUT_WR) != 0) {
         s.fail(io_error("shutdown(SHUT_WR) to", s.peer, errno));
         return;
@@ -234,7 +268,7 @@ void pump(conn_state& s) {
       return;
     if (!s.reads.empty() && !s.eof)
       want |= EPOLLIN;
-    if (s.write_buffered() > 0 || !s.writes.empty())
+    if (!s.writes.empty())
       want |= EPOLLOUT;
   }
   if (want != 0 && (want & ~s.armed) != 0) {

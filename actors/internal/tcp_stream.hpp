@@ -2,10 +2,19 @@
 
 // Internal: a TCP connection's state and its byte work, owned by the
 // connection actor (tcp_connection.cpp), which alone touches it: no lock.
-// `pump` does everything the socket allows now — moves queued writes into
-// the bounded write buffer and sends, serves queued reads from the read
-// buffer, taking bytes from the kernel only while a read is pending — and
-// then asks the reactor for the readiness it still needs.
+// `pump` does everything the socket allows now — answers the queued writes
+// that fit in the bounded write buffer and sends (one `sendmsg` gathers
+// several writes), serves queued reads from the read buffer, taking bytes
+// from the kernel only while a read is pending — and then asks the reactor
+// for the readiness it still needs. A read or write request calls `pump`
+// at once, so a socket that is ready needs no round trip through the
+// reactor's thread.
+//
+// No copies on the data path: a write's bytes stay in the string or vector
+// moved into the request until the kernel took them (the write buffer is
+// the queue of those requests, its size their unsent bytes); `recv` fills a
+// read buffer that is kept between calls (grown, never zero-filled again),
+// and a reply copies its bytes out once.
 
 #include <chrono>
 #include <cstdint>
@@ -50,14 +59,30 @@ struct read_req {
   uint64_t n;
   caf::response_promise rp;
   uint64_t tag;
+  /// Counted in `reads_waited` already.
+  bool waited = false;
 };
 
+/// A write request and its bytes: an optional frame prefix, then the
+/// string or the vector it came with (moved in, never copied).
 struct write_req {
-  std::string data;
-  size_t off;
+  std::string text;
+  std::vector<char> bytes;
+  bool is_text = true;
+  char prefix[frame_prefix_size] = {};
+  size_t prefix_len = 0;
+  /// Bytes of prefix and data already sent.
+  size_t off = 0;
   caf::response_promise rp;
-  uint64_t reply;
-  bool pushed_back;
+  uint64_t reply = 0;
+  /// Answered: its unsent bytes count as the write buffer's.
+  bool answered = false;
+  bool pushed_back = false;
+
+  const char* data() const { return is_text ? text.data() : bytes.data(); }
+  size_t size() const { return is_text ? text.size() : bytes.size(); }
+  size_t total() const { return prefix_len + size(); }
+  size_t unsent() const { return total() - off; }
 };
 
 struct conn_state {
@@ -70,11 +95,16 @@ struct conn_state {
   tcp_options opts;
   bool connecting = false;
   caf::error failure;
-  std::string rbuf;
+  /// The read buffer: bytes [rpos, rend) of `rbuf` are unread; `rbuf`'s
+  /// size is its capacity (kept between reads).
+  std::vector<char> rbuf;
   size_t rpos = 0;
+  size_t rend = 0;
   bool eof = false;
-  std::string wbuf;
-  size_t wpos = 0;
+  /// Answered writes come first in `writes`: how many, and their unsent
+  /// bytes (the write buffer's size).
+  size_t answered = 0;
+  size_t answered_unsent = 0;
   bool shut_requested = false;
   bool shut_done = false;
   std::deque<read_req> reads;
@@ -86,8 +116,8 @@ struct conn_state {
   tcp_stats stats;
   steady_clock::time_point last_active = steady_clock::now();
 
-  size_t read_buffered() const { return rbuf.size() - rpos; }
-  size_t write_buffered() const { return wbuf.size() - wpos; }
+  size_t read_buffered() const { return rend - rpos; }
+  size_t write_buffered() const { return answered_unsent; }
   size_t read_bound() const { return opts.max_frame + frame_prefix_size; }
 
   void close_fd() {
@@ -111,16 +141,17 @@ struct conn_state {
     for (auto& r : reads)
       r.rp.deliver(err);
     for (auto& w : writes)
-      w.rp.deliver(err);
+      if (!w.answered)
+        w.rp.deliver(err);
     for (auto& rp : shut_waiters)
       rp.deliver(err);
     connect_waiters.clear();
     reads.clear();
     writes.clear();
     shut_waiters.clear();
-    rbuf = std::string{};
-    wbuf = std::string{};
-    rpos = wpos = 0;
+    rbuf = std::vector<char>{};
+    rpos = rend = 0;
+    answered = answered_unsent = 0;
   }
 
   ~conn_state() {

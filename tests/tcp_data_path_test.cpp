@@ -1,0 +1,186 @@
+// actors/tcp: the data path — writes of moved vectors (plain and framed),
+// reads served at once from bytes already in the socket (no wait for the
+// I/O thread) in order with reads that wait, and a large moved write held
+// back while the peer does not read. The peer is a plain blocking socket,
+// so the test knows what is in the kernel (`SIOCOUTQ` is 0 once the
+// connection's side has acknowledged, i.e. queued, every byte).
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/weave.hpp"
+#include "tests/tcp_support.hpp"
+
+using namespace weave::actors;
+using namespace weave::test::tcp;
+using weave::test::patience;
+
+namespace {
+
+/// A blocking peer: listens on loopback, `spawn_tcp_connect` dials it.
+struct raw_peer {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  int lfd = -1;
+  int fd = -1;
+  tcp_connection conn;
+
+  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0) {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(lfd >= 0);
+    if (peer_rcvbuf > 0) // inherited by the accepted socket
+      ::setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &peer_rcvbuf,
+                   sizeof(peer_rcvbuf));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+            == 0);
+    REQUIRE(::listen(lfd, 1) == 0);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len)
+            == 0);
+    conn = spawn_tcp_connect(rt, "127.0.0.1", ntohs(addr.sin_port), opts);
+    fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(ask<std::string>(self, conn, connected_atom::value));
+  }
+
+  ~raw_peer() {
+    caf::anon_send(conn, tcp_close_atom::value);
+    ::close(fd);
+    ::close(lfd);
+  }
+
+  /// Sends `data` and waits until the connection's socket holds all of it.
+  void send_all(const std::string& data) {
+    REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL)
+            == static_cast<ssize_t>(data.size()));
+    REQUIRE(weave::test::eventually([&] {
+      int outq = -1;
+      return ::ioctl(fd, SIOCOUTQ, &outq) == 0 && outq == 0;
+    }));
+  }
+
+  tcp_stats stats() {
+    auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
+    REQUIRE(st);
+    return *st;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a moved std::vector<char> is written as is and as a frame") {
+  pair_fixture f;
+  auto n = ask<uint64_t>(f.self, f.client, tcp_write_atom::value,
+                         std::vector<char>{'a', 'b', 'c'});
+  REQUIRE_MESSAGE(n, text(n.error()));
+  CHECK(*n == 3);
+  n = ask<uint64_t>(f.self, f.client, write_frame_atom::value,
+                    std::vector<char>{'x', 'y', 'z'});
+  REQUIRE_MESSAGE(n, text(n.error()));
+  CHECK(*n == 3 + frame_prefix_size);
+  n = ask<uint64_t>(f.self, f.client, write_frame_atom::value,
+                    std::vector<char>{});
+  REQUIRE(n);
+  CHECK(*n == frame_prefix_size);
+  auto abc = ask<std::string>(f.self, f.server, read_exact_atom::value,
+                              uint64_t{3});
+  auto xyz = ask<std::string>(f.self, f.server, read_frame_atom::value);
+  auto empty = ask<std::string>(f.self, f.server, read_frame_atom::value);
+  REQUIRE(abc);
+  REQUIRE(xyz);
+  REQUIRE(empty);
+  CHECK(*abc == "abc");
+  CHECK(*xyz == "xyz");
+  CHECK(empty->empty());
+  CHECK(f.rt.slow_handlers() == 0);
+}
+
+TEST_CASE("bytes already in the socket are read without waiting; order kept "
+          "across reads served at once and reads that wait") {
+  tcp_options opts;
+  opts.socket_buffer = 1024 * 1024; // room for all that is sent below
+  raw_peer p{opts};
+  p.send_all("one\ntwo\n");
+  auto one = ask<std::string>(p.self, p.conn, read_line_atom::value);
+  auto two = ask<std::string>(p.self, p.conn, read_line_atom::value);
+  REQUIRE(one);
+  REQUIRE(two);
+  CHECK(*one == "one");
+  CHECK(*two == "two");
+  CHECK(p.stats().reads_waited == 0);
+  // Nothing there: this read waits for readiness...
+  auto pending = p.self->request(p.conn, patience, read_line_atom::value);
+  CHECK(p.stats().reads_waited == 1); // served after the read: it waited
+  // ...and gets the next line; the line after it is served at once.
+  p.send_all("three\nfour\n");
+  std::string three;
+  pending.receive([&](std::string& x) { three = x; },
+                  [&](caf::error& e) { FAIL(text(e)); });
+  CHECK(three == "three");
+  auto four = ask<std::string>(p.self, p.conn, read_line_atom::value);
+  REQUIRE(four);
+  CHECK(*four == "four");
+  // More than one recv's worth (64 KiB) already in the socket.
+  std::string big(200 * 1024, '\0');
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = pattern(1, i);
+  p.send_all(big);
+  auto got = ask<std::string>(p.self, p.conn, read_exact_atom::value,
+                              uint64_t{big.size()});
+  REQUIRE_MESSAGE(got, text(got.error()));
+  CHECK(*got == big);
+  auto st = p.stats();
+  CHECK(st.reads_waited == 1);
+  CHECK(st.bytes_read == 8 + 11 + big.size());
+  CHECK(p.rt.slow_handlers() == 0);
+}
+
+TEST_CASE("a large moved write is held back while the peer does not read, "
+          "and answered once it fits in the write buffer") {
+  tcp_options opts;
+  opts.write_buffer = 64 * 1024;
+  opts.socket_buffer = 16 * 1024;
+  raw_peer p{opts, 16 * 1024};
+  constexpr size_t size = 4 * 1024 * 1024;
+  std::vector<char> data(size);
+  for (size_t i = 0; i < size; ++i)
+    data[i] = pattern(2, i);
+  caf::scoped_actor writer{p.rt.system()};
+  auto pending = writer->request(p.conn, patience, tcp_write_atom::value,
+                                 std::move(data));
+  // Held back: the kernel's buffers are far smaller than the write.
+  REQUIRE(weave::test::eventually(
+    [&] { return p.stats().writes_pushed_back == 1; }));
+  // Not answered: its unsent bytes are not in the write buffer yet.
+  CHECK(p.stats().write_buffered == 0);
+  // The peer reads everything; the write is answered on the way.
+  std::string got;
+  got.reserve(size);
+  char buf[64 * 1024];
+  while (got.size() < size) {
+    auto n = ::recv(p.fd, buf, sizeof(buf), 0);
+    REQUIRE(n > 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  uint64_t answer = 0;
+  pending.receive([&](uint64_t n) { answer = n; },
+                  [&](caf::error& e) { FAIL(text(e)); });
+  CHECK(answer == size);
+  bool same = true;
+  for (size_t i = 0; i < size && same; ++i)
+    same = got[i] == pattern(2, i);
+  CHECK(same);
+  auto st = p.stats();
+  CHECK(st.bytes_written == size);
+  CHECK(st.peak_write_buffered <= opts.write_buffer);
+  CHECK(st.write_buffered == 0);
+  CHECK(p.rt.slow_handlers() == 0);
+}
