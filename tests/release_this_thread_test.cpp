@@ -32,9 +32,13 @@ void ends_at_once(caf::event_based_actor*) {
 weave::shutdown_report shut_down_while_spawner_lives(bool release) {
   weave::runtime rt;
   latch spawned{1};
+  latch ended{1};
   latch let_go{1};
   std::thread spawner{[&] {
-    rt.system().spawn(ends_at_once);
+    auto a = rt.system().spawn(ends_at_once);
+    // Runs at once if the actor ended already.
+    a->attach_functor([&ended] { ended.count_down(); });
+    a = nullptr;
     if (release) {
       weave::release_this_thread();
       weave::release_this_thread(); // twice: harmless
@@ -45,6 +49,8 @@ weave::shutdown_report shut_down_while_spawner_lives(bool release) {
       weave::release_this_thread(); // after shutdown: harmless
   }};
   REQUIRE(spawned.wait());
+  // The actor is gone: the shutdown has no actor to wait for.
+  REQUIRE(ended.wait());
   auto report = rt.shutdown(short_deadline);
   let_go.count_down();
   spawner.join();
