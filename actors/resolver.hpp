@@ -30,9 +30,11 @@
 ///       .then([](std::vector<resolved_address>& xs) { ... },
 ///             [](caf::error& err) { /* timeout, io_error, ... */ });
 ///
-/// Threads: the actor has a thread of its own (`weave-resolver`; starting
-/// lookup threads from its handlers never holds up a scheduler thread).
-/// `getaddrinfo` blocks and cannot be interrupted, so it runs on
+/// Threads: the actor is event-based, on CAF's scheduler, and never blocks:
+/// its handlers queue lookups (starting a lookup thread when none is free)
+/// and answer requests from the results the threads send it. So a handle
+/// held past the shutdown holds no thread. `getaddrinfo` blocks and cannot
+/// be interrupted, so it runs on
 /// a few threads of the resolver's own (`weave-resolve`; at most
 /// `resolver_options::threads` serving at a time), never on a scheduler
 /// thread and never on a pool of the user's: a hung name server cannot

@@ -17,6 +17,7 @@
 #include "caf/stateful_actor.hpp"
 
 #include "actors/internal/tcp_socket.hpp"
+#include "actors/internal/tcp_stop.hpp"
 #include "actors/internal/tcp_stream.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
@@ -259,10 +260,7 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
     },
     [self](tcp_timeout_atom, uint64_t tag) { on_timer(self, tag); },
     [self](tcp_stop_atom) {
-      self->state.fail(make_error(errc::shut_down,
-                                  "tcp connection to " + self->state.peer
-                                    + ": the runtime is shutting down"));
-      self->quit(caf::exit_reason::user_shutdown);
+      stop_for_shutdown(self, "tcp connection to " + self->state.peer);
     },
   };
 }

@@ -14,6 +14,7 @@
 #include "caf/stateful_actor.hpp"
 
 #include "actors/internal/tcp_socket.hpp"
+#include "actors/internal/tcp_stop.hpp"
 #include "runtime/error.hpp"
 
 namespace weave::actors::internal {
@@ -125,10 +126,7 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
       pump(self);
     },
     [self](tcp_stop_atom) {
-      self->state.fail(make_error(errc::shut_down,
-                                  "tcp listener on " + self->state.address
-                                    + ": the runtime is shutting down"));
-      self->quit(caf::exit_reason::user_shutdown);
+      stop_for_shutdown(self, "tcp listener on " + self->state.address);
     },
   };
 }

@@ -4,6 +4,7 @@
 // would) and the signal actor runs the runtime's phased shutdown, prints
 // its report, and lets `main` return 0. (No tutorial section: this is
 // asyncio's `loop.add_signal_handler(SIGTERM, ...)` around `asyncio.run`.)
+// The tour runs it last: it ends the tour's runtime.
 #include <condition_variable>
 #include <csignal>
 #include <future>
@@ -100,6 +101,12 @@ weave::shutdown_report graceful_example(weave::runtime& rt,
                                      caf::make_message(tick_atom::value));
   }
 
+  // This thread waits for the signal actor's shutdown. If it spawned
+  // actors itself (the tour's main thread did, in earlier sections), CAF
+  // pins the actor system to it and the shutdown could not finish while it
+  // waits: let go of it (see runtime/this_thread.hpp).
+  weave::release_this_thread();
+  say("main: released this thread; waiting for the shutdown");
   weave::shutdown_report r;
   {
     std::unique_lock<std::mutex> guard{stopped_mtx};
@@ -126,6 +133,7 @@ weave::shutdown_report graceful_example(weave::runtime& rt,
 
 } // namespace weave_examples
 
+#ifndef WEAVE_TOUR
 int main(int argc, char** argv) {
   auto opts = weave_examples::take_options(argc, argv);
   int status = 0;
@@ -136,3 +144,4 @@ int main(int argc, char** argv) {
   std::cout << "exit code 0" << std::endl;
   return 0;
 }
+#endif

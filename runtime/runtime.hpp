@@ -42,7 +42,10 @@
 /// spawns leave on your threads, and the caller's own; a thread of yours
 /// that spawned actors itself and is still running at shutdown holds up the
 /// final destruction until it ends. Shutdown still returns in time, and
-/// counts its own thread as abandoned until then.
+/// counts its own thread as abandoned until then. Such a thread calls
+/// `weave::release_this_thread()` (this_thread.hpp) once it is done
+/// spawning, e.g. a main thread that leaves the program's end to a signal
+/// actor.
 ///
 /// Locking: weave holds none of its locks while user code runs (jobs,
 /// continuations, destructors of user values); the shutdown's own state is

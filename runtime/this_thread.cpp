@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "caf/logger.hpp"
+
 #include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 
@@ -37,6 +39,15 @@ void set_this_thread_name(std::string name) {
 
 bool this_thread_must_not_block() noexcept {
   return tl_must_not_block;
+}
+
+void release_this_thread() noexcept {
+  // CAF's scheduler and clock threads, and loops, keep theirs: they let go
+  // when they end, and CAF's logging on them needs it until then.
+  if (tl_must_not_block)
+    return;
+  if (caf::logger::current_logger() != nullptr)
+    caf::logger::set_current_actor_system(nullptr);
 }
 
 namespace internal {

@@ -16,20 +16,30 @@ using weave::test::drain;
 using weave::test::patience;
 using weave::test::sh;
 
+namespace {
+
+/// Reads `ch` until it closes; the bytes it carried (a read that is neither
+/// an item nor the close fails the test).
+size_t count_bytes(weave::channel<std::string>& ch) {
+  size_t got = 0;
+  for (;;) {
+    auto r = ch.get(patience);
+    if (r.status == weave::channel_status::closed)
+      return got;
+    REQUIRE(r);
+    got += r.value->size();
+  }
+}
+
+} // namespace
+
 TEST_CASE("a big stdout completes while stderr is never read") {
   weave::runtime rt;
   constexpr size_t size = 64 * 1024 * 1024;
   auto p = spawn_process(rt, sh("echo start >&2; head -c "
                                 + std::to_string(size)
                                 + " /dev/zero; echo end >&2"));
-  size_t got = 0;
-  for (;;) {
-    auto r = p.out->get(patience);
-    if (r.status == weave::channel_status::closed)
-      break;
-    REQUIRE(r);
-    got += r.value->size();
-  }
+  auto got = count_bytes(*p.out);
   CHECK(got == size);
   CHECK(p.exited.get().success());
   CHECK(drain(*p.err) == "start\nend\n");
@@ -43,14 +53,7 @@ TEST_CASE("an unread stderr with drop_oldest never blocks the child") {
   opts.chunk_size = 4096;
   opts.stderr_overflow = weave::overflow::drop_oldest;
   auto p = spawn_process(rt, opts);
-  size_t got = 0;
-  for (;;) {
-    auto r = p.out->get(patience);
-    if (r.status == weave::channel_status::closed)
-      break;
-    REQUIRE(r);
-    got += r.value->size();
-  }
+  auto got = count_bytes(*p.out);
   CHECK(got == 1048576);
   CHECK(p.exited.get().success());
   CHECK(p.err->stats().drops > 0);
