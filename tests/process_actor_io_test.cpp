@@ -8,6 +8,7 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/process_support.hpp"
 
 using namespace std::chrono_literals;
@@ -34,7 +35,7 @@ size_t count_bytes(weave::channel<std::string>& ch) {
 } // namespace
 
 TEST_CASE("a big stdout completes while stderr is never read") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   constexpr size_t size = 64 * 1024 * 1024;
   auto p = spawn_process(rt, sh("echo start >&2; head -c "
                                 + std::to_string(size)
@@ -47,7 +48,7 @@ TEST_CASE("a big stdout completes while stderr is never read") {
 }
 
 TEST_CASE("an unread stderr with drop_oldest never blocks the child") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto opts = sh("head -c 4194304 /dev/zero >&2; head -c 1048576 /dev/zero");
   opts.capacity = 2;
   opts.chunk_size = 4096;
@@ -61,7 +62,7 @@ TEST_CASE("an unread stderr with drop_oldest never blocks the child") {
 }
 
 TEST_CASE("closing stdout early stops the reading; the child gets EPIPE") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto p = spawn_process(rt, sh("exec yes"));
   auto first = p.out->get(patience);
   REQUIRE(first);
@@ -73,7 +74,7 @@ TEST_CASE("closing stdout early stops the reading; the child gets EPIPE") {
 
 TEST_CASE("a child that closes stdin closes the stdin channel with an "
           "io_error") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto p = spawn_process(rt, sh("exec 0<&-; echo closed; sleep 30"));
   auto said = p.out->get(patience);
   REQUIRE(said);

@@ -10,6 +10,7 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/process_support.hpp"
 
 using namespace weave::actors;
@@ -49,7 +50,7 @@ extern "C" const char* __asan_default_options() {
 #endif
 
 TEST_CASE("1 GiB on stdout with stderr unread: completes in bounded memory") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto hwm_before = status_kib("VmHWM");
   REQUIRE(hwm_before > 0);
   auto t0 = std::chrono::steady_clock::now();

@@ -14,6 +14,7 @@
 
 #include "caf/all.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/process_support.hpp"
 
 using namespace std::chrono_literals;
@@ -48,7 +49,7 @@ std::string error_of(F fn, weave::errc expected) {
 } // namespace
 
 TEST_CASE("cat echoes stdin to stdout in order and exits with 0") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   process_options opts;
   opts.argv = {"cat"};
   auto p = spawn_process(rt, opts);
@@ -74,7 +75,7 @@ TEST_CASE("cat echoes stdin to stdout in order and exits with 0") {
 }
 
 TEST_CASE("an exit code reaches the future, wait and the owner") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   auto p = spawn_process(rt, caf::actor_cast<caf::actor>(self),
                          sh("exit 3"));
@@ -98,7 +99,7 @@ TEST_CASE("an exit code reaches the future, wait and the owner") {
 }
 
 TEST_CASE("an owner that nothing else references lives to hear the exit") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   weave::promise<int> heard;
   // The spawner drops its handle: only the process actor refers to it.
   rt.system().spawn([heard](caf::event_based_actor* self, int) mutable {
@@ -118,7 +119,7 @@ TEST_CASE("an owner that nothing else references lives to hear the exit") {
 }
 
 TEST_CASE("a wait sent before the exit is answered at the exit") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   auto opts = sh("read x; exit 5");
   auto p = spawn_process(rt, opts);
@@ -134,7 +135,7 @@ TEST_CASE("a wait sent before the exit is answered at the exit") {
 }
 
 TEST_CASE("a death by signal is reported, and a reaped child is not signalled") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   process_options opts;
   opts.argv = {"sleep", "30"};
@@ -163,7 +164,7 @@ TEST_CASE("a death by signal is reported, and a reaped child is not signalled") 
 }
 
 TEST_CASE("new_process_group: a signal reaches the child's whole group") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto opts = sh("sleep 30 & echo $!; wait");
   opts.new_process_group = true;
   auto p = spawn_process(rt, opts);
@@ -186,7 +187,7 @@ TEST_CASE("new_process_group: a signal reaches the child's whole group") {
 }
 
 TEST_CASE("an exit message to the process actor kills the child") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   process_options opts;
   opts.argv = {"sleep", "30"};
   auto p = spawn_process(rt, opts);
@@ -199,7 +200,7 @@ TEST_CASE("an exit message to the process actor kills the child") {
 
 TEST_CASE("a program that does not exist: io_error naming call, program, "
           "errno text") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   process_options opts;
   opts.argv = {"weave-no-such-program"};
   auto what = error_of([&] { spawn_process(rt, opts); },
@@ -217,7 +218,7 @@ TEST_CASE("a program that does not exist: io_error naming call, program, "
 
 TEST_CASE("a missing program spawned from an actor: the owner hears the "
           "io_error, the streams close with it") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   weave::promise<std::string> heard;
   std::optional<process> child;
   weave::test::latch spawned{1};
@@ -252,7 +253,7 @@ TEST_CASE("a missing program spawned from an actor: the owner hears the "
 }
 
 TEST_CASE("bad options are invalid_argument") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto bad = [&](process_options opts, const std::string& part) {
     auto what = error_of([&] { spawn_process(rt, opts); },
                          weave::errc::invalid_argument);
@@ -278,7 +279,7 @@ TEST_CASE("bad options are invalid_argument") {
 }
 
 TEST_CASE("env and cwd reach the child; inherit and null streams") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto opts = sh("echo \"$WEAVE_X\"; pwd; cat");
   opts.env = std::vector<std::string>{"WEAVE_X=forty-two",
                                       "PATH=/usr/bin:/bin"};
@@ -294,7 +295,7 @@ TEST_CASE("env and cwd reach the child; inherit and null streams") {
 }
 
 TEST_CASE("the owner's end kills its children; each is reaped") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   std::mutex mtx;
   std::vector<process> children;
   weave::test::latch started{1};
@@ -335,7 +336,7 @@ TEST_CASE("shutdown terminates every child in time and reports their "
   std::vector<std::pair<int, weave::future<exit_status>>> children;
   weave::shutdown_report report;
   {
-    weave::runtime rt;
+    weave::runtime rt{weave::test::io_config()};
     for (int i = 0; i < 2; ++i) {
       process_options opts;
       opts.argv = {"sleep", "30"};
@@ -368,7 +369,7 @@ TEST_CASE("shutdown terminates every child in time and reports their "
 }
 
 TEST_CASE("spawning after shutdown began is refused with shut_down") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   rt.shutdown();
   process_options opts;
   opts.argv = {"true"};

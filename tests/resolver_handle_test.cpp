@@ -9,6 +9,7 @@
 #include "caf/all.hpp"
 #include "actors/resolver.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -42,7 +43,7 @@ caf::error resolve_localhost(caf::actor_system& sys,
 
 TEST_CASE("a resolver handle held at shutdown is not counted as an abandoned "
           "thread") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto dns = weave::actors::spawn_resolver(rt);
   CHECK(resolve_localhost(rt.system(), dns) == caf::error{});
   CHECK(rt.slow_handlers() == 0);

@@ -18,6 +18,7 @@
 #include "caf/all.hpp"
 #include "actors/resolver.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -126,7 +127,7 @@ void warm_up(caf::scoped_actor& self,
 }
 
 weave::runtime_config quick_shutdown() {
-  weave::runtime_config cfg;
+  auto cfg = weave::test::io_config();
   cfg.set("weave.shutdown-deadline", caf::timespan{shutdown_deadline});
   return cfg;
 }
@@ -138,7 +139,7 @@ bool is_loopback(const resolved_address& a) {
 } // namespace
 
 TEST_CASE("resolve answers localhost with its loopback addresses") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto dns = weave::actors::spawn_resolver(rt);
   caf::scoped_actor self{rt.system()};
   auto a = ask(self, dns, "localhost", resolve_deadline(10s), 8080);
@@ -157,7 +158,7 @@ TEST_CASE("resolve answers localhost with its loopback addresses") {
 }
 
 TEST_CASE("a host that cannot exist is an io_error naming getaddrinfo") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto dns = weave::actors::spawn_resolver(rt);
   caf::scoped_actor self{rt.system()};
   // An empty label: glibc refuses it without asking any name server.
@@ -173,7 +174,7 @@ TEST_CASE("a host that cannot exist is an io_error naming getaddrinfo") {
 }
 
 TEST_CASE("a negative deadline or an empty host is invalid_argument") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto dns = weave::actors::spawn_resolver(rt);
   caf::scoped_actor self{rt.system()};
   auto a = ask(self, dns, "localhost", resolve_deadline(-1ms));
@@ -188,7 +189,7 @@ TEST_CASE("a negative deadline or an empty host is invalid_argument") {
 }
 
 TEST_CASE("an unbounded deadline (hours::max) resolves without overflow") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto dns = weave::actors::spawn_resolver(rt);
   caf::scoped_actor self{rt.system()};
   CHECK(resolve_deadline(std::chrono::hours::max()) == caf::timespan::max());
@@ -237,7 +238,7 @@ TEST_CASE("shutdown does not wait for a stuck lookup and counts its thread") {
   std::promise<caf::error> unbounded;
   auto unbounded_answer = unbounded.get_future();
   {
-    weave::runtime_config cfg;
+    auto cfg = weave::test::io_config();
     cfg.set("weave.shutdown-deadline", caf::timespan{long_shutdown_deadline});
     weave::runtime rt{std::move(cfg)};
     weave::actors::resolver_options opts;
@@ -280,7 +281,7 @@ TEST_CASE("many lookups share the resolver's few threads") {
   constexpr size_t threads = 4;
   constexpr size_t requests = 50;
   auto g = std::make_shared<gate>();
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   weave::actors::resolver_options opts;
   opts.threads = threads;
   opts.lookup = gate::hook(g);

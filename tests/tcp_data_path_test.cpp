@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/tcp_support.hpp"
 
 using namespace weave::actors;
@@ -24,7 +25,7 @@ namespace {
 
 /// A blocking peer: listens on loopback, `spawn_tcp_connect` dials it.
 struct raw_peer {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   int lfd = -1;
   int fd = -1;

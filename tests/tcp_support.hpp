@@ -17,6 +17,7 @@
 #include "caf/all.hpp"
 #include "runtime/error.hpp"
 #include "runtime/runtime.hpp"
+#include "tests/io_support.hpp"
 #include "tests/test_support.hpp"
 
 namespace weave::test::tcp {
@@ -201,7 +202,7 @@ inline std::string text(const caf::error& err) {
 
 /// A listener on loopback and a connected pair (client, server side).
 struct pair_fixture {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   tcp_listener listener;
   tcp_connection client;

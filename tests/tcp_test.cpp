@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/tcp_support.hpp"
 
 using namespace std::chrono_literals;
@@ -20,7 +21,7 @@ using clk = std::chrono::steady_clock;
 
 TEST_CASE("echo on loopback: every byte back in order, one slow reader "
           "pushed back, server buffers within their bounds") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   weave::test::failures bad;
   tcp_options server_opts;
   server_opts.write_buffer = 32 * 1024;
@@ -114,7 +115,7 @@ TEST_CASE("a connect that gets no answer fails at its deadline while other "
 
 TEST_CASE("a connect to a non-routable address fails at its deadline or at "
           "once with an io_error") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   tcp_options opts;
   opts.connect_timeout = 300ms;
@@ -139,7 +140,7 @@ TEST_CASE("a connect to a non-routable address fails at its deadline or at "
 
 TEST_CASE("a refused connect is an io_error naming the call, peer and "
           "errno text") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   // A port that was just free.
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -186,7 +187,7 @@ TEST_CASE("half-close: the peer reads to the end and can still answer") {
 
 TEST_CASE("shutdown with connections open answers pending reads with "
           "shut_down and stops the I/O thread in time") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   weave::test::latch answered{2};
   weave::test::latch sent{1};
   weave::test::failures bad;
@@ -244,7 +245,7 @@ TEST_CASE("shutdown with connections open answers pending reads with "
 }
 
 TEST_CASE("bad input: clear errors at spawn") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto expect = [&](auto fn, const std::string& what) {
     try {
       fn();

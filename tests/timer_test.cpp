@@ -10,6 +10,7 @@
 #include "caf/all.hpp"
 #include "actors/timer.hpp"
 #include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -59,7 +60,7 @@ std::vector<std::string> receive_until(caf::scoped_actor& self,
 } // namespace
 
 TEST_CASE("a cancelled one-shot timer is never delivered") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   // Due late enough that the cancel below comes first also when the test
   // thread is descheduled for a while (a sanitizer on a busy machine).
@@ -78,7 +79,7 @@ TEST_CASE("a cancelled one-shot timer is never delivered") {
 
 TEST_CASE("a cancel racing the firing: exactly one of delivered, cancelled") {
   constexpr int rounds = 200;
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   int cancelled = 0;
   int delivered = 0;
@@ -109,7 +110,7 @@ TEST_CASE("a cancel racing the firing: exactly one of delivered, cancelled") {
 
 TEST_CASE("a periodic timer ticks until cancelled") {
   constexpr uint64_t ticks = 5;
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   auto t = send_every(rt, self, 10ms, caf::make_message(tick_atom::value));
   for (uint64_t i = 0; i < ticks; ++i) {
@@ -137,7 +138,7 @@ TEST_CASE("a periodic timer ticks until cancelled") {
 TEST_CASE("a periodic timer skips the ticks a slow receiver missed") {
   constexpr auto period = 50ms;
   constexpr int blocked_periods = 5;
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   auto before = std::chrono::steady_clock::now();
   auto t = send_every(rt, self, period, caf::make_message(tick_atom::value));
@@ -178,7 +179,7 @@ TEST_CASE("a periodic timer skips the ticks a slow receiver missed") {
 }
 
 TEST_CASE("a timer whose target ended stops") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   auto target = rt.system().spawn([](caf::event_based_actor*) -> caf::behavior {
     return {[](tick_atom) {}};
   });
@@ -218,7 +219,7 @@ TEST_CASE("timers stop at shutdown") {
   weave::actors::timer once;
   weave::actors::timer every;
   {
-    weave::runtime rt;
+    weave::runtime rt{weave::test::io_config()};
     {
       // Alive (a periodic timer stops when its target ends) until well
       // after the shutdown began, then it ends by itself.
@@ -240,7 +241,7 @@ TEST_CASE("timers stop at shutdown") {
 }
 
 TEST_CASE("bad durations are invalid_argument; hours::max never fires") {
-  weave::runtime rt;
+  weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   CHECK_THROWS_AS(send_after(rt, self, -1ms, named("x")), weave::exception);
   CHECK_THROWS_AS(send_every(rt, self, -1ms, named("x")), weave::exception);
