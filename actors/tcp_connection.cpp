@@ -290,10 +290,7 @@ tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
   auto addr = internal::parse_address("spawn_tcp_connect", host, port);
   auto& sys = rt.system();
   auto reactor = internal::tcp_reactor::of(rt);
-  int fd = ::socket(addr.addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    raise(internal::io_error("socket for", addr.text, errno));
+  int fd = internal::open_stream_socket(addr);
   internal::set_socket_buffer(fd, opts);
   bool connecting = false;
   int code = 0;

@@ -147,10 +147,7 @@ tcp_listener spawn_tcp_listener(runtime& rt, const std::string& host,
   auto addr = internal::parse_address("spawn_tcp_listener", host, port);
   auto& sys = rt.system();
   auto reactor = internal::tcp_reactor::of(rt);
-  int fd = ::socket(addr.addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    raise(internal::io_error("socket for", addr.text, errno));
+  int fd = internal::open_stream_socket(addr);
   auto fail = [&](const char* call) {
     auto code = errno;
     ::close(fd);

@@ -1,6 +1,8 @@
 #include "actors/internal/tcp_socket.hpp"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
+#include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
 
@@ -49,6 +51,14 @@ std::string address_text(const sockaddr* sa) {
 caf::error io_error(const char* call, const std::string& peer, int code) {
   return make_error(errc::io_error, std::string{call} + " " + peer + ": "
                                       + std::strerror(code));
+}
+
+int open_stream_socket(const tcp_address& addr) {
+  int fd = ::socket(addr.addr.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    raise(io_error("socket for", addr.text, errno));
+  return fd;
 }
 
 void set_socket_buffer(int fd, const tcp_options& opts) {

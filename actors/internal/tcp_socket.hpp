@@ -33,6 +33,10 @@ std::string address_text(const sockaddr* sa);
 /// `io_error` "<call> <peer>: <strerror(code)>".
 caf::error io_error(const char* call, const std::string& peer, int code);
 
+/// A new non-blocking, close-on-exec stream socket for `addr`'s family;
+/// throws `io_error` ("socket for <addr>") if the kernel refuses.
+int open_stream_socket(const tcp_address& addr);
+
 /// Applies `opts.socket_buffer` (if set) to `fd`.
 void set_socket_buffer(int fd, const tcp_options& opts);
 
