@@ -26,8 +26,12 @@ struct slow_handler_event {
   std::string actor_name;
   /// The scheduler worker (0-based) that was held.
   size_t worker = 0;
-  /// How long the actor had held it when it was noticed.
+  /// How long the actor had held it when it was noticed (wall time).
   caf::timespan held{0};
+  /// How much of `held` the thread spent waiting for a core (preempted by
+  /// the kernel, as the watchdog could measure it): not counted against the
+  /// threshold. `held - waited_for_cpu` exceeded it.
+  caf::timespan waited_for_cpu{0};
   /// What every thread of the runtime was doing when it was noticed, with
   /// `weave.dump-on-slow-handler` on (else none).
   std::optional<thread_dump> dump;

@@ -29,7 +29,8 @@ constexpr size_t max_name_length = 255;
 
 blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
   : workers_(workers), threshold_(threshold), slots_(new slot[workers]),
-    reported_(new uint64_t[workers]()), metrics_(workers) {
+    reported_(new uint64_t[workers]()), span_epoch_(new uint64_t[workers]()),
+    meter_(workers), metrics_(workers) {
   // nop
 }
 
@@ -106,11 +107,13 @@ void blocking_detector::report(const slow_handler_event& ev) {
   }
   std::fprintf(stderr,
                "weave: actor #%llu (%s) has held scheduler worker %zu for "
-               "%lld ms (weave.blocking-threshold is %lld ms); offload "
-               "blocking calls\n",
+               "%lld ms, %lld ms of it waiting for a core "
+               "(weave.blocking-threshold is %lld ms); offload blocking "
+               "calls\n",
                static_cast<unsigned long long>(ev.actor),
                ev.actor_name.c_str(), ev.worker,
                static_cast<long long>(ev.held.count() / 1'000'000),
+               static_cast<long long>(ev.waited_for_cpu.count() / 1'000'000),
                static_cast<long long>(threshold_.count() / 1'000'000));
   if (ev.dump)
     std::fprintf(stderr, "%s\n", ev.dump->to_string().c_str());
@@ -176,8 +179,15 @@ void blocking_detector::watch() {
       if ((e1 & 1) != 0 && e1 == seen[i])
         wake_thief(i); // one resume since the last look: jobs may wait
       seen[i] = e1;
+      // Every look samples every worker's run-queue wait: the sample of the
+      // look before a resume was first seen precedes the resume's start.
+      meter_.sample(i, s.tid.load(std::memory_order_acquire), now);
       if ((e1 & 1) == 0 || reported_[i] == e1)
         continue;
+      if (span_epoch_[i] != e1) {
+        span_epoch_[i] = e1; // first sight: it began after the last look
+        meter_.begin_span(i);
+      }
       // A seqlock read: the slot's fields, and the actor's name they point
       // to, are copied first; the epoch read again after them tells whether
       // the worker was in the same resume all along. Only then was the actor
@@ -190,6 +200,11 @@ void blocking_detector::watch() {
       auto held = caf::timespan{now - started};
       if (held < threshold_)
         continue; // not yet: no need to copy anything
+      // Time the thread waited for a core is the machine's, not the
+      // handler's: only what is left counts against the threshold.
+      auto waited = caf::timespan{meter_.waited_ns(i, now)};
+      if (held - waited < threshold_)
+        continue; // preempted, not blocking (yet)
       char name[max_name_length + 1];
       size_t len = 0;
       if (name_ptr != nullptr)
@@ -208,7 +223,7 @@ void blocking_detector::watch() {
       metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
       events.push_back(
         slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held,
-                           std::nullopt});
+                           waited, std::nullopt});
     }
     period = moved || poked ? busy_period
                             : std::min<caf::timespan>(period * 2,

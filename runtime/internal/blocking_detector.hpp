@@ -22,8 +22,13 @@
 // messages in one resume also count as holding the thread (they do hold it).
 // It cannot see detached actors (they have their own thread, blocking is
 // their right) nor interrupt the handler: it reports, it does not fix.
-// With `weave.dump-on-slow-handler`, each look that reports takes one
-// thread dump (thread_dump.hpp) and attaches it to its reports.
+//
+// Preemption is not blocking. A worker that the kernel took off its core
+// (the machine has more runnable threads than cores) holds its resume for
+// wall time it did not use. The watchdog samples each worker thread's wait
+// for a core on every look (run_queue_meter.hpp) and reports a resume only
+// when its wall time less that wait still exceeds the threshold; the event
+// carries both (`held`, `waited_for_cpu`).
 //
 // Lock: `mtx_` guards the watchdog's wait (stop and poke flags) and the
 // callback's handle, nothing else. The watchdog scans the slots and calls
@@ -45,6 +50,7 @@
 #include "caf/fwd.hpp"
 #include "caf/timespan.hpp"
 
+#include "runtime/internal/run_queue_meter.hpp"
 #include "runtime/internal/scheduler_metrics.hpp"
 #include "runtime/slow_handler_event.hpp"
 
@@ -70,6 +76,9 @@ public:
     std::atomic<int64_t> started_ns{0};
     std::atomic<caf::actor_id> actor{0};
     std::atomic<const char*> name{nullptr};
+    /// The worker thread's kernel id, set once on its first resume: the
+    /// watchdog reads the thread's run-queue wait from its schedstat.
+    std::atomic<int32_t> tid{0};
   };
 
   blocking_detector(size_t workers, caf::timespan threshold);
@@ -130,6 +139,10 @@ private:
   const caf::timespan threshold_;
   std::unique_ptr<slot[]> slots_;
   std::unique_ptr<uint64_t[]> reported_; // watchdog only
+  // Watchdog only: per worker, the resume whose run-queue wait `meter_`
+  // counts.
+  std::unique_ptr<uint64_t[]> span_epoch_;
+  run_queue_meter meter_;
   std::atomic<size_t> reports_{0};
   scheduler_recorder metrics_;
   std::mutex mtx_;

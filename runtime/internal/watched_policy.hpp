@@ -11,6 +11,9 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "caf/actor_system.hpp"
 #include "caf/policy/work_stealing.hpp"
 #include "caf/resumable.hpp"
@@ -429,6 +432,9 @@ private:
         det_ = det;
         slot_ = det->at(self->id());
         bind_thread_activity(slot_, self->id());
+        if (slot_ != nullptr)
+          slot_->tid.store(static_cast<int32_t>(::syscall(SYS_gettid)),
+                           std::memory_order_release);
       }
     }
     return slot_;
