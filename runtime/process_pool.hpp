@@ -33,10 +33,13 @@
 /// - `stats()`, `worker_pids()`, `shutdown(deadline)`.
 ///
 /// Credit: a worker never holds more than `capacity` jobs; the pool queues
-/// the rest here, first in first out, and sends one more whenever a worker
-/// returns a result. A worker starts a job only after asking the pool
-/// ("claim", answered at once), one claim ahead per thread, so the pool
-/// always knows which jobs may have started.
+/// the rest here, first in first out, and sends more whenever a worker
+/// returns results. A worker starts a job only after asking the pool
+/// ("claim", answered at once), so the pool always knows which jobs may
+/// have started. Jobs, claims and results travel in batches, several per
+/// message: a worker claims up to 16 jobs per thread ahead of running them,
+/// and sends its results back together when no claimed job waits to start,
+/// or at the latest 0.5 ms after the first of them.
 ///
 /// Failures
 /// - A job that throws fails with `job_failed` (its message); the worker
@@ -75,8 +78,8 @@
 ///   `weave.cancel-grace` (100 ms), its worker gets SIGKILL, the job is
 ///   answered `cancelled`, the other jobs that worker held are answered
 ///   `worker_lost` with their marks (idempotent ones retried), and the
-///   worker is replaced. "Started" includes the one job a worker may have
-///   claimed ahead while it runs another. An idempotent job waiting here
+///   worker is replaced. "Started" includes the jobs a worker claimed
+///   ahead (up to 16 per thread) while it runs another. An idempotent job waiting here
 ///   to be retried is answered `cancelled` at once and does not run again.
 ///   With more threads per worker a running job cannot be stopped (killing
 ///   the worker would stop jobs nobody cancelled): `cancel()` returns false

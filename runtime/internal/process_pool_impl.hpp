@@ -7,7 +7,8 @@
 // - the tables (queue, calls, slots), guarded by `mtx_`;
 // - the client actor `<name>-io` (detached: the continuations of the
 //   futures it completes run on its own thread, never a scheduler thread),
-//   which receives the workers' messages (remote_protocol.hpp) and DOWNs;
+//   which receives the workers' messages (remote_protocol.hpp; jobs, claims
+//   and results travel in batches, process_pool_batch.hpp) and DOWNs;
 // - one thread per slot, `<name>-w<i>`, which starts the slot's worker
 //   process, waits for it to exit (`waitid` without reaping first, so that
 //   no one signals a recycled pid), loses it, reaps it, and starts the
@@ -94,10 +95,12 @@ public:
 
   void on_join(const caf::actor& worker, uint32_t slot, uint32_t gen,
                int32_t pid, const std::vector<std::string>& table);
-  bool on_claim(uint64_t id, uint32_t slot, uint32_t gen);
-  void on_done(uint64_t id, uint32_t slot, uint32_t gen,
-               const std::vector<char>& result);
   void on_failed(uint64_t id, uint32_t slot, uint32_t gen, caf::error err);
+  /// Claims of several jobs (process_pool_batch.hpp): one flag per id.
+  std::vector<char> on_claims(uint32_t slot, uint32_t gen,
+                              const std::vector<char>& ids);
+  /// Results of several jobs (process_pool_batch.hpp).
+  void on_dones(uint32_t slot, uint32_t gen, const std::vector<char>& items);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
 
@@ -148,6 +151,13 @@ private:
   /// and doubles `delay` up to the cap.
   void back_off(std::unique_lock<std::mutex>& guard, caf::timespan& delay);
   void dispatch_locked(std::vector<outgoing>& out);
+  /// Grants the start of call `id` to the worker in `slot`, incarnation
+  /// `gen`; a call that must not start is taken out (lock held).
+  bool claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                    std::vector<outgoing>& out, std::vector<answer>& answers);
+  /// Takes call `id` out as completed by that worker; null if it was
+  /// answered already (lock held).
+  remote_call_ptr done_locked(uint64_t id, uint32_t slot, uint32_t gen);
   void send_all(std::vector<outgoing>& out);
   static void deliver(std::vector<answer>& answers);
   /// The calls of `index` out of the tables (lock held).
