@@ -69,6 +69,7 @@
 ///   is reaped and replaced.
 /// - A timeout: a job that no worker has started by then never runs, and
 ///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
+///   A job a worker claimed ahead (see Credit) counts as started.
 ///   Once started, a job cannot be stopped: `submit`'s timeout then only
 ///   bounds the wait for a start, while `offload`'s timeout (CAF's response
 ///   timeout) answers the actor with `timeout` and drops the late result.
