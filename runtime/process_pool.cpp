@@ -88,3 +88,11 @@ shutdown_report process_pool::shutdown(caf::timespan deadline) {
 }
 
 } // namespace weave
+
+namespace weave::internal {
+
+size_t process_pool_access::claimed(const process_pool& pool) {
+  return pool.impl_->claimed();
+}
+
+} // namespace weave::internal

@@ -202,6 +202,9 @@ public:
     size_t lost = 0;
     /// Started jobs cancelled by killing their worker.
     size_t cancelled = 0;
+    /// Jobs a worker had claimed ahead but not started, dropped there at
+    /// their cancel or timeout (they never ran; their worker lives on).
+    size_t revoked = 0;
     /// Idempotent jobs retried after losing their worker.
     size_t retried = 0;
     /// Workers lost (and replaced, unless shutting down), including those
@@ -307,6 +310,9 @@ struct process_pool_access {
                       caf::timespan timeout) {
     pool.enqueue(std::move(c), timeout);
   }
+
+  /// How many calls the workers claimed and have not answered (tests).
+  static size_t claimed(const process_pool& pool);
 };
 
 template <class Self, class Sig>

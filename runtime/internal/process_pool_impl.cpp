@@ -366,6 +366,15 @@ process_pool::stats_type process_pool_impl::stats() const {
   return result;
 }
 
+size_t process_pool_impl::claimed() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  size_t n = 0;
+  for (auto& kv : calls_)
+    if (kv.second->started && kv.second->slot >= 0)
+      ++n;
+  return n;
+}
+
 std::vector<int> process_pool_impl::worker_pids() const {
   std::unique_lock<std::mutex> guard{mtx_};
   std::vector<int> result;

@@ -76,6 +76,8 @@ public:
 
   process_pool::stats_type stats() const;
   std::vector<int> worker_pids() const;
+  /// Calls the workers claimed and have not answered.
+  size_t claimed() const;
 
   const process_pool_options& options() const noexcept {
     return opts_;
