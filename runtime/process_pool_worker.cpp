@@ -10,12 +10,17 @@
 // free; a job refused at its claim (cancelled or timed out meanwhile) is
 // dropped. Results go back several in one message: at once when no granted
 // job waits to start, else when half a window is collected or after
-// `result_delay`; errors go back as they come. When the pool's
+// `result_delay`; errors go back as they come. A revoke (the pool's caller
+// cancelled a claimed job, or its timeout passed) is answered at once: the
+// actor alone hands jobs to the threads, so a job it still holds (waiting,
+// claimed, granted) is dropped and never runs; one handed over is not.
+// When the pool's
 // connection goes away the process ends at once (`_Exit`): whatever it
 // still runs has no one to answer.
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +70,8 @@ struct worker_state {
   std::deque<run_item> waiting;
   /// The jobs of the claim in flight (at most one).
   std::vector<run_item> claiming;
+  /// Jobs of `claiming` revoked before the claim's answer came.
+  std::vector<uint64_t> revoked_claims;
   bool claim_out = false;
   std::deque<run_item> granted;
   size_t running = 0;
@@ -140,10 +147,17 @@ void claim(worker_actor* self) {
     .then(
       [self](std::vector<char>& granted) {
         auto& s = self->state;
+        auto revoked = [&s](uint64_t id) {
+          return std::find(s.revoked_claims.begin(), s.revoked_claims.end(),
+                           id)
+                 != s.revoked_claims.end();
+        };
         for (size_t i = 0; i < s.claiming.size(); ++i)
-          if (i < granted.size() && granted[i] != 0)
+          if (i < granted.size() && granted[i] != 0
+              && !revoked(s.claiming[i].id))
             s.granted.push_back(std::move(s.claiming[i]));
         s.claiming.clear();
+        s.revoked_claims.clear();
         s.claim_out = false;
         pump(self);
       },
@@ -174,6 +188,28 @@ void pump(worker_actor* self) {
   }
 }
 
+/// Drops job `id` if it was not handed to a thread yet: true if it never
+/// runs here.
+bool revoke(worker_actor* self, uint64_t id) {
+  auto& st = self->state;
+  auto take = [id](std::deque<run_item>& xs) {
+    auto i = std::find_if(xs.begin(), xs.end(),
+                          [id](const run_item& x) { return x.id == id; });
+    if (i == xs.end())
+      return false;
+    xs.erase(i);
+    return true;
+  };
+  if (take(st.granted) || take(st.waiting))
+    return true;
+  for (auto& x : st.claiming)
+    if (x.id == id) {
+      st.revoked_claims.push_back(id);
+      return true;
+    }
+  return false; // handed to a thread (maybe finished): it runs
+}
+
 caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
                      uint32_t gen, size_t threads, blocking_pool* runner,
                      std::promise<void>* gone) {
@@ -202,6 +238,13 @@ caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
       for (auto& x : jobs)
         self->state.waiting.push_back(std::move(x));
       pump(self);
+    },
+    [self](revoke_atom, uint64_t id) {
+      auto& s = self->state;
+      auto dropped = revoke(self, id);
+      self->send(s.pool, revoked_atom::value, id, s.slot, s.gen, dropped);
+      if (dropped)
+        pump(self); // room for the next claim, maybe no job left to wait
     },
     [self](flush_atom) {
       self->state.flush_armed = false;

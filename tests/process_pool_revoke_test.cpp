@@ -31,6 +31,11 @@ constexpr uint64_t short_jobs = 10;
 /// The tag of the short job that is cancelled or times out.
 constexpr uint64_t victim_tag = 5;
 
+/// Claimed jobs before the test goes on: a worker claims again once it
+/// holds at most half its window (16 per thread), so it holds at least 9
+/// of these 11 in the end; claims are in order, so the victim is one.
+constexpr size_t min_claimed = 9;
+
 /// The victim's timeout.
 constexpr auto victim_timeout = 200ms;
 
@@ -94,7 +99,7 @@ TEST_CASE("a job claimed ahead behind a long one times out at its deadline "
   auto& victim = shorts[victim_tag - 1];
   // Claimed by the worker before its deadline (else the pool's timer
   // answers it and this test shows nothing).
-  REQUIRE(eventually([&] { return claimed(pool) == short_jobs + 1; }));
+  REQUIRE(eventually([&] { return claimed(pool) >= min_claimed; }));
   REQUIRE(clock_type::now() - submitted_at < victim_timeout);
   auto answered = victim.wait_for(victim_timeout + answer_bound);
   auto answered_in = clock_type::now() - submitted_at;
@@ -137,7 +142,7 @@ TEST_CASE("cancelling a job claimed ahead behind a long one answers "
   std::vector<weave::future<int32_t>> shorts;
   for (uint64_t tag = 1; tag <= short_jobs; ++tag)
     shorts.push_back(pool.submit(hold(tag, log, std::string{})));
-  REQUIRE(eventually([&] { return claimed(pool) == short_jobs + 1; }));
+  REQUIRE(eventually([&] { return claimed(pool) >= min_claimed; }));
   auto& victim = shorts[victim_tag - 1];
   auto cancelled_at = clock_type::now();
   CHECK(victim.cancel());
@@ -186,21 +191,39 @@ TEST_CASE("cancels racing the start of short jobs: every job is answered "
   opts.capacity = 64;
   weave::process_pool pool{rt, opts};
   auto dir = scratch_dir();
+  auto log = dir + "/holds";
   std::vector<weave::future<int32_t>> futs;
+  std::vector<weave::future<int32_t>> holds;
   uint64_t tag = 0;
   for (int round = 0; round < rounds; ++round) {
+    // Every other round, two jobs hold both threads until the round's
+    // gate opens; the round's jobs are claimed behind them meanwhile, and
+    // the cancels race the threads that start them as the gate opens. The
+    // other rounds cancel right away, mostly before any claim.
+    bool behind_holds = round % 2 == 1;
+    auto gate = dir + "/gate" + std::to_string(round);
+    if (behind_holds) {
+      for (int i = 0; i < 2; ++i)
+        holds.push_back(pool.submit(hold(0, log, gate)));
+    }
     std::vector<weave::future<int32_t>> batch;
     for (uint64_t i = 0; i < per_round; ++i)
       batch.push_back(pool.submit(tally(++tag, dir, false)));
-    // Cancels in a different order each round, some right away, some
-    // after the others were claimed or started.
+    if (behind_holds) {
+      REQUIRE(eventually([&] { return claimed(pool) == per_round + 2; }));
+      touch(gate);
+    }
     for (uint64_t i = 0; i < per_round; ++i) {
       auto k = (i * 3 + static_cast<uint64_t>(round)) % per_round;
-      if ((k + static_cast<uint64_t>(round)) % 3 != 0)
+      if (behind_holds || (k + static_cast<uint64_t>(round)) % 3 != 0)
         batch[k].cancel();
     }
     for (auto& f : batch)
       futs.push_back(std::move(f));
+    if (behind_holds)
+      for (auto& h : holds)
+        h.wait();
+    holds.clear();
   }
   std::vector<weave::result<int32_t>> results;
   for (auto& f : futs)
@@ -236,8 +259,9 @@ TEST_CASE("cancels racing the start of short jobs: every job is answered "
   auto st = pool.stats();
   MESSAGE(values << " values, " << not_started << " revoked, " << early
                  << " cancelled before a claim");
-  CHECK(st.completed == values);
+  CHECK(st.completed == values + static_cast<size_t>(rounds / 2) * 2);
   CHECK(st.revoked == not_started);
+  CHECK(not_started > 0);
   CHECK(st.workers_lost == 0);
   CHECK(values + not_started + early == futs.size());
 }
@@ -258,7 +282,7 @@ TEST_CASE("kill -9 of a worker while revokes are in flight answers every "
   std::vector<weave::future<int32_t>> shorts;
   for (uint64_t tag = 1; tag <= held; ++tag)
     shorts.push_back(pool.submit(hold(tag, log, std::string{})));
-  REQUIRE(eventually([&] { return claimed(pool) == held + 1; }));
+  REQUIRE(eventually([&] { return claimed(pool) >= min_claimed; }));
   for (uint64_t i = 0; i < held; ++i) {
     shorts[i].cancel();
     if (i == held / 2)

@@ -4,6 +4,10 @@
 
 #include "runtime/internal/process_pool_batch.hpp"
 
+#include <algorithm>
+
+#include "caf/send.hpp"
+
 #include "runtime/internal/process_pool_impl.hpp"
 
 namespace weave::internal {
@@ -16,14 +20,34 @@ std::vector<char> process_pool_impl::on_claims(uint32_t slot, uint32_t gen,
   std::vector<char> granted(ids.size(), 0);
   std::vector<outgoing> out;
   std::vector<answer> answers;
+  // Granted calls with a deadline: revoked then unless answered first.
+  std::vector<std::pair<uint64_t, steady_clock::time_point>> due;
+  caf::actor client;
   {
     std::unique_lock<std::mutex> guard{mtx_};
-    for (size_t i = 0; i < ids.size(); ++i)
-      granted[i] = claim_locked(ids[i], slot, gen, out, answers) ? 1 : 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!claim_locked(ids[i], slot, gen, out, answers))
+        continue;
+      granted[i] = 1;
+      auto& c = *calls_.at(ids[i]);
+      if (c.deadline != steady_clock::time_point::max())
+        due.emplace_back(c.id, c.deadline);
+    }
     dispatch_locked(out);
+    if (!due.empty())
+      client = client_;
   }
   send_all(out);
   deliver(answers);
+  if (client) {
+    auto now = steady_clock::now();
+    for (auto& [id, at] : due)
+      caf::delayed_anon_send(
+        client,
+        std::chrono::duration_cast<caf::timespan>(
+          std::max(at - now, steady_clock::duration{0})),
+        revoke_due_atom::value, id, slot, gen);
+  }
   return granted;
 }
 

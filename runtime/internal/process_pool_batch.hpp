@@ -9,6 +9,14 @@
 //   worker -> client  (claims, slot, generation, bytes: [id])
 //                       => bytes: one flag per id (1: start it, 0: drop it)
 //   worker -> client  (dones, slot, generation, bytes: [(id, result)])
+//   client -> worker  (revoke, id)             a claimed job's cancel/timeout
+//   worker -> client  (revoked, id, slot, generation, dropped)
+//
+// Revoke: a claimed job may still wait in its worker for a thread. The
+// worker's actor is the only one that hands jobs to its threads, so it
+// decides a revoke alone, at once: a job it has not handed over yet
+// (waiting, claim in flight, or granted) is dropped there and never runs
+// (`dropped` true); one handed over or finished is not (`dropped` false).
 //
 // The lists are encoded with CAF's binary serializer into one byte vector,
 // a type CAF serialises out of the box (no message type to register).
@@ -26,6 +34,8 @@ namespace weave::internal {
 using runs_atom = caf::atom_constant<caf::atom("wv_runs")>;
 using claims_atom = caf::atom_constant<caf::atom("wv_claims")>;
 using dones_atom = caf::atom_constant<caf::atom("wv_dones")>;
+using revoke_atom = caf::atom_constant<caf::atom("wv_revoke")>;
+using revoked_atom = caf::atom_constant<caf::atom("wv_revoked")>;
 
 /// Jobs a worker claims and has not finished, at most, per thread: one
 /// claim message covers several, and a claimed job that has not started

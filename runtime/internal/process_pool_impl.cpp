@@ -56,6 +56,15 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_cancel_grace(id, slot, gen);
     },
+    [weak](revoked_atom, uint64_t id, uint32_t slot, uint32_t gen,
+           bool dropped) {
+      if (auto p = weak.lock())
+        p->on_revoked(id, slot, gen, dropped);
+    },
+    [weak](revoke_due_atom, uint64_t id, uint32_t slot, uint32_t gen) {
+      if (auto p = weak.lock())
+        p->on_revoke_due(id, slot, gen);
+    },
   };
 }
 
@@ -304,8 +313,9 @@ bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
   if (due)
     answers.push_back({std::move(c),
                        make_error(errc::timeout,
-                                  "process_pool: no worker started the job "
-                                  "within its timeout")});
+                                  "not started: no worker of the process "
+                                  "pool started the job within its "
+                                  "timeout")});
   else
     out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
   return false;
