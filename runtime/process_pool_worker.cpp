@@ -302,6 +302,11 @@ int run_worker_process(int argc, char** argv) {
   // thread ends (PR_SET_PDEATHSIG). The pool keeps its own timeout.
   cfg.set("middleman.connection-timeout", caf::timespan{0});
   cfg.set("weave.pool-size", threads);
+  // The pool threads do not spin while idle: the worker's actor hands them
+  // every job, and a spinning thread takes the core that the worker's and
+  // the pool's middleman threads need to bring the next jobs (measured:
+  // bench/README.md, process pools).
+  cfg.set("weave.spin", caf::timespan{0});
   // The pool that started this worker is trusted: its application ids
   // (remote_pool.hpp) are taken as this worker's, whatever they are.
   auto app_ids = internal::probe_app_ids(host, port, std::chrono::seconds{5});
