@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/process_pool.hpp"
@@ -317,4 +318,25 @@ TEST_CASE("kill -9 of a worker while revokes are in flight answers every "
   CHECK(st.lost == lost + 1);
   CHECK(st.workers_lost == 1);
   CHECK(pool.submit(square(3)).get() == 9);
+}
+
+TEST_CASE("a job that started before its timeout runs on and keeps its "
+          "value: the revoke finds it running") {
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, pool_options(1)};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto gate = dir + "/gate";
+  auto worker = pool.worker_pids().at(0);
+  auto job = pool.submit(hold(1, log, gate), victim_timeout);
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  // Creates the condition "the deadline passed while it ran".
+  std::this_thread::sleep_for(victim_timeout * 2);
+  CHECK_FALSE(job.done());
+  touch(gate);
+  CHECK(job.get() == worker);
+  auto st = pool.stats();
+  CHECK(st.revoked == 0);
+  CHECK(st.workers_lost == 0);
+  CHECK(st.completed == 1);
 }
