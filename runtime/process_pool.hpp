@@ -74,9 +74,10 @@
 ///   For a job a worker claimed ahead, the pool asks the worker to revoke
 ///   it: if no thread began it, it is dropped there, and its caller hears
 ///   `timeout` marked "not started" as soon as the worker answers (a round
-///   trip), the worker and its other jobs untouched. Once started, a job cannot be stopped: `submit`'s timeout then only
-///   bounds the wait for a start, while `offload`'s timeout (CAF's response
-///   timeout) answers the actor with `timeout` and drops the late result.
+///   trip), the worker and its other jobs untouched. Once started, a job
+///   cannot be stopped: `submit`'s timeout then only bounds the wait for a
+///   start, while `offload`'s timeout (CAF's response timeout) answers the
+///   actor with `timeout` and drops the late result.
 /// - `cancel()` of a future or offload handle: a job no worker has started
 ///   never runs; one claimed ahead and not begun is revoked as above and
 ///   answered `cancelled` marked "not started" (`stats().revoked`), and
