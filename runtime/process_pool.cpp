@@ -9,7 +9,8 @@ namespace weave {
 
 namespace {
 
-/// The start of a `worker_lost` message for a job that never ran.
+/// The start of a `worker_lost`, `cancelled` or `timeout` message for a
+/// job that never ran.
 constexpr const char not_started_mark[] = "not started";
 
 } // namespace
@@ -25,7 +26,10 @@ void enable_process_pools(runtime_config& cfg) {
 }
 
 bool maybe_executed(const caf::error& err) noexcept {
-  if (!is(err, errc::worker_lost))
+  // A job lost with its worker, or one its worker dropped at its cancel
+  // or timeout, carries the mark when it never ran.
+  if (!is(err, errc::worker_lost) && !is(err, errc::cancelled)
+      && !is(err, errc::timeout))
     return true;
   auto& ctx = err.context();
   if (!ctx.match_elements<std::string>())
@@ -88,3 +92,11 @@ shutdown_report process_pool::shutdown(caf::timespan deadline) {
 }
 
 } // namespace weave
+
+namespace weave::internal {
+
+size_t process_pool_access::claimed(const process_pool& pool) {
+  return pool.impl_->claimed();
+}
+
+} // namespace weave::internal

@@ -33,10 +33,15 @@
 /// - `stats()`, `worker_pids()`, `shutdown(deadline)`.
 ///
 /// Credit: a worker never holds more than `capacity` jobs; the pool queues
-/// the rest here, first in first out, and sends one more whenever a worker
-/// returns a result. A worker starts a job only after asking the pool
-/// ("claim", answered at once), one claim ahead per thread, so the pool
-/// always knows which jobs may have started.
+/// the rest here, first in first out, and sends more whenever a worker
+/// returns results. A worker starts a job only after asking the pool
+/// ("claim", answered at once), so the pool always knows which jobs may
+/// have started. Jobs, claims and results travel in batches, several per
+/// message: a worker claims up to 16 jobs per thread ahead of running them,
+/// and sends its results back together when no claimed job waits to start,
+/// or at the latest 0.5 ms after the first of them. A claimed job that no
+/// thread of the worker has begun is still revocable (below): "started"
+/// means a worker thread began it.
 ///
 /// Failures
 /// - A job that throws fails with `job_failed` (its message); the worker
@@ -66,21 +71,28 @@
 ///   is reaped and replaced.
 /// - A timeout: a job that no worker has started by then never runs, and
 ///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
-///   Once started, a job cannot be stopped: `submit`'s timeout then only
-///   bounds the wait for a start, while `offload`'s timeout (CAF's response
-///   timeout) answers the actor with `timeout` and drops the late result.
+///   For a job a worker claimed ahead, the pool asks the worker to revoke
+///   it: if no thread began it, it is dropped there, and its caller hears
+///   `timeout` marked "not started" as soon as the worker answers (a round
+///   trip), the worker and its other jobs untouched. Once started, a job
+///   cannot be stopped: `submit`'s timeout then only bounds the wait for a
+///   start, while `offload`'s timeout (CAF's response timeout) answers the
+///   actor with `timeout` and drops the late result.
 /// - `cancel()` of a future or offload handle: a job no worker has started
-///   never runs. A started one, when `threads_per_worker` is 1, is stopped
+///   never runs; one claimed ahead and not begun is revoked as above and
+///   answered `cancelled` marked "not started" (`stats().revoked`), and
+///   `cancel()` returns true while that is asked. A started one, when
+///   `threads_per_worker` is 1, is stopped
 ///   for real: if it has not finished after the runtime's
 ///   `weave.cancel-grace` (100 ms), its worker gets SIGKILL, the job is
 ///   answered `cancelled`, the other jobs that worker held are answered
 ///   `worker_lost` with their marks (idempotent ones retried), and the
-///   worker is replaced. "Started" includes the one job a worker may have
-///   claimed ahead while it runs another. An idempotent job waiting here
-///   to be retried is answered `cancelled` at once and does not run again.
-///   With more threads per worker a running job cannot be stopped (killing
-///   the worker would stop jobs nobody cancelled): `cancel()` returns false
-///   and the job runs on.
+///   worker is replaced. A worker lost while a revoke is in flight answers
+///   the job once (`cancelled`). An idempotent job waiting here to be
+///   retried is answered `cancelled` at once and does not run again. With
+///   more threads per worker a running job cannot be stopped (killing the
+///   worker would stop jobs nobody cancelled): the job runs on and keeps
+///   its value.
 ///
 /// Shutdown (`shutdown(d)`, the destructor with the runtime's
 /// `weave.shutdown-deadline`, or the runtime's shutdown for a pool still
@@ -142,8 +154,9 @@ constexpr caf::timespan default_heartbeat_interval
   = std::chrono::milliseconds{500};
 constexpr caf::timespan default_connection_timeout = std::chrono::seconds{5};
 
-/// True if `err` is not a `worker_lost` marked "not started": false only
-/// when the job certainly never ran (safe to retry).
+/// True if `err` is not a `worker_lost`, `cancelled` or `timeout` marked
+/// "not started": false only when the job certainly never ran (safe to
+/// retry).
 bool maybe_executed(const caf::error& err) noexcept;
 
 /// True if this process was started by a process pool as its worker.
@@ -198,6 +211,9 @@ public:
     size_t lost = 0;
     /// Started jobs cancelled by killing their worker.
     size_t cancelled = 0;
+    /// Jobs a worker had claimed ahead but not started, dropped there at
+    /// their cancel or timeout (they never ran; their worker lives on).
+    size_t revoked = 0;
     /// Idempotent jobs retried after losing their worker.
     size_t retried = 0;
     /// Workers lost (and replaced, unless shutting down), including those
@@ -303,6 +319,9 @@ struct process_pool_access {
                       caf::timespan timeout) {
     pool.enqueue(std::move(c), timeout);
   }
+
+  /// How many calls the workers claimed and have not answered (tests).
+  static size_t claimed(const process_pool& pool);
 };
 
 template <class Self, class Sig>

@@ -1,18 +1,48 @@
-// Cancelling a started job of a process_pool: its worker is killed at the
-// end of the runtime's cancel grace (see process_pool_impl.hpp).
+// Cancelling and timing out a claimed job of a process_pool: its worker is
+// asked to revoke it; a job that runs already is stopped by killing its
+// worker at the end of the runtime's cancel grace (see
+// process_pool_impl.hpp).
 
 #include "caf/send.hpp"
 
+#include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/process_pool_impl.hpp"
 
 namespace weave::internal {
 
+caf::actor process_pool_impl::revoke_locked(uint64_t id, uint32_t slot,
+                                            uint32_t gen, errc cause) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size())
+    return {};
+  auto& c = *i->second;
+  auto& s = slots_[slot];
+  if (c.done || !c.started || c.slot != static_cast<int>(slot)
+      || s.generation != gen || s.lost || !s.actor)
+    return {};
+  if (cause == errc::cancelled)
+    c.cancel_wanted = true;
+  if (c.revoking)
+    return {};
+  c.revoking = true;
+  c.revoke_cause = cause;
+  return s.actor;
+}
+
+void process_pool_impl::send_revoke(const caf::actor& worker,
+                                    uint64_t id) noexcept {
+  try {
+    caf::anon_send(worker, revoke_atom::value, id);
+  } catch (...) {
+    // Out of memory: the call is answered when it ends or its worker is
+    // lost.
+  }
+}
+
 bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
   if (cause != errc::cancelled)
     return false;
-  uint32_t slot = 0;
-  uint32_t gen = 0;
-  caf::actor client;
+  caf::actor worker;
   remote_call_ptr requeued;
   {
     std::unique_lock<std::mutex> guard{mtx_};
@@ -27,16 +57,13 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
       c.done = true;
       calls_.erase(i);
       ++counts_.cancelled;
-    } else if (opts_.threads_per_worker != 1) {
-      // Killing its worker would stop jobs nobody cancelled.
-      return false;
-    } else if (c.cancel_requested) {
-      return true;
+    } else if (c.cancel_wanted) {
+      return true; // asked already
     } else {
-      c.cancel_requested = true;
-      slot = static_cast<uint32_t>(c.slot);
-      gen = slots_[slot].generation;
-      client = client_;
+      auto slot = static_cast<uint32_t>(c.slot);
+      worker = revoke_locked(id, slot, slots_[slot].generation, cause);
+      if (!worker && !c.revoking)
+        return false;
     }
   }
   if (requeued) {
@@ -46,13 +73,71 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
                                        "be retried"));
     return true;
   }
-  try {
-    caf::delayed_anon_send(client, cancel_grace_, cancel_atom::value, id,
-                           slot, gen);
-  } catch (...) {
-    return false; // out of memory: the job runs on
-  }
+  if (worker)
+    send_revoke(worker, id);
   return true;
+}
+
+void process_pool_impl::on_revoke_due(uint64_t id, uint32_t slot,
+                                      uint32_t gen) {
+  caf::actor worker;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    worker = revoke_locked(id, slot, gen, errc::timeout);
+  }
+  if (worker)
+    send_revoke(worker, id);
+}
+
+void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
+                                   bool dropped) {
+  std::vector<outgoing> out;
+  std::vector<answer> answers;
+  caf::actor client;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto i = calls_.find(id);
+    if (i == calls_.end() || slot >= slots_.size()
+        || i->second->slot != static_cast<int>(slot)
+        || slots_[slot].generation != gen || !i->second->revoking)
+      return; // answered meanwhile (its result, its worker lost)
+    auto c = i->second;
+    c->revoking = false;
+    if (dropped) {
+      c->done = true;
+      calls_.erase(i);
+      auto& s = slots_[slot];
+      s.ids.erase(id);
+      --s.held;
+      if (--in_flight_ == 0)
+        cv_.notify_all();
+      ++counts_.revoked;
+      dispatch_locked(out);
+      auto why = c->revoke_cause == errc::timeout
+                   ? "its timeout passed"
+                   : "it was cancelled";
+      answers.push_back(
+        {c, make_error(c->revoke_cause,
+                       std::string{"not started: job '"} + c->entry->name
+                         + "' was dropped by its worker before it started: "
+                         + why)});
+    } else if (c->cancel_wanted && !c->cancel_requested
+               && opts_.threads_per_worker == 1 && !stopping_) {
+      // It runs: its worker is killed unless it ends within the grace.
+      c->cancel_requested = true;
+      client = client_;
+    }
+  }
+  send_all(out);
+  deliver(answers);
+  if (client) {
+    try {
+      caf::delayed_anon_send(client, cancel_grace_, cancel_atom::value, id,
+                             slot, gen);
+    } catch (...) {
+      // Out of memory: the job runs on.
+    }
+  }
 }
 
 void process_pool_impl::on_cancel_grace(uint64_t id, uint32_t slot,

@@ -10,6 +10,7 @@
 #include "caf/io/middleman.hpp"
 #include "caf/send.hpp"
 
+#include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/remote_protocol.hpp"
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/runtime_access.hpp"
@@ -36,23 +37,33 @@ caf::behavior client_actor(caf::event_based_actor* self,
         p->on_join(worker, slot, gen, pid, table);
       }
     },
-    [weak](claim_atom, uint64_t id, uint32_t slot, uint32_t gen) {
-      auto p = weak.lock();
-      return p != nullptr && p->on_claim(id, slot, gen);
-    },
-    [weak](done_atom, uint64_t id, uint32_t slot, uint32_t gen,
-           std::vector<char>& result) {
-      if (auto p = weak.lock())
-        p->on_done(id, slot, gen, result);
-    },
     [weak](failed_atom, uint64_t id, uint32_t slot, uint32_t gen,
            caf::error& err) {
       if (auto p = weak.lock())
         p->on_failed(id, slot, gen, std::move(err));
     },
+    [weak](claims_atom, uint32_t slot, uint32_t gen,
+           std::vector<char>& ids) {
+      auto p = weak.lock();
+      return p != nullptr ? p->on_claims(slot, gen, ids) : std::vector<char>{};
+    },
+    [weak](dones_atom, uint32_t slot, uint32_t gen,
+           std::vector<char>& items) {
+      if (auto p = weak.lock())
+        p->on_dones(slot, gen, items);
+    },
     [weak](cancel_atom, uint64_t id, uint32_t slot, uint32_t gen) {
       if (auto p = weak.lock())
         p->on_cancel_grace(id, slot, gen);
+    },
+    [weak](revoked_atom, uint64_t id, uint32_t slot, uint32_t gen,
+           bool dropped) {
+      if (auto p = weak.lock())
+        p->on_revoked(id, slot, gen, dropped);
+    },
+    [weak](revoke_due_atom, uint64_t id, uint32_t slot, uint32_t gen) {
+      if (auto p = weak.lock())
+        p->on_revoke_due(id, slot, gen);
     },
   };
 }
@@ -228,11 +239,22 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
 }
 
 void process_pool_impl::send_all(std::vector<outgoing>& out) {
-  for (auto& x : out)
-    if (x.dest)
-      caf::anon_send(x.dest, run_atom::value, x.id, std::move(x.name),
-                     std::move(x.args));
-  out.clear();
+  // One message per worker, its jobs in their order.
+  std::vector<std::pair<caf::actor, std::vector<run_item>>> batches;
+  for (auto& x : out) {
+    if (!x.dest)
+      continue;
+    auto i = std::find_if(batches.begin(), batches.end(),
+                          [&](const auto& b) { return b.first == x.dest; });
+    if (i == batches.end()) {
+      batches.emplace_back(x.dest, std::vector<run_item>{});
+      i = batches.end() - 1;
+    }
+    i->second.push_back({x.id, std::move(x.name), std::move(x.args)});
+  }
+  out.clear(); // the last references of calls taken out, after unlocking
+  for (auto& b : batches)
+    caf::anon_send(b.first, runs_atom::value, encode_batch(b.second));
 }
 
 void process_pool_impl::deliver(std::vector<answer>& answers) {
@@ -265,71 +287,57 @@ process_pool_impl::take_calls_locked(slot_state& s) {
   return result;
 }
 
-bool process_pool_impl::on_claim(uint64_t id, uint32_t slot, uint32_t gen) {
-  std::vector<outgoing> out;
-  std::vector<answer> answers;
-  bool granted = false;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    auto i = calls_.find(id);
-    if (i == calls_.end() || slot >= slots_.size())
-      return false;
-    auto c = i->second;
-    auto& s = slots_[slot];
-    if (c->slot != static_cast<int>(slot) || s.generation != gen)
-      return false;
-    bool due = !c->started && c->deadline <= steady_clock::now();
-    if (!due && (c->started || c->job->try_start())) {
-      c->started = true;
-      granted = true;
-    } else {
-      // Cancelled, timed out, or due (the timer has not answered it yet):
-      // it never runs.
-      c->done = true;
-      calls_.erase(i);
-      s.ids.erase(id);
-      --s.held;
-      if (--in_flight_ == 0)
-        cv_.notify_all();
-      dispatch_locked(out);
-      if (due)
-        answers.push_back({std::move(c),
-                           make_error(errc::timeout,
-                                      "process_pool: no worker started the "
-                                      "job within its timeout")});
-      else
-        out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
-    }
+bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                                     std::vector<outgoing>& out,
+                                     std::vector<answer>& answers) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size())
+    return false;
+  auto c = i->second;
+  auto& s = slots_[slot];
+  if (c->slot != static_cast<int>(slot) || s.generation != gen)
+    return false;
+  bool due = !c->started && c->deadline <= steady_clock::now();
+  if (!due && (c->started || c->job->try_start())) {
+    c->started = true;
+    return true;
   }
-  send_all(out);
-  deliver(answers);
-  return granted;
+  // Cancelled, timed out, or due (the timer has not answered it yet): it
+  // never runs.
+  c->done = true;
+  calls_.erase(i);
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  if (due)
+    answers.push_back({std::move(c),
+                       make_error(errc::timeout,
+                                  "not started: no worker of the process "
+                                  "pool started the job within its "
+                                  "timeout")});
+  else
+    out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+  return false;
 }
 
-void process_pool_impl::on_done(uint64_t id, uint32_t slot, uint32_t gen,
-                                const std::vector<char>& result) {
-  std::vector<outgoing> out;
-  remote_call_ptr c;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    auto i = calls_.find(id);
-    if (i == calls_.end() || slot >= slots_.size()
-        || i->second->slot != static_cast<int>(slot)
-        || slots_[slot].generation != gen)
-      return; // answered already (worker lost, shut down): dropped
-    c = i->second;
-    c->done = true;
-    calls_.erase(i);
-    auto& s = slots_[slot];
-    s.ids.erase(id);
-    --s.held;
-    if (--in_flight_ == 0)
-      cv_.notify_all();
-    ++counts_.completed;
-    dispatch_locked(out);
-  }
-  send_all(out);
-  c->target->complete(result);
+remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
+                                               uint32_t gen) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size()
+      || i->second->slot != static_cast<int>(slot)
+      || slots_[slot].generation != gen)
+    return nullptr;
+  auto c = i->second;
+  c->done = true;
+  calls_.erase(i);
+  auto& s = slots_[slot];
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  ++counts_.completed;
+  return c;
 }
 
 void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
@@ -366,6 +374,15 @@ process_pool::stats_type process_pool_impl::stats() const {
   result.queued = queue_.size();
   result.in_flight = in_flight_;
   return result;
+}
+
+size_t process_pool_impl::claimed() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  size_t n = 0;
+  for (auto& kv : calls_)
+    if (kv.second->started && kv.second->slot >= 0)
+      ++n;
+  return n;
 }
 
 std::vector<int> process_pool_impl::worker_pids() const {

@@ -7,7 +7,8 @@
 // - the tables (queue, calls, slots), guarded by `mtx_`;
 // - the client actor `<name>-io` (detached: the continuations of the
 //   futures it completes run on its own thread, never a scheduler thread),
-//   which receives the workers' messages (remote_protocol.hpp) and DOWNs;
+//   which receives the workers' messages (remote_protocol.hpp; jobs, claims
+//   and results travel in batches, process_pool_batch.hpp) and DOWNs;
 // - one thread per slot, `<name>-w<i>`, which starts the slot's worker
 //   process, waits for it to exit (`waitid` without reaping first, so that
 //   no one signals a recycled pid), loses it, reaps it, and starts the
@@ -19,11 +20,21 @@
 // stopped process ignores anything else), takes its calls out of the tables
 // under the lock and answers them after unlocking.
 //
-// Cancelling a started call (threads_per_worker == 1 only): `stop_remote`
-// marks the call and sends the client actor a delayed `cancel` for the end
-// of the runtime's cancel grace; if the call is still held by the same
-// worker then, that worker is lost (killed) in the same critical section
-// that answers the call `cancelled`, so no other job is sent to it between.
+// Revoking a claimed call: a worker claims calls ahead of running them, so
+// a claimed call may still wait there. Its cancel (`stop_remote`) or its
+// deadline (a delayed `revoke_due` armed at the grant) sends the worker a
+// `revoke`; the worker answers at once whether it dropped the call (never
+// to run: the call is answered `cancelled`/`timeout`, marked not started,
+// and the worker lives on) or the call runs. Only one revoke per call is in
+// flight; a worker lost meanwhile answers the call (`cancelled` if its
+// caller cancelled it), and the revoke's late answer finds it gone.
+//
+// Cancelling a running call (threads_per_worker == 1 only): when the
+// revoke's answer says it runs, the call is marked and the client actor
+// gets a delayed `cancel` for the end of the runtime's cancel grace; if the
+// call is still held by the same worker then, that worker is lost (killed)
+// in the same critical section that answers the call `cancelled`, so no
+// other job is sent to it between.
 //
 // Locking: `mtx_` guards the tables only. It is never held while user code
 // runs: answers (future continuations, destructors of results) and sends
@@ -58,6 +69,10 @@ namespace weave::internal {
 /// the cancel grace of a running call ended.
 using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
 
+/// Sent by a process pool to its own client actor (never over the wire):
+/// the deadline of a call a worker claimed has come.
+using revoke_due_atom = caf::atom_constant<caf::atom("wv_rdue")>;
+
 class process_pool_impl final
   : public component,
     public remote_stopper,
@@ -75,6 +90,8 @@ public:
 
   process_pool::stats_type stats() const;
   std::vector<int> worker_pids() const;
+  /// Calls the workers claimed and have not answered.
+  size_t claimed() const;
 
   const process_pool_options& options() const noexcept {
     return opts_;
@@ -94,12 +111,18 @@ public:
 
   void on_join(const caf::actor& worker, uint32_t slot, uint32_t gen,
                int32_t pid, const std::vector<std::string>& table);
-  bool on_claim(uint64_t id, uint32_t slot, uint32_t gen);
-  void on_done(uint64_t id, uint32_t slot, uint32_t gen,
-               const std::vector<char>& result);
   void on_failed(uint64_t id, uint32_t slot, uint32_t gen, caf::error err);
+  /// Claims of several jobs (process_pool_batch.hpp): one flag per id.
+  std::vector<char> on_claims(uint32_t slot, uint32_t gen,
+                              const std::vector<char>& ids);
+  /// Results of several jobs (process_pool_batch.hpp).
+  void on_dones(uint32_t slot, uint32_t gen, const std::vector<char>& items);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
+  /// A worker's answer to a revoke: `dropped` if the call never runs.
+  void on_revoked(uint64_t id, uint32_t slot, uint32_t gen, bool dropped);
+  /// The deadline of a claimed call has come: revokes it.
+  void on_revoke_due(uint64_t id, uint32_t slot, uint32_t gen);
 
   // -- remote_stopper ---------------------------------------------------------
 
@@ -148,7 +171,21 @@ private:
   /// and doubles `delay` up to the cap.
   void back_off(std::unique_lock<std::mutex>& guard, caf::timespan& delay);
   void dispatch_locked(std::vector<outgoing>& out);
+  /// Grants the start of call `id` to the worker in `slot`, incarnation
+  /// `gen`; a call that must not start is taken out (lock held).
+  bool claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                    std::vector<outgoing>& out, std::vector<answer>& answers);
+  /// Takes call `id` out as completed by that worker; null if it was
+  /// answered already (lock held).
+  remote_call_ptr done_locked(uint64_t id, uint32_t slot, uint32_t gen);
   void send_all(std::vector<outgoing>& out);
+  /// Marks call `id`, held by `slot`/`gen`, as revoking for `cause` and
+  /// returns its worker, or none if it is not (any longer) claimed there
+  /// or a revoke is in flight already (lock held).
+  caf::actor revoke_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                           errc cause);
+  /// Sends `revoke` for `id` to `worker` (after unlocking).
+  static void send_revoke(const caf::actor& worker, uint64_t id) noexcept;
   static void deliver(std::vector<answer>& answers);
   /// The calls of `index` out of the tables (lock held).
   std::vector<remote_call_ptr> take_calls_locked(slot_state& s);

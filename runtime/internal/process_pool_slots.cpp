@@ -259,16 +259,19 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
     // Retried calls go back to the head of the queue, in their order.
     for (auto i = calls.rbegin(); i != calls.rend(); ++i) {
       auto& c = *i;
-      // The cancelled call, or one whose cancel waited out its grace on
-      // this worker: not retried.
-      if (c->id == cancelled || c->cancel_requested) {
+      // A revoke's answer from this worker will not come (or is ignored).
+      c->revoking = false;
+      // The cancelled call, or one whose caller cancelled it on this
+      // worker (running, or its revoke in flight): not retried.
+      if (c->id == cancelled || c->cancel_requested || c->cancel_wanted) {
         c->done = true;
         calls_.erase(c->id);
         ++counts_.cancelled;
+        auto how = c->cancel_requested ? "' was cancelled while it ran; its "
+                                       : "' was cancelled; its ";
         answers.push_back(
-          {c, make_error(errc::cancelled,
-                         "job '" + c->entry->name
-                           + "' was cancelled while it ran; its " + where)});
+          {c, make_error(errc::cancelled, "job '" + c->entry->name + how
+                                            + where)});
         continue;
       }
       if (c->entry->idempotent && !c->retried && !stopping_) {

@@ -86,6 +86,13 @@ struct remote_call {
   bool cancel_requested = false;
   /// Answered and out of the pool's tables.
   bool done = false;
+  /// A process pool asked its worker to drop the claimed call (not started
+  /// there yet?) and waits for the answer.
+  bool revoking = false;
+  /// Why it asked first: `cancelled` or `timeout` (the answer if dropped).
+  errc revoke_cause = errc::cancelled;
+  /// Its caller cancelled it after a worker claimed it.
+  bool cancel_wanted = false;
 };
 
 using remote_call_ptr = std::shared_ptr<remote_call>;

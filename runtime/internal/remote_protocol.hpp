@@ -21,6 +21,10 @@
 //   worker -> client  (done, id, slot, generation, result bytes)
 //   worker -> client  (failed, id, slot, generation, error)
 //
+// A process pool and its workers send the same messages in batches
+// (process_pool_batch.hpp): `runs` for several `run`s, `claims` for
+// several claims, `dones` for several results.
+//
 // `slot` and `generation` name the worker's place in the pool and its
 // incarnation there: a message from an earlier incarnation (a worker lost,
 // then replaced) is recognised and ignored. A claim answered `false` means

@@ -1,0 +1,85 @@
+#pragma once
+
+// Internal: the batched messages between a process pool and its workers
+// (see remote_protocol.hpp). Several jobs travel in one middleman message
+// so that each message's cost (a socket write, a wake-up of the middleman's
+// I/O thread and of the receiving actor) is shared by the jobs in it:
+//
+//   client -> worker  (runs, bytes: [(id, name, args)])   jobs to hold
+//   worker -> client  (claims, slot, generation, bytes: [id])
+//                       => bytes: one flag per id (1: start it, 0: drop it)
+//   worker -> client  (dones, slot, generation, bytes: [(id, result)])
+//   client -> worker  (revoke, id)             a claimed job's cancel/timeout
+//   worker -> client  (revoked, id, slot, generation, dropped)
+//
+// Revoke: a claimed job may still wait in its worker for a thread. The
+// worker's actor is the only one that hands jobs to its threads, so it
+// decides a revoke alone, at once: a job it has not handed over yet
+// (waiting, claim in flight, or granted) is dropped there and never runs
+// (`dropped` true); one handed over or finished is not (`dropped` false).
+//
+// The lists are encoded with CAF's binary serializer into one byte vector,
+// a type CAF serialises out of the box (no message type to register).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/atom.hpp"
+#include "caf/binary_deserializer.hpp"
+#include "caf/binary_serializer.hpp"
+
+namespace weave::internal {
+
+using runs_atom = caf::atom_constant<caf::atom("wv_runs")>;
+using claims_atom = caf::atom_constant<caf::atom("wv_claims")>;
+using dones_atom = caf::atom_constant<caf::atom("wv_dones")>;
+using revoke_atom = caf::atom_constant<caf::atom("wv_revoke")>;
+using revoked_atom = caf::atom_constant<caf::atom("wv_revoked")>;
+
+/// Jobs a worker claims and has not finished, at most, per thread: one
+/// claim message covers several, and a claimed job that has not started
+/// yet counts as "maybe executed" if its worker is lost.
+constexpr size_t claim_window_per_thread = 16;
+
+/// A job sent to a worker.
+struct run_item {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<char> args;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_item& x) {
+  return f(x.id, x.name, x.args);
+}
+
+/// A job's encoded result.
+struct done_item {
+  uint64_t id = 0;
+  std::vector<char> result;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, done_item& x) {
+  return f(x.id, x.result);
+}
+
+/// `xs` as bytes.
+template <class T>
+std::vector<char> encode_batch(T& xs) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  if (sink(xs))
+    buf.clear(); // cannot happen for these types
+  return buf;
+}
+
+/// Reads `xs` from `bytes`; false if they are malformed.
+template <class T>
+bool decode_batch(const std::vector<char>& bytes, T& xs) {
+  caf::binary_deserializer source{nullptr, bytes};
+  return !source(xs);
+}
+
+} // namespace weave::internal
