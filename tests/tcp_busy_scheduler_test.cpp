@@ -1,7 +1,8 @@
-// actors/tcp with weave's scheduler: readiness comes from an idle worker
-// polling the I/O set, or from the reactor's thread while every worker is
-// busy. Here every worker is kept busy, so only the thread can deliver it:
-// an echo that needs readiness on each round must keep answering.
+// actors/tcp under a busy scheduler: readiness is delivered by the
+// reactor's own thread, so it must reach a connection even while every
+// scheduler worker is kept busy (any design that moves polling onto idle
+// workers must keep this): an echo that needs readiness on each round must
+// keep answering.
 #include <doctest/doctest.h>
 
 #include <atomic>
