@@ -3,7 +3,8 @@
 // I/O thread) in order with reads that wait, and a large moved write held
 // back while the peer does not read. The peer is a plain blocking socket,
 // so the test knows what is in the kernel (`SIOCOUTQ` is 0 once the
-// connection's side has acknowledged, i.e. queued, every byte).
+// connection's side has acknowledged, i.e. queued, every byte). Last, the
+// bound on what one turn sends, on the connection's byte work alone.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "actors/internal/tcp_stream.hpp"
 #include "runtime/weave.hpp"
 #include "tests/io_support.hpp"
 #include "tests/tcp_support.hpp"
@@ -184,4 +186,57 @@ TEST_CASE("a large moved write is held back while the peer does not read, "
   CHECK(st.peak_write_buffered <= opts.write_buffer);
   CHECK(st.write_buffered == 0);
   CHECK(p.rt.slow_handlers() == 0);
+}
+
+TEST_CASE("one turn of a connection sends at most send_per_turn bytes; the "
+          "rest goes in the next turn") {
+  namespace in = weave::actors::internal;
+  // The connection's side of a stream socket pair whose kernel buffer takes
+  // far more than the bound at once (nothing reads the other side).
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                       sv)
+          == 0);
+  int big_buffer = 8 * static_cast<int>(in::send_per_turn);
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big_buffer, sizeof(big_buffer));
+  ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big_buffer, sizeof(big_buffer));
+  in::conn_state s;
+  s.reactor = std::make_shared<in::tcp_reactor>(); // arming: not registered
+  s.fd = sv[0];
+  s.peer = "socketpair";
+  s.opts.write_buffer = 4 * in::send_per_turn;
+  // Twice the bound, in writes small enough that one `sendmsg` (gathering
+  // `gather_max` of them) sends exactly the bound.
+  constexpr size_t piece = in::send_per_turn / in::gather_max;
+  constexpr size_t pieces = 2 * in::gather_max;
+  for (size_t i = 0; i < pieces; ++i) {
+    in::write_req w;
+    w.text.assign(piece, static_cast<char>('a' + i % 26));
+    w.reply = piece;
+    s.writes.push_back(std::move(w)); // default promises: answers dropped
+  }
+  in::pump(s); // one turn
+  CHECK(s.failure == caf::none);
+  CHECK(s.stats.bytes_written == in::send_per_turn);
+  CHECK(s.writes.size() == pieces - in::gather_max);
+  // The kernel had room for more: the bound, not `EAGAIN`, ended the turn.
+  in::pump(s); // the next turn (after `EPOLLOUT`)
+  CHECK(s.failure == caf::none);
+  CHECK(s.stats.bytes_written == 2 * in::send_per_turn);
+  CHECK(s.writes.empty());
+  // Every byte arrived, in order.
+  std::string got;
+  char buf[64 * 1024];
+  for (;;) {
+    auto n = ::recv(sv[1], buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  REQUIRE(got.size() == pieces * piece);
+  bool same = true;
+  for (size_t i = 0; i < got.size() && same; ++i)
+    same = got[i] == static_cast<char>('a' + (i / piece) % 26);
+  CHECK(same);
+  ::close(sv[1]); // sv[0] is closed by the state
 }

@@ -16,12 +16,6 @@ namespace weave::actors::internal {
 
 namespace {
 
-/// The most writes one `sendmsg` gathers (two pieces each: prefix, data).
-constexpr size_t gather_max = 32;
-
-/// The most bytes one turn of the actor sends.
-constexpr size_t send_per_turn = 1024 * 1024;
-
 /// Drops sent writes from the front, answering any not answered yet.
 void drop_sent(conn_state& s) {
   while (!s.writes.empty() && s.writes.front().unsent() == 0) {

@@ -39,6 +39,14 @@ using weave::internal::steady_clock;
 /// The most bytes one `recv` takes from the kernel.
 inline constexpr size_t recv_step = 64 * 1024;
 
+/// One turn of the actor starts no `sendmsg` once it sent this many bytes
+/// (the rest goes after `EPOLLOUT`): a peer that reads as fast as it is
+/// sent to must not hold a scheduler thread for long.
+inline constexpr size_t send_per_turn = 1024 * 1024;
+
+/// The most writes one `sendmsg` gathers (two pieces each: prefix, data).
+inline constexpr size_t gather_max = 32;
+
 /// Timer tags: the idle timer, the connect timer; reads use 1, 2, ...
 inline constexpr uint64_t idle_tag = 0;
 inline constexpr uint64_t connect_tag = ~uint64_t{0};
