@@ -22,8 +22,9 @@ caf::actor process_pool_impl::revoke_locked(uint64_t id, uint32_t slot,
     return {};
   if (cause == errc::cancelled)
     c.cancel_wanted = true;
-  if (c.revoking)
-    return {};
+  if (c.revoking || c.regranting)
+    return {}; // a retried call not granted yet: its grant decides
+
   c.revoking = true;
   c.revoke_cause = cause;
   return s.actor;
@@ -62,7 +63,7 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
     } else {
       auto slot = static_cast<uint32_t>(c.slot);
       worker = revoke_locked(id, slot, slots_[slot].generation, cause);
-      if (!worker && !c.revoking)
+      if (!worker && !c.revoking && !c.regranting)
         return false;
     }
   }
@@ -116,11 +117,16 @@ void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
       auto why = c->revoke_cause == errc::timeout
                    ? "its timeout passed"
                    : "it was cancelled";
+      // A retried call may have run on the worker it lost.
+      auto mark = c->granted_before ? "maybe executed: job '"
+                                    : "not started: job '";
+      auto where = c->granted_before
+                     ? "' was dropped by its worker before it started there "
+                       "(it may have run on a worker lost before): "
+                     : "' was dropped by its worker before it started: ";
       answers.push_back(
         {c, make_error(c->revoke_cause,
-                       std::string{"not started: job '"} + c->entry->name
-                         + "' was dropped by its worker before it started: "
-                         + why)});
+                       std::string{mark} + c->entry->name + where + why)});
     } else if (c->cancel_wanted && !c->cancel_requested
                && opts_.threads_per_worker == 1 && !stopping_) {
       // It runs: its worker is killed unless it ends within the grace.

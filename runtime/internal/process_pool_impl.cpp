@@ -61,10 +61,6 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_revoked(id, slot, gen, dropped);
     },
-    [weak](revoke_due_atom, uint64_t id, uint32_t slot, uint32_t gen) {
-      if (auto p = weak.lock())
-        p->on_revoke_due(id, slot, gen);
-    },
   };
 }
 
@@ -231,6 +227,9 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
       return;
     queue_.pop_front();
     c->slot = static_cast<int>(best - slots_.data());
+    // A retried call is revoked only after its new worker claimed it (a
+    // revoke sent now could overtake it).
+    c->regranting = c->started;
     ++best->held;
     best->ids.insert(c->id);
     ++in_flight_;
@@ -297,25 +296,43 @@ bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
   auto& s = slots_[slot];
   if (c->slot != static_cast<int>(slot) || s.generation != gen)
     return false;
-  bool due = !c->started && c->deadline <= steady_clock::now();
-  if (!due && (c->started || c->job->try_start())) {
+  c->regranting = false;
+  // A started call claimed again was retried: it may have run on its lost
+  // worker. It does not run again once due or cancelled.
+  bool due = c->deadline <= steady_clock::now();
+  bool cancelled_retry = c->started && c->cancel_wanted;
+  if (!due && !cancelled_retry && (c->started || c->job->try_start())) {
     c->started = true;
     return true;
   }
   // Cancelled, timed out, or due (the timer has not answered it yet): it
-  // never runs.
+  // never runs (again).
   c->done = true;
   calls_.erase(i);
   s.ids.erase(id);
   --s.held;
   if (--in_flight_ == 0)
     cv_.notify_all();
-  if (due)
+  if (cancelled_retry && !due)
+    ++counts_.cancelled;
+  if (due && c->started)
+    answers.push_back(
+      {c, make_error(errc::timeout, "maybe executed: job '" + c->entry->name
+                                      + "' was retried after its worker was "
+                                        "lost and its timeout passed before "
+                                        "the next worker started it")});
+  else if (due)
     answers.push_back({std::move(c),
                        make_error(errc::timeout,
                                   "not started: no worker of the process "
                                   "pool started the job within its "
                                   "timeout")});
+  else if (cancelled_retry)
+    answers.push_back(
+      {c, make_error(errc::cancelled, "maybe executed: job '" + c->entry->name
+                                        + "' was retried after its worker "
+                                          "was lost and cancelled before "
+                                          "the next worker started it")});
   else
     out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
   return false;

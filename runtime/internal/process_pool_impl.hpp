@@ -22,12 +22,23 @@
 //
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
-// deadline (a delayed `revoke_due` armed at the grant) sends the worker a
+// deadline (an entry on the runtime's deadline timer armed at the grant,
+// holding the pool and the call weakly, swept once the call is answered,
+// so no deadline keeps the client actor alive) sends the worker a
 // `revoke`; the worker answers at once whether it dropped the call (never
 // to run: the call is answered `cancelled`/`timeout`, marked not started,
 // and the worker lives on) or the call runs. Only one revoke per call is in
 // flight; a worker lost meanwhile answers the call (`cancelled` if its
 // caller cancelled it), and the revoke's late answer finds it gone.
+//
+// Retried calls (idempotent, their worker lost): a call granted before may
+// have run, so every later answer of it says "maybe executed", even when
+// its next worker drops it. A call whose deadline passed is answered
+// `timeout` instead of being retried, and a retried call is granted again
+// only before its deadline and unless cancelled. A retried call sent to its
+// next worker is not revoked until that worker claims it (`regranting`): a
+// revoke sent earlier could overtake the job and find it unknown there;
+// its cancel is decided by the claim instead.
 //
 // Cancelling a running call (threads_per_worker == 1 only): when the
 // revoke's answer says it runs, the call is marked and the client actor
@@ -68,10 +79,6 @@ namespace weave::internal {
 /// Sent by a process pool to its own client actor (never over the wire):
 /// the cancel grace of a running call ended.
 using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
-
-/// Sent by a process pool to its own client actor (never over the wire):
-/// the deadline of a call a worker claimed has come.
-using revoke_due_atom = caf::atom_constant<caf::atom("wv_rdue")>;
 
 class process_pool_impl final
   : public component,
@@ -121,7 +128,8 @@ public:
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
   /// A worker's answer to a revoke: `dropped` if the call never runs.
   void on_revoked(uint64_t id, uint32_t slot, uint32_t gen, bool dropped);
-  /// The deadline of a claimed call has come: revokes it.
+  /// The deadline of a claimed call has come (the runtime's timer thread):
+  /// revokes it.
   void on_revoke_due(uint64_t id, uint32_t slot, uint32_t gen);
 
   // -- remote_stopper ---------------------------------------------------------

@@ -256,11 +256,13 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
     auto calls = take_calls_locked(s);
     auto where = "worker " + std::to_string(index) + " (pid "
                  + std::to_string(s.pid) + ") " + why;
+    auto now = steady_clock::now();
     // Retried calls go back to the head of the queue, in their order.
     for (auto i = calls.rbegin(); i != calls.rend(); ++i) {
       auto& c = *i;
       // A revoke's answer from this worker will not come (or is ignored).
       c->revoking = false;
+      c->regranting = false;
       // The cancelled call, or one whose caller cancelled it on this
       // worker (running, or its revoke in flight): not retried.
       if (c->id == cancelled || c->cancel_requested || c->cancel_wanted) {
@@ -274,8 +276,22 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
                                             + where)});
         continue;
       }
+      if (c->entry->idempotent && !c->retried && !stopping_
+          && c->deadline <= now) {
+        // Its timeout passed: not retried after it (it would run late).
+        c->done = true;
+        calls_.erase(c->id);
+        auto text = std::string{c->started || c->granted_before
+                                  ? "maybe executed"
+                                  : "not started"}
+                    + ": job '" + c->entry->name + "' timed out: it was held by "
+                    + where + " after its timeout passed";
+        answers.push_back({c, make_error(errc::timeout, std::move(text))});
+        continue;
+      }
       if (c->entry->idempotent && !c->retried && !stopping_) {
         c->retried = true;
+        c->granted_before = c->granted_before || c->started;
         ++counts_.retried;
         queue_.push_front(c);
         continue;
@@ -283,7 +299,9 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
       c->done = true;
       calls_.erase(c->id);
       ++counts_.lost;
-      auto text = std::string{c->started ? "maybe executed" : "not started"}
+      auto text = std::string{c->started || c->granted_before
+                                ? "maybe executed"
+                                : "not started"}
                   + ": job '" + c->entry->name + "' was held by " + where;
       answers.push_back({c, make_error(errc::worker_lost, std::move(text))});
     }

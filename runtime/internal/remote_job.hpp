@@ -93,6 +93,11 @@ struct remote_call {
   errc revoke_cause = errc::cancelled;
   /// Its caller cancelled it after a worker claimed it.
   bool cancel_wanted = false;
+  /// Granted to a worker that was lost since: it may have run there.
+  bool granted_before = false;
+  /// Retried and sent to its next worker, not granted there yet: no
+  /// revoke is sent (it could overtake the job), the grant decides.
+  bool regranting = false;
 };
 
 using remote_call_ptr = std::shared_ptr<remote_call>;
