@@ -133,3 +133,24 @@ TEST_CASE("a completed job with a long timeout does not delay the runtime's "
   CHECK(took < 1s);
   CHECK(report.threads_abandoned == 0);
 }
+
+TEST_CASE("with several threads per worker cancel of a running job returns "
+          "false once its worker answered that it runs, and the job keeps "
+          "its value") {
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(1);
+  opts.threads_per_worker = 2;
+  weave::process_pool pool{rt, opts};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto gate = dir + "/gate";
+  auto worker = pool.worker_pids().at(0);
+  auto x = pool.submit(hold(1, log, gate));
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  // The first asks the worker to revoke it; it answers that it runs.
+  CHECK(x.cancel());
+  CHECK(eventually([&] { return !x.cancel(); }));
+  touch(gate);
+  CHECK(x.get() == worker);
+  CHECK(pool.stats().revoked == 0);
+}

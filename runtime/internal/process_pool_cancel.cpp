@@ -59,7 +59,9 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
       calls_.erase(i);
       ++counts_.cancelled;
     } else if (c.cancel_wanted) {
-      return true; // asked already
+      // Asked already. Still held here with no revoke pending, its worker
+      // answered that it runs: with several threads per worker it runs on.
+      return opts_.threads_per_worker == 1 || c.revoking || c.regranting;
     } else {
       auto slot = static_cast<uint32_t>(c.slot);
       worker = revoke_locked(id, slot, slots_[slot].generation, cause);
