@@ -1,6 +1,8 @@
 // A process pool's batched claims and results (see process_pool_batch.hpp
 // and process_pool_impl.hpp): each batch is handled in one critical
-// section, then one dispatch, then the answers after unlocking.
+// section, then one dispatch, then the answers after unlocking. A claim
+// is granted per call (`claim_locked`), and a granted call with a deadline
+// gets a revoke entry on the runtime's deadline timer.
 
 #include "runtime/internal/process_pool_batch.hpp"
 
@@ -53,6 +55,77 @@ private:
 };
 
 } // namespace
+
+bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                                     std::vector<outgoing>& out,
+                                     std::vector<answer>& answers) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size())
+    return false;
+  auto c = i->second;
+  auto& s = slots_[slot];
+  if (c->slot != static_cast<int>(slot) || s.generation != gen)
+    return false;
+  c->regranting = false;
+  // A started call claimed again was retried: it may have run on its lost
+  // worker. It does not run again once due or cancelled.
+  bool due = c->deadline <= steady_clock::now();
+  bool cancelled_retry = c->started && c->cancel_wanted;
+  if (!due && !cancelled_retry && (c->started || c->job->try_start())) {
+    c->started = true;
+    return true;
+  }
+  // Cancelled, timed out, or due (the timer has not answered it yet): it
+  // never runs (again).
+  c->done = true;
+  calls_.erase(i);
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  if (cancelled_retry && !due)
+    ++counts_.cancelled;
+  if (due && c->started)
+    answers.push_back(
+      {c, make_error(errc::timeout, "maybe executed: job '" + c->entry->name
+                                      + "' was retried after its worker was "
+                                        "lost and its timeout passed before "
+                                        "the next worker started it")});
+  else if (due)
+    answers.push_back({std::move(c),
+                       make_error(errc::timeout,
+                                  "not started: no worker of the process "
+                                  "pool started the job within its "
+                                  "timeout")});
+  else if (cancelled_retry)
+    answers.push_back(
+      {c, make_error(errc::cancelled, "maybe executed: job '" + c->entry->name
+                                        + "' was retried after its worker "
+                                          "was lost and cancelled before "
+                                          "the next worker started it")});
+  else
+    out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+  return false;
+}
+
+remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
+                                               uint32_t gen) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size()
+      || i->second->slot != static_cast<int>(slot)
+      || slots_[slot].generation != gen)
+    return nullptr;
+  auto c = i->second;
+  c->done = true;
+  calls_.erase(i);
+  auto& s = slots_[slot];
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  ++counts_.completed;
+  return c;
+}
 
 std::vector<char> process_pool_impl::on_claims(uint32_t slot, uint32_t gen,
                                                const std::vector<char>& bytes) {

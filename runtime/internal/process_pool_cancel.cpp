@@ -1,7 +1,12 @@
 // Cancelling and timing out a claimed job of a process_pool: its worker is
 // asked to revoke it; a job that runs already is stopped by killing its
-// worker at the end of the runtime's cancel grace (see
-// process_pool_impl.hpp).
+// worker at the end of the runtime's cancel grace. Losing a worker: its
+// jobs are answered or retried (see process_pool_impl.hpp).
+
+#include <signal.h>
+
+#include <algorithm>
+#include <string>
 
 #include "caf/send.hpp"
 
@@ -155,6 +160,105 @@ void process_pool_impl::on_cancel_grace(uint64_t id, uint32_t slot,
                 "was killed: a job it ran was cancelled and did not finish "
                 "within the cancel grace period",
                 id);
+}
+
+// -- losing a worker ----------------------------------------------------------
+
+void process_pool_impl::on_down(const caf::actor_addr& who,
+                                const caf::error& reason) {
+  size_t index = 0;
+  uint32_t gen = 0;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    for (; index < slots_.size(); ++index)
+      if (slots_[index].actor && slots_[index].actor.address() == who)
+        break;
+    if (index == slots_.size())
+      return;
+    gen = slots_[index].generation;
+  }
+  lose_worker(index, gen, "its connection dropped (" + render(reason) + ")");
+}
+
+void process_pool_impl::lose_worker(size_t index, uint32_t gen,
+                                    const std::string& why,
+                                    uint64_t cancelled) {
+  std::vector<outgoing> out;
+  std::vector<answer> answers;
+  caf::actor gone;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    auto& s = slots_[index];
+    if (s.generation != gen || s.lost
+        || (cancelled != 0 && s.ids.count(cancelled) == 0))
+      return;
+    s.lost = true;
+    if (s.joined) {
+      s.joined = false;
+      --joined_;
+    }
+    gone = std::move(s.actor);
+    s.actor = caf::actor{};
+    if (s.pid != 0)
+      ::kill(s.pid, SIGKILL); // frozen or cut off: make sure it is gone
+    ++counts_.workers_lost;
+    auto calls = take_calls_locked(s);
+    auto where = "worker " + std::to_string(index) + " (pid "
+                 + std::to_string(s.pid) + ") " + why;
+    auto now = steady_clock::now();
+    // Retried calls go back to the head of the queue, in their order.
+    for (auto i = calls.rbegin(); i != calls.rend(); ++i) {
+      auto& c = *i;
+      // A revoke's answer from this worker will not come (or is ignored).
+      c->revoking = false;
+      c->regranting = false;
+      // The cancelled call, or one whose caller cancelled it on this
+      // worker (running, or its revoke in flight): not retried.
+      if (c->id == cancelled || c->cancel_requested || c->cancel_wanted) {
+        c->done = true;
+        calls_.erase(c->id);
+        ++counts_.cancelled;
+        auto how = c->cancel_requested ? "' was cancelled while it ran; its "
+                                       : "' was cancelled; its ";
+        answers.push_back(
+          {c, make_error(errc::cancelled, "job '" + c->entry->name + how
+                                            + where)});
+        continue;
+      }
+      if (c->entry->idempotent && !c->retried && !stopping_
+          && c->deadline <= now) {
+        // Its timeout passed: not retried after it (it would run late).
+        c->done = true;
+        calls_.erase(c->id);
+        auto text = std::string{c->started || c->granted_before
+                                  ? "maybe executed"
+                                  : "not started"}
+                    + ": job '" + c->entry->name + "' timed out: it was held by "
+                    + where + " after its timeout passed";
+        answers.push_back({c, make_error(errc::timeout, std::move(text))});
+        continue;
+      }
+      if (c->entry->idempotent && !c->retried && !stopping_) {
+        c->retried = true;
+        c->granted_before = c->granted_before || c->started;
+        ++counts_.retried;
+        queue_.push_front(c);
+        continue;
+      }
+      c->done = true;
+      calls_.erase(c->id);
+      ++counts_.lost;
+      auto text = std::string{c->started || c->granted_before
+                                ? "maybe executed"
+                                : "not started"}
+                  + ": job '" + c->entry->name + "' was held by " + where;
+      answers.push_back({c, make_error(errc::worker_lost, std::move(text))});
+    }
+    std::reverse(answers.begin(), answers.end());
+    dispatch_locked(out);
+  }
+  send_all(out);
+  deliver(answers);
 }
 
 } // namespace weave::internal
