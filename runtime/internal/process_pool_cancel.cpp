@@ -28,8 +28,8 @@ caf::actor process_pool_impl::revoke_locked(uint64_t id, uint32_t slot,
   if (cause == errc::cancelled)
     c.cancel_wanted = true;
   if (c.revoking || c.regranting)
-    return {}; // a retried call not granted yet: its grant decides
-
+    return {}; // in flight, or a retried call not granted yet (its grant
+               // decides)
   c.revoking = true;
   c.revoke_cause = cause;
   return s.actor;
