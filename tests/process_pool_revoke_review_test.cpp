@@ -154,3 +154,79 @@ TEST_CASE("with several threads per worker cancel of a running job returns "
   CHECK(x.get() == worker);
   CHECK(pool.stats().revoked == 0);
 }
+
+namespace {
+
+/// Two one-thread workers with the default capacity (16): a worker holding
+/// 10 jobs claims no more (it claims while at most half its window of 16
+/// is granted or running), so a job sent to it waits there unclaimed.
+struct retried_unclaimed {
+  static constexpr size_t per_worker = 10;
+
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, [] {
+                             auto opts = pool_options(2);
+                             opts.threads_per_worker = 1;
+                             return opts;
+                           }()};
+  std::string dir = scratch_dir();
+  std::string log = dir + "/log";
+  std::string gate = dir + "/gate";
+  std::vector<int32_t> pids = pool.worker_pids();
+  std::vector<weave::future<int32_t>> held;
+
+  /// X (idempotent) runs on worker 0; both workers hold `per_worker` jobs;
+  /// worker 0 is killed; X is retried and waits, unclaimed, in worker 1.
+  template <class Submit>
+  weave::future<int32_t> start(Submit submit_x) {
+    auto x = submit_x(hold_idempotent(1, log, gate));
+    for (uint64_t i = 0; i < 2 * per_worker - 1; ++i)
+      held.push_back(pool.submit(hold(100 + i, log, gate)));
+    if (!eventually([&] { return lines_in(log) == 2; }) // X, one on worker 1
+        || !eventually([&] { return claimed(pool) == 2 * per_worker; }))
+      return x;
+    ::kill(pids.at(0), SIGKILL);
+    eventually([&] { return pool.stats().retried == 1; });
+    return x;
+  }
+
+  ~retried_unclaimed() {
+    touch(gate);
+    for (auto& f : held)
+      f.wait_for(patience);
+  }
+};
+
+} // namespace
+
+TEST_CASE("cancel of a retried job its next worker holds but has not "
+          "claimed is answered at once") {
+  retried_unclaimed setup;
+  auto x = setup.start([&](auto job) { return setup.pool.submit(job); });
+  REQUIRE(setup.pool.stats().retried == 1);
+  CHECK(x.cancel());
+  // The gate stays shut: worker 1 claims nothing more until it opens.
+  REQUIRE_MESSAGE(x.wait_for(5s), "the cancelled retried job waits for its "
+                                  "next worker's claim");
+  auto err = error_of(x);
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::cancelled));
+  CHECK(weave::maybe_executed(err)); // it ran on the lost worker
+}
+
+TEST_CASE("the timeout of a retried job its next worker holds but has not "
+          "claimed bounds the caller's wait") {
+  constexpr auto x_timeout = 2s;
+  retried_unclaimed setup;
+  auto submitted = clock_type::now();
+  auto x = setup.start(
+    [&](auto job) { return setup.pool.submit(job, x_timeout); });
+  REQUIRE(setup.pool.stats().retried == 1);
+  REQUIRE(clock_type::now() - submitted < x_timeout); // killed in time
+  REQUIRE_MESSAGE(x.wait_for(x_timeout + 5s),
+                  "the retried job waits past its timeout");
+  auto err = error_of(x);
+  REQUIRE(err);
+  CHECK(weave::is(err, weave::errc::timeout));
+  CHECK(weave::maybe_executed(err));
+}

@@ -152,22 +152,26 @@ std::vector<char> process_pool_impl::on_claims(uint32_t slot, uint32_t gen,
   }
   send_all(out);
   deliver(answers);
-  if (!due.empty()) {
-    if (auto timer = runtime_access::timer(*rt_)) {
-      for (auto& [call, at] : due) {
-        try {
-          auto watch = caf::make_counted<revoke_watch>(weak_from_this(),
-                                                       std::move(call), slot,
-                                                       gen);
-          watch->deadline = at;
-          timer->arm(std::move(watch));
-        } catch (...) {
-          // Out of memory: the call runs when its worker gets to it.
-        }
-      }
-    }
-  }
+  for (auto& entry : due)
+    if (auto call = entry.first.lock()) // else answered already
+      arm_revoke_watch(std::move(call), slot, gen);
   return granted;
+}
+
+void process_pool_impl::arm_revoke_watch(remote_call_ptr call, uint32_t slot,
+                                         uint32_t gen) {
+  auto timer = runtime_access::timer(*rt_);
+  if (!timer || !call)
+    return;
+  try {
+    auto at = call->deadline;
+    auto watch = caf::make_counted<revoke_watch>(weak_from_this(),
+                                                 std::move(call), slot, gen);
+    watch->deadline = at;
+    timer->arm(std::move(watch));
+  } catch (...) {
+    // Out of memory: the call runs when its worker gets to it.
+  }
 }
 
 void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,

@@ -27,9 +27,11 @@ caf::actor process_pool_impl::revoke_locked(uint64_t id, uint32_t slot,
     return {};
   if (cause == errc::cancelled)
     c.cancel_wanted = true;
-  if (c.revoking || c.regranting)
-    return {}; // in flight, or a retried call not granted yet (its grant
-               // decides)
+  if (c.revoking)
+    return {}; // in flight
+  // A retried call not claimed yet by its new worker is revoked too: if
+  // the revoke overtakes the call, the worker's "runs" is ignored and the
+  // claim refuses it (cancelled, or due).
   c.revoking = true;
   c.revoke_cause = cause;
   return s.actor;
@@ -89,9 +91,35 @@ bool process_pool_impl::stop_remote(uint64_t id, errc cause) noexcept {
 void process_pool_impl::on_revoke_due(uint64_t id, uint32_t slot,
                                       uint32_t gen) {
   caf::actor worker;
+  remote_call_ptr requeued;
   {
     std::unique_lock<std::mutex> guard{mtx_};
-    worker = revoke_locked(id, slot, gen, errc::timeout);
+    if (slot == any_slot) {
+      // A retried call: wherever it is now.
+      auto i = calls_.find(id);
+      if (i == calls_.end() || i->second->done)
+        return;
+      auto& c = *i->second;
+      if (c.slot < 0) {
+        // Waiting here to be retried: it does not run again (the
+        // dispatcher skips it).
+        requeued = i->second;
+        c.done = true;
+        calls_.erase(i);
+      } else {
+        slot = static_cast<uint32_t>(c.slot);
+        gen = slots_[slot].generation;
+      }
+    }
+    if (!requeued)
+      worker = revoke_locked(id, slot, gen, errc::timeout);
+  }
+  if (requeued) {
+    requeued->job->drop(make_error(
+      errc::timeout, "maybe executed: job '" + requeued->entry->name
+                       + "' timed out while it waited to be retried after "
+                         "its worker was lost"));
+    return;
   }
   if (worker)
     send_revoke(worker, id);
@@ -102,6 +130,7 @@ void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
   std::vector<outgoing> out;
   std::vector<answer> answers;
   caf::actor client;
+  caf::actor again;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     auto i = calls_.find(id);
@@ -134,6 +163,13 @@ void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
       answers.push_back(
         {c, make_error(c->revoke_cause,
                        std::string{mark} + c->entry->name + where + why)});
+    } else if (c->regranting) {
+      // The revoke overtook the retried call on its way to this worker (it
+      // cannot run there before its claim, which would have come first):
+      // asked again, it finds the call there and drops it; or the claim
+      // comes first and refuses it (cancelled, or due).
+      c->revoking = true;
+      again = slots_[slot].actor;
     } else if (c->cancel_wanted && !c->cancel_requested
                && opts_.threads_per_worker == 1 && !stopping_) {
       // It runs: its worker is killed unless it ends within the grace.
@@ -143,6 +179,8 @@ void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
   }
   send_all(out);
   deliver(answers);
+  if (again)
+    send_revoke(again, id);
   if (client) {
     try {
       caf::delayed_anon_send(client, cancel_grace_, cancel_atom::value, id,
@@ -185,6 +223,7 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
                                     uint64_t cancelled) {
   std::vector<outgoing> out;
   std::vector<answer> answers;
+  std::vector<remote_call_ptr> rewatch;
   caf::actor gone;
   {
     std::unique_lock<std::mutex> guard{mtx_};
@@ -243,6 +282,9 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
         c->granted_before = c->granted_before || c->started;
         ++counts_.retried;
         queue_.push_front(c);
+        // Its timeout bounds the retry too, wherever the call waits.
+        if (c->deadline != steady_clock::time_point::max())
+          rewatch.push_back(c);
         continue;
       }
       c->done = true;
@@ -259,6 +301,8 @@ void process_pool_impl::lose_worker(size_t index, uint32_t gen,
   }
   send_all(out);
   deliver(answers);
+  for (auto& c : rewatch)
+    arm_revoke_watch(std::move(c), any_slot, 0);
 }
 
 } // namespace weave::internal

@@ -227,8 +227,8 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
       return;
     queue_.pop_front();
     c->slot = static_cast<int>(best - slots_.data());
-    // A retried call is revoked only after its new worker claimed it (a
-    // revoke sent now could overtake it).
+    // A retried call until its new worker claims it: a revoke may overtake
+    // it, so that worker's "runs" means nothing until then.
     c->regranting = c->started;
     ++best->held;
     best->ids.insert(c->id);

@@ -35,10 +35,15 @@
 // have run, so every later answer of it says "maybe executed", even when
 // its next worker drops it. A call whose deadline passed is answered
 // `timeout` instead of being retried, and a retried call is granted again
-// only before its deadline and unless cancelled. A retried call sent to its
-// next worker is not revoked until that worker claims it (`regranting`): a
-// revoke sent earlier could overtake the job and find it unknown there;
-// its cancel is decided by the claim instead.
+// only before its deadline and unless cancelled. Its deadline is watched
+// from the moment it is requeued (`any_slot`): due while it waits here, it
+// is answered `timeout` at once; due once sent on, it is revoked there. A
+// revoke may overtake the retried call on its way to the next worker
+// (`regranting` until that worker claims it): that worker's "runs" then
+// means it has not seen the call yet, and the revoke is sent again (the
+// call cannot run there before its claim, which would arrive before the
+// answer); the claim, if it comes first, refuses the call (cancelled, or
+// due).
 //
 // Cancelling a running call (threads_per_worker == 1 only): when the
 // revoke's answer says it runs, the call is marked and the client actor
@@ -129,8 +134,17 @@ public:
   /// A worker's answer to a revoke: `dropped` if the call never runs.
   void on_revoked(uint64_t id, uint32_t slot, uint32_t gen, bool dropped);
   /// The deadline of a claimed call has come (the runtime's timer thread):
-  /// revokes it.
+  /// revokes it. With `slot == any_slot` (a retried call), wherever it is:
+  /// answered `timeout` at once if it waits in the queue, else revoked on
+  /// the worker it was sent to.
   void on_revoke_due(uint64_t id, uint32_t slot, uint32_t gen);
+
+  /// `on_revoke_due`'s slot for a retried call: wherever it is now.
+  static constexpr uint32_t any_slot = ~uint32_t{0};
+
+  /// Puts a revoke for `call`, due at its deadline, on the runtime's timer
+  /// (after unlocking; the timer holds pool and call weakly).
+  void arm_revoke_watch(remote_call_ptr call, uint32_t slot, uint32_t gen);
 
   // -- remote_stopper ---------------------------------------------------------
 

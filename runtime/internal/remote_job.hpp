@@ -95,8 +95,9 @@ struct remote_call {
   bool cancel_wanted = false;
   /// Granted to a worker that was lost since: it may have run there.
   bool granted_before = false;
-  /// Retried and sent to its next worker, not granted there yet: no
-  /// revoke is sent (it could overtake the job), the grant decides.
+  /// Retried and sent to its next worker, not claimed there yet: a revoke
+  /// may overtake it, so the worker's "runs" means "not seen yet" (the
+  /// revoke is sent again).
   bool regranting = false;
 };
 
