@@ -77,7 +77,10 @@
 ///   trip), the worker and its other jobs untouched. Once started, a job
 ///   cannot be stopped: `submit`'s timeout then only bounds the wait for a
 ///   start, while `offload`'s timeout (CAF's response timeout) answers the
-///   actor with `timeout` and drops the late result.
+///   actor with `timeout` and drops the late result. An idempotent job
+///   whose worker is lost after its timeout passed is not retried: it is
+///   answered `timeout`, marked "maybe executed" if a worker had claimed
+///   it; a retried job is not started again after its timeout either.
 /// - `cancel()` of a future or offload handle: a job no worker has started
 ///   never runs; one claimed ahead and not begun is revoked as above and
 ///   answered `cancelled` marked "not started" (`stats().revoked`), and
@@ -89,10 +92,14 @@
 ///   `worker_lost` with their marks (idempotent ones retried), and the
 ///   worker is replaced. A worker lost while a revoke is in flight answers
 ///   the job once (`cancelled`). An idempotent job waiting here to be
-///   retried is answered `cancelled` at once and does not run again. With
-///   more threads per worker a running job cannot be stopped (killing the
-///   worker would stop jobs nobody cancelled): the job runs on and keeps
-///   its value.
+///   retried is answered `cancelled` at once and does not run again. A
+///   retried job is marked "maybe executed" in every later answer (it may
+///   have run on the worker it lost), even one its next worker dropped.
+///   With more threads per worker a running job cannot be stopped (killing
+///   the worker would stop jobs nobody cancelled): the job runs on and
+///   keeps its value; the first `cancel()` of a claimed job returns true
+///   (the revoke's answer comes later), a later one returns false once the
+///   worker answered that the job runs.
 ///
 /// Shutdown (`shutdown(d)`, the destructor with the runtime's
 /// `weave.shutdown-deadline`, or the runtime's shutdown for a pool still
@@ -209,7 +216,9 @@ public:
     size_t failed = 0;
     /// Jobs answered `worker_lost`.
     size_t lost = 0;
-    /// Started jobs cancelled by killing their worker.
+    /// Started jobs answered `cancelled` by the pool: stopped by killing
+    /// their worker, cancelled while their worker was lost, or cancelled
+    /// while waiting to be retried (revoked ones count in `revoked`).
     size_t cancelled = 0;
     /// Jobs a worker had claimed ahead but not started, dropped there at
     /// their cancel or timeout (they never ran; their worker lives on).

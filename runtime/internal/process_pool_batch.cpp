@@ -1,16 +1,131 @@
 // A process pool's batched claims and results (see process_pool_batch.hpp
 // and process_pool_impl.hpp): each batch is handled in one critical
-// section, then one dispatch, then the answers after unlocking.
+// section, then one dispatch, then the answers after unlocking. A claim
+// is granted per call (`claim_locked`), and a granted call with a deadline
+// gets a revoke entry on the runtime's deadline timer.
 
 #include "runtime/internal/process_pool_batch.hpp"
 
 #include <algorithm>
 
-#include "caf/send.hpp"
+#include "caf/make_counted.hpp"
 
+#include "runtime/internal/deadline_timer.hpp"
 #include "runtime/internal/process_pool_impl.hpp"
+#include "runtime/internal/runtime_access.hpp"
 
 namespace weave::internal {
+
+namespace {
+
+/// The runtime timer's entry for the deadline of a granted call: when due
+/// (the timer drops it, `cancel_with(timeout)` calls `drop`) it revokes the
+/// call. It holds its pool and call weakly, so neither a pool nor its
+/// client actor waits for a deadline; the timer sweeps it once the call is
+/// answered (out of the pool's tables, so gone) and drops it at shutdown.
+class revoke_watch final : public counted_job {
+public:
+  revoke_watch(std::weak_ptr<process_pool_impl> pool,
+               std::weak_ptr<remote_call> call, uint32_t slot, uint32_t gen)
+    : pool_(std::move(pool)), call_(std::move(call)), slot_(slot), gen_(gen) {
+    // nop
+  }
+
+  bool run() noexcept override {
+    return true; // never queued on a pool
+  }
+
+  bool drop(caf::error) noexcept override {
+    auto pool = pool_.lock();
+    auto call = call_.lock();
+    if (pool != nullptr && call != nullptr)
+      pool->on_revoke_due(call->id, slot_, gen_);
+    return true;
+  }
+
+  bool timer_entry_live() const noexcept override {
+    return current_state() == state::queued && !call_.expired();
+  }
+
+private:
+  std::weak_ptr<process_pool_impl> pool_;
+  std::weak_ptr<remote_call> call_;
+  uint32_t slot_;
+  uint32_t gen_;
+};
+
+} // namespace
+
+bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
+                                     std::vector<outgoing>& out,
+                                     std::vector<answer>& answers) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size())
+    return false;
+  auto c = i->second;
+  auto& s = slots_[slot];
+  if (c->slot != static_cast<int>(slot) || s.generation != gen)
+    return false;
+  c->regranting = false;
+  // A started call claimed again was retried: it may have run on its lost
+  // worker. It does not run again once due or cancelled.
+  bool due = c->deadline <= steady_clock::now();
+  bool cancelled_retry = c->started && c->cancel_wanted;
+  if (!due && !cancelled_retry && (c->started || c->job->try_start())) {
+    c->started = true;
+    return true;
+  }
+  // Cancelled, timed out, or due (the timer has not answered it yet): it
+  // never runs (again).
+  c->done = true;
+  calls_.erase(i);
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  if (cancelled_retry && !due)
+    ++counts_.cancelled;
+  if (due && c->started)
+    answers.push_back(
+      {c, make_error(errc::timeout, "maybe executed: job '" + c->entry->name
+                                      + "' was retried after its worker was "
+                                        "lost and its timeout passed before "
+                                        "the next worker started it")});
+  else if (due)
+    answers.push_back({std::move(c),
+                       make_error(errc::timeout,
+                                  "not started: no worker of the process "
+                                  "pool started the job within its "
+                                  "timeout")});
+  else if (cancelled_retry)
+    answers.push_back(
+      {c, make_error(errc::cancelled, "maybe executed: job '" + c->entry->name
+                                        + "' was retried after its worker "
+                                          "was lost and cancelled before "
+                                          "the next worker started it")});
+  else
+    out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
+  return false;
+}
+
+remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
+                                               uint32_t gen) {
+  auto i = calls_.find(id);
+  if (i == calls_.end() || slot >= slots_.size()
+      || i->second->slot != static_cast<int>(slot)
+      || slots_[slot].generation != gen)
+    return nullptr;
+  auto c = i->second;
+  c->done = true;
+  calls_.erase(i);
+  auto& s = slots_[slot];
+  s.ids.erase(id);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+  ++counts_.completed;
+  return c;
+}
 
 std::vector<char> process_pool_impl::on_claims(uint32_t slot, uint32_t gen,
                                                const std::vector<char>& bytes) {
@@ -21,34 +136,42 @@ std::vector<char> process_pool_impl::on_claims(uint32_t slot, uint32_t gen,
   std::vector<outgoing> out;
   std::vector<answer> answers;
   // Granted calls with a deadline: revoked then unless answered first.
-  std::vector<std::pair<uint64_t, steady_clock::time_point>> due;
-  caf::actor client;
+  std::vector<std::pair<std::weak_ptr<remote_call>, steady_clock::time_point>>
+    due;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!claim_locked(ids[i], slot, gen, out, answers))
         continue;
       granted[i] = 1;
-      auto& c = *calls_.at(ids[i]);
-      if (c.deadline != steady_clock::time_point::max())
-        due.emplace_back(c.id, c.deadline);
+      auto& c = calls_.at(ids[i]);
+      if (c->deadline != steady_clock::time_point::max())
+        due.emplace_back(c, c->deadline);
     }
     dispatch_locked(out);
-    if (!due.empty())
-      client = client_;
   }
   send_all(out);
   deliver(answers);
-  if (client) {
-    auto now = steady_clock::now();
-    for (auto& [id, at] : due)
-      caf::delayed_anon_send(
-        client,
-        std::chrono::duration_cast<caf::timespan>(
-          std::max(at - now, steady_clock::duration{0})),
-        revoke_due_atom::value, id, slot, gen);
-  }
+  for (auto& entry : due)
+    if (auto call = entry.first.lock()) // else answered already
+      arm_revoke_watch(std::move(call), slot, gen);
   return granted;
+}
+
+void process_pool_impl::arm_revoke_watch(remote_call_ptr call, uint32_t slot,
+                                         uint32_t gen) {
+  auto timer = runtime_access::timer(*rt_);
+  if (!timer || !call)
+    return;
+  try {
+    auto at = call->deadline;
+    auto watch = caf::make_counted<revoke_watch>(weak_from_this(),
+                                                 std::move(call), slot, gen);
+    watch->deadline = at;
+    timer->arm(std::move(watch));
+  } catch (...) {
+    // Out of memory: the call runs when its worker gets to it.
+  }
 }
 
 void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,

@@ -61,10 +61,6 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_revoked(id, slot, gen, dropped);
     },
-    [weak](revoke_due_atom, uint64_t id, uint32_t slot, uint32_t gen) {
-      if (auto p = weak.lock())
-        p->on_revoke_due(id, slot, gen);
-    },
   };
 }
 
@@ -231,6 +227,9 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
       return;
     queue_.pop_front();
     c->slot = static_cast<int>(best - slots_.data());
+    // A retried call until its new worker claims it: a revoke may overtake
+    // it, so that worker's "runs" means nothing until then.
+    c->regranting = c->started;
     ++best->held;
     best->ids.insert(c->id);
     ++in_flight_;
@@ -285,59 +284,6 @@ process_pool_impl::take_calls_locked(slot_state& s) {
   if (in_flight_ == 0)
     cv_.notify_all();
   return result;
-}
-
-bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
-                                     std::vector<outgoing>& out,
-                                     std::vector<answer>& answers) {
-  auto i = calls_.find(id);
-  if (i == calls_.end() || slot >= slots_.size())
-    return false;
-  auto c = i->second;
-  auto& s = slots_[slot];
-  if (c->slot != static_cast<int>(slot) || s.generation != gen)
-    return false;
-  bool due = !c->started && c->deadline <= steady_clock::now();
-  if (!due && (c->started || c->job->try_start())) {
-    c->started = true;
-    return true;
-  }
-  // Cancelled, timed out, or due (the timer has not answered it yet): it
-  // never runs.
-  c->done = true;
-  calls_.erase(i);
-  s.ids.erase(id);
-  --s.held;
-  if (--in_flight_ == 0)
-    cv_.notify_all();
-  if (due)
-    answers.push_back({std::move(c),
-                       make_error(errc::timeout,
-                                  "not started: no worker of the process "
-                                  "pool started the job within its "
-                                  "timeout")});
-  else
-    out.push_back({caf::actor{}, 0, std::string{}, {}, std::move(c)});
-  return false;
-}
-
-remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
-                                               uint32_t gen) {
-  auto i = calls_.find(id);
-  if (i == calls_.end() || slot >= slots_.size()
-      || i->second->slot != static_cast<int>(slot)
-      || slots_[slot].generation != gen)
-    return nullptr;
-  auto c = i->second;
-  c->done = true;
-  calls_.erase(i);
-  auto& s = slots_[slot];
-  s.ids.erase(id);
-  --s.held;
-  if (--in_flight_ == 0)
-    cv_.notify_all();
-  ++counts_.completed;
-  return c;
 }
 
 void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,

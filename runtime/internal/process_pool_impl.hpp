@@ -22,12 +22,28 @@
 //
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
-// deadline (a delayed `revoke_due` armed at the grant) sends the worker a
+// deadline (an entry on the runtime's deadline timer armed at the grant,
+// holding the pool and the call weakly, swept once the call is answered,
+// so no deadline keeps the client actor alive) sends the worker a
 // `revoke`; the worker answers at once whether it dropped the call (never
 // to run: the call is answered `cancelled`/`timeout`, marked not started,
 // and the worker lives on) or the call runs. Only one revoke per call is in
 // flight; a worker lost meanwhile answers the call (`cancelled` if its
 // caller cancelled it), and the revoke's late answer finds it gone.
+//
+// Retried calls (idempotent, their worker lost): a call granted before may
+// have run, so every later answer of it says "maybe executed", even when
+// its next worker drops it. A call whose deadline passed is answered
+// `timeout` instead of being retried, and a retried call is granted again
+// only before its deadline and unless cancelled. Its deadline is watched
+// from the moment it is requeued (`any_slot`): due while it waits here, it
+// is answered `timeout` at once; due once sent on, it is revoked there. A
+// revoke may overtake the retried call on its way to the next worker
+// (`regranting` until that worker claims it): that worker's "runs" then
+// means it has not seen the call yet, and the revoke is sent again (the
+// call cannot run there before its claim, which would arrive before the
+// answer); the claim, if it comes first, refuses the call (cancelled, or
+// due).
 //
 // Cancelling a running call (threads_per_worker == 1 only): when the
 // revoke's answer says it runs, the call is marked and the client actor
@@ -68,10 +84,6 @@ namespace weave::internal {
 /// Sent by a process pool to its own client actor (never over the wire):
 /// the cancel grace of a running call ended.
 using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
-
-/// Sent by a process pool to its own client actor (never over the wire):
-/// the deadline of a call a worker claimed has come.
-using revoke_due_atom = caf::atom_constant<caf::atom("wv_rdue")>;
 
 class process_pool_impl final
   : public component,
@@ -121,8 +133,18 @@ public:
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
   /// A worker's answer to a revoke: `dropped` if the call never runs.
   void on_revoked(uint64_t id, uint32_t slot, uint32_t gen, bool dropped);
-  /// The deadline of a claimed call has come: revokes it.
+  /// The deadline of a claimed call has come (the runtime's timer thread):
+  /// revokes it. With `slot == any_slot` (a retried call), wherever it is:
+  /// answered `timeout` at once if it waits in the queue, else revoked on
+  /// the worker it was sent to.
   void on_revoke_due(uint64_t id, uint32_t slot, uint32_t gen);
+
+  /// `on_revoke_due`'s slot for a retried call: wherever it is now.
+  static constexpr uint32_t any_slot = ~uint32_t{0};
+
+  /// Puts a revoke for `call`, due at its deadline, on the runtime's timer
+  /// (after unlocking; the timer holds pool and call weakly).
+  void arm_revoke_watch(remote_call_ptr call, uint32_t slot, uint32_t gen);
 
   // -- remote_stopper ---------------------------------------------------------
 

@@ -93,6 +93,12 @@ struct remote_call {
   errc revoke_cause = errc::cancelled;
   /// Its caller cancelled it after a worker claimed it.
   bool cancel_wanted = false;
+  /// Granted to a worker that was lost since: it may have run there.
+  bool granted_before = false;
+  /// Retried and sent to its next worker, not claimed there yet: a revoke
+  /// may overtake it, so the worker's "runs" means "not seen yet" (the
+  /// revoke is sent again).
+  bool regranting = false;
 };
 
 using remote_call_ptr = std::shared_ptr<remote_call>;
