@@ -51,7 +51,9 @@ caf::error make_error(errc code, std::string what) {
 }
 
 bool is(const caf::error& err, errc code) noexcept {
-  return err.category() == error_category
+  // CAF 0.17.6's category() and code() read the error's data: an empty
+  // error has none.
+  return err && err.category() == error_category
          && err.code() == static_cast<uint8_t>(code);
 }
 
@@ -79,8 +81,9 @@ exception::exception(caf::error err)
 }
 
 errc exception::code() const noexcept {
-  return error_.category() == error_category ? static_cast<errc>(error_.code())
-                                             : errc{};
+  return error_ && error_.category() == error_category
+           ? static_cast<errc>(error_.code())
+           : errc{};
 }
 
 void raise(caf::error err) {

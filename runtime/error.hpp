@@ -85,7 +85,7 @@ caf::error make_error(errc code, std::string what);
 /// "weave::job_failed: <message>"; other categories fall back to CAF's format.
 std::string render(const caf::error& err);
 
-/// True if `err` is the weave error `code`.
+/// True if `err` is the weave error `code` (false for no error).
 bool is(const caf::error& err, errc code) noexcept;
 
 /// The exception thrown by plain-thread APIs; `error()` is the weave error.

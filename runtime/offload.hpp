@@ -229,7 +229,7 @@ constexpr caf::atom_value caf_system_category = caf::atom("system");
 /// True if `err` is CAF's `sec::request_timeout` (compared without building
 /// an error object).
 inline bool is_request_timeout(const caf::error& err) noexcept {
-  return err.category() == caf_system_category
+  return err && err.category() == caf_system_category
          && err.code() == static_cast<uint8_t>(caf::sec::request_timeout);
 }
 
