@@ -182,8 +182,11 @@ struct retried_unclaimed {
     auto x = submit_x(hold_idempotent(1, log, gate));
     for (uint64_t i = 0; i < 2 * per_worker - 1; ++i)
       held.push_back(pool.submit(hold(100 + i, log, gate)));
+    // A worker claims while at most 8 of its jobs are granted or running,
+    // so each ends with 9 or 10 claimed, by the order its claims came in.
     if (!eventually([&] { return lines_in(log) == 2; }) // X, one on worker 1
-        || !eventually([&] { return claimed(pool) == 2 * per_worker; }))
+        || !eventually(
+          [&] { return claimed(pool) >= 2 * (per_worker - 1); }))
       return x;
     ::kill(pids.at(0), SIGKILL);
     eventually([&] { return pool.stats().retried == 1; });
