@@ -43,22 +43,6 @@ inline bool is_idempotent(uint64_t tag) {
   return tag % 2 == 1;
 }
 
-/// Executions per tag, over every worker's log in `dir`.
-inline std::map<uint64_t, int> all_executions(const std::string& dir) {
-  std::map<uint64_t, int> result;
-  if (auto d = ::opendir(dir.c_str())) {
-    while (auto e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name.rfind("exec.", 0) != 0)
-        continue;
-      for (auto& kv : executions(dir + "/" + name))
-        result[kv.first] += kv.second;
-    }
-    ::closedir(d);
-  }
-  return result;
-}
-
 /// Runs the conservation check on `pool` (`stress_workers` workers of
 /// `stress_threads` threads and `stress_capacity` jobs each); `kill_one`
 /// kills one worker process mid-run; the whole run must take less than

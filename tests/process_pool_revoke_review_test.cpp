@@ -29,23 +29,6 @@ size_t claimed(const weave::process_pool& pool) {
   return weave::internal::process_pool_access::claimed(pool);
 }
 
-/// How many times each tag ran, over every worker's `exec.<pid>` file in
-/// `dir` (the `tally` job's log).
-std::map<uint64_t, int> tallies(const std::string& dir) {
-  std::map<uint64_t, int> result;
-  if (auto d = ::opendir(dir.c_str())) {
-    while (auto e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name.rfind("exec.", 0) != 0)
-        continue;
-      for (auto& kv : executions(dir + "/" + name))
-        result[kv.first] += kv.second;
-    }
-    ::closedir(d);
-  }
-  return result;
-}
-
 /// Two one-thread workers, each may hold a few jobs.
 weave::process_pool_options two_workers() {
   auto opts = pool_options(2);
@@ -110,7 +93,7 @@ TEST_CASE("a job whose worker is lost after its timeout passed is answered "
   REQUIRE_MESSAGE(err, "X completed with a value after its timeout");
   CHECK(weave::is(err, weave::errc::timeout));
   CHECK(weave::maybe_executed(err)); // claimed: it may have run
-  CHECK(tallies(dir).count(3) == 0);
+  CHECK(all_executions(dir).count(3) == 0);
   auto l1_err = error_of(l1);
   REQUIRE(l1_err);
   CHECK(weave::is(l1_err, weave::errc::worker_lost));

@@ -57,23 +57,6 @@ size_t claimed(const weave::process_pool& pool) {
   return weave::internal::process_pool_access::claimed(pool);
 }
 
-/// How many times each tag ran, over every worker's `exec.<pid>` file in
-/// `dir` (the `tally` job's log).
-std::map<uint64_t, int> tallies(const std::string& dir) {
-  std::map<uint64_t, int> result;
-  if (auto d = ::opendir(dir.c_str())) {
-    while (auto e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name.rfind("exec.", 0) != 0)
-        continue;
-      for (auto& kv : executions(dir + "/" + name))
-        result[kv.first] += kv.second;
-    }
-    ::closedir(d);
-  }
-  return result;
-}
-
 } // namespace
 
 TEST_CASE("a job claimed ahead behind a long one times out at its deadline "
@@ -231,7 +214,7 @@ TEST_CASE("cancels racing the start of short jobs: every job is answered "
     results.push_back(f.get_result());
   // Every job whose worker wrote its line has been answered: the log is
   // complete for them.
-  auto seen = tallies(dir);
+  auto seen = all_executions(dir);
   size_t values = 0;
   size_t not_started = 0;
   size_t early = 0;

@@ -62,6 +62,23 @@ inline std::map<uint64_t, int> executions(const std::string& log) {
   return result;
 }
 
+/// Executions per tag, over every worker's `exec.<pid>` file in `dir` (the
+/// `tally` job's logs, one per worker process).
+inline std::map<uint64_t, int> all_executions(const std::string& dir) {
+  std::map<uint64_t, int> result;
+  if (auto d = ::opendir(dir.c_str())) {
+    while (auto e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind("exec.", 0) != 0)
+        continue;
+      for (auto& kv : executions(dir + "/" + name))
+        result[kv.first] += kv.second;
+    }
+    ::closedir(d);
+  }
+  return result;
+}
+
 inline size_t lines_in(const std::string& log) {
   size_t n = 0;
   for (auto& kv : executions(log))

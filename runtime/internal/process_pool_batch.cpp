@@ -77,12 +77,7 @@ bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
   }
   // Cancelled, timed out, or due (the timer has not answered it yet): it
   // never runs (again).
-  c->done = true;
-  calls_.erase(i);
-  s.ids.erase(id);
-  --s.held;
-  if (--in_flight_ == 0)
-    cv_.notify_all();
+  retire_locked(i, s);
   if (cancelled_retry && !due)
     ++counts_.cancelled;
   if (due && c->started)
@@ -116,13 +111,7 @@ remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
       || slots_[slot].generation != gen)
     return nullptr;
   auto c = i->second;
-  c->done = true;
-  calls_.erase(i);
-  auto& s = slots_[slot];
-  s.ids.erase(id);
-  --s.held;
-  if (--in_flight_ == 0)
-    cv_.notify_all();
+  retire_locked(i, slots_[slot]);
   ++counts_.completed;
   return c;
 }

@@ -141,13 +141,7 @@ void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,
     auto c = i->second;
     c->revoking = false;
     if (dropped) {
-      c->done = true;
-      calls_.erase(i);
-      auto& s = slots_[slot];
-      s.ids.erase(id);
-      --s.held;
-      if (--in_flight_ == 0)
-        cv_.notify_all();
+      retire_locked(i, slots_[slot]);
       ++counts_.revoked;
       dispatch_locked(out);
       auto why = c->revoke_cause == errc::timeout

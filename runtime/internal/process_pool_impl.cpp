@@ -204,6 +204,16 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   }
 }
 
+void process_pool_impl::retire_locked(
+  std::unordered_map<uint64_t, remote_call_ptr>::iterator i, slot_state& s) {
+  i->second->done = true;
+  s.ids.erase(i->first);
+  calls_.erase(i);
+  --s.held;
+  if (--in_flight_ == 0)
+    cv_.notify_all();
+}
+
 void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
   while (!queue_.empty() && !stopping_) {
     auto c = queue_.front();
@@ -298,13 +308,7 @@ void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
         || slots_[slot].generation != gen)
       return;
     auto c = i->second;
-    c->done = true;
-    calls_.erase(i);
-    auto& s = slots_[slot];
-    s.ids.erase(id);
-    --s.held;
-    if (--in_flight_ == 0)
-      cv_.notify_all();
+    retire_locked(i, slots_[slot]);
     ++counts_.failed;
     dispatch_locked(out);
     answers.push_back({c, std::move(err)});

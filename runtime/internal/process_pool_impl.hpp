@@ -211,6 +211,11 @@ private:
   static void deliver(std::vector<answer>& answers);
   /// The calls of `index` out of the tables (lock held).
   std::vector<remote_call_ptr> take_calls_locked(slot_state& s);
+  /// Takes call `i`, held by `s`, out of the tables as answered (lock
+  /// held; the caller answers it after unlocking).
+  void retire_locked(
+    std::unordered_map<uint64_t, remote_call_ptr>::iterator i,
+    slot_state& s);
   void signal_all_locked(int sig);
   bool all_reaped_locked() const;
   void fail_start(caf::error err);
