@@ -2,6 +2,7 @@
 // caf_raw's (caf_raw_remote.cpp) and Python's ProcessPoolExecutor.
 #include "bench/weave_remote.hpp"
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 
@@ -58,7 +59,14 @@ void weave_remote(bool rtt, bool throughput, report& out) {
   weave::runtime_config cfg;
   weave::enable_process_pools(cfg);
   weave::runtime rt{std::move(cfg)};
-  weave::process_pool pool{rt, static_cast<size_t>(remote_workers)};
+  weave::process_pool_options opts;
+  opts.workers = static_cast<size_t>(remote_workers);
+  // Where this program runs through a loader (the device bundle's
+  // `ld-linux ... --library-path`), /proc/self/exe is the loader: the
+  // bundle names a wrapper that starts this program again.
+  if (auto program = std::getenv("WEAVE_BENCH_WORKER_PROGRAM"))
+    opts.program = program;
+  weave::process_pool pool{rt, std::move(opts)};
   if (rtt) {
     histogram h;
     h.reserve(remote_rtt_samples);
