@@ -66,6 +66,9 @@ void weave_remote(bool rtt, bool throughput, report& out) {
   // bundle names a wrapper that starts this program again.
   if (auto program = std::getenv("WEAVE_BENCH_WORKER_PROGRAM"))
     opts.program = program;
+  // Ablations of the pool's defaults.
+  if (auto capacity = std::getenv("WEAVE_BENCH_CAPACITY"))
+    opts.capacity = std::strtoul(capacity, nullptr, 10);
   weave::process_pool pool{rt, std::move(opts)};
   if (rtt) {
     histogram h;

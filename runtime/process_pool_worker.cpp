@@ -2,21 +2,29 @@
 // internal/remote_protocol.hpp): a weave runtime whose default pool has one
 // thread per job slot, and a worker actor that connects the two.
 //
-// The worker actor holds the jobs the pool sent, in order. It claims jobs
-// before starting them, several in one message (up to
+// The worker actor holds the jobs the pool sent, in order. A job runs only
+// once the pool granted it: either in its `runs` message (the pool grants
+// a job as it sends it while that worker's granted jobs are fewer than its
+// claim window), or by a claim — several jobs in one message, up to
 // `claim_window_per_thread` per thread claimed and not finished; the next
 // claim goes out when half of those are done, so a thread that frees up
-// rarely waits for an answer), and starts a granted job when a thread is
-// free; a job refused at its claim (cancelled or timed out meanwhile) is
-// dropped. Results go back several in one message: at once when no granted
-// job waits to start, else when half a window is collected or after
+// rarely waits for an answer. A job refused at its claim (cancelled or
+// timed out meanwhile) is dropped.
+//
+// Granted jobs go to the threads through a lane (a queue under a mutex):
+// the actor appends them and starts a runner per idle thread, and a runner
+// takes job after job until the lane is empty, so a stream of short jobs
+// costs one hand-off per burst, not one per job. A runner tells the actor
+// that results are ready with one message, sent only if none is on its
+// way (the actor takes every result there when it reads it). Results go
+// back to the pool several in one message: at once when no job waits in
+// the lane to start, else when half a window is collected or after
 // `result_delay`; errors go back as they come. A revoke (the pool's caller
-// cancelled a claimed job, or its timeout passed) is answered at once: the
-// actor alone hands jobs to the threads, so a job it still holds (waiting,
-// claimed, granted) is dropped and never runs; one handed over is not.
-// When the pool's
-// connection goes away the process ends at once (`_Exit`): whatever it
-// still runs has no one to answer.
+// cancelled a granted job, or its timeout passed) is answered at once: a
+// job the actor still holds (waiting, claimed, granted) or that waits in
+// the lane is taken out and never runs; one a runner took is not.
+// When the pool's connection goes away the process ends at once
+// (`_Exit`): whatever it still runs has no one to answer.
 
 #include <unistd.h>
 
@@ -27,12 +35,15 @@
 #include <deque>
 #include <future>
 #include <chrono>
+#include <memory>
+#include <mutex>
 
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
 #include "caf/stateful_actor.hpp"
 
+#include "runtime/internal/job.hpp"
 #include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/remote_protocol.hpp"
 #include "runtime/internal/remote_registry.hpp"
@@ -56,6 +67,68 @@ constexpr int bad_usage_status = 2;
 
 using flush_atom = caf::atom_constant<caf::atom("wv_flush")>;
 
+/// From a runner to its worker actor (never over the wire): results wait
+/// in the lane.
+using ran_atom = caf::atom_constant<caf::atom("wv_ran")>;
+
+/// The jobs handed to the worker's threads, and their outcomes: shared by
+/// the worker actor and its runners, guarded by `mtx`. No job runs and no
+/// result is destroyed while it is held.
+struct lane {
+  std::mutex mtx;
+  /// Handed over, not taken by a runner yet (a revoke still drops them).
+  std::deque<run_item> jobs;
+  std::vector<done_item> results;
+  std::vector<std::pair<uint64_t, caf::error>> failures;
+  /// Runners started and not finished.
+  size_t runners = 0;
+  /// A `ran` message is on its way to the actor.
+  bool told = false;
+};
+
+/// Runs the lane's jobs one after the other on a pool thread until it is
+/// empty.
+void run_lane(const std::shared_ptr<lane>& ln, const caf::actor& worker) {
+  for (;;) {
+    run_item job;
+    {
+      std::unique_lock<std::mutex> guard{ln->mtx};
+      if (ln->jobs.empty()) {
+        --ln->runners;
+        return;
+      }
+      job = std::move(ln->jobs.front());
+      ln->jobs.pop_front();
+    }
+    std::vector<char> result;
+    caf::error err;
+    auto entry = job_registry::instance().find(job.name);
+    if (entry == nullptr || entry->invoke == nullptr) {
+      err = make_error(errc::registry_mismatch,
+                       "job '" + job.name
+                         + "' is not implemented by the worker program");
+    } else {
+      try {
+        result = entry->invoke(*entry, job.args);
+      } catch (...) {
+        err = current_exception_error();
+      }
+    }
+    bool tell = false;
+    {
+      std::unique_lock<std::mutex> guard{ln->mtx};
+      if (err)
+        ln->failures.emplace_back(job.id, std::move(err));
+      else
+        ln->results.push_back({job.id, std::move(result)});
+      tell = !ln->told;
+      ln->told = true;
+    }
+    if (tell)
+      caf::anon_send(worker, ran_atom::value);
+  }
+}
+
 /// The longest a finished job's result waits in the worker for others to
 /// join it in one message (while the next jobs run).
 constexpr auto result_delay = std::chrono::microseconds{500};
@@ -74,7 +147,9 @@ struct worker_state {
   std::vector<uint64_t> revoked_claims;
   bool claim_out = false;
   std::deque<run_item> granted;
+  /// Granted jobs handed to the lane and not reported back yet.
   size_t running = 0;
+  std::shared_ptr<lane> jobs_lane = std::make_shared<lane>();
   std::vector<done_item> results;
   bool flush_armed = false;
 
@@ -96,36 +171,62 @@ void flush(worker_actor* self) {
   st.results.clear();
 }
 
-void start(worker_actor* self, run_item p) {
+/// Hands every granted job to the lane and starts a runner for each idle
+/// thread that has a job to take.
+void hand_over(worker_actor* self) {
   auto& st = self->state;
-  auto entry = job_registry::instance().find(p.name);
-  auto id = p.id;
-  if (entry == nullptr || entry->invoke == nullptr) {
-    self->send(st.pool, failed_atom::value, id, st.slot, st.gen,
-               make_error(errc::registry_mismatch,
-                          "job '" + p.name + "' is not implemented by the "
-                                             "worker program"));
+  if (st.granted.empty())
     return;
+  auto& ln = *st.jobs_lane;
+  size_t start = 0;
+  {
+    std::unique_lock<std::mutex> guard{ln.mtx};
+    st.running += st.granted.size();
+    for (auto& p : st.granted)
+      ln.jobs.push_back(std::move(p));
+    if (ln.runners < st.threads)
+      start = std::min(st.threads - ln.runners, ln.jobs.size());
+    ln.runners += start;
   }
-  ++st.running;
-  offload(self, *st.runner,
-          [entry, args = std::move(p.args)] {
-            return entry->invoke(*entry, args);
-          })
-    .then(
-      [self, id](std::vector<char>& result) {
-        auto& s = self->state;
-        s.results.push_back({id, std::move(result)});
-        --s.running;
-        pump(self);
-      },
-      [self, id](caf::error& err) {
-        auto& s = self->state;
-        self->send(s.pool, failed_atom::value, id, s.slot, s.gen,
-                   std::move(err));
-        --s.running;
-        pump(self);
-      });
+  st.granted.clear();
+  for (size_t i = 0; i < start; ++i)
+    offload(self, *st.runner,
+            [ln = st.jobs_lane, w = caf::actor_cast<caf::actor>(self)] {
+              run_lane(ln, w);
+            })
+      .then([] {},
+            [](caf::error&) {
+              // Not started (the runtime stops): the process ends with it.
+            });
+}
+
+/// Takes the outcomes out of the lane (a runner told the actor).
+void collect(worker_actor* self) {
+  auto& st = self->state;
+  std::vector<done_item> results;
+  std::vector<std::pair<uint64_t, caf::error>> failures;
+  {
+    std::unique_lock<std::mutex> guard{st.jobs_lane->mtx};
+    results.swap(st.jobs_lane->results);
+    failures.swap(st.jobs_lane->failures);
+    st.jobs_lane->told = false;
+  }
+  st.running -= results.size() + failures.size();
+  for (auto& [id, err] : failures)
+    self->send(st.pool, failed_atom::value, id, st.slot, st.gen,
+               std::move(err));
+  if (st.results.empty())
+    st.results = std::move(results);
+  else
+    for (auto& x : results)
+      st.results.push_back(std::move(x));
+}
+
+/// Jobs handed to the lane that no runner took yet.
+size_t waiting_in_lane(worker_actor* self) {
+  auto& ln = *self->state.jobs_lane;
+  std::unique_lock<std::mutex> guard{ln.mtx};
+  return ln.jobs.size();
 }
 
 void claim(worker_actor* self) {
@@ -169,18 +270,14 @@ void claim(worker_actor* self) {
 void pump(worker_actor* self) {
   auto& st = self->state;
   claim(self);
-  while (st.running < st.threads && !st.granted.empty()) {
-    auto p = std::move(st.granted.front());
-    st.granted.pop_front();
-    start(self, std::move(p));
-  }
+  hand_over(self);
   claim(self);
   // Results go back together: at once when no granted job waits to start
   // (nothing else would join them soon) or half a window is collected,
   // else after a short delay.
   if (st.results.empty())
     return;
-  if (st.granted.empty() || st.results.size() >= st.window() / 2) {
+  if (st.results.size() >= st.window() / 2 || waiting_in_lane(self) == 0) {
     flush(self);
   } else if (!st.flush_armed) {
     st.flush_armed = true;
@@ -207,7 +304,22 @@ bool revoke(worker_actor* self, uint64_t id) {
       st.revoked_claims.push_back(id);
       return true;
     }
-  return false; // handed to a thread (maybe finished): it runs
+  run_item dropped; // destroyed after unlocking
+  {
+    std::unique_lock<std::mutex> guard{st.jobs_lane->mtx};
+    auto& xs = st.jobs_lane->jobs;
+    auto i = std::find_if(xs.begin(), xs.end(),
+                          [id](const run_item& x) { return x.id == id; });
+    if (i != xs.end()) {
+      dropped = std::move(*i);
+      xs.erase(i);
+    }
+  }
+  if (dropped.id == id) {
+    --st.running;
+    return true;
+  }
+  return false; // a runner took it (maybe finished): it runs
 }
 
 caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
@@ -235,8 +347,11 @@ caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
       std::vector<run_item> jobs;
       if (!decode_batch(bytes, jobs))
         return;
+      // The pool grants a job as it sends it only while this worker holds
+      // no job waiting for its claim: granted jobs never pass older ones.
       for (auto& x : jobs)
-        self->state.waiting.push_back(std::move(x));
+        (x.granted ? self->state.granted : self->state.waiting)
+          .push_back(std::move(x));
       pump(self);
     },
     [self](revoke_atom, uint64_t id) {
@@ -245,6 +360,10 @@ caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
       self->send(s.pool, revoked_atom::value, id, s.slot, s.gen, dropped);
       if (dropped)
         pump(self); // room for the next claim, maybe no job left to wait
+    },
+    [self](ran_atom) {
+      collect(self);
+      pump(self);
     },
     [self](flush_atom) {
       self->state.flush_armed = false;

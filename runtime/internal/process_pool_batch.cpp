@@ -73,6 +73,10 @@ bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
   bool cancelled_retry = c->started && c->cancel_wanted;
   if (!due && !cancelled_retry && (c->started || c->job->try_start())) {
     c->started = true;
+    if (!c->holds_grant) {
+      c->holds_grant = true;
+      ++s.granted;
+    }
     return true;
   }
   // Cancelled, timed out, or due (the timer has not answered it yet): it

@@ -5,7 +5,8 @@
 // so that each message's cost (a socket write, a wake-up of the middleman's
 // I/O thread and of the receiving actor) is shared by the jobs in it:
 //
-//   client -> worker  (runs, bytes: [(id, name, args)])   jobs to hold
+//   client -> worker  (runs, bytes: [(id, name, args, granted)])  jobs to
+//                       hold; a granted one starts without a claim
 //   worker -> client  (claims, slot, generation, bytes: [id])
 //                       => bytes: one flag per id (1: start it, 0: drop it)
 //   worker -> client  (dones, slot, generation, bytes: [(id, result)])
@@ -42,16 +43,18 @@ using revoked_atom = caf::atom_constant<caf::atom("wv_revoked")>;
 /// yet counts as "maybe executed" if its worker is lost.
 constexpr size_t claim_window_per_thread = 16;
 
-/// A job sent to a worker.
+/// A job sent to a worker; `granted`: it may start without a claim (the
+/// pool granted it as it sent it).
 struct run_item {
   uint64_t id = 0;
   std::string name;
   std::vector<char> args;
+  bool granted = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_item& x) {
-  return f(x.id, x.name, x.args);
+  return f(x.id, x.name, x.args, x.granted);
 }
 
 /// A job's encoded result.

@@ -34,6 +34,12 @@ caf::actor process_pool_impl::revoke_locked(uint64_t id, uint32_t slot,
   // claim refuses it (cancelled, or due).
   c.revoking = true;
   c.revoke_cause = cause;
+  if (c.in_transit) {
+    // Granted as sent, its message not with CAF yet: the revoke goes
+    // after it (send_all).
+    c.revoke_deferred = true;
+    return {};
+  }
   return s.actor;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <optional>
 
 #include "caf/event_based_actor.hpp"
 #include "caf/io/middleman.hpp"
@@ -206,7 +207,14 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
 
 void process_pool_impl::retire_locked(
   std::unordered_map<uint64_t, remote_call_ptr>::iterator i, slot_state& s) {
-  i->second->done = true;
+  auto& c = *i->second;
+  c.done = true;
+  c.in_transit = false;
+  c.revoke_deferred = false;
+  if (c.holds_grant) {
+    c.holds_grant = false;
+    --s.granted;
+  }
   s.ids.erase(i->first);
   calls_.erase(i);
   --s.held;
@@ -215,6 +223,8 @@ void process_pool_impl::retire_locked(
 }
 
 void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
+  auto window = grant_window();
+  std::optional<steady_clock::time_point> now;
   while (!queue_.empty() && !stopping_) {
     auto c = queue_.front();
     if (c->done
@@ -240,16 +250,45 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
     // A retried call until its new worker claims it: a revoke may overtake
     // it, so that worker's "runs" means nothing until then.
     c->regranting = c->started;
+    // Granted as sent: a fresh call, to a worker with no call waiting for
+    // its claim (granted calls never pass older ones there) and room in
+    // its window; a call due already goes out ungranted (its claim
+    // refuses it).
+    bool grant = !c->started && best->held == best->granted
+                 && best->granted < window;
+    if (grant && c->deadline != steady_clock::time_point::max()) {
+      if (!now)
+        now = steady_clock::now();
+      grant = c->deadline > *now;
+    }
+    grant = grant && c->job->try_start();
     ++best->held;
     best->ids.insert(c->id);
     ++in_flight_;
-    out.push_back({best->actor, c->id, c->entry->name, c->args, nullptr});
+    outgoing x{best->actor, c->id, c->entry->name, c->args, nullptr};
+    if (grant) {
+      c->started = true;
+      c->holds_grant = true;
+      c->in_transit = true;
+      ++best->granted;
+      x.granted = true;
+      x.slot = static_cast<uint32_t>(c->slot);
+      x.gen = best->generation;
+      x.keep = std::move(c);
+    }
+    out.push_back(std::move(x));
   }
+}
+
+size_t process_pool_impl::grant_window() const noexcept {
+  return std::min(opts_.capacity,
+                  opts_.threads_per_worker * claim_window_per_thread);
 }
 
 void process_pool_impl::send_all(std::vector<outgoing>& out) {
   // One message per worker, its jobs in their order.
   std::vector<std::pair<caf::actor, std::vector<run_item>>> batches;
+  bool any_granted = false;
   for (auto& x : out) {
     if (!x.dest)
       continue;
@@ -259,11 +298,39 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
       batches.emplace_back(x.dest, std::vector<run_item>{});
       i = batches.end() - 1;
     }
-    i->second.push_back({x.id, std::move(x.name), std::move(x.args)});
+    i->second.push_back({x.id, std::move(x.name), std::move(x.args),
+                         x.granted});
+    any_granted = any_granted || x.granted;
   }
-  out.clear(); // the last references of calls taken out, after unlocking
   for (auto& b : batches)
     caf::anon_send(b.first, runs_atom::value, encode_batch(b.second));
+  if (any_granted) {
+    // Their messages are with CAF now: a revoke sent from here on comes
+    // after them.
+    std::vector<std::pair<caf::actor, uint64_t>> revokes;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      for (auto& x : out) {
+        if (!x.granted || !x.keep->in_transit)
+          continue; // taken out meanwhile (answered, its worker lost)
+        auto& c = *x.keep;
+        c.in_transit = false;
+        if (!c.revoke_deferred)
+          continue;
+        c.revoke_deferred = false;
+        auto& s = slots_[x.slot];
+        if (c.slot == static_cast<int>(x.slot) && s.generation == x.gen
+            && !s.lost && s.actor)
+          revokes.emplace_back(s.actor, c.id);
+      }
+    }
+    for (auto& r : revokes)
+      send_revoke(r.first, r.second);
+    for (auto& x : out)
+      if (x.granted && x.keep->deadline != steady_clock::time_point::max())
+        arm_revoke_watch(x.keep, x.slot, x.gen);
+  }
+  out.clear(); // the last references of calls taken out, after unlocking
 }
 
 void process_pool_impl::deliver(std::vector<answer>& answers) {
@@ -285,11 +352,16 @@ process_pool_impl::take_calls_locked(slot_state& s) {
     auto i = calls_.find(id);
     if (i == calls_.end())
       continue;
-    i->second->slot = -1;
+    auto& c = *i->second;
+    c.slot = -1;
+    c.holds_grant = false;
+    c.in_transit = false;
+    c.revoke_deferred = false;
     result.push_back(i->second);
   }
   in_flight_ -= s.held;
   s.held = 0;
+  s.granted = 0;
   s.ids.clear();
   if (in_flight_ == 0)
     cv_.notify_all();

@@ -20,6 +20,14 @@
 // stopped process ignores anything else), takes its calls out of the tables
 // under the lock and answers them after unlocking.
 //
+// Granting as sent: while a worker holds no call waiting for its claim and
+// fewer granted calls than its claim window, the pool grants a fresh call
+// as it sends it (the call's job starts; the worker needs no claim), so a
+// stream of short jobs costs no claim round trip. Such a call is "in
+// transit" until its message is handed to CAF: a revoke asked for then
+// waits and is sent after it (a revoke that overtook its call would find
+// nothing to drop there).
+//
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
 // deadline (an entry on the runtime's deadline timer armed at the grant,
@@ -161,6 +169,7 @@ private:
     bool thread_done = false; // its slot thread has ended
     bool lost = true;  // no live worker in this slot
     size_t held = 0;   // calls this worker holds
+    size_t granted = 0; // of those, granted (claimed, or granted as sent)
     std::unordered_set<uint64_t> ids;
     std::thread thread;
   };
@@ -174,6 +183,10 @@ private:
     std::string name;
     std::vector<char> args;
     remote_call_ptr keep;
+    /// Granted as it is sent (`keep` is the call): in transit until sent.
+    bool granted = false;
+    uint32_t slot = 0;
+    uint32_t gen = 0;
   };
 
   /// An answer to deliver after unlocking.
@@ -200,7 +213,12 @@ private:
   /// Takes call `id` out as completed by that worker; null if it was
   /// answered already (lock held).
   remote_call_ptr done_locked(uint64_t id, uint32_t slot, uint32_t gen);
+  /// Sends the run messages of `out` (one per worker), then ends the
+  /// transit of the calls granted in them: sends the revokes asked for
+  /// meanwhile and arms their deadlines' revokes (lock not held).
   void send_all(std::vector<outgoing>& out);
+  /// The most calls one worker holds granted and not finished.
+  size_t grant_window() const noexcept;
   /// Marks call `id`, held by `slot`/`gen`, as revoking for `cause` and
   /// returns its worker, or none if it is not (any longer) claimed there
   /// or a revoke is in flight already (lock held).

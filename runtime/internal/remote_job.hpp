@@ -99,6 +99,13 @@ struct remote_call {
   /// may overtake it, so the worker's "runs" means "not seen yet" (the
   /// revoke is sent again).
   bool regranting = false;
+  /// Granted by its current worker's slot (counted in its grants).
+  bool holds_grant = false;
+  /// Granted as it was sent, its message not yet handed to CAF: a revoke
+  /// could overtake it, so one asked for meanwhile waits until it is.
+  bool in_transit = false;
+  /// A revoke asked for while `in_transit`.
+  bool revoke_deferred = false;
 };
 
 using remote_call_ptr = std::shared_ptr<remote_call>;
