@@ -1,7 +1,7 @@
 #pragma once
 
 // Internal, for tests only: pause and fault-injection points inside a
-// blocking_pool's workers and worker spawns.
+// blocking_pool's workers and worker spawns, and a process pool's sends.
 //
 // Some races in a pool have windows of a few instructions (a worker between
 // taking a job and publishing it, a spawn that fails half-way); a test can
@@ -32,6 +32,9 @@ enum class pool_hook_point {
   started,
   /// A worker is about to be spawned; a throwing hook makes the spawn fail.
   spawning,
+  /// A process pool granted jobs as it sent them and is about to hand
+  /// their message to CAF (no lock held).
+  granted_send,
 };
 
 /// Called at each point with the pool's name.

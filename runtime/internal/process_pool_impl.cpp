@@ -11,6 +11,7 @@
 #include "caf/io/middleman.hpp"
 #include "caf/send.hpp"
 
+#include "runtime/internal/pool_hooks.hpp"
 #include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/remote_protocol.hpp"
 #include "runtime/internal/deadline_timer.hpp"
@@ -302,6 +303,8 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
                          x.granted});
     any_granted = any_granted || x.granted;
   }
+  if (any_granted)
+    run_pool_hook(pool_hook_point::granted_send, opts_.name);
   for (auto& b : batches)
     caf::anon_send(b.first, runs_atom::value, encode_batch(b.second));
   if (any_granted) {

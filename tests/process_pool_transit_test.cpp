@@ -1,0 +1,196 @@
+// process_pool: a job granted as it is sent. While its worker has room in
+// its claim window, the pool grants a fresh job as it sends it (no claim
+// round trip); until that message is handed to CAF the job is "in
+// transit", and a revoke asked for meanwhile (its cancel, its deadline)
+// must wait and follow it: a revoke that overtook its job would find
+// nothing to drop, the worker would answer "runs", and a cancel would kill
+// the worker with every other job it holds.
+//
+// The test holds the client actor's send inside that window with the pool
+// test hook `granted_send` (this binary links //runtime:runtime_test_hooks;
+// the worker program does not).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/internal/pool_hooks.hpp"
+#include "runtime/process_pool.hpp"
+#include "runtime/weave.hpp"
+#include "tests/process_pool_jobs.hpp"
+#include "tests/process_pool_support.hpp"
+#include "tests/test_support.hpp"
+
+using namespace std::chrono_literals;
+using namespace weave::test;
+
+namespace {
+
+/// Holds the next send of granted jobs (once armed) until released.
+struct send_hold {
+  std::atomic<bool> armed{false};
+  latch reached{1};
+  latch release{1};
+};
+
+std::shared_ptr<send_hold> current_hold;
+
+void hook(weave::internal::pool_hook_point point, const std::string&) {
+  auto h = current_hold;
+  if (h && point == weave::internal::pool_hook_point::granted_send
+      && h->armed.exchange(false)) {
+    h->reached.count_down();
+    h->release.wait(std::chrono::hours{1});
+  }
+}
+
+/// Installs the hook for one test; releases a held send on exit.
+class installed_hold {
+public:
+  installed_hold() : hold_(std::make_shared<send_hold>()) {
+    current_hold = hold_;
+    weave::internal::set_pool_hook(hook);
+  }
+  ~installed_hold() {
+    hold_->release.count_down();
+    weave::internal::set_pool_hook(nullptr);
+    current_hold = nullptr;
+  }
+  installed_hold(const installed_hold&) = delete;
+  installed_hold& operator=(const installed_hold&) = delete;
+  send_hold& operator*() {
+    return *hold_;
+  }
+
+private:
+  std::shared_ptr<send_hold> hold_;
+};
+
+/// One worker, one thread, room for two jobs: a third waits in the pool,
+/// and is sent (granted) by the client actor when the first one ends.
+weave::process_pool_options two_slot_pool() {
+  auto opts = pool_options(1);
+  opts.capacity = 2;
+  return opts;
+}
+
+/// Opens the first gate and returns once the pool's send of the queued
+/// job is held in transit.
+void hold_the_send(send_hold& h, const std::string& first_gate) {
+  h.armed = true;
+  touch(first_gate);
+  REQUIRE(h.reached.wait(patience));
+}
+
+} // namespace
+
+TEST_CASE("a cancel while a granted job is in transit drops it in the "
+          "worker: cancelled, not started, never run, no worker killed") {
+  installed_hold h;
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, two_slot_pool()};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto worker = pool.worker_pids().at(0);
+  // The first job runs; the second waits behind it in the worker, granted.
+  auto first = pool.submit(hold(1, log, dir + "/gate1"));
+  auto second = pool.submit(hold(2, log, dir + "/gate2"));
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  // The third waits here: the worker holds two.
+  auto third = pool.submit(hold(3, log, std::string{}));
+  CHECK(pool.stats().queued == 1);
+  // The first ends; the second starts and holds the thread; the client
+  // actor grants the third as it sends it, and is held just before.
+  // (The first job's answer comes after that send.)
+  hold_the_send(*h, dir + "/gate1");
+  // Cancelled in transit: accepted (the job may be dropped), and it must
+  // not be answered before the worker says it dropped it.
+  CHECK(third.cancel());
+  CHECK_FALSE(third.done());
+  (*h).release.count_down();
+  REQUIRE(third.wait_for(patience));
+  CHECK(first.get() == worker);
+  auto err = error_of(third);
+  CHECK(weave::is(err, weave::errc::cancelled));
+  CHECK_FALSE(weave::maybe_executed(err));
+  // The second job was not lost with a killed worker.
+  touch(dir + "/gate2");
+  CHECK(second.get() == worker);
+  auto seen = executions(log);
+  CHECK(seen.count(3) == 0);
+  CHECK(pool.worker_pids().at(0) == worker);
+  auto st = pool.stats();
+  CHECK(st.workers_lost == 0);
+  CHECK(st.revoked == 1);
+  CHECK(st.completed == 2);
+}
+
+TEST_CASE("a timeout due while a granted job is in transit drops it in "
+          "the worker: timeout, not started, never run, no worker killed") {
+  installed_hold h;
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, two_slot_pool()};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto worker = pool.worker_pids().at(0);
+  auto first = pool.submit(hold(1, log, dir + "/gate1"));
+  auto second = pool.submit(hold(2, log, dir + "/gate2"));
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  // Long enough to be granted (not due at its send), short enough to
+  // pass while the send is held.
+  constexpr auto timeout = 300ms;
+  auto submitted_at = std::chrono::steady_clock::now();
+  auto third = pool.submit(hold(3, log, std::string{}), timeout);
+  hold_the_send(*h, dir + "/gate1");
+  REQUIRE(std::chrono::steady_clock::now() - submitted_at < timeout);
+  // Its deadline passes while its message is held here.
+  CHECK_FALSE(third.wait_for(timeout + 200ms));
+  (*h).release.count_down();
+  REQUIRE(third.wait_for(patience));
+  CHECK(first.get() == worker);
+  auto err = error_of(third);
+  CHECK(weave::is(err, weave::errc::timeout));
+  CHECK_FALSE(weave::maybe_executed(err));
+  touch(dir + "/gate2");
+  CHECK(second.get() == worker);
+  CHECK(executions(log).count(3) == 0);
+  CHECK(pool.worker_pids().at(0) == worker);
+  auto st = pool.stats();
+  CHECK(st.workers_lost == 0);
+  CHECK(st.revoked == 1);
+}
+
+TEST_CASE("jobs beyond the claim window wait in the worker for their claim "
+          "and still run in order, each exactly once") {
+  // Capacity above the window (16 per thread): the pool grants 16 as it
+  // sends them, the rest go out ungranted and are claimed as room frees.
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(1);
+  opts.capacity = 48;
+  weave::process_pool pool{rt, opts};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto gate = dir + "/gate";
+  auto first = pool.submit(hold(0, log, gate));
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  std::vector<weave::future<int32_t>> rest;
+  for (uint64_t tag = 1; tag < 48; ++tag)
+    rest.push_back(pool.submit(hold(tag, log, std::string{})));
+  // At most the window is granted while the first job holds the thread.
+  REQUIRE(eventually([&] { return pool.stats().in_flight == 48; }));
+  CHECK(weave::internal::process_pool_access::claimed(pool) <= 16);
+  touch(gate);
+  for (auto& f : rest)
+    CHECK(f.get() > 0);
+  std::ifstream in{log};
+  std::vector<uint64_t> order;
+  uint64_t tag = 0;
+  while (in >> tag)
+    order.push_back(tag);
+  REQUIRE(order.size() == 48);
+  for (uint64_t i = 0; i < 48; ++i)
+    CHECK(order[i] == i);
+}
