@@ -67,7 +67,7 @@ void weave_remote(bool rtt, bool throughput, report& out) {
   if (auto program = std::getenv("WEAVE_BENCH_WORKER_PROGRAM"))
     opts.program = program;
   // Ablations of the pool's defaults.
-  if (auto capacity = std::getenv("WEAVE_BENCH_CAPACITY"))
+  if (auto capacity = std::getenv("WEAVE_BENCH_CAPACITY"); capacity && *capacity)
     opts.capacity = std::strtoul(capacity, nullptr, 10);
   weave::process_pool pool{rt, std::move(opts)};
   if (rtt) {

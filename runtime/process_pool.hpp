@@ -34,14 +34,16 @@
 ///
 /// Credit: a worker never holds more than `capacity` jobs; the pool queues
 /// the rest here, first in first out, and sends more whenever a worker
-/// returns results. A worker starts a job only after asking the pool
-/// ("claim", answered at once), so the pool always knows which jobs may
-/// have started. Jobs, claims and results travel in batches, several per
-/// message: a worker claims up to 16 jobs per thread ahead of running them,
-/// and sends its results back together when no claimed job waits to start,
-/// or at the latest 0.5 ms after the first of them. A claimed job that no
-/// thread of the worker has begun is still revocable (below): "started"
-/// means a worker thread began it.
+/// returns results. A worker starts a job only once the pool granted it,
+/// at most 16 per thread granted and not finished, so the pool always
+/// knows which jobs may have started: the pool grants a job as it sends it
+/// while the worker has room for it, and a job sent beyond that waits in
+/// the worker, which asks for it ("claim", answered at once) when room
+/// frees. Jobs, claims and results travel in batches, several per message;
+/// a worker sends its results back together when no granted job waits to
+/// start, or at the latest 0.5 ms after the first of them. A granted job
+/// that no thread of the worker has begun is still revocable (below):
+/// "started" means a worker thread began it.
 ///
 /// Failures
 /// - A job that throws fails with `job_failed` (its message); the worker
@@ -52,8 +54,8 @@
 ///   by monitoring the worker actor over the middleman and by reaping the
 ///   child process (on a thread of the pool's, never a scheduler thread),
 ///   whichever comes first. Every job the worker held is answered at once
-///   with `worker_lost`; its message begins with "not started" (the worker
-///   never asked to start it: safe to retry) or "maybe executed", and
+///   with `worker_lost`; its message begins with "not started" (never
+///   granted to that worker: safe to retry) or "maybe executed", and
 ///   `weave::maybe_executed(err)` tells them apart. An idempotent job
 ///   (`WEAVE_IDEMPOTENT_JOB`) is first retried, once, at the head of the
 ///   queue; its caller sees one outcome. A lost worker is replaced, so the
@@ -71,7 +73,7 @@
 ///   is reaped and replaced.
 /// - A timeout: a job that no worker has started by then never runs, and
 ///   its caller hears `timeout` at that moment (as with a `blocking_pool`).
-///   For a job a worker claimed ahead, the pool asks the worker to revoke
+///   For a job granted to a worker ahead, the pool asks the worker to revoke
 ///   it: if no thread began it, it is dropped there, and its caller hears
 ///   `timeout` marked "not started" as soon as the worker answers (a round
 ///   trip), the worker and its other jobs untouched. Once started, a job
@@ -79,10 +81,10 @@
 ///   start, while `offload`'s timeout (CAF's response timeout) answers the
 ///   actor with `timeout` and drops the late result. An idempotent job
 ///   whose worker is lost after its timeout passed is not retried: it is
-///   answered `timeout`, marked "maybe executed" if a worker had claimed
-///   it; a retried job is not started again after its timeout either.
+///   answered `timeout`, marked "maybe executed" if a worker had been
+///   granted it; a retried job is not started again after its timeout either.
 /// - `cancel()` of a future or offload handle: a job no worker has started
-///   never runs; one claimed ahead and not begun is revoked as above and
+///   never runs; one granted ahead and not begun is revoked as above and
 ///   answered `cancelled` marked "not started" (`stats().revoked`), and
 ///   `cancel()` returns true while that is asked. A started one, when
 ///   `threads_per_worker` is 1, is stopped
@@ -97,7 +99,7 @@
 ///   have run on the worker it lost), even one its next worker dropped.
 ///   With more threads per worker a running job cannot be stopped (killing
 ///   the worker would stop jobs nobody cancelled): the job runs on and
-///   keeps its value; the first `cancel()` of a claimed job returns true
+///   keeps its value; the first `cancel()` of a granted job returns true
 ///   (the revoke's answer comes later), a later one returns false once the
 ///   worker answered that the job runs.
 ///
@@ -220,7 +222,7 @@ public:
     /// their worker, cancelled while their worker was lost, or cancelled
     /// while waiting to be retried (revoked ones count in `revoked`).
     size_t cancelled = 0;
-    /// Jobs a worker had claimed ahead but not started, dropped there at
+    /// Jobs granted to a worker ahead but not started, dropped there at
     /// their cancel or timeout (they never ran; their worker lives on).
     size_t revoked = 0;
     /// Idempotent jobs retried after losing their worker.
@@ -329,7 +331,7 @@ struct process_pool_access {
     pool.enqueue(std::move(c), timeout);
   }
 
-  /// How many calls the workers claimed and have not answered (tests).
+  /// How many calls were granted to the workers and not answered (tests).
   static size_t claimed(const process_pool& pool);
 };
 
