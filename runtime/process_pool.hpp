@@ -37,9 +37,11 @@
 /// returns results. A worker starts a job only once the pool granted it,
 /// at most 16 per thread granted and not finished, so the pool always
 /// knows which jobs may have started: the pool grants a job as it sends it
-/// while the worker has room for it, and a job sent beyond that waits in
-/// the worker, which asks for it ("claim", answered at once) when room
-/// frees. Jobs, claims and results travel in batches, several per message;
+/// while the worker has room for it, and a job sent beyond that (or a
+/// retried one, or one due or cancelled as it is sent) waits in the
+/// worker, which asks for it ("claim", answered at once) when room frees;
+/// jobs start in the order they reach a worker. Capacity above 16 per
+/// thread therefore costs claims (measured: bench/README.md). Jobs, claims and results travel in batches, several per message;
 /// a worker sends its results back together when no granted job waits to
 /// start, or at the latest 0.5 ms after the first of them. A granted job
 /// that no thread of the worker has begun is still revocable (below):

@@ -65,6 +65,13 @@ constexpr int cannot_connect_status = 3;
 /// Status of a worker process started with unreadable arguments.
 constexpr int bad_usage_status = 2;
 
+/// Status of a worker process that received jobs it cannot read.
+constexpr int bad_batch_status = 6;
+
+/// Status of a worker process whose runner failed outside a job (out of
+/// memory): it cannot answer that job, so the pool must lose it.
+constexpr int runner_failed_status = 4;
+
 using flush_atom = caf::atom_constant<caf::atom("wv_flush")>;
 
 /// From a runner to its worker actor (never over the wire): results wait
@@ -117,10 +124,17 @@ void run_lane(const std::shared_ptr<lane>& ln, const caf::actor& worker) {
     bool tell = false;
     {
       std::unique_lock<std::mutex> guard{ln->mtx};
-      if (err)
-        ln->failures.emplace_back(job.id, std::move(err));
-      else
-        ln->results.push_back({job.id, std::move(result)});
+      try {
+        if (err)
+          ln->failures.emplace_back(job.id, std::move(err));
+        else
+          ln->results.push_back({job.id, std::move(result)});
+      } catch (...) {
+        // Out of memory: the job's outcome cannot be kept, and a job the
+        // pool never hears of would hang its caller. Ending the process
+        // makes the pool lose this worker and answer its jobs.
+        std::_Exit(runner_failed_status);
+      }
       tell = !ln->told;
       ln->told = true;
     }
@@ -196,7 +210,11 @@ void hand_over(worker_actor* self) {
             })
       .then([] {},
             [](caf::error&) {
-              // Not started (the runtime stops): the process ends with it.
+              // Not started (the runtime stops), or the runner failed
+              // outside a job (run_lane catches the jobs' exceptions and
+              // ends the process where it cannot keep an outcome): the
+              // process ends; the pool loses it and answers its jobs.
+              std::_Exit(runner_failed_status);
             });
 }
 
@@ -229,14 +247,29 @@ size_t waiting_in_lane(worker_actor* self) {
   return ln.jobs.size();
 }
 
+/// Moves the granted jobs at the head of `waiting` to `granted`, unless a
+/// claim is out: jobs arrive in order, and a job granted as sent must not
+/// pass older jobs waiting for their claim (the pool may grant it as it
+/// sends it while that claim's answer is still on its way).
+void promote(worker_actor* self) {
+  auto& st = self->state;
+  while (!st.claim_out && !st.waiting.empty() && st.waiting.front().granted) {
+    st.granted.push_back(std::move(st.waiting.front()));
+    st.waiting.pop_front();
+  }
+}
+
 void claim(worker_actor* self) {
   auto& st = self->state;
   auto held = st.granted.size() + st.running;
-  // Claims in batches: once the claimed jobs fall to half the window.
-  if (st.claim_out || st.waiting.empty() || held > st.window() / 2)
+  // Claims in batches: once the claimed jobs fall to half the window; the
+  // ungranted jobs at the head of `waiting` (promote moved granted ones).
+  if (st.claim_out || st.waiting.empty() || st.waiting.front().granted
+      || held > st.window() / 2)
     return;
   std::vector<uint64_t> ids;
-  while (!st.waiting.empty() && held + ids.size() < st.window()) {
+  while (!st.waiting.empty() && !st.waiting.front().granted
+         && held + ids.size() < st.window()) {
     ids.push_back(st.waiting.front().id);
     st.claiming.push_back(std::move(st.waiting.front()));
     st.waiting.pop_front();
@@ -269,6 +302,7 @@ void claim(worker_actor* self) {
 
 void pump(worker_actor* self) {
   auto& st = self->state;
+  promote(self);
   claim(self);
   hand_over(self);
   claim(self);
@@ -339,19 +373,23 @@ caf::behavior worker(worker_actor* self, caf::actor pool, uint32_t slot,
       self->quit();
     }
   });
-  self->send(pool, join_atom::value, caf::actor_cast<caf::actor>(self), slot, gen,
-             static_cast<int32_t>(::getpid()),
-             job_registry::instance().describe());
+  auto table = job_registry::instance().describe();
+  table.emplace_back(protocol_line);
+  self->send(pool, join_atom::value, caf::actor_cast<caf::actor>(self), slot,
+             gen, static_cast<int32_t>(::getpid()), std::move(table));
   return {
     [self](runs_atom, std::vector<char>& bytes) {
       std::vector<run_item> jobs;
-      if (!decode_batch(bytes, jobs))
-        return;
-      // The pool grants a job as it sends it only while this worker holds
-      // no job waiting for its claim: granted jobs never pass older ones.
+      if (!decode_batch(bytes, jobs)) {
+        // Jobs this worker cannot read would never be answered: ending
+        // the process makes the pool lose it and answer them.
+        std::fprintf(stderr, "weave worker: unreadable jobs from the pool\n");
+        std::fflush(stderr);
+        std::_Exit(bad_batch_status);
+      }
+      // In order, granted or not (see promote).
       for (auto& x : jobs)
-        (x.granted ? self->state.granted : self->state.waiting)
-          .push_back(std::move(x));
+        self->state.waiting.push_back(std::move(x));
       pump(self);
     },
     [self](revoke_atom, uint64_t id) {

@@ -11,13 +11,18 @@
 // the worker program does not).
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/internal/pool_hooks.hpp"
+#include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/process_pool.hpp"
 #include "runtime/weave.hpp"
 #include "tests/process_pool_jobs.hpp"
@@ -77,6 +82,24 @@ weave::process_pool_options two_slot_pool() {
   return opts;
 }
 
+/// The tags in `log`, in the order they were written.
+std::vector<uint64_t> tags_in_order(const std::string& log) {
+  std::vector<uint64_t> result;
+  std::ifstream in{log};
+  uint64_t tag = 0;
+  while (in >> tag)
+    result.push_back(tag);
+  return result;
+}
+
+/// Where `tag` was written last (a job that ran on a lost worker and again
+/// on the next one is written twice).
+size_t last_start(const std::vector<uint64_t>& order, uint64_t tag) {
+  auto i = std::find(order.rbegin(), order.rend(), tag);
+  return i == order.rend() ? order.size()
+                           : static_cast<size_t>(order.rend() - i) - 1;
+}
+
 /// Opens the first gate and returns once the pool's send of the queued
 /// job is held in transit.
 void hold_the_send(send_hold& h, const std::string& first_gate) {
@@ -128,8 +151,11 @@ TEST_CASE("a cancel while a granted job is in transit drops it in the "
   CHECK(st.completed == 2);
 }
 
-TEST_CASE("a timeout due while a granted job is in transit drops it in "
-          "the worker: timeout, not started, never run, no worker killed") {
+TEST_CASE("a timeout that passes while a granted job's message is held "
+          "drops it in the worker once sent: timeout, not started, never "
+          "run, no worker killed") {
+  // (The deadline's revoke is armed after the send, so it follows the job
+  // by construction; this checks the whole path, not the deferral.)
   installed_hold h;
   weave::runtime rt{pool_config()};
   weave::process_pool pool{rt, two_slot_pool()};
@@ -193,4 +219,72 @@ TEST_CASE("jobs beyond the claim window wait in the worker for their claim "
   REQUIRE(order.size() == 48);
   for (uint64_t i = 0; i < 48; ++i)
     CHECK(order[i] == i);
+}
+
+TEST_CASE("a job granted as sent never passes older jobs whose claim "
+          "answer is still on its way") {
+  // Worker 1 holds nine gated jobs (granted as sent), then a retried job
+  // X and two fresh ones F1, F2, all three ungranted (a job waiting for
+  // its claim holds the grants back), then a queued Q. F1 is cancelled.
+  // When the first gated job ends, worker 1 claims [X, F1, F2]; the pool
+  // grants X and F2, refuses F1, and with the room F1 freed grants Q as it
+  // sends it, before its answer to the claim goes out. Q must still start
+  // after X and F2.
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(2);
+  opts.capacity = 12;
+  weave::process_pool pool{rt, opts};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto gate = dir + "/g";
+  auto x_gate = dir + "/gx";
+  auto crash = std::string{std::getenv("TEST_TMPDIR")} + "/" + crash_at_start;
+  auto x = pool.submit(hold_idempotent(1, log, x_gate)); // worker 0
+  std::vector<weave::future<int32_t>> gated;
+  for (uint64_t t = 100; t < 117; ++t)
+    gated.push_back(pool.submit(hold(t, log, gate)));
+  // Worker 0: X and 8 gated jobs; worker 1: 9 gated jobs.
+  REQUIRE(eventually([&] { return lines_in(log) == 2; }));
+  auto survivor = pool.worker_pids().at(1);
+  touch(crash); // worker 0's replacement exits at start
+  REQUIRE(::kill(pool.worker_pids().at(0), SIGKILL) == 0);
+  REQUIRE(eventually([&] {
+    auto st = pool.stats();
+    return st.retried == 1 && st.queued == 0 && st.in_flight == 10;
+  }));
+  touch(x_gate);
+  auto f1 = pool.submit(hold(2, log, std::string{}));
+  auto f2 = pool.submit(hold(3, log, std::string{}));
+  auto q = pool.submit(hold(4, log, std::string{}));
+  REQUIRE(pool.stats().queued == 1);
+  CHECK(f1.cancel());
+  touch(gate);
+  CHECK(x.get() == survivor);
+  CHECK(f2.get() == survivor);
+  CHECK(q.get() == survivor);
+  for (auto& f : gated)
+    f.wait();
+  std::remove(crash.c_str());
+  auto order = tags_in_order(log);
+  CHECK(last_start(order, 1) < last_start(order, 4));
+  CHECK(last_start(order, 3) < last_start(order, 4));
+  CHECK(std::count(order.begin(), order.end(), 2) == 0);
+}
+
+TEST_CASE("a batch in another layout is refused, not misread") {
+  // A worker program built with another weave version: the pool refuses
+  // it at join (protocol_line), and either end refuses a batch with bytes
+  // left over instead of reading garbage ids.
+  std::vector<weave::internal::run_item> now{{1, "a", {}, true},
+                                             {2, "b", {}, false}};
+  auto bytes = weave::internal::encode_batch(now);
+  std::vector<weave::internal::run_item> back;
+  REQUIRE(weave::internal::decode_batch(bytes, back));
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].granted);
+  CHECK_FALSE(back[1].granted);
+  std::vector<uint64_t> ids{1, 2};
+  auto id_bytes = weave::internal::encode_batch(ids);
+  id_bytes.push_back(0);
+  CHECK_FALSE(weave::internal::decode_batch(id_bytes, ids));
 }

@@ -78,11 +78,18 @@ std::vector<char> encode_batch(T& xs) {
   return buf;
 }
 
-/// Reads `xs` from `bytes`; false if they are malformed.
+/// Reads `xs` from `bytes`; false if they are malformed (bytes left over
+/// too: the other end encodes another layout).
 template <class T>
 bool decode_batch(const std::vector<char>& bytes, T& xs) {
   caf::binary_deserializer source{nullptr, bytes};
-  return !source(xs);
+  return !source(xs) && source.remaining() == 0;
 }
+
+/// The line a process pool's worker adds to its job table when it joins:
+/// the layout of these messages. A pool refuses a worker program that
+/// does not send exactly this line (built with another weave version),
+/// with an error naming it, instead of misreading its messages.
+constexpr const char* protocol_line = "weave-process-pool\tprotocol-2\t0";
 
 } // namespace weave::internal

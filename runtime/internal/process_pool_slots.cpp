@@ -16,6 +16,7 @@
 #include "caf/io/middleman.hpp"
 #include "caf/send.hpp"
 
+#include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/process_pool_impl.hpp"
 #include "runtime/internal/remote_protocol.hpp"
 #include "runtime/internal/thread_roles.hpp"
@@ -195,7 +196,15 @@ void process_pool_impl::on_join(const caf::actor& worker, uint32_t slot,
       return; // an earlier incarnation, or too late
     auto& s = slots_[slot];
     std::set<std::string> runnable;
-    if (auto err = job_registry::instance().check(table, runnable)) {
+    auto err = std::find(table.begin(), table.end(), protocol_line)
+                   == table.end()
+                 ? make_error(errc::registry_mismatch,
+                              "the worker program speaks another process "
+                              "pool protocol than this one's '"
+                                + std::string{protocol_line}
+                                + "' (built with another weave version?)")
+                 : job_registry::instance().check(table, runnable);
+    if (err) {
       s.refused = true;
       if (!start_error_)
         start_error_ = std::move(err);
