@@ -120,6 +120,9 @@ struct conn_state {
   std::vector<caf::response_promise> connect_waiters;
   std::vector<caf::response_promise> shut_waiters;
   uint32_t armed = 0;
+  /// A `sendmsg` failed with EAGAIN: none is tried until the next
+  /// readiness (the reactor's `tcp_ready` clears it).
+  bool send_blocked = false;
   uint64_t next_tag = 1;
   tcp_stats stats;
   steady_clock::time_point last_active = steady_clock::now();
