@@ -254,6 +254,7 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
     [self](tcp_ready_atom, uint32_t) {
       auto& s = self->state;
       s.armed = 0;
+      s.send_blocked = false;
       if (s.connecting && !s.failure)
         on_connected(self);
       pump(s);

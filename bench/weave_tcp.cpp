@@ -1,5 +1,7 @@
 #include "bench/weave_tcp.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <string>
@@ -130,6 +132,26 @@ void stream(weave::runtime& rt, report& out) {
   out.set("tcp_throughput", "bytes_per_s", tcp_stream_bytes / secs);
   out.set("tcp_throughput", "cpu_us_per_op",
           cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
+  // WEAVE_TCP_STATS=1: both ends' counters on stderr (after the
+  // measure), to see how often the writer was held back and the reader
+  // waited for readiness.
+  if (std::getenv("WEAVE_TCP_STATS") != nullptr) {
+    caf::scoped_actor self{rt.system()};
+    for (auto& [name, conn] : {std::pair{"client", client},
+                               std::pair{"server", server}})
+      self->request(conn, caf::infinite, tcp_stats_atom::value)
+        .receive(
+          [&, name = name](tcp_stats& st) {
+            std::fprintf(stderr,
+                         "%s: pushed_back %llu reads_waited %llu peak_write "
+                         "%llu peak_read %llu\n",
+                         name, (unsigned long long) st.writes_pushed_back,
+                         (unsigned long long) st.reads_waited,
+                         (unsigned long long) st.peak_write_buffered,
+                         (unsigned long long) st.peak_read_buffered);
+          },
+          [](caf::error&) {});
+  }
   caf::anon_send(client, tcp_close_atom::value);
   caf::anon_send(server, tcp_close_atom::value);
 }

@@ -81,6 +81,13 @@ bool flush_writes(conn_state& s) {
     drop_sent(s);
     if (s.writes.empty())
       return true;
+    if (s.send_blocked) {
+      // `sendmsg` failed with EAGAIN since the last readiness: wait for
+      // `EPOLLOUT` instead of trying again (a write queued meanwhile is
+      // answered if it fits, and sent after the readiness).
+      answer_fitting(s);
+      return true;
+    }
     if (sent >= send_per_turn) {
       // Enough for one turn: the rest after `EPOLLOUT` (a peer that reads
       // as fast as we send must not hold a scheduler thread for long).
@@ -105,6 +112,7 @@ bool flush_writes(conn_state& s) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s.send_blocked = true;
         answer_fitting(s);
         return true;
       }

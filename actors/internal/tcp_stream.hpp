@@ -120,6 +120,9 @@ struct conn_state {
   std::vector<caf::response_promise> connect_waiters;
   std::vector<caf::response_promise> shut_waiters;
   uint32_t armed = 0;
+  /// A `sendmsg` failed with EAGAIN: none is tried until the next
+  /// readiness (the reactor's `tcp_ready` clears it).
+  bool send_blocked = false;
   uint64_t next_tag = 1;
   tcp_stats stats;
   steady_clock::time_point last_active = steady_clock::now();
@@ -167,8 +170,11 @@ struct conn_state {
   }
 };
 
+/// Records activity for the idle deadline (no clock read when there is
+/// none: two per chunk on the data path otherwise).
 inline void touch(conn_state& s) {
-  s.last_active = steady_clock::now();
+  if (s.opts.idle_timeout != caf::timespan::max())
+    s.last_active = steady_clock::now();
 }
 
 /// Does all the work the socket allows now, then arms the reactor.
