@@ -181,9 +181,12 @@ TEST_CASE("cancels racing the start of short jobs: every job is answered "
   uint64_t tag = 0;
   for (int round = 0; round < rounds; ++round) {
     // Every other round, two jobs hold both threads until the round's
-    // gate opens; the round's jobs are claimed behind them meanwhile, and
-    // the cancels race the threads that start them as the gate opens. The
-    // other rounds cancel right away, mostly before any claim.
+    // gate opens; the round's jobs are granted behind them meanwhile (as
+    // they are sent), and the cancels race the threads that start them as
+    // the gate opens. The other rounds cancel right away: the jobs are
+    // granted as sent, so those cancels race the worker's threads too
+    // (`early`, a cancel before any grant, needs a job still queued here:
+    // process_pool_cancel_test).
     bool behind_holds = round % 2 == 1;
     auto gate = dir + "/gate" + std::to_string(round);
     if (behind_holds) {
