@@ -41,9 +41,10 @@
 /// retried one, or one due or cancelled as it is sent) waits in the
 /// worker, which asks for it ("claim", answered at once) when room frees;
 /// jobs start in the order they reach a worker. Capacity above 16 per
-/// thread therefore costs claims (measured: bench/README.md). Jobs, claims and results travel in batches, several per message;
-/// a worker sends its results back together when no granted job waits to
-/// start, or at the latest 0.5 ms after the first of them. A granted job
+/// thread therefore costs claims (measured: bench/README.md). Jobs, claims
+/// and results travel in batches, several per message; a worker sends its
+/// results back together when no job waits for a thread of its own, or at
+/// the latest 0.5 ms after the first of them. A granted job
 /// that no thread of the worker has begun is still revocable (below):
 /// "started" means a worker thread began it.
 ///
@@ -118,7 +119,8 @@
 /// Errors: bad options (0 workers, a missing worker program, capacity below
 /// the threads), no middleman, a pool made inside a worker process:
 /// `invalid_argument`; a worker's job table that does not match:
-/// `registry_mismatch` naming the job; no worker connected within
+/// `registry_mismatch` naming the job (or, for a worker program built
+/// with another weave version, naming the pool protocol); no worker connected within
 /// `start_timeout`: `timeout`; on a thread that must never block (the
 /// constructor waits for its workers): `would_deadlock`. Each is thrown
 /// by the constructor as `weave::exception`.
@@ -175,6 +177,10 @@ bool is_worker_process(int argc, char** argv) noexcept;
 
 /// Runs this process as a pool worker until its pool goes away; returns
 /// the exit status (2, with a message, if it was not started as a worker).
+/// A worker also ends, with a message on stderr, with status 3 if it cannot
+/// reach its pool, 4 if it cannot keep a job's outcome (out of memory) and
+/// 6 if it receives jobs it cannot read; the pool then answers its jobs as
+/// lost.
 int run_worker_process(int argc, char** argv);
 
 /// The first line of `main` in a program whose process pools run itself.

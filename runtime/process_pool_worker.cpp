@@ -2,15 +2,18 @@
 // internal/remote_protocol.hpp): a weave runtime whose default pool has one
 // thread per job slot, and a worker actor that connects the two.
 //
-// The worker actor holds the jobs the pool sent, in order. A job runs only
-// once the pool granted it: either in its `runs` message (the pool grants
-// a job as it sends it while that worker's granted jobs are fewer than its
-// claim window), or by a claim — several jobs in one message, up to
+// The worker actor holds the jobs the pool sent, in the order they arrived.
+// A job runs only once the pool granted it: either in its `runs` message
+// (the pool grants a job as it sends it while that worker's granted jobs
+// are fewer than its claim window), or by a claim — several jobs in one message, up to
 // `claim_window_per_thread` per thread claimed and not finished; the next
 // claim goes out when half of those are done, so a thread that frees up
 // rarely waits for an answer. A job refused at its claim (cancelled or
 // timed out meanwhile) is dropped.
 //
+// A granted job starts only once no ungranted job and no claim is ahead of
+// it: the pool may grant a job as it sends it while a claim's answer is
+// still on its way, and jobs start in the order they arrived.
 // Granted jobs go to the threads through a lane (a queue under a mutex):
 // the actor appends them and starts a runner per idle thread, and a runner
 // takes job after job until the lane is empty, so a stream of short jobs
@@ -133,6 +136,9 @@ void run_lane(const std::shared_ptr<lane>& ln, const caf::actor& worker) {
         // Out of memory: the job's outcome cannot be kept, and a job the
         // pool never hears of would hang its caller. Ending the process
         // makes the pool lose this worker and answer its jobs.
+        std::fputs("weave worker: cannot keep a job's outcome (out of "
+                   "memory)\n",
+                   stderr);
         std::_Exit(runner_failed_status);
       }
       tell = !ln->told;
@@ -214,6 +220,8 @@ void hand_over(worker_actor* self) {
               // outside a job (run_lane catches the jobs' exceptions and
               // ends the process where it cannot keep an outcome): the
               // process ends; the pool loses it and answers its jobs.
+              std::fputs("weave worker: a runner failed outside a job\n",
+                         stderr);
               std::_Exit(runner_failed_status);
             });
 }
@@ -261,7 +269,12 @@ void promote(worker_actor* self) {
 
 void claim(worker_actor* self) {
   auto& st = self->state;
-  auto held = st.granted.size() + st.running;
+  // Granted jobs parked behind the head count as held (the pool's sends
+  // from two threads may arrive out of order).
+  auto held = st.granted.size() + st.running
+              + static_cast<size_t>(std::count_if(
+                st.waiting.begin(), st.waiting.end(),
+                [](const run_item& x) { return x.granted; }));
   // Claims in batches: once the claimed jobs fall to half the window; the
   // ungranted jobs at the head of `waiting` (promote moved granted ones).
   if (st.claim_out || st.waiting.empty() || st.waiting.front().granted

@@ -92,4 +92,7 @@ bool decode_batch(const std::vector<char>& bytes, T& xs) {
 /// with an error naming it, instead of misreading its messages.
 constexpr const char* protocol_line = "weave-process-pool\tprotocol-2\t0";
 
+/// The version in `protocol_line`, for messages.
+constexpr const char* protocol_version = "protocol-2";
+
 } // namespace weave::internal

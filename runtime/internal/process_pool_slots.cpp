@@ -199,10 +199,10 @@ void process_pool_impl::on_join(const caf::actor& worker, uint32_t slot,
     auto err = std::find(table.begin(), table.end(), protocol_line)
                    == table.end()
                  ? make_error(errc::registry_mismatch,
-                              "the worker program speaks another process "
-                              "pool protocol than this one's '"
-                                + std::string{protocol_line}
-                                + "' (built with another weave version?)")
+                              "the worker program does not speak this "
+                              "process pool's protocol ("
+                                + std::string{protocol_version}
+                                + "): built with another weave version?")
                  : job_registry::instance().check(table, runnable);
     if (err) {
       s.refused = true;
