@@ -167,7 +167,11 @@ TEST_CASE("a timeout that passes while a granted job's message is held "
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
   // Long enough to be granted (not due at its send), short enough to
   // pass while the send is held.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr auto timeout = 1500ms;
+#else
   constexpr auto timeout = 300ms;
+#endif
   auto submitted_at = std::chrono::steady_clock::now();
   auto third = pool.submit(hold(3, log, std::string{}), timeout);
   hold_the_send(*h, dir + "/gate1");
