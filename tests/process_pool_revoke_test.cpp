@@ -316,10 +316,16 @@ TEST_CASE("a job that started before its timeout runs on and keeps its "
   auto log = dir + "/log";
   auto gate = dir + "/gate";
   auto worker = pool.worker_pids().at(0);
-  auto job = pool.submit(hold(1, log, gate), victim_timeout);
+  // Long enough for the job to start on a loaded machine under a sanitizer
+  // (a job not started by then is revoked and never runs: this test would
+  // then show nothing).
+  constexpr auto timeout = 3s;
+  auto submitted_at = clock_type::now();
+  auto job = pool.submit(hold(1, log, gate), timeout);
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  REQUIRE(clock_type::now() - submitted_at < timeout);
   // Creates the condition "the deadline passed while it ran".
-  std::this_thread::sleep_for(victim_timeout * 2);
+  std::this_thread::sleep_until(submitted_at + timeout + 200ms);
   CHECK_FALSE(job.done());
   touch(gate);
   CHECK(job.get() == worker);
