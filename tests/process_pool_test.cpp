@@ -92,6 +92,25 @@ TEST_CASE("a job that crashes its worker costs that job only; the pool keeps "
   CHECK(st.workers_lost == 3);
 }
 
+TEST_CASE("a worker program of another weave version (no pool protocol "
+          "line) is refused at connect, naming the protocol") {
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(1);
+  opts.program = "tests/process_pool_old_worker";
+  std::string what;
+  weave::errc code{};
+  try {
+    weave::process_pool pool{rt, opts};
+  } catch (const weave::exception& e) {
+    what = e.what();
+    code = e.code();
+  }
+  CHECK(code == weave::errc::registry_mismatch);
+  CHECK(what.find("protocol") != std::string::npos);
+  CHECK(what.find("another weave version") != std::string::npos);
+  CHECK(child_pids().empty());
+}
+
 TEST_CASE("a worker whose job table does not match is refused at connect, "
           "naming the job") {
   weave::runtime rt{pool_config()};
