@@ -23,6 +23,8 @@ namespace weave::test {
 /// The test worker program (a data dependency, relative to the runfiles).
 constexpr const char* worker_program = "tests/process_pool_test_worker";
 constexpr const char* bad_worker_program = "tests/process_pool_bad_worker";
+/// Joins without the pool protocol's line (another weave version).
+constexpr const char* old_worker_program = "tests/process_pool_old_worker";
 
 inline runtime_config pool_config() {
   runtime_config cfg;

@@ -50,6 +50,31 @@ void same_code(weave::runtime& rt, Pool& pool) {
   CHECK(offload_from_actor(rt, pool, square(-3)) == "value:9");
 }
 
+/// What starting a pool of a refused worker program left.
+struct refusal {
+  weave::errc code{};
+  std::string what;
+  /// This process's children right after the constructor threw (the
+  /// runtime still up): the refused worker must be stopped and reaped.
+  std::vector<int> children;
+};
+
+/// Starts a one-worker pool of `program`, which the pool must refuse.
+refusal start_refused(const char* program) {
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(1);
+  opts.program = program;
+  refusal result;
+  try {
+    weave::process_pool pool{rt, opts};
+  } catch (const weave::exception& e) {
+    result.code = e.code();
+    result.what = e.what();
+  }
+  result.children = child_pids();
+  return result;
+}
+
 } // namespace
 
 TEST_CASE("the same registered job code runs on a thread pool and on a "
@@ -94,42 +119,22 @@ TEST_CASE("a job that crashes its worker costs that job only; the pool keeps "
 
 TEST_CASE("a worker program of another weave version (no pool protocol "
           "line) is refused at connect, naming the protocol") {
-  weave::runtime rt{pool_config()};
-  auto opts = pool_options(1);
-  opts.program = "tests/process_pool_old_worker";
-  std::string what;
-  weave::errc code{};
-  try {
-    weave::process_pool pool{rt, opts};
-  } catch (const weave::exception& e) {
-    what = e.what();
-    code = e.code();
-  }
+  auto [code, what, children] = start_refused(old_worker_program);
   CHECK(code == weave::errc::registry_mismatch);
   CHECK(what.find("protocol") != std::string::npos);
   CHECK(what.find("another weave version") != std::string::npos);
-  CHECK(child_pids().empty());
+  CHECK(children.empty());
 }
 
 TEST_CASE("a worker whose job table does not match is refused at connect, "
           "naming the job") {
-  weave::runtime rt{pool_config()};
-  auto opts = pool_options(1);
-  opts.program = bad_worker_program;
-  std::string what;
-  weave::errc code{};
-  try {
-    weave::process_pool pool{rt, opts};
-  } catch (const weave::exception& e) {
-    what = e.what();
-    code = e.code();
-  }
+  auto [code, what, children] = start_refused(bad_worker_program);
   CHECK(code == weave::errc::registry_mismatch);
   CHECK(what.find("'square'") != std::string::npos);
   CHECK(what.find("int (int)") != std::string::npos);
   CHECK(what.find("long (long)") != std::string::npos);
   // The refused worker was stopped and reaped.
-  CHECK(child_pids().empty());
+  CHECK(children.empty());
 }
 
 TEST_CASE("a job the worker program does not implement fails at submit, "
