@@ -2,6 +2,7 @@
 // caf_raw's (caf_raw_remote.cpp) and Python's ProcessPoolExecutor.
 #include "bench/weave_remote.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -95,6 +96,15 @@ void weave_remote(bool rtt, bool throughput, report& out) {
               ops / seconds_since(t0));
       out.set("remote_throughput", std::string{"cpu_us_per_op"} + suffix,
               cpu.us_per_op(ops));
+      // WEAVE_POOL_STATS=1: how the pool batched (cumulative counts).
+      if (auto s = std::getenv("WEAVE_POOL_STATS"); s && *s == '1') {
+        auto st = pool.stats();
+        std::fprintf(stderr,
+                     "pool stats after window %d: %zu jobs, %zu run messages, "
+                     "%zu result messages\n",
+                     window, st.completed, st.run_messages,
+                     st.result_messages);
+      }
     }
   }
 }

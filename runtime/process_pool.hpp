@@ -238,6 +238,12 @@ public:
     /// Workers lost (and replaced, unless shutting down), including those
     /// killed to cancel a job.
     size_t workers_lost = 0;
+    /// Messages that carried jobs to the workers: a process pool sends jobs
+    /// in batches, so jobs / `run_messages` is the mean batch (a remote
+    /// pool sends one job per message and leaves both counts 0).
+    size_t run_messages = 0;
+    /// Messages that carried results back (batched like `run_messages`).
+    size_t result_messages = 0;
   };
 
   static constexpr size_t max_workers = 256;

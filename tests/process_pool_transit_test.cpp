@@ -260,7 +260,11 @@ TEST_CASE("a job granted as sent never passes older jobs whose claim "
   auto f1 = pool.submit(hold(2, log, std::string{}));
   auto f2 = pool.submit(hold(3, log, std::string{}));
   auto q = pool.submit(hold(4, log, std::string{}));
-  REQUIRE(pool.stats().queued == 1);
+  // (Worker 1's threads are busy: the three go out with one dispatch.)
+  REQUIRE(eventually([&] {
+    auto st = pool.stats();
+    return st.queued == 1 && st.in_flight == 12;
+  }));
   CHECK(f1.cancel());
   touch(gate);
   CHECK(x.get() == survivor);
@@ -273,6 +277,43 @@ TEST_CASE("a job granted as sent never passes older jobs whose claim "
   CHECK(last_start(order, 1) < last_start(order, 4));
   CHECK(last_start(order, 3) < last_start(order, 4));
   CHECK(std::count(order.begin(), order.end(), 2) == 0);
+}
+
+TEST_CASE("jobs submitted while every worker thread is busy go out "
+          "together: two messages for twenty jobs, each run once") {
+  // One worker, two threads: a gated job holds one; a second gated job's
+  // continuation (on the pool's client thread) submits twenty jobs. The
+  // first goes out at once (a thread is idle); the other nineteen find
+  // both threads taken and wait for one dispatch, sent when the
+  // continuation returns.
+  weave::runtime rt{pool_config()};
+  auto opts = pool_options(1);
+  opts.threads_per_worker = 2;
+  opts.capacity = 32;
+  weave::process_pool pool{rt, opts};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto first = pool.submit(hold(1, log, dir + "/gate1"));
+  auto second = pool.submit(hold(2, log, dir + "/gate2"));
+  REQUIRE(eventually([&] { return lines_in(log) == 2; }));
+  auto before = pool.stats().run_messages;
+  std::vector<weave::future<int>> squares;
+  latch submitted{1};
+  auto after_second = second.then([&](weave::result<int32_t> r) {
+    for (int i = 0; i < 20; ++i)
+      squares.push_back(pool.submit(square(i)));
+    submitted.count_down();
+    return static_cast<bool>(r);
+  });
+  touch(dir + "/gate2");
+  REQUIRE(submitted.wait());
+  CHECK(after_second.get());
+  for (int i = 0; i < 20; ++i)
+    CHECK(squares.at(static_cast<size_t>(i)).get() == i * i);
+  CHECK(pool.stats().run_messages - before == 2);
+  touch(dir + "/gate1");
+  CHECK(first.get() > 0);
+  CHECK(pool.stats().completed == 22);
 }
 
 TEST_CASE("a batch in another layout is refused, not misread") {

@@ -177,6 +177,7 @@ void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,
   completed.reserve(items.size());
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    ++counts_.result_messages;
     for (auto& x : items)
       if (auto c = done_locked(x.id, slot, gen))
         completed.emplace_back(std::move(c), &x.result);

@@ -54,6 +54,10 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_dones(slot, gen, items);
     },
+    [weak](dispatch_atom) {
+      if (auto p = weak.lock())
+        p->on_dispatch();
+    },
     [weak](cancel_atom, uint64_t id, uint32_t slot, uint32_t gen) {
       if (auto p = weak.lock())
         p->on_cancel_grace(id, slot, gen);
@@ -175,6 +179,7 @@ void process_pool_impl::fail_start(caf::error err) {
 void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   std::vector<outgoing> out;
   caf::error refused;
+  bool post = false;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_) {
@@ -190,12 +195,28 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
       c->target->call_id = c->id;
       calls_.emplace(c->id, c);
       queue_.push_back(c);
-      dispatch_locked(out);
+      if (dispatch_posted_) {
+        // Goes out with the others posted for (on_dispatch).
+      } else if (queue_.size() == 1 && defer_locked()) {
+        dispatch_posted_ = post = true;
+      } else {
+        dispatch_locked(out);
+      }
     }
   }
   if (refused) {
     c->job->cancel_with(std::move(refused));
     return;
+  }
+  if (post) {
+    try {
+      caf::anon_send(client_, dispatch_atom::value);
+    } catch (...) {
+      // Out of memory: send it from here.
+      std::unique_lock<std::mutex> guard{mtx_};
+      dispatch_posted_ = false;
+      dispatch_locked(out);
+    }
   }
   send_all(out);
   if (timeout != caf::timespan::max()) {
@@ -281,6 +302,28 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
   }
 }
 
+bool process_pool_impl::defer_locked() const noexcept {
+  bool room = false;
+  for (auto& s : slots_) {
+    if (!s.joined || s.lost)
+      continue;
+    if (s.held < opts_.threads_per_worker)
+      return false; // an idle thread: send at once
+    room = room || s.held < opts_.capacity;
+  }
+  return room; // no room: it waits for a result anyway
+}
+
+void process_pool_impl::on_dispatch() {
+  std::vector<outgoing> out;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    dispatch_posted_ = false;
+    dispatch_locked(out);
+  }
+  send_all(out);
+}
+
 size_t process_pool_impl::grant_window() const noexcept {
   return std::min(opts_.capacity,
                   opts_.threads_per_worker * claim_window_per_thread);
@@ -307,6 +350,7 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
     run_pool_hook(pool_hook_point::granted_send, opts_.name);
   for (auto& b : batches)
     caf::anon_send(b.first, runs_atom::value, encode_batch(b.second));
+  run_messages_.fetch_add(batches.size(), std::memory_order_relaxed);
   if (any_granted) {
     // Their messages are with CAF now: a revoke sent from here on comes
     // after them.
@@ -398,6 +442,7 @@ process_pool::stats_type process_pool_impl::stats() const {
   result.workers = joined_;
   result.queued = queue_.size();
   result.in_flight = in_flight_;
+  result.run_messages = run_messages_.load(std::memory_order_relaxed);
   return result;
 }
 
