@@ -79,7 +79,11 @@
 ///   For a job granted to a worker ahead, the pool asks the worker to revoke
 ///   it: if no thread began it, it is dropped there, and its caller hears
 ///   `timeout` marked "not started" as soon as the worker answers (a round
-///   trip), the worker and its other jobs untouched. Once started, a job
+///   trip), the worker and its other jobs untouched. The worker also checks
+///   each job's deadline as a thread is about to begin it (a job carries
+///   its deadline; a pool's workers share its host's monotonic clock) and
+///   drops it past that, answered the same way, so a revoke that arrives
+///   after the thread took the job cannot let it run late. Once started, a job
 ///   cannot be stopped: `submit`'s timeout then only bounds the wait for a
 ///   start, while `offload`'s timeout (CAF's response timeout) answers the
 ///   actor with `timeout` and drops the late result. An idempotent job

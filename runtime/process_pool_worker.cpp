@@ -90,6 +90,8 @@ struct lane {
   std::deque<run_item> jobs;
   std::vector<done_item> results;
   std::vector<std::pair<uint64_t, caf::error>> failures;
+  /// Jobs not begun: their deadline had passed.
+  std::vector<uint64_t> late;
   /// Runners started and not finished.
   size_t runners = 0;
   /// A `ran` message is on its way to the actor.
@@ -112,8 +114,14 @@ void run_lane(const std::shared_ptr<lane>& ln, const caf::actor& worker) {
     }
     std::vector<char> result;
     caf::error err;
+    bool late = job.deadline != no_deadline
+                && std::chrono::steady_clock::now().time_since_epoch().count()
+                     >= job.deadline;
     auto entry = job_registry::instance().find(job.name);
-    if (entry == nullptr || entry->invoke == nullptr) {
+    if (late) {
+      // Its deadline passed while it waited here (the pool's revoke has
+      // not reached this worker yet, or lost the race): it never begins.
+    } else if (entry == nullptr || entry->invoke == nullptr) {
       err = make_error(errc::registry_mismatch,
                        "job '" + job.name
                          + "' is not implemented by the worker program");
@@ -128,7 +136,9 @@ void run_lane(const std::shared_ptr<lane>& ln, const caf::actor& worker) {
     {
       std::unique_lock<std::mutex> guard{ln->mtx};
       try {
-        if (err)
+        if (late)
+          ln->late.push_back(job.id);
+        else if (err)
           ln->failures.emplace_back(job.id, std::move(err));
         else
           ln->results.push_back({job.id, std::move(result)});
@@ -231,13 +241,18 @@ void collect(worker_actor* self) {
   auto& st = self->state;
   std::vector<done_item> results;
   std::vector<std::pair<uint64_t, caf::error>> failures;
+  std::vector<uint64_t> late;
   {
     std::unique_lock<std::mutex> guard{st.jobs_lane->mtx};
     results.swap(st.jobs_lane->results);
     failures.swap(st.jobs_lane->failures);
+    late.swap(st.jobs_lane->late);
     st.jobs_lane->told = false;
   }
-  st.running -= results.size() + failures.size();
+  st.running -= results.size() + failures.size() + late.size();
+  if (!late.empty())
+    self->send(st.pool, lates_atom::value, st.slot, st.gen,
+               encode_batch(late));
   for (auto& [id, err] : failures)
     self->send(st.pool, failed_atom::value, id, st.slot, st.gen,
                std::move(err));

@@ -34,8 +34,11 @@ using namespace weave::test;
 
 namespace {
 
-/// Holds the next send of granted jobs (once armed) until released.
+/// Holds the next pass through `point` (once armed) until released: by
+/// default the send of granted jobs.
 struct send_hold {
+  weave::internal::pool_hook_point point =
+    weave::internal::pool_hook_point::granted_send;
   std::atomic<bool> armed{false};
   latch reached{1};
   latch release{1};
@@ -45,8 +48,7 @@ std::shared_ptr<send_hold> current_hold;
 
 void hook(weave::internal::pool_hook_point point, const std::string&) {
   auto h = current_hold;
-  if (h && point == weave::internal::pool_hook_point::granted_send
-      && h->armed.exchange(false)) {
+  if (h && point == h->point && h->armed.exchange(false)) {
     h->reached.count_down();
     h->release.wait(std::chrono::hours{1});
   }
@@ -55,7 +57,10 @@ void hook(weave::internal::pool_hook_point point, const std::string&) {
 /// Installs the hook for one test; releases a held send on exit.
 class installed_hold {
 public:
-  installed_hold() : hold_(std::make_shared<send_hold>()) {
+  explicit installed_hold(weave::internal::pool_hook_point point =
+                            weave::internal::pool_hook_point::granted_send)
+    : hold_(std::make_shared<send_hold>()) {
+    hold_->point = point;
     current_hold = hold_;
     weave::internal::set_pool_hook(hook);
   }
@@ -191,6 +196,45 @@ TEST_CASE("a timeout that passes while a granted job's message is held "
   auto st = pool.stats();
   CHECK(st.workers_lost == 0);
   CHECK(st.revoked == 1);
+}
+
+TEST_CASE("a granted job whose deadline passes before a thread is free "
+          "never begins, even when the deadline's revoke comes too late") {
+  // The second job is granted as sent and waits in the worker behind the
+  // first; its deadline passes and the revoke for it is held on the
+  // runtime's timer thread. When the first ends, the worker's thread takes
+  // the second past its deadline: it must drop it, not run it.
+  installed_hold h{weave::internal::pool_hook_point::deadline_revoke};
+  (*h).armed = true;
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, two_slot_pool()};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  auto worker = pool.worker_pids().at(0);
+  auto first = pool.submit(hold(1, log, dir + "/gate1"));
+  REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr auto timeout = 1500ms;
+#else
+  constexpr auto timeout = 300ms;
+#endif
+  auto second = pool.submit(hold(2, log, std::string{}), timeout);
+  REQUIRE((*h).reached.wait(patience)); // its deadline passed
+  CHECK_FALSE(second.done());
+  touch(dir + "/gate1");
+  REQUIRE(second.wait_for(patience));
+  auto err = error_of(second);
+  CHECK(weave::is(err, weave::errc::timeout));
+  CHECK_FALSE(weave::maybe_executed(err));
+  CHECK(first.get() == worker);
+  (*h).release.count_down(); // the revoke finds it answered
+  CHECK(pool.submit(square(3)).get() == 9);
+  CHECK(executions(log).count(2) == 0);
+  CHECK(pool.worker_pids().at(0) == worker);
+  auto st = pool.stats();
+  CHECK(st.workers_lost == 0);
+  CHECK(st.revoked == 1);
+  CHECK(st.completed == 2);
 }
 
 TEST_CASE("jobs beyond the claim window wait in the worker for their claim "

@@ -35,6 +35,9 @@ enum class pool_hook_point {
   /// A process pool granted jobs as it sent them and is about to hand
   /// their message to CAF (no lock held).
   granted_send,
+  /// A process pool is about to send the revoke of a job whose deadline
+  /// passed (on the runtime's timer thread, no lock held).
+  deadline_revoke,
 };
 
 /// Called at each point with the pool's name.

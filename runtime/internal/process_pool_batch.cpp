@@ -188,4 +188,43 @@ void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,
     call->target->complete(*result);
 }
 
+static_assert(steady_clock::time_point::max().time_since_epoch().count()
+                == no_deadline,
+              "a call without a deadline is sent with no_deadline");
+
+void process_pool_impl::on_lates(uint32_t slot, uint32_t gen,
+                                 const std::vector<char>& bytes) {
+  std::vector<uint64_t> ids;
+  if (!decode_batch(bytes, ids))
+    return;
+  std::vector<outgoing> out;
+  std::vector<answer> answers;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    for (auto id : ids) {
+      auto i = calls_.find(id);
+      if (i == calls_.end() || slot >= slots_.size()
+          || i->second->slot != static_cast<int>(slot)
+          || slots_[slot].generation != gen)
+        continue; // answered already (its worker lost meanwhile)
+      auto c = i->second;
+      retire_locked(i, slots_[slot]);
+      ++counts_.revoked;
+      // A retried call may have run on the worker it lost.
+      auto mark = c->granted_before ? "maybe executed: job '"
+                                    : "not started: job '";
+      auto where = c->granted_before
+                     ? "' timed out before its worker began it (it may "
+                       "have run on a worker lost before)"
+                     : "' timed out before its worker began it";
+      answers.push_back({c, make_error(errc::timeout, std::string{mark}
+                                                        + c->entry->name
+                                                        + where)});
+    }
+    dispatch_locked(out);
+  }
+  send_all(out);
+  deliver(answers);
+}
+
 } // namespace weave::internal

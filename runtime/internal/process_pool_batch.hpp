@@ -5,13 +5,21 @@
 // so that each message's cost (a socket write, a wake-up of the middleman's
 // I/O thread and of the receiving actor) is shared by the jobs in it:
 //
-//   client -> worker  (runs, bytes: [(id, name, args, granted)])  jobs to
-//                       hold; a granted one starts without a claim
+//   client -> worker  (runs, bytes: [(id, name, args, granted, deadline)])
+//                       jobs to hold; a granted one starts without a claim
+//   worker -> client  (lates, slot, generation, bytes: [id])  jobs whose
+//                       deadline passed before a thread began them: not run
 //   worker -> client  (claims, slot, generation, bytes: [id])
 //                       => bytes: one flag per id (1: start it, 0: drop it)
 //   worker -> client  (dones, slot, generation, bytes: [(id, result)])
 //   client -> worker  (revoke, id)             a claimed job's cancel/timeout
 //   worker -> client  (revoked, id, slot, generation, dropped)
+//
+// Deadline: a pool's workers run on its host, so the monotonic clock
+// (`steady_clock`) is the same on both ends and a job carries its deadline
+// as that clock's ticks. The thread that would begin a job past it drops it
+// instead, which keeps "a job no worker started by its deadline never
+// runs" when the deadline's revoke (below) comes too late to find the job.
 //
 // Revoke: a claimed job may still wait in its worker for a thread. The
 // worker's actor is the only one that hands jobs to its threads, so it
@@ -22,6 +30,7 @@
 // The lists are encoded with CAF's binary serializer into one byte vector,
 // a type CAF serialises out of the box (no message type to register).
 
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,6 +46,10 @@ using claims_atom = caf::atom_constant<caf::atom("wv_claims")>;
 using dones_atom = caf::atom_constant<caf::atom("wv_dones")>;
 using revoke_atom = caf::atom_constant<caf::atom("wv_revoke")>;
 using revoked_atom = caf::atom_constant<caf::atom("wv_revoked")>;
+using lates_atom = caf::atom_constant<caf::atom("wv_lates")>;
+
+/// A `run_item`'s deadline when it has none.
+constexpr int64_t no_deadline = INT64_MAX;
 
 /// Jobs a worker claims and has not finished, at most, per thread: one
 /// claim message covers several, and a claimed job that has not started
@@ -44,17 +57,19 @@ using revoked_atom = caf::atom_constant<caf::atom("wv_revoked")>;
 constexpr size_t claim_window_per_thread = 16;
 
 /// A job sent to a worker; `granted`: it may start without a claim (the
-/// pool granted it as it sent it).
+/// pool granted it as it sent it); `deadline`: `steady_clock` ticks since
+/// its epoch after which it must not begin, or `no_deadline`.
 struct run_item {
   uint64_t id = 0;
   std::string name;
   std::vector<char> args;
   bool granted = false;
+  int64_t deadline = no_deadline;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_item& x) {
-  return f(x.id, x.name, x.args, x.granted);
+  return f(x.id, x.name, x.args, x.granted, x.deadline);
 }
 
 /// A job's encoded result.
@@ -90,9 +105,9 @@ bool decode_batch(const std::vector<char>& bytes, T& xs) {
 /// the layout of these messages. A pool refuses a worker program that
 /// does not send exactly this line (built with another weave version),
 /// with an error naming it, instead of misreading its messages.
-constexpr const char* protocol_line = "weave-process-pool\tprotocol-2\t0";
+constexpr const char* protocol_line = "weave-process-pool\tprotocol-3\t0";
 
 /// The version in `protocol_line`, for messages.
-constexpr const char* protocol_version = "protocol-2";
+constexpr const char* protocol_version = "protocol-3";
 
 } // namespace weave::internal

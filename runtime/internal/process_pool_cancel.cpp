@@ -10,6 +10,7 @@
 
 #include "caf/send.hpp"
 
+#include "runtime/internal/pool_hooks.hpp"
 #include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/process_pool_impl.hpp"
 
@@ -127,8 +128,10 @@ void process_pool_impl::on_revoke_due(uint64_t id, uint32_t slot,
                          "its worker was lost"));
     return;
   }
-  if (worker)
+  if (worker) {
+    run_pool_hook(pool_hook_point::deadline_revoke, opts_.name);
     send_revoke(worker, id);
+  }
 }
 
 void process_pool_impl::on_revoked(uint64_t id, uint32_t slot, uint32_t gen,

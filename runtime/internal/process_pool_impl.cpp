@@ -54,6 +54,10 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_dones(slot, gen, items);
     },
+    [weak](lates_atom, uint32_t slot, uint32_t gen, std::vector<char>& ids) {
+      if (auto p = weak.lock())
+        p->on_lates(slot, gen, ids);
+    },
     [weak](dispatch_atom) {
       if (auto p = weak.lock())
         p->on_dispatch();
@@ -288,6 +292,7 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
     best->ids.insert(c->id);
     ++in_flight_;
     outgoing x{best->actor, c->id, c->entry->name, c->args, nullptr};
+    x.deadline = c->deadline.time_since_epoch().count();
     if (grant) {
       c->started = true;
       c->holds_grant = true;
@@ -343,7 +348,7 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
       i = batches.end() - 1;
     }
     i->second.push_back({x.id, std::move(x.name), std::move(x.args),
-                         x.granted});
+                         x.granted, x.deadline});
     any_granted = any_granted || x.granted;
   }
   if (any_granted)

@@ -92,6 +92,7 @@
 #include "caf/actor_system.hpp"
 
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/process_pool_batch.hpp"
 #include "runtime/internal/remote_job.hpp"
 #include "runtime/process_pool.hpp"
 
@@ -149,6 +150,9 @@ public:
                               const std::vector<char>& ids);
   /// Results of several jobs (process_pool_batch.hpp).
   void on_dones(uint32_t slot, uint32_t gen, const std::vector<char>& items);
+  /// Jobs the worker dropped because their deadline passed before a thread
+  /// began them (process_pool_batch.hpp).
+  void on_lates(uint32_t slot, uint32_t gen, const std::vector<char>& ids);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
   /// Sends the jobs queued since `enqueue` posted `dispatch_atom`.
@@ -201,6 +205,8 @@ private:
     bool granted = false;
     uint32_t slot = 0;
     uint32_t gen = 0;
+    /// The call's deadline (`run_item::deadline`).
+    int64_t deadline = no_deadline;
   };
 
   /// An answer to deliver after unlocking.
