@@ -360,6 +360,46 @@ TEST_CASE("jobs submitted while every worker thread is busy go out "
   CHECK(pool.stats().completed == 22);
 }
 
+TEST_CASE("a shutdown while jobs wait for the client actor's dispatch "
+          "answers every one of them, and no job runs twice") {
+  // The worker's one thread is held, so each round's jobs queue for a
+  // dispatch; the pool shuts down right away, before or after that
+  // dispatch ran: either way each job is answered once.
+  weave::runtime rt{pool_config()};
+  for (int round = 0; round < 3; ++round) {
+    auto opts = pool_options(1);
+    opts.capacity = 32;
+    opts.name = "coalesce" + std::to_string(round);
+    weave::process_pool pool{rt, opts};
+    auto dir = scratch_dir();
+    auto log = dir + "/log";
+    auto held = pool.submit(hold(0, log, dir + "/gate"));
+    REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+    std::vector<weave::future<int32_t>> queued;
+    for (uint64_t tag = 1; tag <= 10; ++tag)
+      queued.push_back(pool.submit(hold(tag, log, std::string{})));
+    auto report = pool.shutdown(300ms);
+    CHECK(held.wait_for(patience));
+    size_t answered = 0;
+    for (auto& f : queued) {
+      REQUIRE(f.wait_for(patience));
+      auto r = f.get_result();
+      if (!r) {
+        CHECK((weave::is(r.error(), weave::errc::shut_down)
+               || weave::is(r.error(), weave::errc::worker_lost)));
+        ++answered;
+      }
+    }
+    // The held job never ended, so no queued job ran (its thread was
+    // taken), and every one was answered with an error.
+    CHECK(answered == queued.size());
+    CHECK(executions(log).size() == 1);
+    auto st = pool.stats();
+    CHECK(st.queued == 0);
+    CHECK(st.in_flight == 0);
+  }
+}
+
 TEST_CASE("a batch in another layout is refused, not misread") {
   // A worker program built with another weave version: the pool refuses
   // it at join (protocol_line), and either end refuses a batch with bytes
