@@ -249,7 +249,8 @@ public:
     /// in batches, so jobs / `run_messages` is the mean batch (a remote
     /// pool sends one job per message and leaves both counts 0).
     size_t run_messages = 0;
-    /// Messages that carried results back (batched like `run_messages`).
+    /// Messages that carried results back: batches of results, and one per
+    /// job that threw or was dropped past its deadline in its worker.
     size_t result_messages = 0;
   };
 

@@ -123,10 +123,12 @@ TEST_CASE("a cancel while a granted job is in transit drops it in the "
   auto dir = scratch_dir();
   auto log = dir + "/log";
   auto worker = pool.worker_pids().at(0);
-  // The first job runs; the second waits behind it in the worker, granted.
+  // The first job runs; the second waits behind it in the worker, granted
+  // (sent by the client actor's dispatch: the worker's thread is busy).
   auto first = pool.submit(hold(1, log, dir + "/gate1"));
-  auto second = pool.submit(hold(2, log, dir + "/gate2"));
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  auto second = pool.submit(hold(2, log, dir + "/gate2"));
+  REQUIRE(eventually([&] { return pool.stats().in_flight == 2; }));
   // The third waits here: the worker holds two.
   auto third = pool.submit(hold(3, log, std::string{}));
   CHECK(pool.stats().queued == 1);
@@ -168,8 +170,9 @@ TEST_CASE("a timeout that passes while a granted job's message is held "
   auto log = dir + "/log";
   auto worker = pool.worker_pids().at(0);
   auto first = pool.submit(hold(1, log, dir + "/gate1"));
-  auto second = pool.submit(hold(2, log, dir + "/gate2"));
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
+  auto second = pool.submit(hold(2, log, dir + "/gate2"));
+  REQUIRE(eventually([&] { return pool.stats().in_flight == 2; }));
   // Long enough to be granted (not due at its send), short enough to
   // pass while the send is held.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -184,6 +184,9 @@ void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,
     dispatch_locked(out);
   }
   send_all(out);
+  if (completed.empty())
+    return;
+  user_code_scope scope{*this};
   for (auto& [call, result] : completed)
     call->target->complete(*result);
 }
@@ -201,6 +204,7 @@ void process_pool_impl::on_lates(uint32_t slot, uint32_t gen,
   std::vector<answer> answers;
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    ++counts_.result_messages;
     for (auto id : ids) {
       auto i = calls_.find(id);
       if (i == calls_.end() || slot >= slots_.size()
@@ -210,16 +214,19 @@ void process_pool_impl::on_lates(uint32_t slot, uint32_t gen,
       auto c = i->second;
       retire_locked(i, slots_[slot]);
       ++counts_.revoked;
-      // A retried call may have run on the worker it lost.
+      // A retried call may have run on the worker it lost. One its caller
+      // cancelled (the revoke still on its way) is answered as cancelled.
       auto mark = c->granted_before ? "maybe executed: job '"
                                     : "not started: job '";
-      auto where = c->granted_before
-                     ? "' timed out before its worker began it (it may "
-                       "have run on a worker lost before)"
-                     : "' timed out before its worker began it";
-      answers.push_back({c, make_error(errc::timeout, std::string{mark}
-                                                        + c->entry->name
-                                                        + where)});
+      auto cause = c->cancel_wanted ? errc::cancelled : errc::timeout;
+      std::string where = c->cancel_wanted
+                            ? "' was cancelled and dropped by its worker "
+                              "before it began"
+                            : "' timed out before its worker began it";
+      if (c->granted_before)
+        where += " (it may have run on a worker lost before)";
+      answers.push_back(
+        {c, make_error(cause, std::string{mark} + c->entry->name + where)});
     }
     dispatch_locked(out);
   }

@@ -183,7 +183,7 @@ void process_pool_impl::fail_start(caf::error err) {
 void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   std::vector<outgoing> out;
   caf::error refused;
-  bool post = false;
+  caf::actor post; // the client actor, to post a dispatch to
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_) {
@@ -199,13 +199,12 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
       c->target->call_id = c->id;
       calls_.emplace(c->id, c);
       queue_.push_back(c);
-      if (dispatch_posted_) {
-        // Goes out with the others posted for (on_dispatch).
-      } else if (queue_.size() == 1 && defer_locked()) {
-        dispatch_posted_ = post = true;
-      } else {
+      if (!defer_locked()) {
         dispatch_locked(out);
-      }
+      } else if (!dispatch_posted_) {
+        dispatch_posted_ = true;
+        post = client_;
+      } // else it goes out with the dispatch posted already
     }
   }
   if (refused) {
@@ -214,7 +213,7 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   }
   if (post) {
     try {
-      caf::anon_send(client_, dispatch_atom::value);
+      caf::anon_send(post, dispatch_atom::value);
     } catch (...) {
       // Out of memory: send it from here.
       std::unique_lock<std::mutex> guard{mtx_};
@@ -307,7 +306,40 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
   }
 }
 
+namespace {
+
+/// The pool whose user code this thread runs (`user_code_scope`), and how
+/// deep.
+thread_local const process_pool_impl* user_code_pool = nullptr;
+thread_local int user_code_depth = 0;
+
+} // namespace
+
+process_pool_impl::user_code_scope::user_code_scope(process_pool_impl& pool)
+  : pool_(pool), prev_pool_(user_code_pool), prev_depth_(user_code_depth) {
+  if (user_code_pool == &pool) {
+    ++user_code_depth;
+  } else {
+    user_code_pool = &pool;
+    user_code_depth = 1;
+  }
+  pool_.user_code_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+process_pool_impl::user_code_scope::~user_code_scope() {
+  pool_.user_code_.fetch_sub(1, std::memory_order_acq_rel);
+  user_code_pool = prev_pool_;
+  user_code_depth = prev_depth_;
+}
+
 bool process_pool_impl::defer_locked() const noexcept {
+  // Another thread runs this pool's answers (future continuations: user
+  // code), maybe the client actor's: a dispatch posted now could wait for
+  // them. This thread's own continuation is not such a wait: its jobs go
+  // out when it returns.
+  auto own = user_code_pool == this ? user_code_depth : 0;
+  if (user_code_.load(std::memory_order_acquire) > own)
+    return false;
   bool room = false;
   for (auto& s : slots_) {
     if (!s.joined || s.lost)
@@ -386,6 +418,9 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
 }
 
 void process_pool_impl::deliver(std::vector<answer>& answers) {
+  if (answers.empty())
+    return;
+  user_code_scope scope{*this};
   for (auto& a : answers) {
     if (a.call->started)
       a.call->job->drop(std::move(a.err));
@@ -426,6 +461,7 @@ void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
   std::vector<answer> answers;
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    ++counts_.result_messages;
     auto i = calls_.find(id);
     if (i == calls_.end() || slot >= slots_.size()
         || i->second->slot != static_cast<int>(slot)

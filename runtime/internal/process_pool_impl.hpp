@@ -33,7 +33,11 @@
 // in the queue, and the first such job posts one `dispatch_atom` to the
 // client actor, which sends everything queued by then in one message per
 // worker. A steady stream from many callers thus travels in batches rather
-// than one message per job (the job would have waited in the worker).
+// than one message per job (the job would have waited in the worker). The
+// wait is one hop, never user code: every handler of the client actor
+// dispatches the queue before it answers anything, a job is sent at once
+// while another thread runs the pool's answers (future continuations), and
+// the shutdown sends what fits before it answers the queue `shut_down`.
 //
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
@@ -228,7 +232,9 @@ private:
   void dispatch_locked(std::vector<outgoing>& out);
   /// Whether a job queued now should wait for `on_dispatch`: some worker
   /// has room for it and none has an idle thread, judged by the calls each
-  /// holds (lock held), so it would wait in that worker anyway.
+  /// holds (lock held), so it would wait in that worker anyway; and no
+  /// other thread runs this pool's answers (the client actor's thread may,
+  /// and a dispatch must not wait for user code).
   bool defer_locked() const noexcept;
   /// Grants the start of call `id` to the worker in `slot`, incarnation
   /// `gen`; a call that must not start is taken out (lock held).
@@ -250,7 +256,22 @@ private:
                            errc cause);
   /// Sends `revoke` for `id` to `worker` (after unlocking).
   static void send_revoke(const caf::actor& worker, uint64_t id) noexcept;
-  static void deliver(std::vector<answer>& answers);
+  /// Answers `answers` (their futures' continuations run here).
+  void deliver(std::vector<answer>& answers);
+  /// Marks this thread as running the pool's answers (user code) for its
+  /// lifetime: while another thread does, `enqueue` sends at once.
+  class user_code_scope {
+  public:
+    explicit user_code_scope(process_pool_impl& pool);
+    ~user_code_scope();
+    user_code_scope(const user_code_scope&) = delete;
+    user_code_scope& operator=(const user_code_scope&) = delete;
+
+  private:
+    process_pool_impl& pool_;
+    const process_pool_impl* prev_pool_;
+    int prev_depth_;
+  };
   /// The calls of `index` out of the tables (lock held).
   std::vector<remote_call_ptr> take_calls_locked(slot_state& s);
   /// Takes call `i`, held by `s`, out of the tables as answered (lock
@@ -298,6 +319,8 @@ private:
   size_t joined_ = 0;
   /// A `dispatch_atom` is on its way to the client actor.
   bool dispatch_posted_ = false;
+  /// Threads running this pool's answers now (`user_code_scope`).
+  std::atomic<int> user_code_{0};
   process_pool::stats_type counts_;
   /// Sent after unlocking, so counted apart from `counts_`.
   std::atomic<size_t> run_messages_{0};

@@ -241,10 +241,14 @@ bool process_pool_impl::all_reaped_locked() const {
 
 void process_pool_impl::begin_shutdown(shutdown_report& report) {
   std::vector<remote_call_ptr> queued;
+  std::vector<outgoing> out;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_)
       return;
+    // Jobs waiting for a posted dispatch go out as they would have at once:
+    // only those no worker has room for are answered below.
+    dispatch_locked(out);
     stopping_ = true;
     for (auto& c : queue_) {
       if (c->done)
@@ -255,6 +259,7 @@ void process_pool_impl::begin_shutdown(shutdown_report& report) {
     }
     queue_.clear();
   }
+  send_all(out);
   cv_.notify_all();
   for (auto& c : queued) {
     auto err = make_error(errc::shut_down, "the process pool is shut down");
