@@ -1,10 +1,11 @@
 // process_pool: coalesced sends never wait for user code. A job submitted
-// while every worker thread is busy waits for one dispatch on the pool's
-// client actor (`<name>-io`), whose thread also runs future continuations
-// (user code); these cases (from a hostile review, each failing before
-// the fix) check that such a job is not held back by a continuation, that
-// a job that can start goes out at once even with a dispatch pending, and
-// that a shutdown sends what fits instead of answering it `shut_down`.
+// while every worker thread is busy waits for one dispatch by the pool's
+// dispatcher actor. The first version had the client actor (`<name>-io`)
+// dispatch, and its thread also runs future continuations (user code);
+// these cases (from two hostile reviews, each failing on that version)
+// check that such a job is not held back by a continuation, on the client
+// thread or its own, and that a shutdown sends what fits instead of
+// answering it `shut_down`.
 //
 // Each case blocks the client thread in a continuation to make the order
 // deterministic; the last one uses timing alone (no blocking at all).
@@ -69,6 +70,36 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   CHECK(d.get() > 0);
   CHECK(p.get() > 0);
   CHECK(q.get() > 0);
+}
+
+TEST_CASE("a job a continuation submits on the client thread starts when "
+          "a worker thread frees, though the continuation runs on") {
+  // (From the second review: the continuation's own jobs must not wait for
+  // it to return, nor for the continuations after it.)
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, one_worker(2, 32)};
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  weave::future<int32_t> p, q, d;
+  bool d_started = false;
+  auto z = pool.submit(hold(0, log, dir + "/gz"));
+  auto zc = z.then([&](weave::result<int32_t>) {
+    // On <name>-io: P and Q take both threads, D waits for a dispatch.
+    p = pool.submit(hold(1, log, dir + "/gp"));
+    q = pool.submit(hold(2, log, dir + "/gq"));
+    eventually([&] { return lines_in(log) == 3; });
+    d = pool.submit(hold(3, log, std::string{}));
+    touch(dir + "/gp"); // a thread frees: D can start
+    d_started = eventually([&] { return lines_in(log) == 4; }, 3000ms);
+    return true;
+  });
+  touch(dir + "/gz");
+  CHECK(zc.get());
+  CHECK(d_started);
+  touch(dir + "/gq");
+  CHECK(p.get() > 0);
+  CHECK(q.get() > 0);
+  CHECK(d.get() > 0);
 }
 
 TEST_CASE("with a dispatch pending, a job submitted while the pool sees "

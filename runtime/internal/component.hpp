@@ -51,6 +51,22 @@ public:
                                shutdown_report& report)
     = 0;
 
+  /// Where a step of the runtime's shutdown puts counts it knows before
+  /// it returns.
+  using report_sink = std::function<void(const shutdown_report&)>;
+
+  /// As `finish_shutdown`, for the runtime's shutdown: a component whose
+  /// last steps may take long (stopping processes) hands the counts it
+  /// knows to `early` first, so that a caller that stops waiting for the
+  /// shutdown at its deadline plus margin still reports them. By default
+  /// the counts come at the end.
+  virtual void finish_shutdown_reporting(steady_clock::time_point deadline,
+                                         shutdown_report& report,
+                                         const report_sink& early) {
+    (void) early;
+    finish_shutdown(deadline, report);
+  }
+
   /// Lets go of every actor the component still references, once user
   /// actors had their time and before the actor system is destroyed (a
   /// reference released after that would touch a destroyed system).

@@ -184,9 +184,6 @@ void process_pool_impl::on_dones(uint32_t slot, uint32_t gen,
     dispatch_locked(out);
   }
   send_all(out);
-  if (completed.empty())
-    return;
-  user_code_scope scope{*this};
   for (auto& [call, result] : completed)
     call->target->complete(*result);
 }
@@ -214,12 +211,15 @@ void process_pool_impl::on_lates(uint32_t slot, uint32_t gen,
       auto c = i->second;
       retire_locked(i, slots_[slot]);
       ++counts_.revoked;
-      // A retried call may have run on the worker it lost. One its caller
-      // cancelled (the revoke still on its way) is answered as cancelled.
+      // A retried call may have run on the worker it lost. One with a
+      // revoke on its way is answered as that revoke would have been (its
+      // cancel or its deadline, whichever asked first).
       auto mark = c->granted_before ? "maybe executed: job '"
                                     : "not started: job '";
-      auto cause = c->cancel_wanted ? errc::cancelled : errc::timeout;
-      std::string where = c->cancel_wanted
+      auto cause = c->revoking        ? c->revoke_cause
+                   : c->cancel_wanted ? errc::cancelled
+                                      : errc::timeout;
+      std::string where = cause == errc::cancelled
                             ? "' was cancelled and dropped by its worker "
                               "before it began"
                             : "' timed out before its worker began it";

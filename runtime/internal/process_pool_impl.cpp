@@ -58,10 +58,6 @@ caf::behavior client_actor(caf::event_based_actor* self,
       if (auto p = weak.lock())
         p->on_lates(slot, gen, ids);
     },
-    [weak](dispatch_atom) {
-      if (auto p = weak.lock())
-        p->on_dispatch();
-    },
     [weak](cancel_atom, uint64_t id, uint32_t slot, uint32_t gen) {
       if (auto p = weak.lock())
         p->on_cancel_grace(id, slot, gen);
@@ -70,6 +66,19 @@ caf::behavior client_actor(caf::event_based_actor* self,
            bool dropped) {
       if (auto p = weak.lock())
         p->on_revoked(id, slot, gen, dropped);
+    },
+  };
+}
+
+/// Sends the jobs that waited for a dispatch (see process_pool_impl.hpp):
+/// an actor on the scheduler that runs no user code, so such a job waits
+/// one hop, never for a continuation.
+caf::behavior dispatcher_actor(caf::event_based_actor*,
+                               std::weak_ptr<process_pool_impl> weak) {
+  return {
+    [weak](dispatch_atom) {
+      if (auto p = weak.lock())
+        p->on_dispatch();
     },
   };
 }
@@ -136,6 +145,7 @@ void process_pool_impl::start() {
   runtime_access::register_component(*rt_, shared_from_this());
   client_ = sys_->spawn<caf::detached>(client_actor, weak_from_this(),
                                        opts_.name);
+  dispatcher_ = sys_->spawn(dispatcher_actor, weak_from_this());
   client_->attach_functor([end = client_end_] {
     {
       std::unique_lock<std::mutex> guard{end->mtx};
@@ -183,7 +193,7 @@ void process_pool_impl::fail_start(caf::error err) {
 void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   std::vector<outgoing> out;
   caf::error refused;
-  caf::actor post; // the client actor, to post a dispatch to
+  caf::actor post; // the dispatcher, to post a dispatch to
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_) {
@@ -203,7 +213,7 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
         dispatch_locked(out);
       } else if (!dispatch_posted_) {
         dispatch_posted_ = true;
-        post = client_;
+        post = dispatcher_;
       } // else it goes out with the dispatch posted already
     }
   }
@@ -306,40 +316,7 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
   }
 }
 
-namespace {
-
-/// The pool whose user code this thread runs (`user_code_scope`), and how
-/// deep.
-thread_local const process_pool_impl* user_code_pool = nullptr;
-thread_local int user_code_depth = 0;
-
-} // namespace
-
-process_pool_impl::user_code_scope::user_code_scope(process_pool_impl& pool)
-  : pool_(pool), prev_pool_(user_code_pool), prev_depth_(user_code_depth) {
-  if (user_code_pool == &pool) {
-    ++user_code_depth;
-  } else {
-    user_code_pool = &pool;
-    user_code_depth = 1;
-  }
-  pool_.user_code_.fetch_add(1, std::memory_order_acq_rel);
-}
-
-process_pool_impl::user_code_scope::~user_code_scope() {
-  pool_.user_code_.fetch_sub(1, std::memory_order_acq_rel);
-  user_code_pool = prev_pool_;
-  user_code_depth = prev_depth_;
-}
-
 bool process_pool_impl::defer_locked() const noexcept {
-  // Another thread runs this pool's answers (future continuations: user
-  // code), maybe the client actor's: a dispatch posted now could wait for
-  // them. This thread's own continuation is not such a wait: its jobs go
-  // out when it returns.
-  auto own = user_code_pool == this ? user_code_depth : 0;
-  if (user_code_.load(std::memory_order_acquire) > own)
-    return false;
   bool room = false;
   for (auto& s : slots_) {
     if (!s.joined || s.lost)
@@ -418,9 +395,6 @@ void process_pool_impl::send_all(std::vector<outgoing>& out) {
 }
 
 void process_pool_impl::deliver(std::vector<answer>& answers) {
-  if (answers.empty())
-    return;
-  user_code_scope scope{*this};
   for (auto& a : answers) {
     if (a.call->started)
       a.call->job->drop(std::move(a.err));

@@ -31,13 +31,15 @@
 // Coalescing: a job submitted while a worker has an idle thread goes out at
 // once (no added latency); one submitted while every worker is busy waits
 // in the queue, and the first such job posts one `dispatch_atom` to the
-// client actor, which sends everything queued by then in one message per
-// worker. A steady stream from many callers thus travels in batches rather
-// than one message per job (the job would have waited in the worker). The
-// wait is one hop, never user code: every handler of the client actor
-// dispatches the queue before it answers anything, a job is sent at once
-// while another thread runs the pool's answers (future continuations), and
-// the shutdown sends what fits before it answers the queue `shut_down`.
+// pool's dispatcher, which sends everything queued by then in one message
+// per worker. A steady stream from many callers thus travels in batches
+// rather than one message per job (the job would have waited in the
+// worker). The wait is one hop and never for user code: the dispatcher is
+// an actor of its own on the scheduler that does nothing else (the client
+// actor's thread runs future continuations, so it cannot be the one); a
+// job that finds a thread idle goes out at once even while a dispatch is
+// posted; and the shutdown sends what fits before it answers the queue
+// `shut_down`.
 //
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
@@ -106,8 +108,8 @@ namespace weave::internal {
 /// the cancel grace of a running call ended.
 using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
 
-/// Sent by a process pool to its own client actor (never over the wire):
-/// jobs submitted while every worker was busy wait to go out together.
+/// Sent by a process pool to its own dispatcher (never over the wire): jobs
+/// submitted while every worker was busy wait to go out together.
 using dispatch_atom = caf::atom_constant<caf::atom("wv_disp")>;
 
 class process_pool_impl final
@@ -142,6 +144,11 @@ public:
   void begin_shutdown(shutdown_report& report) override;
   void finish_shutdown(steady_clock::time_point deadline,
                        shutdown_report& report) override;
+  /// Hands the jobs' counts to `early` once it answered them, before it
+  /// stops its client actor and waits for its workers to be reaped.
+  void finish_shutdown_reporting(steady_clock::time_point deadline,
+                                 shutdown_report& report,
+                                 const report_sink& early) override;
   void release_actors() noexcept override;
 
   // -- the client actor's handlers --------------------------------------------
@@ -232,9 +239,7 @@ private:
   void dispatch_locked(std::vector<outgoing>& out);
   /// Whether a job queued now should wait for `on_dispatch`: some worker
   /// has room for it and none has an idle thread, judged by the calls each
-  /// holds (lock held), so it would wait in that worker anyway; and no
-  /// other thread runs this pool's answers (the client actor's thread may,
-  /// and a dispatch must not wait for user code).
+  /// holds (lock held), so it would wait in that worker anyway.
   bool defer_locked() const noexcept;
   /// Grants the start of call `id` to the worker in `slot`, incarnation
   /// `gen`; a call that must not start is taken out (lock held).
@@ -257,21 +262,7 @@ private:
   /// Sends `revoke` for `id` to `worker` (after unlocking).
   static void send_revoke(const caf::actor& worker, uint64_t id) noexcept;
   /// Answers `answers` (their futures' continuations run here).
-  void deliver(std::vector<answer>& answers);
-  /// Marks this thread as running the pool's answers (user code) for its
-  /// lifetime: while another thread does, `enqueue` sends at once.
-  class user_code_scope {
-  public:
-    explicit user_code_scope(process_pool_impl& pool);
-    ~user_code_scope();
-    user_code_scope(const user_code_scope&) = delete;
-    user_code_scope& operator=(const user_code_scope&) = delete;
-
-  private:
-    process_pool_impl& pool_;
-    const process_pool_impl* prev_pool_;
-    int prev_depth_;
-  };
+  static void deliver(std::vector<answer>& answers);
   /// The calls of `index` out of the tables (lock held).
   std::vector<remote_call_ptr> take_calls_locked(slot_state& s);
   /// Takes call `i`, held by `s`, out of the tables as answered (lock
@@ -302,6 +293,8 @@ private:
   caf::timespan cancel_grace_;
   std::string program_;
   caf::actor client_;
+  /// Sends the jobs that waited for a dispatch (`on_dispatch`).
+  caf::actor dispatcher_;
   uint16_t port_ = 0;
 
   mutable std::mutex mtx_;
@@ -317,10 +310,8 @@ private:
   caf::error start_error_;
   size_t in_flight_ = 0;
   size_t joined_ = 0;
-  /// A `dispatch_atom` is on its way to the client actor.
+  /// A `dispatch_atom` is on its way to the dispatcher.
   bool dispatch_posted_ = false;
-  /// Threads running this pool's answers now (`user_code_scope`).
-  std::atomic<int> user_code_{0};
   process_pool::stats_type counts_;
   /// Sent after unlocking, so counted apart from `counts_`.
   std::atomic<size_t> run_messages_{0};

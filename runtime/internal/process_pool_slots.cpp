@@ -271,6 +271,13 @@ void process_pool_impl::begin_shutdown(shutdown_report& report) {
 
 void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
                                         shutdown_report& report) {
+  finish_shutdown_reporting(deadline, report, report_sink{});
+}
+
+void process_pool_impl::finish_shutdown_reporting(
+  steady_clock::time_point deadline, shutdown_report& report,
+  const report_sink& early) {
+  shutdown_report jobs; // the jobs' counts, known before the slow steps
   std::vector<remote_call_ptr> held;
   std::vector<std::thread> threads;
   {
@@ -284,17 +291,24 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
         calls_.erase(c->id);
         held.push_back(c);
       }
-    report.jobs_completed += counts_.completed + counts_.failed;
+    jobs.jobs_completed = counts_.completed + counts_.failed;
     signal_all_locked(SIGTERM);
   }
   for (auto& c : held) {
     auto err = make_error(errc::shut_down, "the process pool is shut down");
     if (c->started) {
       if (c->job->drop(std::move(err)))
-        ++report.jobs_abandoned;
+        ++jobs.jobs_abandoned;
     } else if (c->job->cancel_with(std::move(err))) {
-      ++report.jobs_cancelled;
+      ++jobs.jobs_cancelled;
     }
+  }
+  if (early) {
+    early(jobs);
+  } else {
+    report.jobs_completed += jobs.jobs_completed;
+    report.jobs_abandoned += jobs.jobs_abandoned;
+    report.jobs_cancelled += jobs.jobs_cancelled;
   }
   // Nothing left for the client actor to answer: it ends while the
   // workers do.
@@ -317,6 +331,7 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
 
 void process_pool_impl::stop_client() {
   caf::actor client;
+  caf::actor dispatcher;
   {
     // Its thread ends only once the actor is destroyed, so the pool lets
     // go of it here (a handle kept until `release_actors` made this wait
@@ -324,7 +339,11 @@ void process_pool_impl::stop_client() {
     std::unique_lock<std::mutex> guard{mtx_};
     client = std::move(client_);
     client_ = caf::actor{};
+    dispatcher = std::move(dispatcher_);
+    dispatcher_ = caf::actor{};
   }
+  if (dispatcher)
+    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
   if (!client)
     return;
   auto before = sys_->detached_actors();
@@ -347,11 +366,14 @@ void process_pool_impl::stop_client() {
 
 void process_pool_impl::release_actors() noexcept {
   caf::actor client;
+  caf::actor dispatcher;
   std::vector<caf::actor> workers;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     client = std::move(client_);
     client_ = caf::actor{};
+    dispatcher = std::move(dispatcher_);
+    dispatcher_ = caf::actor{};
     for (auto& s : slots_) {
       workers.push_back(std::move(s.actor));
       s.actor = caf::actor{};

@@ -126,7 +126,10 @@ void run_phases(shutdown_job& job) {
     }
     for (auto& c : items) {
       shutdown_report part;
-      c->finish_shutdown(job.until, part);
+      c->finish_shutdown_reporting(
+        job.until, part, [&job](const shutdown_report& early) {
+          job.add(early);
+        });
       job.add(part);
     }
     job.add_phase(phase_name(p), t0);
