@@ -135,9 +135,8 @@
 /// while user code runs: future continuations run on the pool's message
 /// thread (`<name>-io`) or on the thread that loses a worker or shuts the
 /// pool down. Keep them short, or hand their work on: that thread also
-/// takes every worker's results and sends the jobs submitted while all
-/// worker threads were busy, so a continuation that blocks it stalls the
-/// pool for as long.
+/// takes every worker's results, so a continuation that blocks it delays
+/// every other job's answer for as long.
 
 #include <chrono>
 #include <cstddef>
