@@ -123,8 +123,7 @@ TEST_CASE("a cancel while a granted job is in transit drops it in the "
   auto dir = scratch_dir();
   auto log = dir + "/log";
   auto worker = pool.worker_pids().at(0);
-  // The first job runs; the second waits behind it in the worker, granted
-  // (sent by the client actor's dispatch: the worker's thread is busy).
+  // The first job runs; the second waits behind it in the worker, granted.
   auto first = pool.submit(hold(1, log, dir + "/gate1"));
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
   auto second = pool.submit(hold(2, log, dir + "/gate2"));
@@ -307,7 +306,6 @@ TEST_CASE("a job granted as sent never passes older jobs whose claim "
   auto f1 = pool.submit(hold(2, log, std::string{}));
   auto f2 = pool.submit(hold(3, log, std::string{}));
   auto q = pool.submit(hold(4, log, std::string{}));
-  // (Worker 1's threads are busy: the three go out with one dispatch.)
   REQUIRE(eventually([&] {
     auto st = pool.stats();
     return st.queued == 1 && st.in_flight == 12;
@@ -326,48 +324,11 @@ TEST_CASE("a job granted as sent never passes older jobs whose claim "
   CHECK(std::count(order.begin(), order.end(), 2) == 0);
 }
 
-TEST_CASE("jobs submitted while every worker thread is busy go out "
-          "together: two messages for twenty jobs, each run once") {
-  // One worker, two threads: a gated job holds one; a second gated job's
-  // continuation (on the pool's client thread) submits twenty jobs. The
-  // first goes out at once (a thread is idle); the other nineteen find
-  // both threads taken and wait for one dispatch, sent when the
-  // continuation returns.
-  weave::runtime rt{pool_config()};
-  auto opts = pool_options(1);
-  opts.threads_per_worker = 2;
-  opts.capacity = 32;
-  weave::process_pool pool{rt, opts};
-  auto dir = scratch_dir();
-  auto log = dir + "/log";
-  auto first = pool.submit(hold(1, log, dir + "/gate1"));
-  auto second = pool.submit(hold(2, log, dir + "/gate2"));
-  REQUIRE(eventually([&] { return lines_in(log) == 2; }));
-  auto before = pool.stats().run_messages;
-  std::vector<weave::future<int>> squares;
-  latch submitted{1};
-  auto after_second = second.then([&](weave::result<int32_t> r) {
-    for (int i = 0; i < 20; ++i)
-      squares.push_back(pool.submit(square(i)));
-    submitted.count_down();
-    return static_cast<bool>(r);
-  });
-  touch(dir + "/gate2");
-  REQUIRE(submitted.wait());
-  CHECK(after_second.get());
-  for (int i = 0; i < 20; ++i)
-    CHECK(squares.at(static_cast<size_t>(i)).get() == i * i);
-  CHECK(pool.stats().run_messages - before == 2);
-  touch(dir + "/gate1");
-  CHECK(first.get() > 0);
-  CHECK(pool.stats().completed == 22);
-}
-
-TEST_CASE("a shutdown while jobs wait for the client actor's dispatch "
+TEST_CASE("a shutdown right after jobs were sent to a busy worker "
           "answers every one of them, and no job runs twice") {
-  // The worker's one thread is held, so each round's jobs queue for a
-  // dispatch; the pool shuts down right away, before or after that
-  // dispatch ran: either way each job is answered once.
+  // The worker's one thread is held, so each round's jobs wait there (or
+  // on their way); the pool shuts down right away: each job is answered
+  // once, and none of them runs.
   weave::runtime rt{pool_config()};
   for (int round = 0; round < 3; ++round) {
     auto opts = pool_options(1);

@@ -70,19 +70,6 @@ caf::behavior client_actor(caf::event_based_actor* self,
   };
 }
 
-/// Sends the jobs that waited for a dispatch (see process_pool_impl.hpp):
-/// an actor on the scheduler that runs no user code, so such a job waits
-/// one hop, never for a continuation.
-caf::behavior dispatcher_actor(caf::event_based_actor*,
-                               std::weak_ptr<process_pool_impl> weak) {
-  return {
-    [weak](dispatch_atom) {
-      if (auto p = weak.lock())
-        p->on_dispatch();
-    },
-  };
-}
-
 } // namespace
 
 process_pool_impl::process_pool_impl(runtime& rt, process_pool_options opts)
@@ -145,7 +132,6 @@ void process_pool_impl::start() {
   runtime_access::register_component(*rt_, shared_from_this());
   client_ = sys_->spawn<caf::detached>(client_actor, weak_from_this(),
                                        opts_.name);
-  dispatcher_ = sys_->spawn(dispatcher_actor, weak_from_this());
   client_->attach_functor([end = client_end_] {
     {
       std::unique_lock<std::mutex> guard{end->mtx};
@@ -193,7 +179,6 @@ void process_pool_impl::fail_start(caf::error err) {
 void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   std::vector<outgoing> out;
   caf::error refused;
-  caf::actor post; // the dispatcher, to post a dispatch to
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_) {
@@ -209,27 +194,12 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
       c->target->call_id = c->id;
       calls_.emplace(c->id, c);
       queue_.push_back(c);
-      if (!defer_locked()) {
-        dispatch_locked(out);
-      } else if (!dispatch_posted_) {
-        dispatch_posted_ = true;
-        post = dispatcher_;
-      } // else it goes out with the dispatch posted already
+      dispatch_locked(out);
     }
   }
   if (refused) {
     c->job->cancel_with(std::move(refused));
     return;
-  }
-  if (post) {
-    try {
-      caf::anon_send(post, dispatch_atom::value);
-    } catch (...) {
-      // Out of memory: send it from here.
-      std::unique_lock<std::mutex> guard{mtx_};
-      dispatch_posted_ = false;
-      dispatch_locked(out);
-    }
   }
   send_all(out);
   if (timeout != caf::timespan::max()) {
@@ -314,28 +284,6 @@ void process_pool_impl::dispatch_locked(std::vector<outgoing>& out) {
     }
     out.push_back(std::move(x));
   }
-}
-
-bool process_pool_impl::defer_locked() const noexcept {
-  bool room = false;
-  for (auto& s : slots_) {
-    if (!s.joined || s.lost)
-      continue;
-    if (s.held < opts_.threads_per_worker)
-      return false; // an idle thread: send at once
-    room = room || s.held < opts_.capacity;
-  }
-  return room; // no room: it waits for a result anyway
-}
-
-void process_pool_impl::on_dispatch() {
-  std::vector<outgoing> out;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    dispatch_posted_ = false;
-    dispatch_locked(out);
-  }
-  send_all(out);
 }
 
 size_t process_pool_impl::grant_window() const noexcept {

@@ -28,19 +28,6 @@
 // waits and is sent after it (a revoke that overtook its call would find
 // nothing to drop there).
 //
-// Coalescing: a job submitted while a worker has an idle thread goes out at
-// once (no added latency); one submitted while every worker is busy waits
-// in the queue, and the first such job posts one `dispatch_atom` to the
-// pool's dispatcher, which sends everything queued by then in one message
-// per worker. A steady stream from many callers thus travels in batches
-// rather than one message per job (the job would have waited in the
-// worker). The wait is one hop and never for user code: the dispatcher is
-// an actor of its own on the scheduler that does nothing else (the client
-// actor's thread runs future continuations, so it cannot be the one); a
-// job that finds a thread idle goes out at once even while a dispatch is
-// posted; and the shutdown sends what fits before it answers the queue
-// `shut_down`.
-//
 // Revoking a claimed call: a worker claims calls ahead of running them, so
 // a claimed call may still wait there. Its cancel (`stop_remote`) or its
 // deadline (an entry on the runtime's deadline timer armed at the grant,
@@ -108,10 +95,6 @@ namespace weave::internal {
 /// the cancel grace of a running call ended.
 using cancel_atom = caf::atom_constant<caf::atom("wv_cancel")>;
 
-/// Sent by a process pool to its own dispatcher (never over the wire): jobs
-/// submitted while every worker was busy wait to go out together.
-using dispatch_atom = caf::atom_constant<caf::atom("wv_disp")>;
-
 class process_pool_impl final
   : public component,
     public remote_stopper,
@@ -166,8 +149,6 @@ public:
   void on_lates(uint32_t slot, uint32_t gen, const std::vector<char>& ids);
   void on_down(const caf::actor_addr& who, const caf::error& reason);
   void on_cancel_grace(uint64_t id, uint32_t slot, uint32_t gen);
-  /// Sends the jobs queued since `enqueue` posted `dispatch_atom`.
-  void on_dispatch();
   /// A worker's answer to a revoke: `dropped` if the call never runs.
   void on_revoked(uint64_t id, uint32_t slot, uint32_t gen, bool dropped);
   /// The deadline of a claimed call has come (the runtime's timer thread):
@@ -237,10 +218,6 @@ private:
   /// and doubles `delay` up to the cap.
   void back_off(std::unique_lock<std::mutex>& guard, caf::timespan& delay);
   void dispatch_locked(std::vector<outgoing>& out);
-  /// Whether a job queued now should wait for `on_dispatch`: some worker
-  /// has room for it and none has an idle thread, judged by the calls each
-  /// holds (lock held), so it would wait in that worker anyway.
-  bool defer_locked() const noexcept;
   /// Grants the start of call `id` to the worker in `slot`, incarnation
   /// `gen`; a call that must not start is taken out (lock held).
   bool claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
@@ -293,8 +270,6 @@ private:
   caf::timespan cancel_grace_;
   std::string program_;
   caf::actor client_;
-  /// Sends the jobs that waited for a dispatch (`on_dispatch`).
-  caf::actor dispatcher_;
   uint16_t port_ = 0;
 
   mutable std::mutex mtx_;
@@ -310,8 +285,6 @@ private:
   caf::error start_error_;
   size_t in_flight_ = 0;
   size_t joined_ = 0;
-  /// A `dispatch_atom` is on its way to the dispatcher.
-  bool dispatch_posted_ = false;
   process_pool::stats_type counts_;
   /// Sent after unlocking, so counted apart from `counts_`.
   std::atomic<size_t> run_messages_{0};

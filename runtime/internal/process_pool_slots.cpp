@@ -241,14 +241,10 @@ bool process_pool_impl::all_reaped_locked() const {
 
 void process_pool_impl::begin_shutdown(shutdown_report& report) {
   std::vector<remote_call_ptr> queued;
-  std::vector<outgoing> out;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_)
       return;
-    // Jobs waiting for a posted dispatch go out as they would have at once:
-    // only those no worker has room for are answered below.
-    dispatch_locked(out);
     stopping_ = true;
     for (auto& c : queue_) {
       if (c->done)
@@ -259,7 +255,6 @@ void process_pool_impl::begin_shutdown(shutdown_report& report) {
     }
     queue_.clear();
   }
-  send_all(out);
   cv_.notify_all();
   for (auto& c : queued) {
     auto err = make_error(errc::shut_down, "the process pool is shut down");
@@ -331,7 +326,6 @@ void process_pool_impl::finish_shutdown_reporting(
 
 void process_pool_impl::stop_client() {
   caf::actor client;
-  caf::actor dispatcher;
   {
     // Its thread ends only once the actor is destroyed, so the pool lets
     // go of it here (a handle kept until `release_actors` made this wait
@@ -339,11 +333,7 @@ void process_pool_impl::stop_client() {
     std::unique_lock<std::mutex> guard{mtx_};
     client = std::move(client_);
     client_ = caf::actor{};
-    dispatcher = std::move(dispatcher_);
-    dispatcher_ = caf::actor{};
   }
-  if (dispatcher)
-    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
   if (!client)
     return;
   auto before = sys_->detached_actors();
@@ -366,14 +356,11 @@ void process_pool_impl::stop_client() {
 
 void process_pool_impl::release_actors() noexcept {
   caf::actor client;
-  caf::actor dispatcher;
   std::vector<caf::actor> workers;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     client = std::move(client_);
     client_ = caf::actor{};
-    dispatcher = std::move(dispatcher_);
-    dispatcher_ = caf::actor{};
     for (auto& s : slots_) {
       workers.push_back(std::move(s.actor));
       s.actor = caf::actor{};

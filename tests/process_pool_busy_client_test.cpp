@@ -1,11 +1,10 @@
-// process_pool: coalesced sends never wait for user code. A job submitted
-// while every worker thread is busy waits for one dispatch by the pool's
-// dispatcher actor. The first version had the client actor (`<name>-io`)
-// dispatch, and its thread also runs future continuations (user code);
-// these cases (from two hostile reviews, each failing on that version)
-// check that such a job is not held back by a continuation, on the client
-// thread or its own, and that a shutdown sends what fits instead of
-// answering it `shut_down`.
+// process_pool: a job never waits behind user code on the pool's client
+// thread (`<name>-io`, which runs future continuations), and a shutdown
+// right after a submit lets what fits a worker run. A design that
+// coalesced sends by deferring busy-time submissions to one dispatch was
+// tried and dropped (docs/design.md); these cases come from the two
+// hostile reviews of it, each failed on one of its versions, and guard
+// the behaviour any later batching must keep.
 //
 // Each case blocks the client thread in a continuation to make the order
 // deterministic; the last one uses timing alone (no blocking at all).
@@ -57,7 +56,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   auto p = pool.submit(hold(1, log, dir + "/gp"));
   auto q = pool.submit(hold(2, log, dir + "/gq"));
   REQUIRE(eventually([&] { return lines_in(log) == 3; }));
-  // D: both threads held, room for 30 more: waits for the dispatch.
+  // D: both threads held, room for 30 more.
   auto d = pool.submit(hold(3, log, std::string{}));
   // P ends: the worker has an idle thread. Before 0b4e102 D was granted
   // as sent and starts now; after, it waits for the client thread.
@@ -84,7 +83,7 @@ TEST_CASE("a job a continuation submits on the client thread starts when "
   bool d_started = false;
   auto z = pool.submit(hold(0, log, dir + "/gz"));
   auto zc = z.then([&](weave::result<int32_t>) {
-    // On <name>-io: P and Q take both threads, D waits for a dispatch.
+    // On <name>-io: P and Q take both threads, then D.
     p = pool.submit(hold(1, log, dir + "/gp"));
     q = pool.submit(hold(2, log, dir + "/gq"));
     eventually([&] { return lines_in(log) == 3; });
@@ -102,10 +101,8 @@ TEST_CASE("a job a continuation submits on the client thread starts when "
   CHECK(d.get() > 0);
 }
 
-TEST_CASE("with a dispatch pending, a job submitted while the pool sees "
-          "an idle thread goes out at once") {
-  // The header (process_pool_impl.hpp) promises: "a job submitted while a
-  // worker has an idle thread goes out at once (no added latency)".
+TEST_CASE("a job submitted while a continuation holds the client thread "
+          "and the pool sees an idle thread goes out at once") {
   weave::runtime rt{pool_config()};
   weave::process_pool pool{rt, one_worker(2, 32)};
   auto dir = scratch_dir();
@@ -153,8 +150,9 @@ TEST_CASE("with a dispatch pending, a job submitted while the pool sees "
   CHECK(d.get() > 0);
 }
 
-TEST_CASE("a job waiting for the dispatch when the pool shuts down is "
-          "sent and finishes, since its worker has room") {
+TEST_CASE("a job submitted just before the pool shuts down, while a "
+          "continuation holds the client thread, finishes: its worker has "
+          "room") {
   // Shutdown: "queued jobs are answered shut_down; jobs the workers hold
   // may finish until the deadline". C fits the worker (capacity 16) and
   // was sent at submit before 0b4e102; now it sits in the queue.
@@ -173,7 +171,7 @@ TEST_CASE("a job waiting for the dispatch when the pool shuts down is "
   touch(dir + "/gz");
   REQUIRE(z_in.wait());
   auto b = pool.submit(square(3)); // the thread is idle: at once
-  auto c = pool.submit(square(4)); // deferred
+  auto c = pool.submit(square(4)); // the worker's thread is busy
   weave::shutdown_report report;
   std::thread stopper{[&] { report = pool.shutdown(10s); }};
   c.wait_for(1s);
