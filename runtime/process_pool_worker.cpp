@@ -25,7 +25,9 @@
 // `result_delay`; errors go back as they come. A revoke (the pool's caller
 // cancelled a granted job, or its timeout passed) is answered at once: a
 // job the actor still holds (waiting, claimed, granted) or that waits in
-// the lane is taken out and never runs; one a runner took is not.
+// the lane is taken out and never runs; one a runner took is not. A
+// runner never begins a job whose deadline has passed: it reports it late
+// (`lates`), and the pool answers it `timeout`, not started.
 // When the pool's connection goes away the process ends at once
 // (`_Exit`): whatever it still runs has no one to answer.
 
