@@ -33,6 +33,51 @@ weave::process_pool_options one_worker(size_t threads, size_t capacity) {
   return opts;
 }
 
+/// Holds the pool's client thread (`<name>-io`, where future continuations
+/// run) in a continuation until released or destroyed. The state is shared
+/// with the continuation, so it outlives this object if need be.
+class client_held {
+public:
+  client_held(weave::process_pool& pool, const std::string& dir,
+              const std::string& log)
+    : state_(std::make_shared<state>()) {
+    auto job = pool.submit(hold(0, log, dir + "/gz"));
+    done_ = job.then([st = state_](weave::result<int32_t>) {
+      st->in.count_down();
+      st->release.wait(patience);
+      return true;
+    });
+    touch(dir + "/gz");
+    entered_ = state_->in.wait();
+  }
+  ~client_held() {
+    release();
+  }
+  client_held(const client_held&) = delete;
+  client_held& operator=(const client_held&) = delete;
+
+  /// Whether the continuation began (and holds the thread).
+  bool entered() const {
+    return entered_;
+  }
+  void release() {
+    state_->release.count_down();
+  }
+  /// The continuation's result, once released.
+  bool finished() {
+    return done_.get();
+  }
+
+private:
+  struct state {
+    latch in{1};
+    latch release{1};
+  };
+  std::shared_ptr<state> state_;
+  weave::future<bool> done_;
+  bool entered_ = false;
+};
+
 } // namespace
 
 TEST_CASE("a job submitted while a continuation holds the client thread "
@@ -41,31 +86,23 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   weave::process_pool pool{rt, one_worker(2, 32)};
   auto dir = scratch_dir();
   auto log = dir + "/log";
-  latch z_in{1};
-  latch z_release{1};
   // Z's continuation occupies the client thread (user code: allowed).
-  auto z = pool.submit(hold(0, log, dir + "/gz"));
-  auto zc = z.then([&](weave::result<int32_t>) {
-    z_in.count_down();
-    z_release.wait(patience);
-    return true;
-  });
-  touch(dir + "/gz");
-  REQUIRE(z_in.wait());
+  client_held z{pool, dir, log};
+  REQUIRE(z.entered());
   // P and Q take both threads (sent at once: idle threads).
   auto p = pool.submit(hold(1, log, dir + "/gp"));
   auto q = pool.submit(hold(2, log, dir + "/gq"));
   REQUIRE(eventually([&] { return lines_in(log) == 3; }));
   // D: both threads held, room for 30 more.
   auto d = pool.submit(hold(3, log, std::string{}));
-  // P ends: the worker has an idle thread. Before 0b4e102 D was granted
-  // as sent and starts now; after, it waits for the client thread.
+  // P ends: the worker has an idle thread, and D (granted as sent, waiting
+  // there) starts without the client thread.
   touch(dir + "/gp");
   CHECK(eventually([&] { return lines_in(log) == 4; }, 3000ms));
   CHECK(pool.stats().queued == 0);
-  z_release.count_down();
+  z.release();
   touch(dir + "/gq");
-  CHECK(zc.get());
+  CHECK(z.finished());
   CHECK(d.get() > 0);
   CHECK(p.get() > 0);
   CHECK(q.get() > 0);
@@ -107,18 +144,10 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   weave::process_pool pool{rt, one_worker(2, 32)};
   auto dir = scratch_dir();
   auto log = dir + "/log";
-  latch z_in{1};
-  latch z_release{1};
   latch q_in{1};
   latch q_release{1};
-  auto z = pool.submit(hold(0, log, dir + "/gz"));
-  auto zc = z.then([&](weave::result<int32_t>) {
-    z_in.count_down();
-    z_release.wait(patience);
-    return true;
-  });
-  touch(dir + "/gz");
-  REQUIRE(z_in.wait()); // the client thread is busy
+  client_held z{pool, dir, log};
+  REQUIRE(z.entered()); // the client thread is busy
   auto p = pool.submit(hold(1, log, dir + "/gp"));
   auto q = pool.submit(hold(2, log, dir + "/gq"));
   auto qc = q.then([&](weave::result<int32_t>) {
@@ -133,7 +162,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   // D is submitted while another thread (the client's, in Z's
   // continuation) runs the pool's answers: it goes out at once.
   auto d = pool.submit(hold(3, log, std::string{}));
-  z_release.count_down();
+  z.release();
   // The client thread reads the results and blocks again in Q's
   // continuation.
   REQUIRE(q_in.wait());
@@ -144,7 +173,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   CHECK(pool.stats().queued == 0);
   CHECK(eventually([&] { return lines_in(log) == 5; }, 3000ms));
   q_release.count_down();
-  CHECK(zc.get());
+  CHECK(z.finished());
   CHECK(qc.get());
   CHECK(e.get() > 0);
   CHECK(d.get() > 0);
@@ -154,30 +183,28 @@ TEST_CASE("a job submitted just before the pool shuts down, while a "
           "continuation holds the client thread, finishes: its worker has "
           "room") {
   // Shutdown: "queued jobs are answered shut_down; jobs the workers hold
-  // may finish until the deadline". C fits the worker (capacity 16) and
-  // was sent at submit before 0b4e102; now it sits in the queue.
+  // may finish until the deadline". C fits the worker (capacity 16), so it
+  // is sent at submit and held there, not queued here.
   weave::runtime rt{pool_config()};
   weave::process_pool pool{rt, one_worker(1, 16)};
   auto dir = scratch_dir();
   auto log = dir + "/log";
-  latch z_in{1};
-  latch z_release{1};
-  auto z = pool.submit(hold(0, log, dir + "/gz"));
-  auto zc = z.then([&](weave::result<int32_t>) {
-    z_in.count_down();
-    z_release.wait(patience);
-    return true;
-  });
-  touch(dir + "/gz");
-  REQUIRE(z_in.wait());
+  client_held z{pool, dir, log};
+  REQUIRE(z.entered());
   auto b = pool.submit(square(3)); // the thread is idle: at once
   auto c = pool.submit(square(4)); // the worker's thread is busy
   weave::shutdown_report report;
-  std::thread stopper{[&] { report = pool.shutdown(10s); }};
-  c.wait_for(1s);
-  z_release.count_down();
+  latch stopping{1};
+  std::thread stopper{[&] {
+    stopping.count_down();
+    report = pool.shutdown(10s);
+  }};
+  // The shutdown is asked for while the client thread is still held (its
+  // results, B's and C's among them, wait for it).
+  REQUIRE(stopping.wait());
+  z.release();
   stopper.join();
-  CHECK(zc.get());
+  CHECK(z.finished());
   CHECK_FALSE(error_of(b));
   auto err = error_of(c);
   CHECK_MESSAGE(!err, weave::render(err));

@@ -239,6 +239,24 @@ TEST_CASE("a granted job whose deadline passes before a thread is free "
   CHECK(st.completed == 2);
 }
 
+TEST_CASE("huge timeouts travel to the worker as no deadline and the job "
+          "runs; a negative one is refused at once") {
+  // The deadline crosses to the worker as steady_clock ticks: a timeout
+  // that saturates must not come out as a deadline in the past there.
+  weave::runtime rt{pool_config()};
+  weave::process_pool pool{rt, pool_options(1)};
+  CHECK(pool.submit(square(3), std::chrono::hours::max()).get() == 9);
+  CHECK(pool.submit(square(4), std::chrono::nanoseconds::max()).get() == 16);
+  CHECK(pool.submit(square(5), std::chrono::hours{24 * 365 * 1000}).get()
+        == 25);
+  auto refused = pool.submit(square(6), -1ms);
+  REQUIRE(refused.wait_for(patience));
+  CHECK(weave::is(error_of(refused), weave::errc::invalid_argument));
+  auto st = pool.stats();
+  CHECK(st.completed == 3);
+  CHECK(st.revoked == 0);
+}
+
 TEST_CASE("jobs beyond the claim window wait in the worker for their claim "
           "and still run in order, each exactly once") {
   // Capacity above the window (16 per thread): the pool grants 16 as it

@@ -107,12 +107,20 @@ bool process_pool_impl::claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
   return false;
 }
 
-remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
-                                               uint32_t gen) {
+process_pool_impl::call_map::iterator
+process_pool_impl::held_locked(uint64_t id, uint32_t slot, uint32_t gen) {
   auto i = calls_.find(id);
   if (i == calls_.end() || slot >= slots_.size()
       || i->second->slot != static_cast<int>(slot)
       || slots_[slot].generation != gen)
+    return calls_.end();
+  return i;
+}
+
+remote_call_ptr process_pool_impl::done_locked(uint64_t id, uint32_t slot,
+                                               uint32_t gen) {
+  auto i = held_locked(id, slot, gen);
+  if (i == calls_.end())
     return nullptr;
   auto c = i->second;
   retire_locked(i, slots_[slot]);
@@ -203,10 +211,8 @@ void process_pool_impl::on_lates(uint32_t slot, uint32_t gen,
     std::unique_lock<std::mutex> guard{mtx_};
     ++counts_.result_messages;
     for (auto id : ids) {
-      auto i = calls_.find(id);
-      if (i == calls_.end() || slot >= slots_.size()
-          || i->second->slot != static_cast<int>(slot)
-          || slots_[slot].generation != gen)
+      auto i = held_locked(id, slot, gen);
+      if (i == calls_.end())
         continue; // answered already (its worker lost meanwhile)
       auto c = i->second;
       retire_locked(i, slots_[slot]);

@@ -210,8 +210,7 @@ void process_pool_impl::enqueue(remote_call_ptr c, caf::timespan timeout) {
   }
 }
 
-void process_pool_impl::retire_locked(
-  std::unordered_map<uint64_t, remote_call_ptr>::iterator i, slot_state& s) {
+void process_pool_impl::retire_locked(call_map::iterator i, slot_state& s) {
   auto& c = *i->second;
   c.done = true;
   c.in_transit = false;
@@ -384,10 +383,8 @@ void process_pool_impl::on_failed(uint64_t id, uint32_t slot, uint32_t gen,
   {
     std::unique_lock<std::mutex> guard{mtx_};
     ++counts_.result_messages;
-    auto i = calls_.find(id);
-    if (i == calls_.end() || slot >= slots_.size()
-        || i->second->slot != static_cast<int>(slot)
-        || slots_[slot].generation != gen)
+    auto i = held_locked(id, slot, gen);
+    if (i == calls_.end())
       return;
     auto c = i->second;
     retire_locked(i, slots_[slot]);

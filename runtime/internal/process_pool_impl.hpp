@@ -222,6 +222,10 @@ private:
   /// `gen`; a call that must not start is taken out (lock held).
   bool claim_locked(uint64_t id, uint32_t slot, uint32_t gen,
                     std::vector<outgoing>& out, std::vector<answer>& answers);
+  using call_map = std::unordered_map<uint64_t, remote_call_ptr>;
+  /// Call `id` if the worker in `slot`, incarnation `gen`, holds it, else
+  /// `calls_.end()` (lock held).
+  call_map::iterator held_locked(uint64_t id, uint32_t slot, uint32_t gen);
   /// Takes call `id` out as completed by that worker; null if it was
   /// answered already (lock held).
   remote_call_ptr done_locked(uint64_t id, uint32_t slot, uint32_t gen);
@@ -244,9 +248,7 @@ private:
   std::vector<remote_call_ptr> take_calls_locked(slot_state& s);
   /// Takes call `i`, held by `s`, out of the tables as answered (lock
   /// held; the caller answers it after unlocking).
-  void retire_locked(
-    std::unordered_map<uint64_t, remote_call_ptr>::iterator i,
-    slot_state& s);
+  void retire_locked(call_map::iterator i, slot_state& s);
   void signal_all_locked(int sig);
   bool all_reaped_locked() const;
   void fail_start(caf::error err);
@@ -275,7 +277,7 @@ private:
   mutable std::mutex mtx_;
   std::condition_variable cv_;
   std::deque<remote_call_ptr> queue_;
-  std::unordered_map<uint64_t, remote_call_ptr> calls_;
+  call_map calls_;
   std::vector<slot_state> slots_;
   std::set<std::string> runnable_;
   uint64_t next_id_ = 1;
