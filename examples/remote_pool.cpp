@@ -121,7 +121,11 @@ int main(int argc, char** argv) {
     for (int i = 1; i <= tiles; ++i) {
       if (i == kill_after + 1) {
         // Frozen first, so that what A holds cannot change, then killed.
+        // kill() only queues SIGSTOP; waitpid(WUNTRACED) returns once all
+        // of A's threads have stopped.
         ::kill(a.pid, SIGSTOP);
+        int stop_status = 0;
+        ::waitpid(a.pid, &stop_status, WUNTRACED);
         held_at_kill = static_cast<int>(pool.nodes()[0].held);
         say("kill -9 worker A (pid ", a.pid, "), holding ", held_at_kill,
             " jobs");

@@ -98,7 +98,7 @@ TEST_CASE("a frozen worker (SIGSTOP) loses its jobs within heartbeat + "
   auto victim = pool.worker_pids().at(0);
   REQUIRE(victim > 0);
   auto stopped_at = std::chrono::steady_clock::now();
-  REQUIRE(::kill(victim, SIGSTOP) == 0);
+  REQUIRE(freeze(victim));
   for (auto& f : futures) {
     auto err = error_of(f);
     CHECK(weave::is(err, weave::errc::worker_lost));

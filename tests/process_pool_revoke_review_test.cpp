@@ -84,7 +84,7 @@ TEST_CASE("a job whose worker is lost after its timeout passed is answered "
   touch(gate_b);
   CHECK(l2.get() == pids.at(1));
   // Worker 0 freezes: the revoke at X's deadline gets no answer.
-  ::kill(pids.at(0), SIGSTOP);
+  REQUIRE(freeze(pids.at(0)));
   // Creates the condition "X's timeout passed while its worker froze".
   std::this_thread::sleep_for(x_timeout + 200ms);
   ::kill(pids.at(0), SIGKILL);

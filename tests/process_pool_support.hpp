@@ -4,10 +4,12 @@
 // worker programs' paths, a scratch directory, and /proc scans.
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -86,6 +88,48 @@ inline size_t lines_in(const std::string& log) {
   for (auto& kv : executions(log))
     n += static_cast<size_t>(kv.second);
   return n;
+}
+
+/// Whether every thread of process `pid` is stopped (state T in
+/// /proc/<pid>/task/*/stat); false if it has none or cannot be read.
+inline bool all_threads_stopped(int pid) {
+  auto task_dir = "/proc/" + std::to_string(pid) + "/task";
+  auto dir = ::opendir(task_dir.c_str());
+  if (dir == nullptr)
+    return false;
+  size_t threads = 0;
+  size_t stopped = 0;
+  while (auto entry = ::readdir(dir)) {
+    if (std::atoi(entry->d_name) <= 0)
+      continue;
+    ++threads;
+    std::ifstream stat{task_dir + "/" + entry->d_name + "/stat"};
+    std::string text;
+    std::getline(stat, text);
+    auto close = text.rfind(')');
+    if (close != std::string::npos && close + 2 < text.size()
+        && (text[close + 2] == 'T' || text[close + 2] == 't'))
+      ++stopped;
+  }
+  ::closedir(dir);
+  return threads > 0 && stopped == threads;
+}
+
+/// Sends SIGSTOP to `pid` and waits until all its threads have stopped:
+/// kill() returns once the signal is queued, and under load the process's
+/// threads go on for milliseconds (a job may finish, a result may leave)
+/// until one of them takes the signal and stops the rest. False if that
+/// did not happen within 10 s.
+inline bool freeze(int pid) {
+  if (::kill(pid, SIGSTOP) != 0)
+    return false;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!all_threads_stopped(pid)) {
+    if (std::chrono::steady_clock::now() >= until)
+      return false;
+    ::usleep(200); // no notification for a stop we are not the parent of
+  }
+  return true;
 }
 
 /// The pids of this process's children that /proc still lists (running or
