@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -181,4 +182,43 @@ TEST_CASE("destroying a process pool early stops and reaps its workers and "
   // The runtime goes on: a thread pool still works, and a new process pool.
   weave::process_pool again{rt, pool_options(1)};
   CHECK(again.submit(square(6)).get() == 36);
+}
+
+TEST_CASE("the runtime's shutdown report counts the jobs of every process "
+          "pool, however long stopping each pool's workers takes") {
+  // Each pool's worker is frozen (SIGSTOP): it neither acts on SIGTERM nor
+  // notices its pool going away, so reaping it takes the grace period and
+  // a SIGKILL, pool after pool, longer in all than the caller of shutdown
+  // waits past the deadline. Every pool's jobs are answered and counted
+  // before the first of these waits.
+  constexpr size_t pools = 6;
+  static_assert(pools * weave::process_pool::term_grace
+                > weave::runtime::shutdown_margin);
+  auto dir = scratch_dir();
+  auto log = dir + "/log";
+  std::vector<weave::future<int32_t>> running;
+  weave::shutdown_report report;
+  {
+    weave::runtime rt{pool_config()};
+    std::vector<std::unique_ptr<weave::process_pool>> owned;
+    std::vector<int> pids;
+    for (uint64_t i = 0; i < pools; ++i) {
+      owned.push_back(
+        std::make_unique<weave::process_pool>(rt, pool_options(1)));
+      pids.push_back(owned.back()->worker_pids().at(0));
+      REQUIRE(owned.back()->submit(square(3)).get() == 9);
+      running.push_back(owned.back()->submit(hold(i, log, dir + "/never")));
+    }
+    REQUIRE(eventually([&] { return lines_in(log) == pools; }));
+    for (auto pid : pids)
+      REQUIRE(freeze(pid));
+    report = rt.shutdown(100ms);
+    MESSAGE(report.to_string());
+  }
+  for (auto& f : running)
+    CHECK(weave::is(error_of(f), weave::errc::shut_down));
+  CHECK(report.jobs_abandoned == pools);
+  CHECK(report.jobs_completed == pools); // the squares
+  // The shutdown thread goes on reaping after the caller stopped waiting.
+  CHECK(eventually([] { return child_pids().empty(); }));
 }

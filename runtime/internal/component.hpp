@@ -51,20 +51,20 @@ public:
                                shutdown_report& report)
     = 0;
 
-  /// Where a step of the runtime's shutdown puts counts it knows before
-  /// it returns.
-  using report_sink = std::function<void(const shutdown_report&)>;
-
-  /// As `finish_shutdown`, for the runtime's shutdown: a component whose
-  /// last steps may take long (stopping processes) hands the counts it
-  /// knows to `early` first, so that a caller that stops waiting for the
-  /// shutdown at its deadline plus margin still reports them. By default
-  /// the counts come at the end.
-  virtual void finish_shutdown_reporting(steady_clock::time_point deadline,
-                                         shutdown_report& report,
-                                         const report_sink& early) {
-    (void) early;
+  /// For the runtime's shutdown, which calls it for every component of a
+  /// phase before any of that phase's `finish_shutdown`: waits for running
+  /// work until `deadline`, answers what is left and counts it into
+  /// `report`. A component whose last steps may take long past the
+  /// deadline (stopping processes and reaping them, joining a client
+  /// actor's thread) leaves them to `finish_shutdown` and returns true; so
+  /// every component's counts are in the report before any component's
+  /// slow steps begin, and a caller that stops waiting for the shutdown at
+  /// its deadline plus margin still has them all. By default the whole
+  /// `finish_shutdown` runs here, and false says nothing is left.
+  virtual bool settle_jobs(steady_clock::time_point deadline,
+                           shutdown_report& report) {
     finish_shutdown(deadline, report);
+    return false;
   }
 
   /// Lets go of every actor the component still references, once user

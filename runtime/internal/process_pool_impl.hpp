@@ -127,11 +127,11 @@ public:
   void begin_shutdown(shutdown_report& report) override;
   void finish_shutdown(steady_clock::time_point deadline,
                        shutdown_report& report) override;
-  /// Hands the jobs' counts to `early` once it answered them, before it
-  /// stops its client actor and waits for its workers to be reaped.
-  void finish_shutdown_reporting(steady_clock::time_point deadline,
-                                 shutdown_report& report,
-                                 const report_sink& early) override;
+  /// Waits for running jobs until `deadline`, answers the rest, counts
+  /// them and sends SIGTERM to the workers; `finish_shutdown` then stops
+  /// the client actor and reaps the workers (true: that is left).
+  bool settle_jobs(steady_clock::time_point deadline,
+                   shutdown_report& report) override;
   void release_actors() noexcept override;
 
   // -- the client actor's handlers --------------------------------------------
@@ -283,6 +283,8 @@ private:
   uint64_t next_id_ = 1;
   bool starting_ = true;
   bool stopping_ = false;
+  /// `settle_jobs`: 0 not begun, 1 waiting for running jobs, 2 done.
+  int settled_ = 0;
   bool finished_ = false;
   caf::error start_error_;
   size_t in_flight_ = 0;

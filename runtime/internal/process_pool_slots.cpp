@@ -264,21 +264,20 @@ void process_pool_impl::begin_shutdown(shutdown_report& report) {
   }
 }
 
-void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
-                                        shutdown_report& report) {
-  finish_shutdown_reporting(deadline, report, report_sink{});
-}
-
-void process_pool_impl::finish_shutdown_reporting(
-  steady_clock::time_point deadline, shutdown_report& report,
-  const report_sink& early) {
-  shutdown_report jobs; // the jobs' counts, known before the slow steps
+bool process_pool_impl::settle_jobs(steady_clock::time_point deadline,
+                                    shutdown_report& report) {
   std::vector<remote_call_ptr> held;
-  std::vector<std::thread> threads;
   {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (finished_)
-      return;
+    if (settled_ != 0) {
+      // Another caller (the owner's shutdown and the runtime's) settles:
+      // its counts go to its report; this one waits until it is done (at
+      // most until its own deadline), so that what follows (stopping the
+      // client actor) does not overtake it.
+      cv_.wait_until(guard, deadline, [this] { return settled_ == 2; });
+      return !finished_;
+    }
+    settled_ = 1;
     cv_.wait_until(guard, deadline, [this] { return in_flight_ == 0; });
     for (auto& s : slots_)
       for (auto& c : take_calls_locked(s)) {
@@ -286,30 +285,38 @@ void process_pool_impl::finish_shutdown_reporting(
         calls_.erase(c->id);
         held.push_back(c);
       }
-    jobs.jobs_completed = counts_.completed + counts_.failed;
+    report.jobs_completed += counts_.completed + counts_.failed;
     signal_all_locked(SIGTERM);
   }
   for (auto& c : held) {
     auto err = make_error(errc::shut_down, "the process pool is shut down");
     if (c->started) {
       if (c->job->drop(std::move(err)))
-        ++jobs.jobs_abandoned;
+        ++report.jobs_abandoned;
     } else if (c->job->cancel_with(std::move(err))) {
-      ++jobs.jobs_cancelled;
+      ++report.jobs_cancelled;
     }
   }
-  if (early) {
-    early(jobs);
-  } else {
-    report.jobs_completed += jobs.jobs_completed;
-    report.jobs_abandoned += jobs.jobs_abandoned;
-    report.jobs_cancelled += jobs.jobs_cancelled;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    settled_ = 2;
   }
+  cv_.notify_all();
+  return true;
+}
+
+void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
+                                        shutdown_report& report) {
+  if (!settle_jobs(deadline, report))
+    return;
   // Nothing left for the client actor to answer: it ends while the
   // workers do.
   stop_client();
+  std::vector<std::thread> threads;
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    if (finished_)
+      return;
     auto kill_at = std::max(deadline, steady_clock::now()
                                         + process_pool::term_grace);
     if (!cv_.wait_until(guard, kill_at, [this] { return all_reaped_locked(); }))

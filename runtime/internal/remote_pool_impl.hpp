@@ -89,6 +89,11 @@ public:
   void begin_shutdown(shutdown_report& report) override;
   void finish_shutdown(steady_clock::time_point deadline,
                        shutdown_report& report) override;
+  /// Waits for running jobs until `deadline`, answers the rest and counts
+  /// them; `finish_shutdown` then stops the client actor (true: that is
+  /// left).
+  bool settle_jobs(steady_clock::time_point deadline,
+                   shutdown_report& report) override;
   void release_actors() noexcept override;
 
   // -- the client actor's side (remote_pool_nodes.cpp) ------------------------
@@ -195,6 +200,8 @@ private:
   std::set<std::string> known_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
+  /// `settle_jobs`: 0 not begun, 1 waiting for running jobs, 2 done.
+  int settled_ = 0;
   bool finished_ = false;
   size_t in_flight_ = 0;
   size_t joined_ = 0;

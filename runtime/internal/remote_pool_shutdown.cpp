@@ -45,14 +45,17 @@ void remote_pool_impl::begin_shutdown(shutdown_report& report) {
   }
 }
 
-void remote_pool_impl::finish_shutdown(steady_clock::time_point deadline,
-                                       shutdown_report& report) {
+bool remote_pool_impl::settle_jobs(steady_clock::time_point deadline,
+                                   shutdown_report& report) {
   std::vector<remote_call_ptr> held;
   {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (finished_)
-      return;
-    finished_ = true;
+    if (settled_ != 0) {
+      // Another caller settles (see process_pool_impl::settle_jobs).
+      cv_.wait_until(guard, deadline, [this] { return settled_ == 2; });
+      return !finished_;
+    }
+    settled_ = 1;
     cv_.wait_until(guard, deadline, [this] { return in_flight_ == 0; });
     for (auto& n : nodes_)
       for (auto& c : take_calls_locked(n)) {
@@ -70,6 +73,24 @@ void remote_pool_impl::finish_shutdown(steady_clock::time_point deadline,
     } else if (c->job->cancel_with(std::move(err))) {
       ++report.jobs_cancelled;
     }
+  }
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    settled_ = 2;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void remote_pool_impl::finish_shutdown(steady_clock::time_point deadline,
+                                       shutdown_report& report) {
+  if (!settle_jobs(deadline, report))
+    return;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (finished_)
+      return;
+    finished_ = true;
   }
   stop_client();
 }

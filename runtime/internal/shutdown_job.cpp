@@ -124,12 +124,18 @@ void run_phases(shutdown_job& job) {
       c->begin_shutdown(part);
       job.add(part);
     }
+    // Every component's jobs answered and counted first, then the slow
+    // steps (stopping worker processes) of those that have some.
+    std::vector<component_ptr> tails;
     for (auto& c : items) {
       shutdown_report part;
-      c->finish_shutdown_reporting(
-        job.until, part, [&job](const shutdown_report& early) {
-          job.add(early);
-        });
+      if (c->settle_jobs(job.until, part))
+        tails.emplace_back(c);
+      job.add(part);
+    }
+    for (auto& c : tails) {
+      shutdown_report part;
+      c->finish_shutdown(job.until, part);
       job.add(part);
     }
     job.add_phase(phase_name(p), t0);
