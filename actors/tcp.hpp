@@ -7,11 +7,16 @@
 ///   the connect finished; `read_line` → one line without its "\n";
 ///   `read_frame` → one length-prefixed frame (a 4-byte big-endian length,
 ///   then that many bytes); `read_exact, n` → exactly `n` bytes;
-///   `read_some` → what has arrived, 1 to `read_chunk` bytes; `tcp_write, data`
-///   and `write_frame, data` (a `std::string` or a `std::vector<char>`) →
-///   bytes taken, answered once they fit in the bounded write buffer; `shutdown_write` → total bytes written, answered
-///   once the buffer is flushed and `shutdown(SHUT_WR)` done (half-close:
-///   reads go on); `tcp_stats` → `tcp_stats`; `tcp_close` (no answer).
+///   `read_some` → what has arrived, 1 to `read_chunk` bytes; `read_into,
+///   buf` (a `std::vector<char>`, not empty) → `buf` itself, resized to
+///   what has arrived (1 to its size); `tcp_write, data` and `write_frame,
+///   data` (a `std::string` or a `std::vector<char>`) → bytes taken,
+///   answered once they fit in the bounded write buffer; `write_all, buf`
+///   (a `std::vector<char>`) → `buf` itself, contents intact, answered once
+///   the kernel took every byte (Tokio's `write_all(&buf)`);
+///   `shutdown_write` → total bytes written, answered once the buffer is
+///   flushed and `shutdown(SHUT_WR)` done (half-close: reads go on);
+///   `tcp_stats` → `tcp_stats`; `tcp_close` (no answer).
 /// - listener: `accept` → a `tcp_connection` for the next peer (pull: no
 ///   `accept` pending, no connection taken; the kernel's backlog fills);
 ///   `tcp_port` → the bound port; `tcp_close` (no answer).
@@ -21,13 +26,18 @@
 /// Copies: a write's bytes are sent from the string or vector moved into
 /// the request (move it: `std::move(data)`), never copied into a buffer;
 /// each read reply is one copy out of a read buffer kept between reads.
+/// `read_into` and `write_all` carry the caller's vector there and back:
+/// a caller that reuses one vector for every chunk allocates nothing, and
+/// a `read_into` that finds nothing buffered `recv`s straight into it (no
+/// copy at all). On an error the vector is not given back.
 /// A request tries its `send` / `recv` at once: a ready socket is served
 /// in the same turn, without waiting for the I/O thread.
 ///
 /// Backpressure: a write is answered only once all its bytes are in the
 /// write buffer (`tcp_options::write_buffer`: the unsent bytes of answered
-/// writes, held in their own requests), which never holds more than that
-/// bound: a writer that waits for each answer (as `request(...).then`
+/// writes, held in their own requests; a `write_all` only once the kernel
+/// took them, its bytes never in the buffer), which never holds more than
+/// that bound: a writer that waits for each answer (as `request(...).then`
 /// does) is held back by a slow peer. Reads are pulled: bytes are taken
 /// from the kernel only while a read is pending, into a read buffer of at
 /// most `max_frame + 4` bytes, so a slow reader holds back its peer.
@@ -84,6 +94,8 @@ using read_line_atom = caf::atom_constant<caf::atom("read_line")>;
 using read_frame_atom = caf::atom_constant<caf::atom("read_frame")>;
 using read_exact_atom = caf::atom_constant<caf::atom("read_exact")>;
 using read_some_atom = caf::atom_constant<caf::atom("read_some")>;
+using read_into_atom = caf::atom_constant<caf::atom("read_into")>;
+using write_all_atom = caf::atom_constant<caf::atom("write_all")>;
 using tcp_write_atom = caf::atom_constant<caf::atom("tcp_write")>;
 using write_frame_atom = caf::atom_constant<caf::atom("writeframe")>;
 using shutdown_write_atom = caf::atom_constant<caf::atom("shut_write")>;
@@ -144,6 +156,8 @@ using tcp_connection = caf::typed_actor<
   caf::replies_to<read_frame_atom>::with<std::string>,
   caf::replies_to<read_exact_atom, uint64_t>::with<std::string>,
   caf::replies_to<read_some_atom>::with<std::string>,
+  caf::replies_to<read_into_atom, std::vector<char>>::with<std::vector<char>>,
+  caf::replies_to<write_all_atom, std::vector<char>>::with<std::vector<char>>,
   caf::replies_to<tcp_write_atom, std::string>::with<uint64_t>,
   caf::replies_to<tcp_write_atom, std::vector<char>>::with<uint64_t>,
   caf::replies_to<write_frame_atom, std::string>::with<uint64_t>,

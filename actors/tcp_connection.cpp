@@ -98,11 +98,18 @@ void on_timer(conn_actor* self, uint64_t tag) {
   }
 }
 
-caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n) {
+caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n,
+                           std::vector<char>* into = nullptr) {
   auto& s = self->state;
   auto rp = self->make_response_promise();
   if (s.failure) {
     rp.deliver(s.failure);
+    return rp;
+  }
+  if (kind == read_kind::into && into->empty()) {
+    rp.deliver(make_error(errc::invalid_argument,
+                          "read_into: an empty buffer (its size is the most "
+                          "bytes to read)"));
     return rp;
   }
   if (kind == read_kind::exact && n > s.opts.max_frame) {
@@ -114,6 +121,8 @@ caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n) {
   }
   auto tag = s.next_tag++;
   s.reads.push_back(read_req{kind, n, rp, tag});
+  if (into != nullptr)
+    s.reads.back().into = std::move(*into);
   pump(s);
   if (!s.reads.empty() && s.reads.back().tag == tag)
     after(self, s.opts.read_timeout, tag);
@@ -162,10 +171,11 @@ write_req bytes_of(std::string& data) {
   return w;
 }
 
-write_req bytes_of(std::vector<char>& data) {
+write_req bytes_of(std::vector<char>& data, bool give_back = false) {
   write_req w;
   w.bytes = std::move(data);
   w.is_text = false;
+  w.give_back = give_back;
   return w;
 }
 
@@ -218,6 +228,12 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
     },
     [self](tcp_write_atom, std::vector<char>& data) {
       return write(self, bytes_of(data), false);
+    },
+    [self](read_into_atom, std::vector<char>& buf) {
+      return read(self, read_kind::into, 0, &buf);
+    },
+    [self](write_all_atom, std::vector<char>& data) {
+      return write(self, bytes_of(data, true), false);
     },
     [self](write_frame_atom, std::string& data) {
       return write(self, bytes_of(data), true);

@@ -5,6 +5,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/tcp.hpp"
 #include "caf/all.hpp"
@@ -93,29 +94,46 @@ void stream(weave::runtime& rt, report& out) {
   std::promise<void> done;
   cpu_meter cpu;
   auto t0 = clock::now();
+  // As Tokio's side does (`read(&mut buf)`, `write_all(&chunk)`): one
+  // vector each way, carried there and back (`read_into`, `write_all`).
+  // WEAVE_TCP_COPYING=1: `read_some` and `tcp_write` of a copied chunk
+  // instead (an allocation and a copy per chunk each way).
+  bool copying = std::getenv("WEAVE_TCP_COPYING") != nullptr;
   // The reader: discards until everything arrived.
   rt.system().spawn([&, server = server](caf::event_based_actor* self)
                       -> caf::behavior {
     auto got = std::make_shared<size_t>(0);
+    auto buf = std::make_shared<std::vector<char>>(tcp_chunk);
+    auto arrived = [=, &done](size_t n) {
+      *got += n;
+      if (*got >= tcp_stream_bytes) {
+        done.set_value();
+        self->quit();
+      } else {
+        self->send(self, 0);
+      }
+    };
     self->send(self, 0);
-    return {[=, &done](int) {
-      self->request(server, caf::infinite, read_some_atom::value)
-        .then([=, &done](std::string& data) {
-          *got += data.size();
-          if (*got >= tcp_stream_bytes) {
-            done.set_value();
-            self->quit();
-          } else {
-            self->send(self, 0);
-          }
+    return {[=](int) {
+      if (copying) {
+        self->request(server, caf::infinite, read_some_atom::value)
+          .then([=](std::string& data) { arrived(data.size()); });
+        return;
+      }
+      buf->resize(tcp_chunk);
+      self->request(server, caf::infinite, read_into_atom::value,
+                    std::move(*buf))
+        .then([=](std::vector<char>& data) {
+          *buf = std::move(data);
+          arrived(buf->size());
         });
     }};
   });
-  // The writer: the next write once the last one is buffered.
-  rt.system().spawn([client = client](caf::event_based_actor* self)
+  // The writer: the next write once the last one is taken.
+  rt.system().spawn([client = client, copying](caf::event_based_actor* self)
                       -> caf::behavior {
     auto sent = std::make_shared<size_t>(0);
-    auto chunk = std::string(tcp_chunk, 'x');
+    auto chunk = std::make_shared<std::vector<char>>(tcp_chunk, 'x');
     self->send(self, 0);
     return {[=](int) {
       if (*sent == tcp_stream_bytes) {
@@ -123,8 +141,17 @@ void stream(weave::runtime& rt, report& out) {
         return;
       }
       *sent += tcp_chunk;
-      self->request(client, caf::infinite, tcp_write_atom::value, chunk)
-        .then([=](uint64_t) { self->send(self, 0); });
+      if (copying) {
+        self->request(client, caf::infinite, tcp_write_atom::value, *chunk)
+          .then([=](uint64_t) { self->send(self, 0); });
+        return;
+      }
+      self->request(client, caf::infinite, write_all_atom::value,
+                    std::move(*chunk))
+        .then([=](std::vector<char>& back) {
+          *chunk = std::move(back);
+          self->send(self, 0);
+        });
     }};
   });
   done.get_future().get();

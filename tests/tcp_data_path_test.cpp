@@ -23,62 +23,6 @@ using namespace weave::actors;
 using namespace weave::test::tcp;
 using weave::test::patience;
 
-namespace {
-
-/// A blocking peer: listens on loopback, `spawn_tcp_connect` dials it.
-struct raw_peer {
-  weave::runtime rt{weave::test::io_config()};
-  caf::scoped_actor self{rt.system()};
-  int lfd = -1;
-  int fd = -1;
-  tcp_connection conn;
-
-  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0) {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(lfd >= 0);
-    if (peer_rcvbuf > 0) // inherited by the accepted socket
-      ::setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &peer_rcvbuf,
-                   sizeof(peer_rcvbuf));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    REQUIRE(::listen(lfd, 1) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len)
-            == 0);
-    conn = spawn_tcp_connect(rt, "127.0.0.1", ntohs(addr.sin_port), opts);
-    fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(fd >= 0);
-    REQUIRE(ask<std::string>(self, conn, connected_atom::value));
-  }
-
-  ~raw_peer() {
-    caf::anon_send(conn, tcp_close_atom::value);
-    ::close(fd);
-    ::close(lfd);
-  }
-
-  /// Sends `data` and waits until the connection's socket holds all of it.
-  void send_all(const std::string& data) {
-    REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL)
-            == static_cast<ssize_t>(data.size()));
-    REQUIRE(weave::test::eventually([&] {
-      int outq = -1;
-      return ::ioctl(fd, SIOCOUTQ, &outq) == 0 && outq == 0;
-    }));
-  }
-
-  tcp_stats stats() {
-    auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
-    REQUIRE(st);
-    return *st;
-  }
-};
-
-} // namespace
-
 TEST_CASE("a moved std::vector<char> is written as is and as a frame") {
   pair_fixture f;
   auto n = ask<uint64_t>(f.self, f.client, tcp_write_atom::value,

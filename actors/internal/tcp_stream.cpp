@@ -26,6 +26,12 @@ void drop_sent(conn_state& s) {
       continue;
     }
     auto rp = std::move(w.rp);
+    if (w.give_back) {
+      auto bytes = std::move(w.bytes);
+      s.writes.pop_front();
+      rp.deliver(std::move(bytes));
+      continue;
+    }
     auto reply = w.reply;
     s.writes.pop_front();
     rp.deliver(reply);
@@ -38,6 +44,8 @@ void answer_fitting(conn_state& s) {
   drop_sent(s);
   for (auto i = s.answered; i < s.writes.size(); ++i) {
     auto& w = s.writes[i];
+    if (w.give_back)
+      return; // answered once sent; the writes after it wait for that
     auto left = w.unsent();
     if (s.answered_unsent + left > s.opts.write_buffer) {
       if (!w.pushed_back) {
@@ -153,6 +161,18 @@ bool serve(conn_state& s, read_req& r) {
       return take(0, std::min(avail, s.opts.read_chunk));
     case read_kind::exact:
       return avail >= r.n && take(0, r.n);
+    case read_kind::into: {
+      if (avail == 0)
+        return false;
+      auto len = std::min(avail, r.into.size());
+      std::memcpy(r.into.data(), p, len);
+      r.into.resize(len);
+      s.rpos += len;
+      if (s.rpos == s.rend)
+        s.rpos = s.rend = 0;
+      r.rp.deliver(std::move(r.into));
+      return true;
+    }
     case read_kind::line: {
       if (avail == 0)
         return false;
@@ -207,24 +227,37 @@ bool serve_reads(conn_state& s) {
       s.reads.clear();
       return true;
     }
-    auto room = s.read_bound() - s.read_buffered();
-    auto step = std::min(room, recv_step);
-    if (s.rbuf.size() - s.rend < step && s.rpos > 0) {
-      // Move the unread bytes to the front (rarely many: a partial frame).
-      std::memmove(s.rbuf.data(), s.rbuf.data() + s.rpos, s.read_buffered());
-      s.rend -= s.rpos;
-      s.rpos = 0;
+    // A `read_into` finding nothing buffered (else `serve` had answered)
+    // takes the bytes straight into the caller's buffer: no copy.
+    auto& front = s.reads.front();
+    bool direct = front.kind == read_kind::into;
+    char* dst = nullptr;
+    size_t step = 0;
+    if (direct) {
+      dst = front.into.data();
+      step = front.into.size();
+    } else {
+      auto room = s.read_bound() - s.read_buffered();
+      step = std::min(room, recv_step);
+      if (s.rbuf.size() - s.rend < step && s.rpos > 0) {
+        // Move the unread bytes to the front (rarely many: a partial
+        // frame).
+        std::memmove(s.rbuf.data(), s.rbuf.data() + s.rpos,
+                     s.read_buffered());
+        s.rend -= s.rpos;
+        s.rpos = 0;
+      }
+      if (s.rbuf.size() - s.rend < step)
+        s.rbuf.resize(s.rend + step); // zero-fills only what is new
+      dst = s.rbuf.data() + s.rend;
     }
-    if (s.rbuf.size() - s.rend < step)
-      s.rbuf.resize(s.rend + step); // zero-fills only what is new
-    auto n = ::recv(s.fd, s.rbuf.data() + s.rend, step, 0);
+    auto n = ::recv(s.fd, dst, step, 0);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        auto& r = s.reads.front();
-        if (!r.waited) {
-          r.waited = true;
+        if (!front.waited) {
+          front.waited = true;
           ++s.stats.reads_waited;
         }
         return true;
@@ -236,11 +269,19 @@ bool serve_reads(conn_state& s) {
       s.eof = true;
       continue;
     }
-    s.rend += static_cast<size_t>(n);
     s.stats.bytes_read += static_cast<uint64_t>(n);
+    touch(s);
+    if (direct) {
+      front.into.resize(static_cast<size_t>(n));
+      auto rp = std::move(front.rp);
+      auto into = std::move(front.into);
+      s.reads.pop_front();
+      rp.deliver(std::move(into));
+      continue;
+    }
+    s.rend += static_cast<size_t>(n);
     s.stats.peak_read_buffered = std::max<uint64_t>(s.stats.peak_read_buffered,
                                                     s.read_buffered());
-    touch(s);
   }
   return true;
 }

@@ -14,7 +14,10 @@
 // moved into the request until the kernel took them (the write buffer is
 // the queue of those requests, its size their unsent bytes); `recv` fills a
 // read buffer that is kept between calls (grown, never zero-filled again),
-// and a reply copies its bytes out once.
+// and a reply copies its bytes out once. `read_into` and `write_all` go
+// further: the caller's vector travels in the request and back in the
+// answer, so a caller that reuses it allocates nothing per chunk; a
+// `read_into` that finds the read buffer empty `recv`s straight into it.
 
 #include <chrono>
 #include <cstdint>
@@ -51,13 +54,14 @@ inline constexpr size_t gather_max = 32;
 inline constexpr uint64_t idle_tag = 0;
 inline constexpr uint64_t connect_tag = ~uint64_t{0};
 
-enum class read_kind { line, frame, exact, some };
+enum class read_kind { line, frame, exact, some, into };
 
 inline const char* call_name(read_kind k) {
   switch (k) {
     case read_kind::line: return "read_line from";
     case read_kind::frame: return "read_frame from";
     case read_kind::exact: return "read_exact from";
+    case read_kind::into: return "read_into from";
     default: return "read_some from";
   }
 }
@@ -69,6 +73,8 @@ struct read_req {
   uint64_t tag;
   /// Counted in `reads_waited` already.
   bool waited = false;
+  /// `read_into`'s buffer: filled (up to its size) and given back.
+  std::vector<char> into = {};
 };
 
 /// A write request and its bytes: an optional frame prefix, then the
@@ -86,6 +92,9 @@ struct write_req {
   /// Answered: its unsent bytes count as the write buffer's.
   bool answered = false;
   bool pushed_back = false;
+  /// `write_all`: answered with its vector once the kernel took every
+  /// byte (never counted in the write buffer: the bytes are the caller's).
+  bool give_back = false;
 
   const char* data() const { return is_text ? text.data() : bytes.data(); }
   size_t size() const { return is_text ? text.size() : bytes.size(); }
