@@ -52,7 +52,10 @@
 /// `read_timeout` fails with `timeout` (the stream stays usable: nothing of
 /// it was consumed); no byte in either direction for `idle_timeout` closes
 /// the connection with `timeout`. Negative durations are refused at spawn
-/// (`invalid_argument`); `timespan::max()` means "never".
+/// (`invalid_argument`); `timespan::max()` means "never". A CAF request
+/// timeout is not a read deadline: the connection does not see that the
+/// requester stopped waiting, so its read is still served later and
+/// consumes its bytes; use `read_timeout` when nothing may be lost.
 ///
 /// Errors: `io_error` naming the call, the peer address and the errno text
 /// ("connect 10.0.0.1:9: Connection refused"); `timeout`; `closed` (peer
@@ -65,8 +68,10 @@
 /// and connection, answers their pending requests with `shut_down`, and
 /// stops the I/O thread; a thread not stopped by the deadline is abandoned
 /// and counted in the report. A connection also closes when its actor ends
-/// (an exit message; or every handle dropped while no request or deadline
-/// of it is pending: a pending request keeps it alive until answered).
+/// (an exit message; or every handle dropped while no request of it is
+/// pending: a pending request keeps it alive until answered, a deadline
+/// does not, and an answered one is forgotten at once), and every listener
+/// and connection actor ends at the runtime's shutdown, failed ones too.
 ///
 /// Thread-safety: actors; send them messages from anywhere.
 ///

@@ -28,12 +28,13 @@ namespace {
 
 using conn_actor = caf::stateful_actor<conn_state>;
 
-/// Schedules a timer message after `d` unless `d` is "never".
-void after(conn_actor* self, caf::timespan d, uint64_t tag) {
-  auto at = weave::internal::deadline_after(d);
-  if (at == steady_clock::time_point::max())
-    return;
-  self->delayed_send(self, d, tcp_timeout_atom::value, tag);
+/// A `(tcp_timeout_atom, tag)` to `self` after `d` unless `d` is "never",
+/// holding `self` weakly (see tcp_timer.hpp).
+tcp_timer after(conn_actor* self, caf::timespan d, uint64_t tag) {
+  return tcp_timer::start(
+    self->state.reactor->timer(),
+    caf::actor_cast<caf::weak_actor_ptr>(caf::actor_cast<caf::actor>(self)),
+    d, tag);
 }
 
 std::string in_ms(caf::timespan d) {
@@ -55,8 +56,9 @@ void on_connected(conn_actor* self) {
     return;
   }
   s.connecting = false;
+  s.connect_timer.reset();
   touch(s);
-  after(self, s.opts.idle_timeout, idle_tag);
+  s.idle_timer = after(self, s.opts.idle_timeout, idle_tag);
   for (auto& rp : s.connect_waiters)
     rp.deliver(s.peer);
   s.connect_waiters.clear();
@@ -81,7 +83,7 @@ void on_timer(conn_actor* self, uint64_t tag) {
                                            "written) for "
                                          + in_ms(s.opts.idle_timeout)));
     else
-      after(self, s.opts.idle_timeout - idle, idle_tag);
+      s.idle_timer = after(self, s.opts.idle_timeout - idle, idle_tag);
     return;
   }
   for (auto i = s.reads.begin(); i != s.reads.end(); ++i) {
@@ -125,7 +127,7 @@ caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n,
     s.reads.back().into = std::move(*into);
   pump(s);
   if (!s.reads.empty() && s.reads.back().tag == tag)
-    after(self, s.opts.read_timeout, tag);
+    s.reads.back().timer = after(self, s.opts.read_timeout, tag);
   return rp;
 }
 
@@ -188,21 +190,23 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   st.peer = std::move(peer);
   st.opts = opts;
   st.connecting = connecting;
-  if (connect_errno != 0) {
-    st.fail(io_error("connect to", st.peer, connect_errno));
-  } else {
-    try {
-      st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
-    } catch (const weave::exception& e) {
-      st.fail(e.error());
-    }
+  // Listed first, failed or not: the runtime's shutdown stops every
+  // listed actor, also one that failed before it.
+  try {
+    st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
+  } catch (const weave::exception& e) {
+    // The shutdown began: unlisted, nothing would stop it later.
+    st.fail(e.error());
+    self->quit(caf::exit_reason::user_shutdown);
   }
+  if (!st.failure && connect_errno != 0)
+    st.fail(io_error("connect to", st.peer, connect_errno));
   if (!st.failure) {
     if (connecting) {
-      after(self, opts.connect_timeout, connect_tag);
+      st.connect_timer = after(self, opts.connect_timeout, connect_tag);
       pump(st);
     } else {
-      after(self, opts.idle_timeout, idle_tag);
+      st.idle_timer = after(self, opts.idle_timeout, idle_tag);
     }
   }
   return {

@@ -40,7 +40,7 @@ struct listener_state {
     failure = err;
     if (fd >= 0) {
       if (id != 0)
-        reactor->remove(id, fd);
+        reactor->unwatch(fd);
       ::close(fd);
       fd = -1;
     }
@@ -51,6 +51,8 @@ struct listener_state {
 
   ~listener_state() {
     fail(make_error(errc::closed, "tcp listener on " + address + " ended"));
+    if (id != 0)
+      reactor->forget(id);
   }
 };
 
@@ -101,7 +103,9 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
   try {
     st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
   } catch (const weave::exception& e) {
+    // The shutdown began: unlisted, nothing would stop it later.
     st.fail(e.error());
+    self->quit(caf::exit_reason::user_shutdown);
   }
   return {
     [self](accept_atom) {

@@ -1,5 +1,6 @@
-// actors/tcp, a hostile review (thirteenth session). The first cases fail
-// on the code they were written against (commit 1bb8154):
+// actors/tcp, a hostile review (thirteenth session). The first cases
+// failed on the code they were written against (commit 1bb8154), and pass
+// since the fixes:
 // - pipelined reads at end of stream: a read_some queued behind a read_line
 //   that can never end is failed `closed` although its bytes are there
 //   (serve_reads in tcp_stream.cpp fails every queued read at EOF);

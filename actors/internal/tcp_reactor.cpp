@@ -85,6 +85,7 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
     ++i;
   }
   auto ptr = std::make_shared<tcp_reactor>();
+  ptr->timer_ = weave::internal::runtime_access::timer(rt);
   weave::internal::runtime_access::start_component(
     rt, ptr, [&](caf::actor_system&) { ptr->start_thread(); });
   registry.emplace_back(&rt, ptr);
@@ -139,8 +140,11 @@ void tcp_reactor::arm(uint64_t id, int fd, bool read, bool write) {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
 }
 
-void tcp_reactor::remove(uint64_t id, int fd) {
+void tcp_reactor::unwatch(int fd) {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void tcp_reactor::forget(uint64_t id) {
   caf::weak_actor_ptr gone;
   std::unique_lock<std::mutex> guard{mtx_};
   auto i = actors_.find(id);

@@ -8,10 +8,13 @@
 // most one readiness message in flight per arming.
 //
 // Actors are held weakly: a connection whose handles are all gone ends, and
-// its state closes the socket. At shutdown (first phase) every registered
-// actor gets `(tcp_stop_atom)` (it answers its requests with `shut_down`,
-// closes its socket and quits), and the thread stops; `finish_shutdown`
-// waits for it until the deadline and counts it joined or abandoned.
+// its state closes the socket. An actor stays listed from `add` until it
+// ends (`forget`), also once its socket is closed (`unwatch`): at shutdown
+// (first phase) every listed actor gets `(tcp_stop_atom)` (it answers its
+// requests with `shut_down`, closes its socket if open and quits), so a
+// connection that failed earlier ends too and never outlives the actor
+// system. The thread stops; `finish_shutdown` waits for it until the
+// deadline and counts it joined or abandoned.
 //
 // Locking: `mtx_` guards the registration table and the flags; no user code
 // runs in the reactor at all, and messages are sent after unlocking.
@@ -28,6 +31,7 @@
 #include "caf/weak_intrusive_ptr.hpp"
 
 #include "runtime/internal/component.hpp"
+#include "runtime/internal/deadline_timer.hpp"
 #include "runtime/runtime.hpp"
 
 namespace weave::actors::internal {
@@ -47,15 +51,25 @@ public:
   tcp_reactor();
   ~tcp_reactor() override;
 
-  /// Registers `fd` (not armed) for `who`; an id for `arm` and `remove`.
-  /// Throws `shut_down` once stopping (the caller closes `fd`).
+  /// Lists `who` and watches `fd` (not armed); an id for `arm` and
+  /// `forget`. Throws `shut_down` once stopping (the caller closes `fd`;
+  /// `who` is not listed, so it must end by itself).
   uint64_t add(int fd, const caf::actor& who);
 
   /// One readiness notification for `fd` on read and/or write.
   void arm(uint64_t id, int fd, bool read, bool write);
 
-  /// Unregisters `fd` (before the caller closes it).
-  void remove(uint64_t id, int fd);
+  /// Stops watching `fd` (before the caller closes it); its actor stays
+  /// listed.
+  void unwatch(int fd);
+
+  /// Unlists the actor `id` (it ends).
+  void forget(uint64_t id);
+
+  /// The runtime's deadline timer (for the actors' deadlines).
+  weave::internal::deadline_timer& timer() noexcept {
+    return *timer_;
+  }
 
   weave::internal::shutdown_phase phase() const noexcept override {
     return weave::internal::shutdown_phase::loops;
@@ -69,6 +83,7 @@ private:
   void run();
   void stop_thread() noexcept;
 
+  std::shared_ptr<weave::internal::deadline_timer> timer_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::mutex mtx_;

@@ -215,17 +215,18 @@ bool serve_reads(conn_state& s) {
     if (s.failure)
       return false;
     if (s.eof) {
+      // This read cannot be served: it fails; the next may be (a
+      // `read_some` behind a `read_line` gets the bytes that arrived).
       auto partial = s.read_buffered();
-      for (auto& r : s.reads) {
-        auto what = std::string{call_name(r.kind)} + " " + s.peer
-                    + ": the peer closed the connection";
-        if (partial > 0)
-          what += " mid-frame (" + std::to_string(partial)
-                  + " bytes of an unfinished frame)";
-        r.rp.deliver(make_error(errc::closed, std::move(what)));
-      }
-      s.reads.clear();
-      return true;
+      auto what = std::string{call_name(s.reads.front().kind)} + " " + s.peer
+                  + ": the peer closed the connection";
+      if (partial > 0)
+        what += " mid-frame (" + std::to_string(partial)
+                + " bytes of an unfinished frame)";
+      auto rp = std::move(s.reads.front().rp);
+      s.reads.pop_front();
+      rp.deliver(make_error(errc::closed, std::move(what)));
+      continue;
     }
     // A `read_into` finding nothing buffered (else `serve` had answered)
     // takes the bytes straight into the caller's buffer: no copy.

@@ -31,6 +31,7 @@
 #include "caf/response_promise.hpp"
 
 #include "actors/internal/tcp_reactor.hpp"
+#include "actors/internal/tcp_timer.hpp"
 #include "actors/tcp.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
@@ -75,6 +76,8 @@ struct read_req {
   bool waited = false;
   /// `read_into`'s buffer: filled (up to its size) and given back.
   std::vector<char> into = {};
+  /// Its `read_timeout` (cancelled when the read is answered).
+  tcp_timer timer = {};
 };
 
 /// A write request and its bytes: an optional frame prefix, then the
@@ -126,6 +129,8 @@ struct conn_state {
   bool shut_done = false;
   std::deque<read_req> reads;
   std::deque<write_req> writes;
+  tcp_timer connect_timer;
+  tcp_timer idle_timer;
   std::vector<caf::response_promise> connect_waiters;
   std::vector<caf::response_promise> shut_waiters;
   uint32_t armed = 0;
@@ -144,7 +149,7 @@ struct conn_state {
     if (fd < 0)
       return;
     if (id != 0)
-      reactor->remove(id, fd);
+      reactor->unwatch(fd);
     ::close(fd);
     fd = -1;
   }
@@ -166,6 +171,8 @@ struct conn_state {
     for (auto& rp : shut_waiters)
       rp.deliver(err);
     connect_waiters.clear();
+    connect_timer.reset();
+    idle_timer.reset();
     reads.clear();
     writes.clear();
     shut_waiters.clear();
@@ -176,6 +183,8 @@ struct conn_state {
 
   ~conn_state() {
     fail(make_error(errc::closed, "tcp connection to " + peer + " ended"));
+    if (id != 0)
+      reactor->forget(id);
   }
 };
 
