@@ -16,7 +16,8 @@ namespace weave::test {
 
 using namespace std::chrono_literals;
 
-/// How long any single test case may run before the watchdog aborts it.
+/// How long any single test case may run before the watchdog aborts it,
+/// unless it declares more with `* doctest::timeout(seconds)`.
 constexpr auto default_watchdog_limit = std::chrono::seconds{60};
 
 /// How long a test waits for something that should happen "at once".
