@@ -106,7 +106,7 @@ TEST_CASE("a token job started under a scope is stopped at the scope's "
   auto seen = std::make_shared<std::atomic<int>>(-1);
   weave::future<int> outer;
   {
-    weave::deadline_scope scope{500ms};
+    weave::deadline_scope scope{weave::test::start_window};
     outer = pool.submit([&pool, seen] {
       auto inner = pool.submit([seen](weave::stop_token st) {
         weave::sleep_for(st, std::chrono::hours{1});

@@ -249,7 +249,7 @@ TEST_CASE("a token task under a deadline scope is stopped with timeout at "
   std::optional<weave::future<int>> plain;
   std::optional<weave::future<int>> timed;
   {
-    weave::deadline_scope scope{500ms}; // far beyond their start
+    weave::deadline_scope scope{weave::test::start_window}; // beyond start
     plain = lp.submit([&] {
       started.count_down();
       return plain_inner.get_future();

@@ -133,7 +133,7 @@ TEST_CASE("a loop function can offload and ask actors; results come back "
   CHECK(f.get() == 42);
   CHECK(bad.messages() == "");
   // The same from a plain thread, through the loop.
-  CHECK(lp.request<int>(doubler, 1s, 5).get() == 10);
+  CHECK(lp.request<int>(doubler, weave::test::patience, 5).get() == 10);
   caf::anon_send_exit(doubler, caf::exit_reason::user_shutdown);
 }
 

@@ -24,9 +24,14 @@ using namespace weave::test;
 namespace {
 
 /// Shorter than the defaults (500 ms, 5 s) to keep the test fast, long
-/// enough that a healthy worker on a busy machine is not dropped.
+/// enough that a healthy worker on a busy machine is not dropped (under
+/// sanitizers its heartbeats may lag by much more).
 constexpr auto test_heartbeat = 200ms;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr auto test_connection_timeout = 3s;
+#else
 constexpr auto test_connection_timeout = 1s;
+#endif
 
 /// Beyond heartbeat + timeout: the tick's lag, the DOWN, and the answers
 /// on a busy 2-core machine under ASan.
@@ -112,9 +117,11 @@ TEST_CASE("a frozen worker (SIGSTOP) loses its jobs within heartbeat + "
           << test_heartbeat.count() << " ms, timeout "
           << std::chrono::milliseconds{test_connection_timeout}.count()
           << " ms)");
-  // Noticed by the heartbeat (not before the timeout, less the interval
-  // since its last message), and in time.
-  CHECK(answered_in >= test_connection_timeout - test_heartbeat);
+  // Noticed by the heartbeat, and in time. Not before the timeout, less
+  // the time since its last message: one interval if its heartbeats kept
+  // time, more when they lagged on a busy machine; half the timeout still
+  // tells a heartbeat's verdict from a loss noticed at once.
+  CHECK(answered_in >= test_connection_timeout / 2);
   CHECK(answered_in
         < test_heartbeat + test_connection_timeout + detect_margin);
   // SIGKILL (a stopped process ignores SIGTERM until continued), reaped.

@@ -78,15 +78,23 @@ TEST_CASE("a job whose worker is lost after its timeout passed is answered "
   auto l1 = pool.submit(hold(1, log, gate_a)); // worker 0
   auto l2 = pool.submit(hold(2, log, gate_b)); // worker 1
   REQUIRE(eventually([&] { return lines_in(log) == 2; }));
-  constexpr auto x_timeout = 300ms;
+  // Worker 0 must be frozen before X's deadline (else the revoke reaches
+  // it and X, still queued behind L1, is answered "not started"): 1 s
+  // leaves room for the claim and the freeze under ThreadSanitizer.
+  constexpr auto x_timeout = 1s;
+  auto x_submitting = clock_type::now();
   auto x = pool.submit(tally_idempotent(3, dir, false), x_timeout); // w. 0
+  auto x_submitted = clock_type::now(); // X's deadline lies between the two
   REQUIRE(eventually([&] { return claimed(pool) == 3; }));
-  touch(gate_b);
-  CHECK(l2.get() == pids.at(1));
   // Worker 0 freezes: the revoke at X's deadline gets no answer.
   REQUIRE(freeze(pids.at(0)));
+  REQUIRE_MESSAGE(clock_type::now() < x_submitting + x_timeout,
+                  "X's deadline passed before its worker froze");
+  // Worker 1 becomes free: a retry of X would run there.
+  touch(gate_b);
+  CHECK(l2.get() == pids.at(1));
   // Creates the condition "X's timeout passed while its worker froze".
-  std::this_thread::sleep_for(x_timeout + 200ms);
+  std::this_thread::sleep_until(x_submitted + x_timeout + 200ms);
   ::kill(pids.at(0), SIGKILL);
   REQUIRE(x.wait_for(10s));
   auto err = error_of(x);
@@ -101,8 +109,11 @@ TEST_CASE("a job whose worker is lost after its timeout passed is answered "
 
 TEST_CASE("a completed job with a long timeout does not delay the runtime's "
           "shutdown") {
+  // The bug this guards against: shutdown waits for the job's timer, that
+  // is, until its deadline (10 s). Without it shutdown takes well under a
+  // second; 5 s leaves room for reaping the worker under sanitizers.
   auto cfg = pool_config();
-  cfg.set("weave.shutdown-deadline", caf::timespan{3s});
+  cfg.set("weave.shutdown-deadline", caf::timespan{10s});
   weave::runtime rt{cfg};
   weave::process_pool pool{rt, pool_options(1)};
   CHECK(pool.submit(square(3), 1h).get() == 9);
@@ -113,7 +124,7 @@ TEST_CASE("a completed job with a long timeout does not delay the runtime's "
           << std::chrono::duration_cast<std::chrono::milliseconds>(took)
                .count()
           << " ms");
-  CHECK(took < 1s);
+  CHECK(took < 5s);
   CHECK(report.threads_abandoned == 0);
 }
 

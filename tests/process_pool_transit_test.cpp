@@ -172,19 +172,24 @@ TEST_CASE("a timeout that passes while a granted job's message is held "
   REQUIRE(eventually([&] { return lines_in(log) == 1; }));
   auto second = pool.submit(hold(2, log, dir + "/gate2"));
   REQUIRE(eventually([&] { return pool.stats().in_flight == 2; }));
-  // Long enough to be granted (not due at its send), short enough to
-  // pass while the send is held.
+  // Long enough to be granted (not due at its send: the first job's end
+  // and result cross the worker's pipe on a busy machine first), short
+  // enough to pass while the send is held.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   constexpr auto timeout = 1500ms;
 #else
-  constexpr auto timeout = 300ms;
+  constexpr auto timeout = 600ms;
 #endif
   auto submitted_at = std::chrono::steady_clock::now();
   auto third = pool.submit(hold(3, log, std::string{}), timeout);
   hold_the_send(*h, dir + "/gate1");
-  REQUIRE(std::chrono::steady_clock::now() - submitted_at < timeout);
-  // Its deadline passes while its message is held here.
-  CHECK_FALSE(third.wait_for(timeout + 200ms));
+  auto held_at = std::chrono::steady_clock::now();
+  REQUIRE(held_at - submitted_at < timeout);
+  // Its deadline passes while its message is held here (waited out from
+  // the submit, not from the hold).
+  CHECK_FALSE(third.wait_for(std::chrono::duration_cast<
+                             std::chrono::milliseconds>(
+    submitted_at + timeout + 200ms - held_at)));
   (*h).release.count_down();
   REQUIRE(third.wait_for(patience));
   CHECK(first.get() == worker);

@@ -71,6 +71,8 @@ TEST_CASE("a frozen remote worker (SIGSTOP) loses its jobs within heartbeat "
   auto served = pool.submit(square(7));
   CHECK(served.get() == 49);
   auto served_in = std::chrono::steady_clock::now() - stopped_at;
+  CHECK_MESSAGE(pool.stats().workers_lost == 0,
+                "the other node served only after the frozen one was noticed");
   size_t values = 0;
   size_t lost = 0;
   for (auto& f : futures) {
@@ -94,10 +96,11 @@ TEST_CASE("a frozen remote worker (SIGSTOP) loses its jobs within heartbeat "
           << " ms");
   CHECK(lost == held);
   CHECK(values == jobs_before - held);
-  // Noticed by the heartbeat (not before the timeout, less the interval
-  // since its last message), and in time.
-  CHECK(served_in < default_connection_timeout - default_heartbeat);
-  CHECK(answered_in >= default_connection_timeout - default_heartbeat);
+  // Noticed by the heartbeat, and in time. Not before the timeout, less
+  // the time since its last message: one interval if its heartbeats kept
+  // time, more when they lagged on a busy machine; half the timeout still
+  // tells a heartbeat's verdict from a loss noticed at once.
+  CHECK(answered_in >= default_connection_timeout / 2);
   CHECK(answered_in
         < default_heartbeat + default_connection_timeout + detect_margin);
   auto st = pool.stats();

@@ -1,6 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -49,7 +50,14 @@ struct watchdog_listener : doctest::IReporter {
   }
   void test_case_start(const doctest::TestCaseData& tc) override {
     std::fprintf(stderr, "[ RUN  ] %s\n", tc.m_name);
-    dog_ = new weave::test::watchdog{};
+    // A case that declares a longer run (`* doctest::timeout(seconds)`,
+    // 0 when unset) gets that long; doctest itself fails it if it ends
+    // later than that.
+    auto limit = weave::test::default_watchdog_limit;
+    auto declared = static_cast<long long>(std::ceil(tc.m_timeout));
+    if (declared > limit.count())
+      limit = std::chrono::seconds{declared};
+    dog_ = new weave::test::watchdog{limit};
   }
   void test_case_reenter(const doctest::TestCaseData&) override {
   }

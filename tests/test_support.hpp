@@ -16,11 +16,22 @@ namespace weave::test {
 
 using namespace std::chrono_literals;
 
-/// How long any single test case may run before the watchdog aborts it.
+/// How long any single test case may run before the watchdog aborts it,
+/// unless it declares more with `* doctest::timeout(seconds)`.
 constexpr auto default_watchdog_limit = std::chrono::seconds{60};
 
 /// How long a test waits for something that should happen "at once".
 constexpr auto patience = std::chrono::seconds{10};
+
+/// A deadline that a just-submitted task must start within, for a test that
+/// then waits the deadline out on purpose (a task stopped at its deadline):
+/// a task that starts after it never runs. Under sanitizers on a busy
+/// machine a thread may take that long to wake up.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr auto start_window = std::chrono::milliseconds{2000};
+#else
+constexpr auto start_window = std::chrono::milliseconds{500};
+#endif
 
 /// C++17 has no std::latch.
 class latch {
