@@ -72,6 +72,11 @@
 /// pending: a pending request keeps it alive until answered, a deadline
 /// does not, and an answered one is forgotten at once), and every listener
 /// and connection actor ends at the runtime's shutdown, failed ones too.
+/// Answered writes whose bytes are still in the write buffer keep the
+/// connection alive until sent, as a closed socket's send buffer does; a
+/// close that discards such bytes (`tcp_close`, an error, the shutdown)
+/// resets the connection (RST), so the peer never takes a cut stream for
+/// a complete one.
 ///
 /// Thread-safety: actors; send them messages from anywhere.
 ///

@@ -95,6 +95,9 @@ void on_timer(conn_actor* self, uint64_t tag) {
                             std::string{call_name(kind)} + " " + s.peer
                               + ": no data within "
                               + in_ms(s.opts.read_timeout)));
+      // The reads behind it may be served from what is buffered (no
+      // readiness will come for bytes already out of the kernel).
+      pump(s);
       return;
     }
   }
@@ -192,12 +195,14 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   st.connecting = connecting;
   // Listed first, failed or not: the runtime's shutdown stops every
   // listed actor, also one that failed before it.
+  st.me = caf::actor_cast<caf::weak_actor_ptr>(caf::actor_cast<caf::actor>(self));
   try {
     st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
   } catch (const weave::exception& e) {
-    // The shutdown began: unlisted, nothing would stop it later.
+    // The shutdown began: unlisted, nothing would stop it later. It stops
+    // itself, after answering what was sent to it before (`shut_down`).
     st.fail(e.error());
-    self->quit(caf::exit_reason::user_shutdown);
+    caf::anon_send(self, tcp_stop_atom::value);
   }
   if (!st.failure && connect_errno != 0)
     st.fail(io_error("connect to", st.peer, connect_errno));

@@ -10,6 +10,7 @@
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/response_promise.hpp"
+#include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 #include "caf/stateful_actor.hpp"
 
@@ -103,9 +104,10 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
   try {
     st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
   } catch (const weave::exception& e) {
-    // The shutdown began: unlisted, nothing would stop it later.
+    // The shutdown began: unlisted, nothing would stop it later. It stops
+    // itself, after answering what was sent to it before (`shut_down`).
     st.fail(e.error());
-    self->quit(caf::exit_reason::user_shutdown);
+    caf::anon_send(self, tcp_stop_atom::value);
   }
   return {
     [self](accept_atom) {

@@ -289,7 +289,26 @@ bool serve_reads(conn_state& s) {
 
 } // namespace
 
+namespace {
+
+void pump_once(conn_state& s);
+
+} // namespace
+
 void pump(conn_state& s) {
+  pump_once(s);
+  // Answered writes still to send keep the actor (see `linger`).
+  if (s.answered_unsent > 0 && !s.failure) {
+    if (!s.linger)
+      s.linger = s.me.lock();
+  } else if (s.linger) {
+    auto self_ref = std::move(s.linger);
+  }
+}
+
+namespace {
+
+void pump_once(conn_state& s) {
   if (s.failure || s.fd < 0)
     return;
   uint32_t want = 0;
@@ -320,5 +339,7 @@ void pump(conn_state& s) {
     s.armed = want;
   }
 }
+
+} // namespace
 
 } // namespace weave::actors::internal

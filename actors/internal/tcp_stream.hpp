@@ -24,6 +24,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <vector>
 
@@ -39,6 +40,8 @@
 namespace weave::actors::internal {
 
 using weave::internal::steady_clock;
+
+using linger_opt = ::linger;
 
 /// The most bytes one `recv` takes from the kernel.
 inline constexpr size_t recv_step = 64 * 1024;
@@ -131,6 +134,11 @@ struct conn_state {
   std::deque<write_req> writes;
   tcp_timer connect_timer;
   tcp_timer idle_timer;
+  /// The actor itself, weakly; and strongly while answered writes wait to
+  /// be sent, so that dropping every handle still delivers what was
+  /// promised (a socket's close does the same with its send buffer).
+  caf::weak_actor_ptr me;
+  caf::strong_actor_ptr linger;
   std::vector<caf::response_promise> connect_waiters;
   std::vector<caf::response_promise> shut_waiters;
   uint32_t armed = 0;
@@ -150,6 +158,12 @@ struct conn_state {
       return;
     if (id != 0)
       reactor->unwatch(fd);
+    if (answered_unsent > 0) {
+      // Answered bytes are lost: a reset, so that the peer cannot take
+      // the stream for complete.
+      linger_opt off{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+    }
     ::close(fd);
     fd = -1;
   }
@@ -179,6 +193,9 @@ struct conn_state {
     rbuf = std::vector<char>{};
     rpos = rend = 0;
     answered = answered_unsent = 0;
+    // Last: may drop the last reference (the scheduler still holds one
+    // while the actor runs).
+    auto self_ref = std::move(linger);
   }
 
   ~conn_state() {
