@@ -27,7 +27,28 @@ using internal::reaped_atom;
 struct waiting_state {
   std::vector<caf::typed_response_promise<exit_status>> waiting;
   caf::actor_addr owner;
+  std::shared_ptr<process_state> st;
   static inline const char* name = "weave.process";
+
+  /// Answers the waits still pending as the actor ends (an exit message,
+  /// even `exit_reason::kill`, which skips every handler): with the
+  /// outcome if the child was reaped, else `closed`.
+  ~waiting_state() {
+    if (waiting.empty())
+      return;
+    auto out = st->outcome();
+    for (auto& rp : waiting) {
+      if (out && *out)
+        rp.deliver(**out);
+      else if (out)
+        rp.deliver(out->error());
+      else
+        rp.deliver(make_error(errc::closed,
+                              "wait for " + st->quoted_program()
+                                + ": the process actor ended before the "
+                                  "child exited (the child is killed)"));
+    }
+  }
 };
 
 using self_pointer = process_actor::stateful_pointer<waiting_state>;
@@ -35,6 +56,7 @@ using self_pointer = process_actor::stateful_pointer<waiting_state>;
 process_actor::behavior_type process_behavior(self_pointer self,
                                               std::shared_ptr<process_state> st,
                                               caf::actor owner) {
+  self->state.st = st;
   if (owner) {
     self->state.owner = owner.address();
     self->monitor(owner); // a dead owner: the down message comes at once
@@ -47,6 +69,7 @@ process_actor::behavior_type process_behavior(self_pointer self,
   // (a no-op once it was reaped).
   self->attach_functor([st](const caf::error&) {
     st->send_signal(st->kill_signal());
+    st->actor_ended();
   });
   self->set_default_handler(
     [self, st](caf::scheduled_actor*,

@@ -36,6 +36,14 @@ struct resolver_actor_state {
   uint64_t next_id = 0;
   resolver_stats answered;
   static inline const char* name = "weave.resolver";
+
+  /// Answers what is still pending as the actor ends, however it ends
+  /// (`exit_reason::kill` skips the exit handler).
+  ~resolver_actor_state() {
+    for (auto& [id, p] : pending)
+      p.rp.deliver(make_error(errc::shut_down,
+                              "resolve '" + p.host + "': the resolver ended"));
+  }
 };
 
 using resolver_self = caf::stateful_actor<resolver_actor_state>;

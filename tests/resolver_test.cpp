@@ -401,3 +401,33 @@ TEST_CASE("a lookup against a silent name server fails at its deadline") {
   CHECK(value("slow_handlers") == "0");
   CHECK(std::stoll(value("queries")) >= 1); // the name server was asked
 }
+
+TEST_CASE("a resolver killed (exit_reason::kill, which skips its exit "
+          "handler) answers its pending requests with shut_down") {
+  auto g = std::make_shared<gate>();
+  {
+    weave::runtime rt{quick_shutdown()};
+    weave::actors::resolver_options opts;
+    opts.threads = 1;
+    opts.lookup = gate::hook(g);
+    auto dns = weave::actors::spawn_resolver(rt, opts);
+    caf::scoped_actor self{rt.system()};
+    warm_up(self, dns);
+    auto pending = self->request(dns, caf::infinite, resolve_atom::value,
+                                 std::string{"held.test"}, uint16_t{80},
+                                 resolve_deadline(1h));
+    REQUIRE(weave::test::eventually([&] { return g->calls.load() == 1; }));
+    caf::anon_send_exit(dns, caf::exit_reason::kill);
+    caf::error err;
+    bool answered = false;
+    pending.receive([&](addresses&) { answered = true; },
+                    [&](caf::error& e) {
+                      answered = true;
+                      err = std::move(e);
+                    });
+    CHECK(answered);
+    INFO(weave::render(err));
+    CHECK(weave::is(err, weave::errc::shut_down));
+    g->release();
+  }
+}

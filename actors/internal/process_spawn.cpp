@@ -211,6 +211,7 @@ bool process_state::start_thread(const char* name, std::function<void()> body) {
 void process_state::start_threads(caf::actor actor, bool async) {
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    actor_weak_ = caf::actor_cast<caf::weak_actor_ptr>(actor);
     actor_ = std::move(actor);
   }
   bool ok = start_thread("weave-proc-wait", [this, async] {
@@ -229,6 +230,11 @@ void process_state::start_threads(caf::actor actor, bool async) {
             out->close(why);
           if (err)
             err->close(why);
+          {
+            // No child, nothing to reap: the shutdown must not wait.
+            std::unique_lock<std::mutex> guard{mtx_};
+            reaped_ = true;
+          }
           set_outcome(std::move(why));
           return;
         }

@@ -210,6 +210,14 @@ std::optional<result<exit_status>> process_state::outcome() {
   return outcome_;
 }
 
+void process_state::actor_ended() {
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    actor_ended_ = true;
+  }
+  cv_.notify_all();
+}
+
 // -- shutdown -----------------------------------------------------------------
 
 void process_state::begin_shutdown(shutdown_report&) {
@@ -236,6 +244,17 @@ void process_state::finish_shutdown(
   stop_pumps();
   guard.lock();
   cv_.wait_until(guard, limit, [this] { return threads_running_ == 0; });
+  // The actor ends too (it answers a pending `wait` as it goes): a user's
+  // handle kept past the shutdown must not hold an actor that outlives the
+  // actor system.
+  auto weak = actor_weak_;
+  guard.unlock();
+  if (auto ptr = weak.lock())
+    caf::anon_send_exit(caf::actor_cast<caf::actor>(ptr),
+                        caf::exit_reason::user_shutdown);
+  guard.lock();
+  if (weak)
+    cv_.wait_until(guard, limit, [this] { return actor_ended_; });
   if (counted_)
     return;
   counted_ = true;

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "caf/actor.hpp"
+#include "caf/weak_intrusive_ptr.hpp"
 
 #include "actors/process_actor.hpp"
 #include "runtime/internal/component.hpp"
@@ -95,6 +96,10 @@ public:
   /// The outcome once reaped; none before.
   std::optional<result<exit_status>> outcome();
 
+  /// The process actor ended (its attached functor): the shutdown waits
+  /// for this after ending it.
+  void actor_ended();
+
   /// "'prog'" for error messages.
   const std::string& quoted_program() const noexcept {
     return quoted_;
@@ -129,6 +134,10 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   caf::actor actor_; // until reaped: the actor lives as long as the child
+  // The actor for the shutdown to end (a handle of the user's may keep it
+  // alive past the reaping, and an actor must not outlive its system).
+  caf::weak_actor_ptr actor_weak_;
+  bool actor_ended_ = false;
   // Told the exit, and kept alive until then (like a channel's subscriber).
   caf::actor owner_;
   std::optional<result<exit_status>> outcome_;
