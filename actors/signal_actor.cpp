@@ -292,10 +292,20 @@ private:
         std::unique_lock<std::mutex> guard{mtx_};
         if (stopping_) // a shutdown began meanwhile
           return false;
-        initiator_ = true;
       }
-      print("weave: " + signal_name(signo) + " received, shutting down");
-      auto report = rt_->shutdown();
+      // Only if no other shutdown began: that one would not wait for this
+      // thread once it is the initiator, and could destroy the runtime
+      // while this thread still used it.
+      auto started = internal::runtime_access::shutdown_if_first(*rt_, [&] {
+        {
+          std::unique_lock<std::mutex> guard{mtx_};
+          initiator_ = true;
+        }
+        print("weave: " + signal_name(signo) + " received, shutting down");
+      });
+      if (!started)
+        return false; // another shutdown runs: it stops this thread
+      auto report = std::move(*started);
       // From here on the runtime may be gone: only the report is used.
       // `runtime::shutdown` itself writes a report with problems to stderr;
       // the default sink (stderr) then gets it once.

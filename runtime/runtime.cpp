@@ -234,6 +234,18 @@ shutdown_report runtime::shutdown(caf::timespan deadline) {
     }
     shutdown_started_ = true;
   }
+  return run_shutdown(deadline);
+}
+
+bool runtime::claim_shutdown() {
+  std::unique_lock<std::mutex> guard{shutdown_mtx_};
+  if (shutdown_done_ || shutdown_started_ || tl_shutting_down == this)
+    return false;
+  shutdown_started_ = true;
+  return true;
+}
+
+shutdown_report runtime::run_shutdown(caf::timespan deadline) {
   auto job = std::make_shared<internal::shutdown_job>();
   job->start = internal::steady_clock::now();
   job->until = internal::saturating_add(job->start, deadline);
@@ -323,6 +335,16 @@ blocker_set& runtime_access::blockers(runtime& rt) {
 
 std::shared_ptr<deadline_timer> runtime_access::timer(runtime& rt) {
   return rt.timer_;
+}
+
+std::optional<shutdown_report>
+runtime_access::shutdown_if_first(runtime& rt,
+                                  const std::function<void()>& on_claim) {
+  if (!rt.claim_shutdown())
+    return std::nullopt;
+  if (on_claim)
+    on_claim();
+  return rt.run_shutdown(rt.config_->shutdown_deadline());
 }
 
 } // namespace internal

@@ -158,6 +158,13 @@ public:
   metrics_snapshot metrics() const;
 
 private:
+  /// Starts the shutdown if none began or ended (and this thread is not
+  /// the one running it): true, and the caller must call `run_shutdown`.
+  bool claim_shutdown();
+
+  /// The shutdown itself, once claimed.
+  shutdown_report run_shutdown(caf::timespan deadline);
+
   friend struct internal::runtime_access;
 
   void start();

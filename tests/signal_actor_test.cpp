@@ -5,10 +5,12 @@
 
 #include <csignal>
 #include <cstring>
+#include <optional>
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
 #include <string>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -239,4 +241,46 @@ TEST_CASE("SIGTERM runs the phased shutdown and prints its report") {
   REQUIRE(main_line != std::string::npos);
   CHECK(notice < report);
   CHECK(report < main_line);
+}
+
+TEST_CASE("a SIGTERM's shutdown and the runtime's destruction at the same "
+          "time: the signal thread never uses the runtime once it is gone") {
+  // The signal thread is held inside its notice while the main thread
+  // destroys the runtime: the destruction waits for the shutdown that the
+  // signal started (it began first) instead of running its own and leaving
+  // the signal thread to call into a destroyed runtime (a use after free
+  // under AddressSanitizer before the fix).
+  weave::test::latch entered{1};
+  weave::test::latch release{1};
+  weave::test::latch reported{1};
+  std::optional<weave::runtime> rt;
+  rt.emplace();
+  weave::actors::signal_options opts;
+  opts.print = [&](const std::string& text) {
+    if (text.find("received") != std::string::npos) {
+      entered.count_down();
+      release.wait();
+    }
+  };
+  opts.on_shutdown = [&](int signo, const weave::shutdown_report&) {
+    if (signo == SIGTERM)
+      reported.count_down();
+  };
+  auto sig = weave::actors::spawn_signal_actor(*rt, opts);
+  REQUIRE(::kill(::getpid(), SIGTERM) == 0);
+  REQUIRE(entered.wait());
+  sig = nullptr;
+  // Creates the condition "the main thread is inside ~runtime" before the
+  // signal thread goes on.
+  std::thread releaser{[&] {
+    std::this_thread::sleep_for(200ms);
+    release.count_down();
+  }};
+  rt.reset();
+  releaser.join();
+  CHECK(reported.wait());
+  // The handlers are back: a new signal actor can be installed.
+  weave::runtime again;
+  auto next = weave::actors::spawn_signal_actor(again, {});
+  CHECK(next != nullptr);
 }
