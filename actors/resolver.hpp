@@ -43,10 +43,12 @@
 /// `timeout` at once and that thread is abandoned: it no longer counts as
 /// one of the serving threads, a replacement may start, and the stuck
 /// thread ends by itself whenever `getaddrinfo` returns (its late answer is
-/// dropped). Threads stuck at once are capped by
-/// `resolver_options::max_stuck`; beyond the cap no replacement starts and
-/// new requests wait in the queue, each still answered with `timeout` at its
-/// own deadline (the error says how many lookups are stuck).
+/// dropped). The resolver's threads, serving and stuck together, are at
+/// most `threads + max_stuck` (`resolver_options`): at that cap no
+/// replacement starts, so with every serving thread stuck too, up to
+/// `threads + max_stuck` lookups are stuck at once; new requests then wait
+/// in the queue, each still answered with `timeout` at its own deadline
+/// (the error says how many lookups are stuck).
 
 #include <chrono>
 #include <cstddef>
@@ -128,8 +130,9 @@ using lookup_function = std::function<int(
 struct resolver_options {
   /// Threads serving lookups at most (started on demand; at least 1).
   size_t threads = 4;
-  /// Abandoned threads that may be stuck at once; beyond it, no
-  /// replacement starts and requests queue until their deadline.
+  /// Abandoned (stuck) threads beyond `threads`: the resolver runs at
+  /// most `threads + max_stuck` threads in all; at that cap no replacement
+  /// starts and requests queue until their deadline.
   size_t max_stuck = 16;
   /// The lookup (default: `::getaddrinfo`). Replaceable for tests and for
   /// custom name services; it runs on the resolver's threads and its

@@ -224,18 +224,27 @@ void process_state::begin_shutdown(shutdown_report&) {
   // SIGTERM went out in the first phase (terminator_part).
 }
 
+bool process_state::settle_jobs(
+  weave::internal::steady_clock::time_point deadline, shutdown_report&) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (counted_)
+    return false;
+  if (!cv_.wait_until(guard, deadline, [this] { return reaped_; })) {
+    guard.unlock();
+    send_signal(SIGKILL);
+  }
+  return true;
+}
+
 void process_state::finish_shutdown(
   weave::internal::steady_clock::time_point deadline,
   shutdown_report& report) {
   using weave::internal::steady_clock;
-  std::unique_lock<std::mutex> guard{mtx_};
-  if (counted_)
+  // At the deadline SIGKILL (the runtime's shutdown has done this for
+  // every child of the phase before any child's wait below).
+  if (!settle_jobs(deadline, report))
     return;
-  if (!cv_.wait_until(guard, deadline, [this] { return reaped_; })) {
-    guard.unlock();
-    send_signal(SIGKILL);
-    guard.lock();
-  }
+  std::unique_lock<std::mutex> guard{mtx_};
   auto limit = weave::internal::saturating_add(
     std::max(deadline, steady_clock::now()),
     std::chrono::duration_cast<steady_clock::duration>(reap_grace));

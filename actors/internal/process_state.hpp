@@ -57,6 +57,12 @@ public:
   void finish_shutdown(weave::internal::steady_clock::time_point deadline,
                        shutdown_report& report) override;
 
+  /// Waits for the child until `deadline`, then sends SIGKILL; the waits
+  /// for its end and its threads are `finish_shutdown`'s, so that several
+  /// children die in parallel (true: that is left).
+  bool settle_jobs(weave::internal::steady_clock::time_point deadline,
+                   shutdown_report& report) override;
+
   void release_actors() noexcept override;
 
   // -- setup ------------------------------------------------------------------
