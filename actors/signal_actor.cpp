@@ -288,24 +288,21 @@ private:
       return true;
     }
     if ((signo == SIGINT || signo == SIGTERM) && opts_.shutdown_on_terminate) {
+      // Printed first, under no lock and before any claim: a print that
+      // blocks holds up no shutdown.
+      print("weave: " + signal_name(signo) + " received, shutting down");
       {
         std::unique_lock<std::mutex> guard{mtx_};
-        if (stopping_) // a shutdown began meanwhile
-          return false;
+        // Not stopping: no shutdown reached this actor yet, so the runtime
+        // is alive (a shutdown would wait for this thread, and cannot get
+        // past this lock). The shutdown starts only if none began: one that
+        // began would not wait for its initiator, and could destroy the
+        // runtime while this thread still used it.
+        if (stopping_ || !internal::runtime_access::claim_shutdown(*rt_))
+          return false; // another shutdown runs: it stops this thread
+        initiator_ = true;
       }
-      // Only if no other shutdown began: that one would not wait for this
-      // thread once it is the initiator, and could destroy the runtime
-      // while this thread still used it.
-      auto started = internal::runtime_access::shutdown_if_first(*rt_, [&] {
-        {
-          std::unique_lock<std::mutex> guard{mtx_};
-          initiator_ = true;
-        }
-        print("weave: " + signal_name(signo) + " received, shutting down");
-      });
-      if (!started)
-        return false; // another shutdown runs: it stops this thread
-      auto report = std::move(*started);
+      auto report = internal::runtime_access::run_claimed_shutdown(*rt_);
       // From here on the runtime may be gone: only the report is used.
       // `runtime::shutdown` itself writes a report with problems to stderr;
       // the default sink (stderr) then gets it once.

@@ -104,8 +104,9 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
   try {
     st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
   } catch (const weave::exception& e) {
-    // The shutdown began: unlisted, nothing would stop it later. It stops
-    // itself, after answering what was sent to it before (`shut_down`).
+    // Unlisted (the shutdown began, or epoll refused the socket):
+    // nothing would stop it later, so it stops itself, after answering
+    // what was sent to it before with the error.
     st.fail(e.error());
     caf::anon_send(self, tcp_stop_atom::value);
   }

@@ -337,13 +337,11 @@ std::shared_ptr<deadline_timer> runtime_access::timer(runtime& rt) {
   return rt.timer_;
 }
 
-std::optional<shutdown_report>
-runtime_access::shutdown_if_first(runtime& rt,
-                                  const std::function<void()>& on_claim) {
-  if (!rt.claim_shutdown())
-    return std::nullopt;
-  if (on_claim)
-    on_claim();
+bool runtime_access::claim_shutdown(runtime& rt) {
+  return rt.claim_shutdown();
+}
+
+shutdown_report runtime_access::run_claimed_shutdown(runtime& rt) {
   return rt.run_shutdown(rt.config_->shutdown_deadline());
 }
 

@@ -153,6 +153,7 @@ void tcp_reactor::forget(uint64_t id) {
     actors_.erase(i);
   }
   guard.unlock();
+  cv_.notify_all(); // the shutdown waits for every listed actor's end
 }
 
 void tcp_reactor::run() {
@@ -231,6 +232,9 @@ void tcp_reactor::finish_shutdown(
   if (!started_ || counted_)
     return;
   bool ended = cv_.wait_until(guard, deadline, [this] { return ended_; });
+  // Every listed actor was told to stop: each ends (its state closes its
+  // socket and answers what it owes) before the actor system goes.
+  cv_.wait_until(guard, deadline, [this] { return actors_.empty(); });
   counted_ = true;
   ++(ended ? report.threads_joined : report.threads_abandoned);
 }

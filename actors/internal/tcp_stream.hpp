@@ -158,9 +158,12 @@ struct conn_state {
       return;
     if (id != 0)
       reactor->unwatch(fd);
-    if (answered_unsent > 0) {
-      // Answered bytes are lost: a reset, so that the peer cannot take
-      // the stream for complete.
+    bool cut = answered_unsent > 0;
+    for (auto& w : writes)
+      cut = cut || (w.off > 0 && w.unsent() > 0);
+    if (cut) {
+      // Bytes of a stream partly sent or answered are lost: a reset, so
+      // that the peer cannot take the stream for complete.
       linger_opt off{1, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
     }

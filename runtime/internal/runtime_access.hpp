@@ -6,7 +6,6 @@
 
 #include <functional>
 #include <memory>
-#include <optional>
 #include <utility>
 
 #include "caf/fwd.hpp"
@@ -43,14 +42,15 @@ struct runtime_access {
   /// The runtime's deadline timer (timed submits).
   static std::shared_ptr<deadline_timer> timer(runtime& rt);
 
-  /// Shuts `rt` down with its configured deadline, but only if no
-  /// shutdown began (or ended): then runs `on_claim` first (no lock held)
-  /// and returns the report. None if another shutdown began: this caller
-  /// neither waits for it nor may touch `rt` again (whoever runs that
-  /// shutdown may destroy it at any time). For a thread the shutdown does
-  /// not wait for when it started it (the signal actor's).
-  static std::optional<shutdown_report>
-  shutdown_if_first(runtime& rt, const std::function<void()>& on_claim);
+  /// Starts `rt`'s shutdown only if none began (or ended): true, and the
+  /// caller must then call `run_claimed_shutdown`. False if another began:
+  /// this caller neither waits for it nor may touch `rt` again unless it
+  /// knows `rt` is alive. For a thread the shutdown does not wait for when
+  /// it started it (the signal actor's).
+  static bool claim_shutdown(runtime& rt);
+
+  /// The claimed shutdown, with `rt`'s configured deadline.
+  static shutdown_report run_claimed_shutdown(runtime& rt);
 
   /// Queues `j` on `pool` (offload's way in).
   static void enqueue(blocking_pool& pool, job_ptr j, uint64_t key,
