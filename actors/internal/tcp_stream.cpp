@@ -137,11 +137,15 @@ bool flush_writes(conn_state& s) {
 bool serve(conn_state& s, read_req& r) {
   auto avail = s.read_buffered();
   const char* p = s.rbuf.data() + s.rpos;
-  auto take = [&](size_t skip, size_t len) {
-    std::string out(p + skip, len);
-    s.rpos += skip + len;
+  // Takes `n` bytes off the front of the read buffer.
+  auto drop = [&](size_t n) {
+    s.rpos += n;
     if (s.rpos == s.rend)
       s.rpos = s.rend = 0;
+  };
+  auto take = [&](size_t skip, size_t len) {
+    std::string out(p + skip, len);
+    drop(skip + len);
     r.rp.deliver(std::move(out));
     return true;
   };
@@ -167,9 +171,7 @@ bool serve(conn_state& s, read_req& r) {
       auto len = std::min(avail, r.into.size());
       std::memcpy(r.into.data(), p, len);
       r.into.resize(len);
-      s.rpos += len;
-      if (s.rpos == s.rend)
-        s.rpos = s.rend = 0;
+      drop(len);
       r.rp.deliver(std::move(r.into));
       return true;
     }
@@ -183,9 +185,7 @@ bool serve(conn_state& s, read_req& r) {
       if (len > s.opts.max_frame)
         return too_long(len);
       std::string out(p, len);
-      s.rpos += len + 1; // and the '\n'
-      if (s.rpos == s.rend)
-        s.rpos = s.rend = 0;
+      drop(len + 1); // and the '\n'
       r.rp.deliver(std::move(out));
       return true;
     }
@@ -287,27 +287,7 @@ bool serve_reads(conn_state& s) {
   return true;
 }
 
-} // namespace
-
-namespace {
-
-void pump_once(conn_state& s);
-
-} // namespace
-
-void pump(conn_state& s) {
-  pump_once(s);
-  // Answered writes still to send keep the actor (see `linger`).
-  if (s.answered_unsent > 0 && !s.failure) {
-    if (!s.linger)
-      s.linger = s.me.lock();
-  } else if (s.linger) {
-    auto self_ref = std::move(s.linger);
-  }
-}
-
-namespace {
-
+/// `pump` but for `linger`.
 void pump_once(conn_state& s) {
   if (s.failure || s.fd < 0)
     return;
@@ -341,5 +321,16 @@ void pump_once(conn_state& s) {
 }
 
 } // namespace
+
+void pump(conn_state& s) {
+  pump_once(s);
+  // Answered writes still to send keep the actor (see `linger`).
+  if (s.answered_unsent > 0 && !s.failure) {
+    if (!s.linger)
+      s.linger = s.me.lock();
+  } else if (s.linger) {
+    auto self_ref = std::move(s.linger);
+  }
+}
 
 } // namespace weave::actors::internal
