@@ -230,6 +230,7 @@ bool process_state::settle_jobs(
   if (counted_)
     return false;
   if (!cv_.wait_until(guard, deadline, [this] { return reaped_; })) {
+    killed_at_ = weave::internal::steady_clock::now();
     guard.unlock();
     send_signal(SIGKILL);
   }
@@ -245,8 +246,11 @@ void process_state::finish_shutdown(
   if (!settle_jobs(deadline, report))
     return;
   std::unique_lock<std::mutex> guard{mtx_};
+  // From the SIGKILL (sent by the phase's settling, for every child
+  // before any of these waits), not from now: graces that began now would
+  // add up, child after child.
   auto limit = weave::internal::saturating_add(
-    std::max(deadline, steady_clock::now()),
+    std::max(deadline, killed_at_),
     std::chrono::duration_cast<steady_clock::duration>(reap_grace));
   cv_.wait_until(guard, limit, [this] { return reaped_; });
   guard.unlock();

@@ -151,6 +151,10 @@ private:
   bool failed_ = false;
   bool reaped_ = false;
   bool counted_ = false;
+  /// When `settle_jobs` found the child alive at the deadline and sent
+  /// SIGKILL: the reap grace counts from here, so the graces of a phase's
+  /// children run side by side instead of one after another.
+  weave::internal::steady_clock::time_point killed_at_{};
   size_t threads_started_ = 0;
   size_t threads_running_ = 0;
 };

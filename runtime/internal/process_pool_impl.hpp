@@ -285,6 +285,9 @@ private:
   bool stopping_ = false;
   /// `settle_jobs`: 0 not begun, 1 waiting for running jobs, 2 done.
   int settled_ = 0;
+  /// When `settle_jobs` sent SIGTERM: the grace before SIGKILL counts from
+  /// here, so the graces of a phase's pools run side by side.
+  steady_clock::time_point term_sent_{};
   bool finished_ = false;
   caf::error start_error_;
   size_t in_flight_ = 0;

@@ -287,6 +287,7 @@ bool process_pool_impl::settle_jobs(steady_clock::time_point deadline,
       }
     report.jobs_completed += counts_.completed + counts_.failed;
     signal_all_locked(SIGTERM);
+    term_sent_ = steady_clock::now();
   }
   for (auto& c : held) {
     auto err = make_error(errc::shut_down, "the process pool is shut down");
@@ -317,8 +318,10 @@ void process_pool_impl::finish_shutdown(steady_clock::time_point deadline,
     std::unique_lock<std::mutex> guard{mtx_};
     if (finished_)
       return;
-    auto kill_at = std::max(deadline, steady_clock::now()
-                                        + process_pool::term_grace);
+    // The grace counts from the SIGTERM (sent when the jobs settled, for
+    // every pool of the phase before any of these waits), not from now:
+    // pool after pool, graces that began now would add up.
+    auto kill_at = std::max(deadline, term_sent_ + process_pool::term_grace);
     if (!cv_.wait_until(guard, kill_at, [this] { return all_reaped_locked(); }))
       signal_all_locked(SIGKILL);
     for (auto& s : slots_)
