@@ -337,6 +337,12 @@ std::shared_ptr<deadline_timer> runtime_access::timer(runtime& rt) {
   return rt.timer_;
 }
 
+void runtime_access::keep_with_system(runtime& rt, std::shared_ptr<void> obj) {
+  auto& kept = *rt.config_->kept_;
+  std::unique_lock<std::mutex> guard{kept.mtx};
+  kept.items.push_back(std::move(obj));
+}
+
 bool runtime_access::claim_shutdown(runtime& rt) {
   return rt.claim_shutdown();
 }

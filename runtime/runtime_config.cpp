@@ -30,6 +30,8 @@ constexpr caf::timespan max_blocking_threshold = 1h;
 constexpr caf::timespan default_cancel_grace = 100ms;
 constexpr caf::timespan max_cancel_grace = 1h;
 constexpr size_t default_max_quarantined = 4;
+constexpr size_t default_tcp_inline_turns = 8;
+constexpr size_t max_tcp_inline_turns = 1024;
 
 // Scheduler tuning (see the header): a short aggressive burst, then the
 // notified condition variable.
@@ -52,6 +54,7 @@ constexpr option_info known_options[] = {
   {"max-quarantined", "a number of threads, e.g. 4"},
   {"dump-on-slow-handler",
    "no value (a flag) on the command line, true or false in a config file"},
+  {"tcp-inline-turns", "a number of actor turns, e.g. 8"},
 };
 
 /// The prefix of weave's options on the command line.
@@ -210,7 +213,9 @@ runtime_config::runtime_config() {
     .add<size_t>("max-quarantined",
                  "quarantined workers a pool replaces with fresh ones")
     .add<bool>("dump-on-slow-handler",
-               "add a thread dump to the blocking detector's reports");
+               "add a thread dump to the blocking detector's reports")
+    .add<size_t>("tcp-inline-turns",
+                 "actor turns the TCP I/O thread runs itself per readiness");
   set("weave.pool-size", default_pool_size());
   set("weave.shutdown-deadline", default_shutdown_deadline);
   set("weave.spin", default_spin);
@@ -218,6 +223,7 @@ runtime_config::runtime_config() {
   set("weave.cancel-grace", default_cancel_grace);
   set("weave.max-quarantined", default_max_quarantined);
   set("weave.dump-on-slow-handler", false);
+  set("weave.tcp-inline-turns", default_tcp_inline_turns);
   set("scheduler.policy", caf::atom("stealing"));
   // One scheduler thread per core: weave keeps blocking off the scheduler,
   // so CAF's minimum of 4 would only oversubscribe small machines.
@@ -357,6 +363,12 @@ caf::error runtime_config::validate() const {
                pool_range_q);
   if (auto err = check_type<bool>(g, "dump-on-slow-handler", "true, false"))
     return err;
+  if (auto err = check_type<int64_t>(g, "tcp-inline-turns", "0..1024"))
+    return err;
+  if (auto n = caf::get<int64_t>(g, "tcp-inline-turns");
+      n < 0 || n > static_cast<int64_t>(max_tcp_inline_turns))
+    return bad("tcp-inline-turns", std::to_string(n) + " is out of range",
+               "0..1024");
   return caf::none;
 }
 
@@ -389,6 +401,11 @@ bool runtime_config::dump_on_slow_handler() const {
 size_t runtime_config::max_quarantined() const {
   return caf::get_or(content, "weave.max-quarantined",
                      default_max_quarantined);
+}
+
+size_t runtime_config::tcp_inline_turns() const {
+  return caf::get_or(content, "weave.tcp-inline-turns",
+                     default_tcp_inline_turns);
 }
 
 } // namespace weave

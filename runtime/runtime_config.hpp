@@ -17,6 +17,7 @@
 /// | weave.cancel-grace       | 100ms                | 0s..1h         |
 /// | weave.max-quarantined    | 4                    | 0..4096        |
 /// | weave.dump-on-slow-handler | false            | true, false    |
+/// | weave.tcp-inline-turns   | 8                    | 0..1024        |
 ///
 /// `pool-size` sizes the default blocking pool like Python's default executor.
 /// `spin` is how long an idle worker or a waiting thread spins before it
@@ -31,6 +32,10 @@
 /// `--weave.dump-on-slow-handler`) adds a thread dump (thread_dump.hpp) to
 /// every report of the blocking detector (`slow_handler_event::dump`,
 /// printed after the report's line by default).
+/// `tcp-inline-turns` is how many actor turns in a row weave's TCP I/O
+/// thread runs itself after a readiness, before it hands the chain to the
+/// scheduler (actors/tcp.hpp: "Where actors run"); 0 sends every readiness
+/// through the scheduler.
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default
@@ -74,7 +79,10 @@
 
 #include <atomic>
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "caf/actor_system.hpp"
 #include "caf/actor_system_config.hpp"
@@ -85,6 +93,7 @@ namespace weave {
 
 namespace internal {
 class blocking_detector;
+struct runtime_access;
 blocking_detector* detector_of(caf::actor_system& sys) noexcept;
 } // namespace internal
 
@@ -119,12 +128,14 @@ public:
   caf::timespan cancel_grace() const;
   size_t max_quarantined() const;
   bool dump_on_slow_handler() const;
+  size_t tcp_inline_turns() const;
 
   /// Python's default executor size: min(32, cores + 4).
   static size_t default_pool_size();
 
 private:
   friend class runtime;
+  friend struct internal::runtime_access;
 
   /// Takes over every setting of `other` (copied or moved, as `Config` says);
   /// this object's own option set stays bound to this object.
@@ -144,6 +155,16 @@ private:
 
   friend internal::blocking_detector*
   internal::detector_of(caf::actor_system& sys) noexcept;
+
+  // Objects that must live as long as the actor system, which may outlive
+  // the runtime (the graveyard keeps an abandoned system with its
+  // configuration): an execution unit that actors remember as their last
+  // context (actors/internal/io_unit.hpp). Never copied or moved along.
+  struct kept_objects {
+    std::mutex mtx;
+    std::vector<std::shared_ptr<void>> items;
+  };
+  std::shared_ptr<kept_objects> kept_ = std::make_shared<kept_objects>();
 };
 
 } // namespace weave

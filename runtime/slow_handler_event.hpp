@@ -24,7 +24,9 @@ struct slow_handler_event {
   caf::actor_id actor = 0;
   /// Its `name()`.
   std::string actor_name;
-  /// The scheduler worker (0-based) that was held.
+  /// The scheduler worker (0-based) that was held; the number of scheduler
+  /// workers (one past the last) for weave's TCP I/O thread, which runs
+  /// the turns of actors its sockets wake (actors/tcp.hpp).
   size_t worker = 0;
   /// How long the actor had held it when it was noticed (wall time).
   caf::timespan held{0};

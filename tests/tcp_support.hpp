@@ -237,13 +237,20 @@ struct pair_fixture {
 
 /// A blocking peer: listens on loopback, `spawn_tcp_connect` dials it.
 struct raw_peer {
-  weave::runtime rt{weave::test::io_config()};
+  weave::runtime rt;
   caf::scoped_actor self{rt.system()};
   int lfd = -1;
   int fd = -1;
   tcp_connection conn;
 
-  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0) {
+  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0)
+    : raw_peer(weave::test::io_config(), opts, peer_rcvbuf) {
+  }
+
+  /// The same, on a runtime made with `cfg`.
+  explicit raw_peer(weave::runtime_config cfg, tcp_options opts = {},
+                    int peer_rcvbuf = 0)
+    : rt{std::move(cfg)} {
     lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(lfd >= 0);
     if (peer_rcvbuf > 0) // inherited by the accepted socket

@@ -1,6 +1,7 @@
 #include "actors/internal/tcp_reactor.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <pthread.h>
@@ -12,7 +13,11 @@
 #include <vector>
 
 #include "caf/actor_cast.hpp"
+#include "caf/actor_system.hpp"
+#include "caf/make_message.hpp"
 #include "caf/send.hpp"
+
+#include "actors/internal/io_unit.hpp"
 
 #include "runtime/error.hpp"
 #include "runtime/internal/runtime_access.hpp"
@@ -86,20 +91,33 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
   }
   auto ptr = std::make_shared<tcp_reactor>();
   ptr->timer_ = weave::internal::runtime_access::timer(rt);
+  auto detector = weave::internal::runtime_access::detector(rt);
+  auto turns = rt.config().tcp_inline_turns();
+  ptr->spin_ = turns > 0 ? rt.config().spin() : caf::timespan::zero();
   weave::internal::runtime_access::start_component(
-    rt, ptr, [&](caf::actor_system&) { ptr->start_thread(); });
+    rt, ptr, [&](caf::actor_system& sys) {
+      ptr->sys_ = &sys;
+      ptr->unit_ = std::make_shared<io_unit>(
+        sys, turns, detector != nullptr ? detector->io_slot() : nullptr);
+      weave::internal::runtime_access::keep_with_system(rt, ptr->unit_);
+      ptr->start_thread();
+    });
   registry.emplace_back(&rt, ptr);
   return ptr;
 }
 
 void tcp_reactor::start_thread() {
   weave::internal::census_thread_started();
+  // Counted by the actor system as long as it may run actors' turns (the
+  // system's shutdown waits for it; see run()).
+  sys_->inc_detached_threads();
   try {
     std::thread{[self = shared_from_this()] {
       self->run();
       weave::internal::census_thread_ended();
     }}.detach();
   } catch (...) {
+    sys_->dec_detached_threads();
     weave::internal::census_thread_ended();
     fail("std::thread");
   }
@@ -165,10 +183,25 @@ void tcp_reactor::run() {
   } catch (...) {
     // unnamed
   }
+  auto& unit = *unit_;
+  unit.bind();
   epoll_event evs[event_batch];
   std::vector<std::pair<caf::strong_actor_ptr, uint32_t>> ready;
+  bool ran = false;
   for (;;) {
-    auto n = ::epoll_wait(epoll_fd_, evs, event_batch, -1);
+    // After running turns, the next readiness is often microseconds away
+    // (a stream's reader that caught up with its writer): look for it for
+    // `weave.spin`, as an idle scheduler worker does, before sleeping (a
+    // sleeping thread's wake-up costs more than the spin on idle cores).
+    int n = 0;
+    if (ran && spin_ > caf::timespan::zero()) {
+      auto until = std::chrono::steady_clock::now() + spin_;
+      do {
+        n = ::epoll_wait(epoll_fd_, evs, event_batch, 0);
+      } while (n == 0 && std::chrono::steady_clock::now() < until);
+    }
+    if (n == 0)
+      n = ::epoll_wait(epoll_fd_, evs, event_batch, -1);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -189,12 +222,15 @@ void tcp_reactor::run() {
       }
     }
     for (auto& [who, events] : ready)
-      caf::anon_send(caf::actor_cast<caf::actor>(who), tcp_ready_atom::value,
-                     events);
+      unit.deliver(who, caf::make_message(tcp_ready_atom::value, events));
     ready.clear(); // outside the lock: may drop the last reference
+    ran = unit.run_chain() > 0;
     if (stop)
       break;
   }
+  unit.unbind();
+  // No more turns here: the actor system may go (it waited for this).
+  sys_->dec_detached_threads();
   {
     std::unique_lock<std::mutex> guard{mtx_};
     ended_ = true;

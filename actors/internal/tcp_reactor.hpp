@@ -7,6 +7,13 @@
 // (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
 // most one readiness message in flight per arming.
 //
+// Where the woken actors run: the reactor delivers each readiness through
+// its `io_unit`, so the socket's actor, and the actors its turn answers,
+// may run their turns on this thread (io_unit.hpp; `weave.tcp-inline-turns`
+// turns per readiness, default 8; 0: every readiness goes to the scheduler).
+// The thread counts as one of the actor system's detached threads while it
+// runs: the system is not destroyed under a turn it runs.
+//
 // Actors are held weakly: a connection whose handles are all gone ends, and
 // its state closes the socket. An actor stays listed from `add` until it
 // ends (`forget`), also once its socket is closed (`unwatch`): at shutdown
@@ -28,6 +35,7 @@
 
 #include "caf/actor.hpp"
 #include "caf/atom.hpp"
+#include "caf/timespan.hpp"
 #include "caf/weak_intrusive_ptr.hpp"
 
 #include "runtime/internal/component.hpp"
@@ -39,6 +47,8 @@ namespace weave::actors::internal {
 using tcp_ready_atom = caf::atom_constant<caf::atom("tcp_ready")>;
 using tcp_stop_atom = caf::atom_constant<caf::atom("tcp_stop")>;
 using tcp_timeout_atom = caf::atom_constant<caf::atom("tcp_timer")>;
+
+class io_unit;
 
 class tcp_reactor : public weave::internal::component,
                     public std::enable_shared_from_this<tcp_reactor> {
@@ -84,6 +94,12 @@ private:
   void stop_thread() noexcept;
 
   std::shared_ptr<weave::internal::deadline_timer> timer_;
+  /// Set before the thread starts; lives as long as the actor system.
+  caf::actor_system* sys_ = nullptr;
+  std::shared_ptr<io_unit> unit_;
+  /// How long the thread looks for readiness after running turns before it
+  /// sleeps (`weave.spin`; zero when no turns run here).
+  caf::timespan spin_{0};
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::mutex mtx_;

@@ -2,7 +2,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <vector>
+
+#include "caf/scheduled_actor.hpp"
 
 #include "runtime/error.hpp"
 #include "runtime/internal/job.hpp"
@@ -28,9 +31,10 @@ constexpr size_t max_name_length = 255;
 } // namespace
 
 blocking_detector::blocking_detector(size_t workers, caf::timespan threshold)
-  : workers_(workers), threshold_(threshold), slots_(new slot[workers]),
-    reported_(new uint64_t[workers]()), span_epoch_(new uint64_t[workers]()),
-    meter_(workers), metrics_(workers) {
+  : workers_(workers), threshold_(threshold),
+    slots_(new slot[workers + 1]), reported_(new uint64_t[workers + 1]()),
+    span_epoch_(new uint64_t[workers + 1]()), meter_(workers + 1),
+    metrics_(workers) {
   // nop
 }
 
@@ -42,6 +46,20 @@ int64_t blocking_detector::now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
            std::chrono::steady_clock::now().time_since_epoch())
     .count();
+}
+
+void blocking_detector::begin_turn(slot& s, caf::resumable* job) noexcept {
+  caf::actor_id id = 0;
+  const char* name = nullptr;
+  if (job->subtype() == caf::resumable::scheduled_actor) {
+    auto ptr = static_cast<caf::scheduled_actor*>(job);
+    id = ptr->id();
+    name = ptr->name();
+  }
+  s.started_ns.store(now_ns(), std::memory_order_relaxed);
+  s.actor.store(id, std::memory_order_relaxed);
+  s.name.store(name, std::memory_order_relaxed);
+  s.epoch.fetch_add(1, std::memory_order_release); // odd: busy
 }
 
 void blocking_detector::start(const void* owner) {
@@ -105,13 +123,16 @@ void blocking_detector::report(const slow_handler_event& ev) {
     }
     return;
   }
+  auto where = ev.worker < workers_
+                 ? "scheduler worker " + std::to_string(ev.worker)
+                 : std::string{"the TCP I/O thread"};
   std::fprintf(stderr,
-               "weave: actor #%llu (%s) has held scheduler worker %zu for "
+               "weave: actor #%llu (%s) has held %s for "
                "%lld ms, %lld ms of it waiting for a core "
                "(weave.blocking-threshold is %lld ms); offload blocking "
                "calls\n",
                static_cast<unsigned long long>(ev.actor),
-               ev.actor_name.c_str(), ev.worker,
+               ev.actor_name.c_str(), where.c_str(),
                static_cast<long long>(ev.held.count() / 1'000'000),
                static_cast<long long>(ev.waited_for_cpu.count() / 1'000'000),
                static_cast<long long>(threshold_.count() / 1'000'000));
@@ -153,7 +174,7 @@ void blocking_detector::watch() {
   const auto busy_period = std::min<caf::timespan>(threshold_ / 2,
                                                    max_busy_period);
   auto period = busy_period;
-  std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_]());
+  std::unique_ptr<uint64_t[]> seen(new uint64_t[workers_ + 1]());
   std::vector<slow_handler_event> events;
   for (;;) {
     bool poked;
@@ -171,12 +192,13 @@ void blocking_detector::watch() {
     }
     auto now = now_ns();
     bool moved = false;
-    for (size_t i = 0; i < workers_; ++i) {
+    // The scheduler's workers, then the I/O thread's slot (io_slot()).
+    for (size_t i = 0; i <= workers_; ++i) {
       auto& s = slots_[i];
       auto e1 = s.epoch.load(std::memory_order_acquire);
       if (e1 != seen[i] || (e1 & 1) != 0)
         moved = true;
-      if ((e1 & 1) != 0 && e1 == seen[i])
+      if ((e1 & 1) != 0 && e1 == seen[i] && i < workers_)
         wake_thief(i); // one resume since the last look: jobs may wait
       seen[i] = e1;
       // Every look samples every worker's run-queue wait: the sample of the
@@ -220,7 +242,8 @@ void blocking_detector::watch() {
         continue; // it moved on while we looked
       reported_[i] = e1;
       reports_.fetch_add(1);
-      metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
+      if (i < workers_)
+        metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
       events.push_back(
         slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held,
                            waited, std::nullopt});

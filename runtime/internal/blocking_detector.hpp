@@ -93,6 +93,20 @@ public:
     return worker < workers_ ? &slots_[worker] : nullptr;
   }
 
+  /// The slot of the TCP I/O thread, which runs actors' turns too (see
+  /// actors/internal/io_unit.hpp): watched like a worker's, reported with
+  /// `worker` equal to the number of scheduler workers, never woken or
+  /// stolen from.
+  slot* io_slot() noexcept {
+    return &slots_[workers_];
+  }
+
+  /// Stamps `s` as inside a turn of `job` (odd epoch) / outside (even).
+  static void begin_turn(slot& s, caf::resumable* job) noexcept;
+  static void end_turn(slot& s) noexcept {
+    s.epoch.fetch_add(1, std::memory_order_release); // even: idle
+  }
+
   size_t reports() const noexcept {
     return reports_.load();
   }

@@ -42,6 +42,11 @@ struct runtime_access {
   /// The runtime's deadline timer (timed submits).
   static std::shared_ptr<deadline_timer> timer(runtime& rt);
 
+  /// Keeps `obj` alive as long as `rt`'s actor system (with its
+  /// configuration, which outlives the system even when the shutdown
+  /// leaves it in the graveyard).
+  static void keep_with_system(runtime& rt, std::shared_ptr<void> obj);
+
   /// Starts `rt`'s shutdown only if none began (or ended): true, and the
   /// caller must then call `run_claimed_shutdown`. False if another began:
   /// this caller neither waits for it nor may touch `rt` again unless it

@@ -114,20 +114,8 @@ public:
     // A deadline scope lasts at most one actor's turn (deadline_scope.hpp).
     reset_thread_deadline();
     my_metrics(self); // looked up once; the turn's start is the slot's
-    auto s = my_slot(self);
-    if (s == nullptr)
-      return;
-    caf::actor_id id = 0;
-    const char* name = nullptr;
-    if (job->subtype() == caf::resumable::scheduled_actor) {
-      auto ptr = static_cast<caf::scheduled_actor*>(job);
-      id = ptr->id();
-      name = ptr->name();
-    }
-    s->started_ns.store(blocking_detector::now_ns(), std::memory_order_relaxed);
-    s->actor.store(id, std::memory_order_relaxed);
-    s->name.store(name, std::memory_order_relaxed);
-    s->epoch.fetch_add(1, std::memory_order_release); // odd: busy
+    if (auto s = my_slot(self))
+      blocking_detector::begin_turn(*s, job);
   }
 
   template <class Worker>
@@ -137,7 +125,7 @@ public:
       metrics_->resume_ends(
         slot_->started_ns.load(std::memory_order_relaxed));
     if (slot_ != nullptr)
-      slot_->epoch.fetch_add(1, std::memory_order_release); // even: idle
+      blocking_detector::end_turn(*slot_);
   }
 
   /// An actor made runnable by the job this worker runs (a send, a spawn).
