@@ -47,6 +47,22 @@
 /// then does the non-blocking `recv` / `send` / `accept` / `connect`
 /// itself, so no call ever blocks a scheduler thread (nor CAF's multiplexer).
 ///
+/// Where actors run: the actor a readiness wakes (the socket's), and the
+/// actor its turn answers, and so on, may run their turns on the I/O
+/// thread itself instead of waiting for a scheduler thread to wake up
+/// (Tokio runs a task its I/O driver woke the same way): one chain at a
+/// time (a turn that wakes two actors sends the older to the scheduler),
+/// at most `weave.tcp-inline-turns` turns per readiness (default 8; then
+/// the chain goes on on the scheduler; 0 sends every readiness to the
+/// scheduler), at most 64 messages per turn. So the handlers of actors that
+/// talk to a connection may run on `weave-tcp`: like a scheduler thread,
+/// it must not block (futures refuse to wait there), and the blocking
+/// detector watches it (a report names "the TCP I/O thread";
+/// `slow_handler_event::worker` is the number of scheduler workers). A
+/// handler that blocks there holds every socket's readiness until it
+/// returns. After running turns the thread looks for readiness for
+/// `weave.spin` before it sleeps, as an idle scheduler worker does.
+///
 /// Deadlines (`tcp_options`): a connect not finished within
 /// `connect_timeout` fails with `timeout`; a read not answered within
 /// `read_timeout` fails with `timeout` (the stream stays usable: nothing of

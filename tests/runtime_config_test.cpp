@@ -312,3 +312,26 @@ TEST_CASE("an unknown non-weave option on the command line is named") {
   CHECK(msg.find("unknown option --bogus-flag=1") != std::string::npos);
   CHECK(msg.find("parser_error") == std::string::npos);
 }
+
+TEST_CASE("weave.tcp-inline-turns: 0..1024 turns, refused outside, named") {
+  weave::runtime_config ok;
+  REQUIRE(!parse(ok, {"--weave.tcp-inline-turns=0"}));
+  CHECK(ok.tcp_inline_turns() == 0u);
+  CHECK(weave::runtime_config{}.tcp_inline_turns() == 8u);
+  for (auto arg : {"--weave.tcp-inline-turns=1025",
+                   "--weave.tcp-inline-turns=-1",
+                   "--weave.tcp-inline-turns=many"}) {
+    CAPTURE(arg);
+    weave::runtime_config cfg;
+    auto err = parse(cfg, {arg});
+    REQUIRE(err);
+    CHECK(weave::is(err, weave::errc::invalid_config));
+    CHECK(weave::render(err).find("weave.tcp-inline-turns")
+          != std::string::npos);
+  }
+  weave::runtime_config in_code;
+  in_code.set("weave.tcp-inline-turns", 5000);
+  auto what = construction_error(std::move(in_code));
+  CHECK(what.find("weave.tcp-inline-turns") != std::string::npos);
+  CHECK(what.find("0..1024") != std::string::npos);
+}
