@@ -169,29 +169,34 @@ process spawn_process(runtime& rt, const caf::actor& owner,
   result.out = st->out;
   result.err = st->err;
   // SIGTERM in the first phase; the wait for the child in the last. The
-  // child is started under the registry's lock: either shutdown stops it or
-  // it is refused (`shut_down`).
+  // child's actor and threads start under the registry's lock: either
+  // shutdown stops them or they are refused (`shut_down`).
   using weave::internal::runtime_access;
   runtime_access::register_component(rt, st->terminator());
   // On a thread that must never block (an actor's), the spawn itself runs
-  // on the reaper's thread.
+  // on the reaper's thread. Otherwise here, before the registry's lock:
+  // `posix_spawnp` waits until the child has changed to its `cwd` and
+  // exec'd, which a hung mount could stretch without bound, and the lock
+  // is every component's registration and the shutdown's start. A child
+  // whose registration is refused (the shutdown began meanwhile) is killed
+  // and reaped before the refusal reaches the caller.
   bool async = this_thread_must_not_block();
-  runtime_access::start_component(rt, st, [&](caf::actor_system& sys) {
-    if (!async)
-      st->spawn();
-    try {
+  if (!async)
+    st->spawn();
+  try {
+    runtime_access::start_component(rt, st, [&](caf::actor_system& sys) {
       result.actor = sys.spawn<caf::hidden>(process_behavior, st, owner);
-    } catch (...) {
-      st->abort_child();
-      throw;
-    }
-    try {
-      st->start_threads(caf::actor_cast<caf::actor>(result.actor), async);
-    } catch (...) {
-      caf::anon_send_exit(result.actor, caf::exit_reason::user_shutdown);
-      throw;
-    }
-  });
+      try {
+        st->start_threads(caf::actor_cast<caf::actor>(result.actor), async);
+      } catch (...) {
+        caf::anon_send_exit(result.actor, caf::exit_reason::user_shutdown);
+        throw;
+      }
+    });
+  } catch (...) {
+    st->abort_child();
+    throw;
+  }
   result.pid = async ? -1 : st->pid(); // async: not known yet
   return result;
 }
