@@ -24,7 +24,8 @@
 // deadline and counts it joined or abandoned.
 //
 // Locking: `mtx_` guards the registration table and the flags; no user code
-// runs in the reactor at all, and messages are sent after unlocking.
+// runs under it: readiness is delivered, and the turns it wakes run (user
+// code: io_unit.hpp), after unlocking.
 
 #include <atomic>
 #include <condition_variable>
