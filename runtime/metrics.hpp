@@ -156,6 +156,17 @@ struct scheduler_worker_metrics {
   uint64_t slow_handlers = 0;
 };
 
+/// weave's TCP I/O thread (`weave-tcp`), which runs the turns of the actors
+/// its sockets' readiness wakes (actors/tcp.hpp, "Where actors run").
+struct tcp_io_metrics {
+  /// Turns it gave to an actor.
+  uint64_t turns = 0;
+  /// Time spent inside those turns.
+  uint64_t busy_ns = 0;
+  /// Turns the blocking detector reported as too long on it.
+  uint64_t slow_handlers = 0;
+};
+
 /// One channel made with a runtime (see channel_stats.hpp for the counts).
 struct channel_metrics {
   /// The name given at creation, or `channel-<id>`.
@@ -217,7 +228,10 @@ struct metrics_snapshot {
   std::vector<channel_metrics> channels;
   std::vector<loop_metrics> loops;
   thread_metrics threads;
-  /// The blocking detector's reports (`runtime::slow_handlers()`).
+  /// The TCP I/O thread's turns (zero until a TCP actor is used).
+  tcp_io_metrics tcp_io;
+  /// The blocking detector's reports (`runtime::slow_handlers()`): the
+  /// scheduler workers' `slow_handlers` plus `tcp_io.slow_handlers`.
   uint64_t slow_handlers = 0;
 };
 

@@ -24,8 +24,10 @@ thread_local io_unit* bound_unit = nullptr;
 } // namespace
 
 io_unit::io_unit(caf::actor_system& sys, size_t turns,
-                 weave::internal::blocking_detector::slot* slot)
-  : caf::execution_unit(&sys), turns_(turns), slot_(slot) {
+                 weave::internal::blocking_detector* detector)
+  : caf::execution_unit(&sys), turns_(turns), detector_(detector),
+    slot_(detector != nullptr ? detector->io_slot() : nullptr),
+    metrics_(detector != nullptr ? detector->metrics().io() : nullptr) {
   // nop
 }
 
@@ -66,6 +68,10 @@ void io_unit::to_scheduler(caf::resumable* job) noexcept {
 
 size_t io_unit::run_chain() noexcept {
   size_t turn = 0;
+  // Work after a quiet spell: the watchdog comes back to its busy period
+  // (as when a parked worker wakes with work).
+  if (next_ != nullptr && detector_ != nullptr)
+    detector_->activity();
   for (; next_ != nullptr; ++turn) {
     auto job = std::exchange(next_, nullptr);
     if (turn == turns_) {
@@ -77,8 +83,11 @@ size_t io_unit::run_chain() noexcept {
     if (slot_ != nullptr)
       weave::internal::blocking_detector::begin_turn(*slot_, job);
     auto res = job->resume(this, turn_messages);
-    if (slot_ != nullptr)
+    if (slot_ != nullptr) {
+      if (metrics_ != nullptr)
+        metrics_->resume_ends(slot_->started_ns.load(std::memory_order_relaxed));
       weave::internal::blocking_detector::end_turn(*slot_);
+    }
     weave::internal::reset_thread_deadline();
     switch (res) {
       case caf::resumable::resume_later:

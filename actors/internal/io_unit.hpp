@@ -24,7 +24,8 @@
 // What runs here is user code (the handlers of actors that a TCP actor
 // answers), so the thread must not block: it is marked so (futures refuse
 // to wait on it), and the blocking detector watches its turns like a
-// worker's (`blocking_detector::io_slot`). A handler that blocks holds
+// worker's (`blocking_detector::io_slot`; its counters are
+// `metrics_snapshot::tcp_io`). A handler that blocks holds
 // every socket's readiness until it returns.
 //
 // Only the I/O thread, between `bind` and `unbind`, keeps jobs: `exec_later`
@@ -48,8 +49,9 @@ public:
   /// Messages one turn on the I/O thread handles at most.
   static constexpr size_t turn_messages = 64;
 
+  /// `detector` may be null (CAF's own scheduler policies).
   io_unit(caf::actor_system& sys, size_t turns,
-          weave::internal::blocking_detector::slot* slot);
+          weave::internal::blocking_detector* detector);
 
   /// On the I/O thread, before its first `deliver`: jobs made runnable on
   /// this thread are kept here from now on.
@@ -73,7 +75,9 @@ private:
   void to_scheduler(caf::resumable* job) noexcept;
 
   const size_t turns_;
+  weave::internal::blocking_detector* const detector_;
   weave::internal::blocking_detector::slot* const slot_;
+  weave::internal::scheduler_recorder::worker* const metrics_;
   /// The next job to run here (holds a reference); the I/O thread only.
   caf::resumable* next_ = nullptr;
 };

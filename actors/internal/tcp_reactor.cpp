@@ -21,6 +21,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/internal/runtime_access.hpp"
+#include "runtime/internal/thread_activity.hpp"
 #include "runtime/internal/thread_roles.hpp"
 #include "runtime/this_thread.hpp"
 
@@ -33,6 +34,13 @@ constexpr int event_batch = 64;
 
 /// The epoll key of the wake-up eventfd (no socket gets id 0).
 constexpr uint64_t wake_key = 0;
+
+/// How long the shutdown waits past its deadline for an I/O thread that is
+/// not inside a turn to end (it was woken; it has nothing left to do).
+constexpr auto exit_patience = std::chrono::milliseconds{50};
+
+/// How often the standby looks whether the I/O thread's turn ended.
+constexpr auto standby_look = std::chrono::milliseconds{10};
 
 [[noreturn]] void fail(const char* call) {
   auto code = errno;
@@ -94,13 +102,20 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
   auto detector = weave::internal::runtime_access::detector(rt);
   auto turns = rt.config().tcp_inline_turns();
   ptr->spin_ = turns > 0 ? rt.config().spin() : caf::timespan::zero();
+  ptr->owner_ = static_cast<const caf::actor_system_config*>(&rt.config());
+  ptr->detector_ = turns > 0 ? detector : nullptr;
   weave::internal::runtime_access::start_component(
     rt, ptr, [&](caf::actor_system& sys) {
       ptr->sys_ = &sys;
-      ptr->unit_ = std::make_shared<io_unit>(
-        sys, turns, detector != nullptr ? detector->io_slot() : nullptr);
+      ptr->unit_ = std::make_shared<io_unit>(sys, turns, detector);
       weave::internal::runtime_access::keep_with_system(rt, ptr->unit_);
       ptr->start_thread();
+      if (ptr->detector_ != nullptr)
+        ptr->detector_->set_io_rescue(
+          [weak = std::weak_ptr<tcp_reactor>{ptr}](uint64_t stuck) {
+            if (auto r = weak.lock())
+              r->rescue(stuck);
+          });
     });
   registry.emplace_back(&rt, ptr);
   return ptr;
@@ -174,19 +189,61 @@ void tcp_reactor::forget(uint64_t id) {
   cv_.notify_all(); // the shutdown waits for every listed actor's end
 }
 
-void tcp_reactor::run() {
+namespace {
+
+/// Blocks every signal on the calling thread (they belong to the
+/// application's threads) and names it.
+void become_io_thread(const char* name) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
   try {
-    set_this_thread_name("weave-tcp");
+    set_this_thread_name(name);
   } catch (...) {
     // unnamed
   }
+}
+
+/// Shows what the thread does in dumps (the I/O slot's idle state).
+void publish(weave::internal::blocking_detector::slot* slot,
+             weave::internal::blocking_detector::idle_state st) {
+  if (slot != nullptr)
+    slot->idle.store(st, std::memory_order_release);
+}
+
+} // namespace
+
+bool tcp_reactor::take_ready(const epoll_event* evs, int n,
+                             std::vector<ready_item>& ready) {
+  bool stop = false;
+  std::unique_lock<std::mutex> guard{mtx_};
+  for (int i = 0; i < n; ++i) {
+    if (evs[i].data.u64 == wake_key) {
+      stop = stopping_;
+      continue;
+    }
+    auto j = actors_.find(evs[i].data.u64);
+    if (j != actors_.end())
+      if (auto ptr = j->second.lock())
+        ready.emplace_back(std::move(ptr), uint32_t{evs[i].events});
+  }
+  return stop;
+}
+
+void tcp_reactor::run() {
+  using idle = weave::internal::blocking_detector::idle_state;
+  become_io_thread("weave-tcp");
+  // Listed in the runtime's thread dumps, with the I/O slot: a dump shows
+  // the actor whose turn runs here.
+  weave::internal::service_thread_scope listed{owner_, "weave-tcp"};
+  auto slot = detector_ != nullptr ? detector_->io_slot() : nullptr;
+  if (slot != nullptr)
+    if (auto rec = weave::internal::this_thread_activity())
+      rec->bind_slot(slot, detector_->workers());
   auto& unit = *unit_;
   unit.bind();
   epoll_event evs[event_batch];
-  std::vector<std::pair<caf::strong_actor_ptr, uint32_t>> ready;
+  std::vector<ready_item> ready;
   bool ran = false;
   for (;;) {
     // After running turns, the next readiness is often microseconds away
@@ -195,36 +252,29 @@ void tcp_reactor::run() {
     // sleeping thread's wake-up costs more than the spin on idle cores).
     int n = 0;
     if (ran && spin_ > caf::timespan::zero()) {
+      publish(slot, idle::polling);
       auto until = std::chrono::steady_clock::now() + spin_;
       do {
         n = ::epoll_wait(epoll_fd_, evs, event_batch, 0);
       } while (n == 0 && std::chrono::steady_clock::now() < until);
     }
-    if (n == 0)
+    if (n == 0) {
+      publish(slot, idle::sleeping);
       n = ::epoll_wait(epoll_fd_, evs, event_batch, -1);
+    }
+    publish(slot, idle::running);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       break;
     }
-    bool stop = false;
-    {
-      std::unique_lock<std::mutex> guard{mtx_};
-      for (int i = 0; i < n; ++i) {
-        if (evs[i].data.u64 == wake_key) {
-          stop = stopping_;
-          continue;
-        }
-        auto j = actors_.find(evs[i].data.u64);
-        if (j != actors_.end())
-          if (auto ptr = j->second.lock())
-            ready.emplace_back(std::move(ptr), uint32_t{evs[i].events});
-      }
-    }
+    bool stop = take_ready(evs, n, ready);
     for (auto& [who, events] : ready)
       unit.deliver(who, caf::make_message(tcp_ready_atom::value, events));
     ready.clear(); // outside the lock: may drop the last reference
+    turning_.store(true, std::memory_order_relaxed);
     ran = unit.run_chain() > 0;
+    turning_.store(false, std::memory_order_relaxed);
     if (stop)
       break;
   }
@@ -234,6 +284,65 @@ void tcp_reactor::run() {
   {
     std::unique_lock<std::mutex> guard{mtx_};
     ended_ = true;
+  }
+  cv_.notify_all();
+}
+
+void tcp_reactor::rescue(uint64_t stuck) {
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (stopping_ || ended_ || standby_ || detector_ == nullptr)
+      return;
+    standby_ = true;
+  }
+  // It sends messages: counted like the I/O thread (the shutdown leaves
+  // the actor system alive while it may still send).
+  sys_->inc_detached_threads();
+  weave::internal::census_thread_started();
+  try {
+    std::thread{[self = shared_from_this(), stuck] {
+      self->run_standby(stuck);
+      weave::internal::census_thread_ended();
+    }}.detach();
+  } catch (...) {
+    weave::internal::census_thread_ended();
+    sys_->dec_detached_threads();
+    std::unique_lock<std::mutex> guard{mtx_};
+    standby_ = false;
+  }
+}
+
+void tcp_reactor::run_standby(uint64_t stuck) {
+  become_io_thread("weave-tcp-standby");
+  {
+    weave::internal::service_thread_scope listed{owner_, "weave-tcp-standby"};
+    auto& epoch = detector_->io_slot()->epoch;
+    epoll_event evs[event_batch];
+    std::vector<ready_item> ready;
+    // Until the I/O thread is out of the turn it was stuck in (looked at
+    // every standby_look), or the shutdown: every readiness goes to the
+    // scheduler as a message, as with `weave.tcp-inline-turns = 0`.
+    while (epoch.load(std::memory_order_acquire) == stuck) {
+      auto n = ::epoll_wait(epoll_fd_, evs, event_batch,
+                            static_cast<int>(standby_look.count()));
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        break;
+      }
+      bool stop = take_ready(evs, n, ready);
+      for (auto& [who, events] : ready)
+        caf::anon_send(caf::actor_cast<caf::actor>(who),
+                       tcp_ready_atom::value, events);
+      ready.clear();
+      if (stop)
+        break;
+    }
+  }
+  sys_->dec_detached_threads();
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    standby_ = false;
   }
   cv_.notify_all();
 }
@@ -268,6 +377,12 @@ void tcp_reactor::finish_shutdown(
   if (!started_ || counted_)
     return;
   bool ended = cv_.wait_until(guard, deadline, [this] { return ended_; });
+  // Not in a turn, it ends within microseconds of its wake-up (counted as a
+  // detached thread, it would otherwise leave the actor system behind at a
+  // zero deadline); one stuck in a turn is abandoned at the deadline.
+  if (!ended && !turning_.load(std::memory_order_relaxed))
+    ended = cv_.wait_for(guard, exit_patience, [this] { return ended_; });
+  cv_.wait_until(guard, deadline, [this] { return !standby_; });
   // Every listed actor was told to stop: each ends (its state closes its
   // socket and answers what it owes) before the actor system goes.
   cv_.wait_until(guard, deadline, [this] { return actors_.empty(); });

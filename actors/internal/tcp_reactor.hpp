@@ -33,15 +33,20 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "caf/actor.hpp"
 #include "caf/atom.hpp"
 #include "caf/timespan.hpp"
 #include "caf/weak_intrusive_ptr.hpp"
 
+#include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/deadline_timer.hpp"
 #include "runtime/runtime.hpp"
+
+struct epoll_event;
 
 namespace weave::actors::internal {
 
@@ -90,9 +95,23 @@ public:
                        shutdown_report& report) override;
 
 private:
+  using ready_item = std::pair<caf::strong_actor_ptr, uint32_t>;
+
   void start_thread();
   void run();
   void stop_thread() noexcept;
+
+  /// The listed actors of `n` events (under `mtx_`); true on the stop.
+  bool take_ready(const epoll_event* evs, int n,
+                  std::vector<ready_item>& ready);
+
+  /// The watchdog saw the I/O thread in one turn (epoch `stuck`) since its
+  /// last look: a handler blocks there (a sleep, a `scoped_actor`'s
+  /// receive, perhaps waiting for another socket's read). Starts a standby
+  /// thread that polls the sockets and sends their readiness to the
+  /// scheduler until that turn ends, so no other socket waits for it.
+  void rescue(uint64_t stuck);
+  void run_standby(uint64_t stuck);
 
   std::shared_ptr<weave::internal::deadline_timer> timer_;
   /// Set before the thread starts; lives as long as the actor system.
@@ -101,6 +120,14 @@ private:
   /// How long the thread looks for readiness after running turns before it
   /// sleeps (`weave.spin`; zero when no turns run here).
   caf::timespan spin_{0};
+  /// The runtime's configuration (the key of its thread dumps).
+  const void* owner_ = nullptr;
+  /// Null when no turns run here (or with CAF's own scheduler policies).
+  weave::internal::blocking_detector* detector_ = nullptr;
+  /// The I/O thread is inside `run_chain`.
+  std::atomic<bool> turning_{false};
+  /// A standby thread runs (at most one).
+  bool standby_ = false;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::mutex mtx_;

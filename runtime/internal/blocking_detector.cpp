@@ -107,6 +107,14 @@ void blocking_detector::set_handler(handler_type handler) {
   // call keeps its own reference).
 }
 
+void blocking_detector::set_io_rescue(io_rescue_type rescue) {
+  auto next = std::make_shared<const io_rescue_type>(std::move(rescue));
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    io_rescue_.swap(next);
+  }
+}
+
 void blocking_detector::report(const slow_handler_event& ev) {
   std::shared_ptr<const handler_type> handler;
   {
@@ -193,13 +201,19 @@ void blocking_detector::watch() {
     auto now = now_ns();
     bool moved = false;
     // The scheduler's workers, then the I/O thread's slot (io_slot()).
+    uint64_t io_stuck = 0; // the I/O thread's turn seen in two looks
     for (size_t i = 0; i <= workers_; ++i) {
       auto& s = slots_[i];
       auto e1 = s.epoch.load(std::memory_order_acquire);
       if (e1 != seen[i] || (e1 & 1) != 0)
         moved = true;
-      if ((e1 & 1) != 0 && e1 == seen[i] && i < workers_)
-        wake_thief(i); // one resume since the last look: jobs may wait
+      if ((e1 & 1) != 0 && e1 == seen[i]) {
+        // One resume since the last look: jobs may wait behind it.
+        if (i < workers_)
+          wake_thief(i);
+        else
+          io_stuck = e1;
+      }
       seen[i] = e1;
       // Every look samples every worker's run-queue wait: the sample of the
       // look before a resume was first seen precedes the resume's start.
@@ -242,8 +256,8 @@ void blocking_detector::watch() {
         continue; // it moved on while we looked
       reported_[i] = e1;
       reports_.fetch_add(1);
-      if (i < workers_)
-        metrics_.at(i)->slow_handlers.fetch_add(1, std::memory_order_relaxed);
+      auto counters = i < workers_ ? metrics_.at(i) : metrics_.io();
+      counters->slow_handlers.fetch_add(1, std::memory_order_relaxed);
       events.push_back(
         slow_handler_event{actor, name_ptr != nullptr ? name : "?", i, held,
                            waited, std::nullopt});
@@ -261,6 +275,15 @@ void blocking_detector::watch() {
       } catch (...) {
         // No memory for a dump: the reports go without it.
       }
+    }
+    if (io_stuck != 0) {
+      std::shared_ptr<const io_rescue_type> rescue;
+      {
+        std::unique_lock<std::mutex> guard{mtx_};
+        rescue = io_rescue_;
+      }
+      if (rescue && *rescue)
+        (*rescue)(io_stuck);
     }
     // The user's callback runs with no lock held: it may replace itself,
     // and workers poking the watchdog meanwhile are not held back.

@@ -101,6 +101,11 @@ public:
     return &slots_[workers_];
   }
 
+  /// The number of scheduler workers (the I/O slot's index).
+  size_t workers() const noexcept {
+    return workers_;
+  }
+
   /// Stamps `s` as inside a turn of `job` (odd epoch) / outside (even).
   static void begin_turn(slot& s, caf::resumable* job) noexcept;
   static void end_turn(slot& s) noexcept {
@@ -128,6 +133,14 @@ public:
   /// Replaces the report callback; returns without waiting for a call of
   /// the old one that is running (it finishes with its own reference).
   void set_handler(handler_type handler);
+
+  /// Called by the watchdog, with the turn's epoch, when the I/O thread
+  /// (io_slot) has been inside one turn since its last look (the TCP
+  /// reactor then polls its sockets on a standby thread until that turn
+  /// ends; tcp_reactor.hpp). Runs on the watchdog thread, unlocked; must
+  /// not block.
+  using io_rescue_type = std::function<void(uint64_t)>;
+  void set_io_rescue(io_rescue_type rescue);
 
   /// A worker woke up with work: if the watchdog is backing off (the
   /// scheduler was idle), bring it back to its busy period now.
@@ -166,6 +179,7 @@ private:
   std::atomic<bool> backing_off_{false};
   // Shared, so that a report can copy it under the lock and call it after.
   std::shared_ptr<const handler_type> handler_;
+  std::shared_ptr<const io_rescue_type> io_rescue_;
   std::thread thread_;
   // Written before the watchdog starts, read by it only.
   std::function<thread_dump()> take_dump_;

@@ -48,6 +48,12 @@ public:
     return index < size_ ? &workers_[index] : nullptr;
   }
 
+  /// The TCP I/O thread's counters (its turns: actors/internal/io_unit.hpp;
+  /// `parks` and `steals` stay zero).
+  worker* io() noexcept {
+    return &io_;
+  }
+
   size_t size() const noexcept {
     return size_;
   }
@@ -65,11 +71,15 @@ public:
       m.slow_handlers = w.slow_handlers.load(std::memory_order_relaxed);
       out.scheduler.push_back(m);
     }
+    out.tcp_io.turns = io_.resumes.load(std::memory_order_relaxed);
+    out.tcp_io.busy_ns = io_.busy_ns.load(std::memory_order_relaxed);
+    out.tcp_io.slow_handlers = io_.slow_handlers.load(std::memory_order_relaxed);
   }
 
 private:
   const size_t size_;
   std::unique_ptr<worker[]> workers_;
+  worker io_;
 };
 
 } // namespace weave::internal

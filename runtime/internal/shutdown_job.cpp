@@ -20,6 +20,13 @@ using namespace std::chrono_literals;
 /// detached threads.
 constexpr auto actor_poll_interval = 1ms;
 
+/// How long past the deadline the shutdown waits for detached threads that
+/// are ending anyway (a timer or an I/O thread woken to stop a moment ago,
+/// a pool's idle thread): at a zero deadline they would be counted
+/// abandoned and the actor system left in the graveyard for a race of
+/// microseconds. A thread stuck in user code still is, 50 ms later.
+constexpr auto thread_exit_patience = 50ms;
+
 /// Actor systems (and the configurations they refer to) that had to be left
 /// alive because a thread was abandoned; kept reachable on purpose, so that
 /// the abandoned thread can still end cleanly (see runtime.hpp, phase 6).
@@ -155,6 +162,9 @@ void run_phases(shutdown_job& job) {
   };
   while ((reg.running() > 0 || job.detached_locked() > given_up())
          && steady_clock::now() < job.until)
+    std::this_thread::sleep_for(actor_poll_interval);
+  for (auto until = steady_clock::now() + thread_exit_patience;
+       job.detached_locked() > given_up() && steady_clock::now() < until;)
     std::this_thread::sleep_for(actor_poll_interval);
   for (auto& c : job.components)
     c->release_actors();
