@@ -58,10 +58,15 @@
 /// talk to a connection may run on `weave-tcp`: like a scheduler thread,
 /// it must not block (futures refuse to wait there), and the blocking
 /// detector watches it (a report names "the TCP I/O thread";
-/// `slow_handler_event::worker` is the number of scheduler workers). A
-/// handler that blocks there holds every socket's readiness until it
-/// returns. After running turns the thread looks for readiness for
-/// `weave.spin` before it sleeps, as an idle scheduler worker does.
+/// `slow_handler_event::worker` is the number of scheduler workers; its
+/// counts are `metrics_snapshot::tcp_io`; thread dumps list it with the
+/// actor it runs). A handler that blocks there (a sleep, a `scoped_actor`'s
+/// `receive`, which CAF does not refuse) holds no socket for long: once the
+/// watchdog sees the same turn in two looks (every min(threshold / 2,
+/// 50 ms)), a standby thread (`weave-tcp-standby`) polls the sockets and
+/// sends their readiness to the scheduler until that turn ends. After
+/// running turns the thread looks for readiness for `weave.spin` before it
+/// sleeps, as an idle scheduler worker does.
 ///
 /// Deadlines (`tcp_options`): a connect not finished within
 /// `connect_timeout` fails with `timeout`; a read not answered within
