@@ -54,7 +54,9 @@
 /// time (a turn that wakes two actors sends the older to the scheduler),
 /// at most `weave.tcp-inline-turns` turns per readiness (default 8; then
 /// the chain goes on on the scheduler; 0 sends every readiness to the
-/// scheduler), at most 64 messages per turn. So the handlers of actors that
+/// scheduler; with a non-weave `scheduler.policy`, which has no blocking
+/// detector to watch the thread, no turns run there), at most 64 messages
+/// per turn. So the handlers of actors that
 /// talk to a connection may run on `weave-tcp`: like a scheduler thread,
 /// it must not block (futures refuse to wait there), and the blocking
 /// detector watches it (a report names "the TCP I/O thread";
@@ -64,7 +66,9 @@
 /// `receive`, which CAF does not refuse) holds no socket for long: once the
 /// watchdog sees the same turn in two looks (every min(threshold / 2,
 /// 50 ms)), a standby thread (`weave-tcp-standby`) polls the sockets and
-/// sends their readiness to the scheduler until that turn ends. After
+/// sends their readiness to the scheduler until that turn ends, and hands
+/// an actor the stuck handler made runnable (kept for this thread) to the
+/// scheduler too, as a stuck worker's queue is stolen from. After
 /// running turns the thread looks for readiness for `weave.spin` before it
 /// sleeps, as an idle scheduler worker does.
 ///

@@ -251,6 +251,28 @@ void write_scheduler(writer& w,
           [](auto& x) { return num(x.slow_handlers); });
 }
 
+/// The TCP I/O thread (`metrics_snapshot::tcp_io`): runtime-wide, zero
+/// until a TCP actor is used. Its slow handlers and the workers' add up to
+/// `weave_slow_handlers_total`.
+void write_tcp_io(writer& w, const tcp_io_metrics& t) {
+  w.family("weave_tcp_io_turns_total", "counter",
+           "Turns the TCP I/O thread (weave-tcp) gave to an actor.", [&] {
+             w.sample("weave_tcp_io_turns_total", "", {}, num(t.turns));
+           });
+  w.family("weave_tcp_io_busy_seconds_total", "counter",
+           "Time the TCP I/O thread spent inside actors' turns.", [&] {
+             w.sample("weave_tcp_io_busy_seconds_total", "", {},
+                      seconds_text(t.busy_ns));
+           });
+  w.family("weave_tcp_io_slow_handlers_total", "counter",
+           "Turns on the TCP I/O thread reported as too long by the "
+           "blocking detector.",
+           [&] {
+             w.sample("weave_tcp_io_slow_handlers_total", "", {},
+                      num(t.slow_handlers));
+           });
+}
+
 void write_channels(writer& w, const std::vector<channel_metrics>& cs) {
   auto ls = labels_of(cs);
   auto gauge = [&](const char* name, const char* help, auto get) {
@@ -345,6 +367,7 @@ std::string to_prometheus(const metrics_snapshot& snapshot) {
   writer w;
   write_pools(w, snapshot.pools);
   write_scheduler(w, snapshot.scheduler);
+  write_tcp_io(w, snapshot.tcp_io);
   write_channels(w, snapshot.channels);
   write_loops(w, snapshot.loops);
   write_threads(w, snapshot);

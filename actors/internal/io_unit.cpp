@@ -42,7 +42,11 @@ void io_unit::bind() noexcept {
 
 void io_unit::unbind() noexcept {
   bound_unit = nullptr;
-  if (auto job = std::exchange(next_, nullptr))
+  release_kept();
+}
+
+void io_unit::release_kept() noexcept {
+  if (auto job = next_.exchange(nullptr, std::memory_order_acq_rel))
     to_scheduler(job);
 }
 
@@ -58,7 +62,7 @@ void io_unit::exec_later(caf::resumable* job) {
   }
   // The newest job runs next here; an older one goes where a worker can
   // take it (one chain at a time on this thread).
-  if (auto older = std::exchange(next_, job))
+  if (auto older = next_.exchange(job, std::memory_order_acq_rel))
     to_scheduler(older);
 }
 
@@ -70,10 +74,11 @@ size_t io_unit::run_chain() noexcept {
   size_t turn = 0;
   // Work after a quiet spell: the watchdog comes back to its busy period
   // (as when a parked worker wakes with work).
-  if (next_ != nullptr && detector_ != nullptr)
+  if (next_.load(std::memory_order_acquire) != nullptr && detector_ != nullptr)
     detector_->activity();
-  for (; next_ != nullptr; ++turn) {
-    auto job = std::exchange(next_, nullptr);
+  for (caf::resumable* job;
+       (job = next_.exchange(nullptr, std::memory_order_acq_rel)) != nullptr;
+       ++turn) {
     if (turn == turns_) {
       to_scheduler(job); // the rest of the chain runs on the scheduler
       return turn;

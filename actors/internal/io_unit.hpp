@@ -34,6 +34,7 @@
 // the scheduler. That is also why the unit lives as long as the actor system
 // (runtime_access::keep_with_system), not as long as the I/O thread.
 
+#include <atomic>
 #include <cstddef>
 
 #include "caf/execution_unit.hpp"
@@ -68,6 +69,13 @@ public:
   /// Runs the kept job and the chain it starts (see above).
   size_t run_chain() noexcept;
 
+  /// Any thread: hands the kept job, if any, to the scheduler. The TCP
+  /// reactor's standby calls it while a turn here is stuck: an actor that
+  /// the stuck handler made runnable (a send, then a synchronous wait for
+  /// its answer) would otherwise wait for the stuck turn, where on a worker
+  /// another worker steals it.
+  void release_kept() noexcept;
+
   void exec_later(caf::resumable* job) override;
 
 private:
@@ -78,8 +86,9 @@ private:
   weave::internal::blocking_detector* const detector_;
   weave::internal::blocking_detector::slot* const slot_;
   weave::internal::scheduler_recorder::worker* const metrics_;
-  /// The next job to run here (holds a reference); the I/O thread only.
-  caf::resumable* next_ = nullptr;
+  /// The next job to run here (holds a reference); set by the I/O thread
+  /// only, taken by it or by `release_kept`.
+  std::atomic<caf::resumable*> next_{nullptr};
 };
 
 } // namespace weave::actors::internal

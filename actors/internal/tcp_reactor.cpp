@@ -100,7 +100,10 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
   auto ptr = std::make_shared<tcp_reactor>();
   ptr->timer_ = weave::internal::runtime_access::timer(rt);
   auto detector = weave::internal::runtime_access::detector(rt);
-  auto turns = rt.config().tcp_inline_turns();
+  // Without the blocking detector (CAF's own scheduler policies) nothing
+  // watches the I/O thread's turns, so nothing would rescue its sockets from
+  // a handler that blocks there: no turns run there then.
+  auto turns = detector != nullptr ? rt.config().tcp_inline_turns() : 0;
   ptr->spin_ = turns > 0 ? rt.config().spin() : caf::timespan::zero();
   ptr->owner_ = static_cast<const caf::actor_system_config*>(&rt.config());
   ptr->detector_ = turns > 0 ? detector : nullptr;
@@ -335,6 +338,10 @@ void tcp_reactor::run_standby(uint64_t stuck) {
         caf::anon_send(caf::actor_cast<caf::actor>(who),
                        tcp_ready_atom::value, events);
       ready.clear();
+      // An actor the stuck handler made runnable waits in the unit, where
+      // only the stuck thread would run it: to a worker (as a worker's
+      // queue is stolen from while it is stuck).
+      unit_->release_kept();
       if (stop)
         break;
     }
