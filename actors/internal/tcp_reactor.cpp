@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <optional>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -237,8 +238,10 @@ void tcp_reactor::run() {
   using idle = weave::internal::blocking_detector::idle_state;
   become_io_thread("weave-tcp");
   // Listed in the runtime's thread dumps, with the I/O slot: a dump shows
-  // the actor whose turn runs here.
-  weave::internal::service_thread_scope listed{owner_, "weave-tcp"};
+  // the actor whose turn runs here. Unlisted before the actor system may
+  // go (the record points into the detector, which goes with it).
+  std::optional<weave::internal::service_thread_scope> listed;
+  listed.emplace(owner_, "weave-tcp");
   auto slot = detector_ != nullptr ? detector_->io_slot() : nullptr;
   if (slot != nullptr)
     if (auto rec = weave::internal::this_thread_activity())
@@ -282,6 +285,7 @@ void tcp_reactor::run() {
       break;
   }
   unit.unbind();
+  listed.reset();
   // No more turns here: the actor system may go (it waited for this).
   sys_->dec_detached_threads();
   {
@@ -297,10 +301,12 @@ void tcp_reactor::rescue(uint64_t stuck) {
     if (stopping_ || ended_ || standby_ || detector_ == nullptr)
       return;
     standby_ = true;
+    // It sends messages: counted like the I/O thread (the shutdown leaves
+    // the actor system alive while it may still send); counted under the
+    // lock, so a shutdown that began after the check above has not taken
+    // its count of detached threads yet without this one.
+    sys_->inc_detached_threads();
   }
-  // It sends messages: counted like the I/O thread (the shutdown leaves
-  // the actor system alive while it may still send).
-  sys_->inc_detached_threads();
   weave::internal::census_thread_started();
   try {
     std::thread{[self = shared_from_this(), stuck] {
