@@ -19,6 +19,7 @@
 #include "runtime/prometheus.hpp"
 #include "runtime/weave.hpp"
 #include "tests/io_support.hpp"
+#include "tests/tcp_inline_support.hpp"
 #include "tests/tcp_support.hpp"
 
 using namespace std::chrono_literals;
@@ -29,74 +30,6 @@ using weave::test::patience;
 namespace {
 
 using count_atom = caf::atom_constant<caf::atom("r2count")>;
-
-weave::runtime_config turns_config(size_t turns) {
-  auto cfg = weave::test::io_config();
-  cfg.set("weave.tcp-inline-turns", turns);
-  return cfg;
-}
-
-/// Spawns an actor that asks `p.conn` for a line and runs `then` with it in
-/// its answer's handler; returns once the read waits for readiness (so its
-/// answer comes from a readiness, not from bytes already there).
-template <class F>
-caf::actor read_then(raw_peer& p, F then) {
-  auto before = p.stats().reads_waited;
-  auto a = p.rt.system().spawn(
-    [conn = p.conn, then](caf::event_based_actor* self) {
-      self->request(conn, caf::infinite, read_line_atom::value)
-        .then([=](std::string& line) mutable { then(self, line); },
-              [=](caf::error& err) mutable {
-                then(self, "error: " + weave::render(err));
-              });
-    });
-  REQUIRE(weave::test::eventually(
-    [&] { return p.stats().reads_waited == before + 1; }));
-  return a;
-}
-
-template <class T>
-T take(std::future<T>& f) {
-  REQUIRE(f.wait_for(patience) == std::future_status::ready);
-  return f.get();
-}
-
-/// A second connection on `rt`: dialled to a blocking peer socket `fd`.
-struct second_conn {
-  int lfd = -1;
-  int fd = -1;
-  tcp_connection conn;
-
-  second_conn(weave::runtime& rt, caf::scoped_actor& self) {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(lfd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    REQUIRE(::listen(lfd, 1) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len)
-            == 0);
-    conn = spawn_tcp_connect(rt, "127.0.0.1", ntohs(addr.sin_port));
-    fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(fd >= 0);
-    REQUIRE(ask<std::string>(self, conn, connected_atom::value));
-  }
-
-  ~second_conn() {
-    caf::anon_send(conn, tcp_close_atom::value);
-    ::close(fd);
-    ::close(lfd);
-  }
-
-  tcp_stats stats(caf::scoped_actor& self) {
-    auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
-    REQUIRE(st);
-    return *st;
-  }
-};
 
 /// Where a round's handler ran and what it got.
 struct outcome {
@@ -171,7 +104,7 @@ TEST_CASE("review2: with CAF's own scheduler policy (no blocking detector), "
     auto cfg = turns_config(8);
     cfg.set("scheduler.policy", caf::atom("sharing"));
     raw_peer p{std::move(cfg)};
-    second_conn c2{p.rt, p.self};
+    peer_socket c2{p.rt, p.self};
     auto before = c2.stats(p.self).reads_waited;
     std::promise<outcome> got;
     auto fut = got.get_future();

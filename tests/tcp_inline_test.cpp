@@ -18,6 +18,7 @@
 
 #include "runtime/weave.hpp"
 #include "tests/io_support.hpp"
+#include "tests/tcp_inline_support.hpp"
 #include "tests/tcp_support.hpp"
 
 using namespace std::chrono_literals;
@@ -26,12 +27,6 @@ using namespace weave::test::tcp;
 using weave::test::patience;
 
 namespace {
-
-weave::runtime_config turns_config(size_t turns) {
-  auto cfg = weave::test::io_config();
-  cfg.set("weave.tcp-inline-turns", turns);
-  return cfg;
-}
 
 /// Where a handler ran, and whether that thread refuses to block.
 struct seen {
@@ -52,39 +47,6 @@ bool on_io_thread(const std::string& name) {
 bool on_scheduler(const std::string& name) {
   return name.rfind("weave-sched-", 0) == 0;
 }
-
-/// Spawns an actor that asks `p.conn` for a line and runs `then` with it in
-/// its answer's handler; returns once the read waits for readiness (so its
-/// answer comes from a readiness, not from bytes already there).
-template <class F>
-caf::actor read_then(raw_peer& p, F then) {
-  auto before = p.stats().reads_waited;
-  auto a = p.rt.system().spawn(
-    [conn = p.conn, then](caf::event_based_actor* self) {
-      self->request(conn, caf::infinite, read_line_atom::value)
-        .then([=](std::string& line) mutable { then(self, line); },
-              [=](caf::error& err) mutable {
-                then(self, "error: " + weave::render(err));
-              });
-    });
-  REQUIRE(weave::test::eventually(
-    [&] { return p.stats().reads_waited == before + 1; }));
-  return a;
-}
-
-template <class T>
-T take(std::future<T>& f) {
-  REQUIRE(f.wait_for(patience) == std::future_status::ready);
-  return f.get();
-}
-
-/// A readiness runs the connection's actor on the I/O thread only if that
-/// actor is idle. `read_then` learns that the read waits by asking the
-/// connection for its stats, and the connection's turn that answered may
-/// still be finishing on a worker when the bytes arrive (then the
-/// readiness is handled in that turn, on the worker): a test that needs a
-/// chain to start on the I/O thread repeats its round until one did.
-constexpr int max_rounds = 50;
 
 } // namespace
 

@@ -236,21 +236,15 @@ struct pair_fixture {
 };
 
 /// A blocking peer: listens on loopback, `spawn_tcp_connect` dials it.
-struct raw_peer {
-  weave::runtime rt;
-  caf::scoped_actor self{rt.system()};
+/// A connection on `rt` dialled to a plain blocking socket (`fd`, accepted
+/// from the listening socket `lfd`).
+struct peer_socket {
   int lfd = -1;
   int fd = -1;
   tcp_connection conn;
 
-  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0)
-    : raw_peer(weave::test::io_config(), opts, peer_rcvbuf) {
-  }
-
-  /// The same, on a runtime made with `cfg`.
-  explicit raw_peer(weave::runtime_config cfg, tcp_options opts = {},
-                    int peer_rcvbuf = 0)
-    : rt{std::move(cfg)} {
+  peer_socket(weave::runtime& rt, caf::scoped_actor& self,
+              tcp_options opts = {}, int peer_rcvbuf = 0) {
     lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(lfd >= 0);
     if (peer_rcvbuf > 0) // inherited by the accepted socket
@@ -271,10 +265,39 @@ struct raw_peer {
     REQUIRE(ask<std::string>(self, conn, connected_atom::value));
   }
 
-  ~raw_peer() {
+  peer_socket(const peer_socket&) = delete;
+  peer_socket& operator=(const peer_socket&) = delete;
+
+  ~peer_socket() {
     caf::anon_send(conn, tcp_close_atom::value);
     ::close(fd);
     ::close(lfd);
+  }
+
+  tcp_stats stats(caf::scoped_actor& self) {
+    auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
+    REQUIRE(st);
+    return *st;
+  }
+};
+
+/// A runtime of its own and one `peer_socket` on it.
+struct raw_peer {
+  weave::runtime rt;
+  caf::scoped_actor self{rt.system()};
+  peer_socket peer;
+  int& lfd = peer.lfd;
+  int& fd = peer.fd;
+  tcp_connection& conn = peer.conn;
+
+  explicit raw_peer(tcp_options opts = {}, int peer_rcvbuf = 0)
+    : raw_peer(weave::test::io_config(), opts, peer_rcvbuf) {
+  }
+
+  /// The same, on a runtime made with `cfg`.
+  explicit raw_peer(weave::runtime_config cfg, tcp_options opts = {},
+                    int peer_rcvbuf = 0)
+    : rt{std::move(cfg)}, peer{rt, self, opts, peer_rcvbuf} {
   }
 
   /// Sends `data` and waits until the connection's socket holds all of it.
@@ -288,9 +311,7 @@ struct raw_peer {
   }
 
   tcp_stats stats() {
-    auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
-    REQUIRE(st);
-    return *st;
+    return peer.stats(self);
   }
 };
 
