@@ -230,7 +230,10 @@ bool process_state::settle_jobs(
   if (counted_)
     return false;
   if (!cv_.wait_until(guard, deadline, [this] { return reaped_; })) {
-    killed_at_ = weave::internal::steady_clock::now();
+    // The first SIGKILL's time: `finish_shutdown` settles again, and must
+    // not restart the grace (which would add up child after child).
+    if (killed_at_ == weave::internal::steady_clock::time_point{})
+      killed_at_ = weave::internal::steady_clock::now();
     guard.unlock();
     send_signal(SIGKILL);
   }
@@ -249,8 +252,14 @@ void process_state::finish_shutdown(
   // From the SIGKILL (sent by the phase's settling, for every child
   // before any of these waits), not from now: graces that began now would
   // add up, child after child.
+  // A child that needed no SIGKILL is reaped: its grace (for its pumps and
+  // its actor, which end at once when stopped) counts from now, as it did
+  // before the graces were made to run side by side.
+  auto from = killed_at_ != steady_clock::time_point{}
+                ? std::max(deadline, killed_at_)
+                : std::max(deadline, steady_clock::now());
   auto limit = weave::internal::saturating_add(
-    std::max(deadline, killed_at_),
+    from,
     std::chrono::duration_cast<steady_clock::duration>(reap_grace));
   cv_.wait_until(guard, limit, [this] { return reaped_; });
   guard.unlock();
