@@ -183,10 +183,15 @@ process spawn_process(runtime& rt, const caf::actor& owner,
   bool async = this_thread_must_not_block();
   if (!async)
     st->spawn();
+  // Once its threads start, the reaper owns the child (a failing start
+  // kills it, and the reaper reaps it: a second `waitpid` here could reap
+  // a reused pid); before, the child is this caller's to kill and reap.
+  bool threads_started = false;
   try {
     runtime_access::start_component(rt, st, [&](caf::actor_system& sys) {
       result.actor = sys.spawn<caf::hidden>(process_behavior, st, owner);
       try {
+        threads_started = true;
         st->start_threads(caf::actor_cast<caf::actor>(result.actor), async);
       } catch (...) {
         caf::anon_send_exit(result.actor, caf::exit_reason::user_shutdown);
@@ -194,7 +199,8 @@ process spawn_process(runtime& rt, const caf::actor& owner,
       }
     });
   } catch (...) {
-    st->abort_child();
+    if (!threads_started)
+      st->abort_child();
     throw;
   }
   result.pid = async ? -1 : st->pid(); // async: not known yet
