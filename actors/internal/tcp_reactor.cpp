@@ -36,10 +36,6 @@ constexpr int event_batch = 64;
 /// The epoll key of the wake-up eventfd (no socket gets id 0).
 constexpr uint64_t wake_key = 0;
 
-/// How long the shutdown waits past its deadline for an I/O thread that is
-/// not inside a turn to end (it was woken; it has nothing left to do).
-constexpr auto exit_patience = std::chrono::milliseconds{50};
-
 /// How often the standby looks whether the I/O thread's turn ended.
 constexpr auto standby_look = std::chrono::milliseconds{10};
 
@@ -217,6 +213,13 @@ void publish(weave::internal::blocking_detector::slot* slot,
 
 } // namespace
 
+int tcp_reactor::wait_events(epoll_event* evs, int timeout_ms) {
+  auto n = ::epoll_wait(epoll_fd_, evs, event_batch, timeout_ms);
+  if (n < 0 && errno == EINTR)
+    return 0;
+  return n;
+}
+
 bool tcp_reactor::take_ready(const epoll_event* evs, int n,
                              std::vector<ready_item>& ready) {
   bool stop = false;
@@ -261,26 +264,21 @@ void tcp_reactor::run() {
       publish(slot, idle::polling);
       auto until = std::chrono::steady_clock::now() + spin_;
       do {
-        n = ::epoll_wait(epoll_fd_, evs, event_batch, 0);
+        n = wait_events(evs, 0);
       } while (n == 0 && std::chrono::steady_clock::now() < until);
     }
     if (n == 0) {
       publish(slot, idle::sleeping);
-      n = ::epoll_wait(epoll_fd_, evs, event_batch, -1);
+      n = wait_events(evs, -1);
     }
     publish(slot, idle::running);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
+    if (n < 0)
       break;
-    }
     bool stop = take_ready(evs, n, ready);
     for (auto& [who, events] : ready)
       unit.deliver(who, caf::make_message(tcp_ready_atom::value, events));
     ready.clear(); // outside the lock: may drop the last reference
-    turning_.store(true, std::memory_order_relaxed);
     ran = unit.run_chain() > 0;
-    turning_.store(false, std::memory_order_relaxed);
     if (stop)
       break;
   }
@@ -332,13 +330,9 @@ void tcp_reactor::run_standby(uint64_t stuck) {
     // every standby_look), or the shutdown: every readiness goes to the
     // scheduler as a message, as with `weave.tcp-inline-turns = 0`.
     while (epoch.load(std::memory_order_acquire) == stuck) {
-      auto n = ::epoll_wait(epoll_fd_, evs, event_batch,
-                            static_cast<int>(standby_look.count()));
-      if (n < 0) {
-        if (errno == EINTR)
-          continue;
+      auto n = wait_events(evs, static_cast<int>(standby_look.count()));
+      if (n < 0)
         break;
-      }
       bool stop = take_ready(evs, n, ready);
       for (auto& [who, events] : ready)
         caf::anon_send(caf::actor_cast<caf::actor>(who),
@@ -389,12 +383,10 @@ void tcp_reactor::finish_shutdown(
   std::unique_lock<std::mutex> guard{mtx_};
   if (!started_ || counted_)
     return;
+  // A thread that ends just past the deadline (woken a moment ago, or a
+  // turn that was about to end) is still waited for by the shutdown's
+  // patience for detached threads (shutdown_job.cpp), which counts it.
   bool ended = cv_.wait_until(guard, deadline, [this] { return ended_; });
-  // Not in a turn, it ends within microseconds of its wake-up (counted as a
-  // detached thread, it would otherwise leave the actor system behind at a
-  // zero deadline); one stuck in a turn is abandoned at the deadline.
-  if (!ended && !turning_.load(std::memory_order_relaxed))
-    ended = cv_.wait_for(guard, exit_patience, [this] { return ended_; });
   cv_.wait_until(guard, deadline, [this] { return !standby_; });
   // Every listed actor was told to stop: each ends (its state closes its
   // socket and answers what it owes) before the actor system goes.

@@ -101,6 +101,10 @@ private:
   void run();
   void stop_thread() noexcept;
 
+  /// `epoll_wait` on the set: the number of events, 0 when interrupted
+  /// (EINTR), -1 on another error.
+  int wait_events(epoll_event* evs, int timeout_ms);
+
   /// The listed actors of `n` events (under `mtx_`); true on the stop.
   bool take_ready(const epoll_event* evs, int n,
                   std::vector<ready_item>& ready);
@@ -124,8 +128,6 @@ private:
   const void* owner_ = nullptr;
   /// Null when no turns run here (or with CAF's own scheduler policies).
   weave::internal::blocking_detector* detector_ = nullptr;
-  /// The I/O thread is inside `run_chain`.
-  std::atomic<bool> turning_{false};
   /// A standby thread runs (at most one).
   bool standby_ = false;
   int epoll_fd_ = -1;
