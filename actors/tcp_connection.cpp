@@ -13,6 +13,7 @@
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/response_promise.hpp"
+#include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
 #include "caf/stateful_actor.hpp"
 
@@ -111,6 +112,13 @@ caf::response_promise read(conn_actor* self, read_kind kind, uint64_t n,
     rp.deliver(s.failure);
     return rp;
   }
+  if (s.proto) {
+    rp.deliver(make_error(errc::invalid_argument,
+                          std::string{call_name(kind)} + " " + s.peer
+                            + ": the connection's bytes go to its "
+                              "tcp_protocol"));
+    return rp;
+  }
   if (kind == read_kind::into && into->empty()) {
     rp.deliver(make_error(errc::invalid_argument,
                           "read_into: an empty buffer (its size is the most "
@@ -165,6 +173,7 @@ caf::response_promise write(conn_actor* self, write_req w, bool framed) {
   }
   w.reply = w.total();
   w.rp = rp;
+  s.unsent_total += w.total();
   s.writes.push_back(std::move(w));
   pump(s);
   return rp;
@@ -184,10 +193,25 @@ write_req bytes_of(std::vector<char>& data, bool give_back = false) {
   return w;
 }
 
+/// A protocol on its way into the actor (spawn arguments are copied).
+using protocol_box = std::shared_ptr<std::unique_ptr<tcp_protocol>>;
+
 caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
                          int fd, std::string peer, tcp_options opts,
-                         bool connecting, int connect_errno) {
+                         bool connecting, int connect_errno,
+                         protocol_box box) {
   auto& st = self->state;
+  st.actor = self;
+  bool driven = box && *box;
+  if (driven) {
+    st.proto = std::move(*box);
+    // Alive while the protocol runs; its first turn (`connected`, or the
+    // `connection_lost` of a failure below) comes with `tcp_more`.
+    st.keep = caf::actor_cast<caf::strong_actor_ptr>(self);
+    ++st.in_callback; // a failure here tells the protocol in that turn
+    st.more_pending = true;
+    caf::anon_send(self, tcp_more_atom::value);
+  }
   st.reactor = std::move(r);
   st.fd = fd;
   st.peer = std::move(peer);
@@ -210,11 +234,14 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   if (!st.failure) {
     if (connecting) {
       st.connect_timer = after(self, opts.connect_timeout, connect_tag);
-      pump(st);
+      if (!st.proto)
+        pump(st); // a protocol's connection arms in its first turn
     } else {
       st.idle_timer = after(self, opts.idle_timeout, idle_tag);
     }
   }
+  if (driven)
+    --st.in_callback;
   return {
     [self](connected_atom) {
       auto& s = self->state;
@@ -286,6 +313,10 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
       pump(s);
     },
     [self](tcp_timeout_atom, uint64_t tag) { on_timer(self, tag); },
+    [self](tcp_more_atom) {
+      self->state.more_pending = false;
+      pump(self->state);
+    },
     [self](tcp_stop_atom) {
       stop_for_shutdown(self, "tcp connection to " + self->state.peer);
     },
@@ -297,13 +328,17 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
 tcp_connection spawn_connection(caf::actor_system& sys,
                                 std::shared_ptr<tcp_reactor> reactor, int fd,
                                 std::string peer, const tcp_options& opts,
-                                bool connecting, int connect_errno) {
+                                bool connecting, int connect_errno,
+                                std::unique_ptr<tcp_protocol> protocol) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   set_socket_buffer(fd, opts);
+  protocol_box box;
+  if (protocol)
+    box = std::make_shared<std::unique_ptr<tcp_protocol>>(std::move(protocol));
   auto a = sys.spawn<caf::hidden>(connection, std::move(reactor), fd,
                                   std::move(peer), opts, connecting,
-                                  connect_errno);
+                                  connect_errno, std::move(box));
   return caf::actor_cast<tcp_connection>(a);
 }
 
@@ -311,8 +346,11 @@ tcp_connection spawn_connection(caf::actor_system& sys,
 
 namespace weave::actors {
 
-tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
-                                 uint16_t port, tcp_options opts) {
+namespace {
+
+tcp_connection connect_to(runtime& rt, const std::string& host, uint16_t port,
+                          tcp_options opts,
+                          std::unique_ptr<tcp_protocol> protocol) {
   internal::check_options("spawn_tcp_connect", opts);
   auto addr = internal::parse_address("spawn_tcp_connect", host, port);
   auto& sys = rt.system();
@@ -328,7 +366,25 @@ tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
       code = errno;
   }
   return internal::spawn_connection(sys, std::move(reactor), fd, addr.text,
-                                    opts, connecting, code);
+                                    opts, connecting, code,
+                                    std::move(protocol));
+}
+
+} // namespace
+
+tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
+                                 uint16_t port, tcp_options opts) {
+  return connect_to(rt, host, port, opts, nullptr);
+}
+
+tcp_connection spawn_tcp_connect(runtime& rt, const std::string& host,
+                                 uint16_t port,
+                                 std::unique_ptr<tcp_protocol> protocol,
+                                 tcp_options opts) {
+  if (!protocol)
+    raise(make_error(errc::invalid_argument,
+                     "spawn_tcp_connect: the protocol is null"));
+  return connect_to(rt, host, port, opts, std::move(protocol));
 }
 
 } // namespace weave::actors

@@ -2,6 +2,9 @@
 // served in order, each by a non-blocking accept4 when the reactor says the
 // socket is readable.
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -34,6 +37,8 @@ struct listener_state {
   std::deque<caf::response_promise> accepts;
   caf::error failure;
   bool armed = false;
+  /// `spawn_tcp_server`: every accepted connection gets `factory()`.
+  tcp_protocol_factory factory;
 
   void fail(caf::error err) {
     if (failure)
@@ -59,7 +64,76 @@ struct listener_state {
 
 using listener_actor = caf::stateful_actor<listener_state>;
 
+/// The most connections one turn of a server accepts (then the readiness
+/// comes again: other actors get the thread meanwhile).
+constexpr int accepts_per_turn = 64;
+
+/// After `accept` failed for lack of descriptors (EMFILE and the like), the
+/// server tries again this much later instead of spinning on a readiness
+/// that stays.
+constexpr auto accept_retry = std::chrono::milliseconds{100};
+
+void arm(listener_state& s) {
+  if (!s.armed) {
+    s.reactor->arm(s.id, s.fd, true, false);
+    s.armed = true;
+  }
+}
+
+/// A server's accept loop: each connection gets a protocol of its own.
+void serve(listener_actor* self) {
+  auto& s = self->state;
+  for (int i = 0; !s.failure && i < accepts_per_turn; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    int fd = ::accept4(s.fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        arm(s);
+        return;
+      }
+      std::fprintf(stderr, "weave: tcp server on %s: accept failed (%s); "
+                           "trying again in 100 ms\n",
+                   s.address.c_str(), std::strerror(errno));
+      self->delayed_send(self, accept_retry, tcp_ready_atom::value,
+                         uint32_t{0});
+      return;
+    }
+    auto who = address_text(reinterpret_cast<sockaddr*>(&peer));
+    std::unique_ptr<tcp_protocol> proto;
+    const char* why = "returned null";
+    std::string what;
+    try {
+      proto = s.factory();
+    } catch (const std::exception& e) {
+      why = "threw: ";
+      what = e.what();
+    } catch (...) {
+      why = "threw a non-std exception";
+    }
+    if (!proto) {
+      std::fprintf(stderr,
+                   "weave: tcp server on %s: the protocol factory %s%s; "
+                   "the connection from %s is closed\n",
+                   s.address.c_str(), why, what.c_str(), who.c_str());
+      ::close(fd);
+      continue;
+    }
+    spawn_connection(self->system(), s.reactor, fd, std::move(who), s.opts,
+                     false, 0, std::move(proto));
+  }
+  if (!s.failure)
+    arm(s); // more may wait: the readiness comes again at once
+}
+
 void pump(listener_actor* self) {
+  if (self->state.factory) {
+    serve(self);
+    return;
+  }
   auto& s = self->state;
   while (!s.failure && !s.accepts.empty()) {
     sockaddr_storage peer{};
@@ -70,10 +144,7 @@ void pump(listener_actor* self) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (!s.armed) {
-          s.reactor->arm(s.id, s.fd, true, false);
-          s.armed = true;
-        }
+        arm(s);
         return;
       }
       // EMFILE and the like: this request fails, the listener stays.
@@ -94,8 +165,9 @@ void pump(listener_actor* self) {
 
 caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
                        int fd, std::string address, uint16_t port,
-                       tcp_options opts) {
+                       tcp_options opts, tcp_protocol_factory factory) {
   auto& st = self->state;
+  st.factory = std::move(factory);
   st.reactor = std::move(r);
   st.fd = fd;
   st.address = std::move(address);
@@ -110,12 +182,21 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
     st.fail(e.error());
     caf::anon_send(self, tcp_stop_atom::value);
   }
+  if (st.factory && !st.failure)
+    arm(st);
   return {
     [self](accept_atom) {
       auto& s = self->state;
       auto rp = self->make_response_promise();
       if (s.failure) {
         rp.deliver(s.failure);
+        return rp;
+      }
+      if (s.factory) {
+        rp.deliver(make_error(errc::invalid_argument,
+                              "accept on " + s.address
+                                + ": a tcp server's connections go to its "
+                                  "protocol factory"));
         return rp;
       }
       s.accepts.push_back(rp);
@@ -144,14 +225,16 @@ caf::behavior listener(listener_actor* self, std::shared_ptr<tcp_reactor> r,
 
 namespace weave::actors {
 
-tcp_listener spawn_tcp_listener(runtime& rt, const std::string& host,
-                                uint16_t port, tcp_options opts,
-                                int backlog) {
-  internal::check_options("spawn_tcp_listener", opts);
+namespace {
+
+tcp_listener listen_on(const char* who, runtime& rt, const std::string& host,
+                       uint16_t port, tcp_options opts, int backlog,
+                       tcp_protocol_factory factory) {
+  internal::check_options(who, opts);
   if (backlog < 0)
     raise(make_error(errc::invalid_argument,
-                     "spawn_tcp_listener: backlog must not be negative"));
-  auto addr = internal::parse_address("spawn_tcp_listener", host, port);
+                     std::string{who} + ": backlog must not be negative"));
+  auto addr = internal::parse_address(who, host, port);
   auto& sys = rt.system();
   auto reactor = internal::tcp_reactor::of(rt);
   int fd = internal::open_stream_socket(addr);
@@ -176,8 +259,27 @@ tcp_listener spawn_tcp_listener(runtime& rt, const std::string& host,
     ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
     : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   auto a = sys.spawn<caf::hidden>(internal::listener, std::move(reactor), fd,
-                                  bound_text, bound_port, opts);
+                                  bound_text, bound_port, opts,
+                                  std::move(factory));
   return caf::actor_cast<tcp_listener>(a);
+}
+
+} // namespace
+
+tcp_listener spawn_tcp_listener(runtime& rt, const std::string& host,
+                                uint16_t port, tcp_options opts,
+                                int backlog) {
+  return listen_on("spawn_tcp_listener", rt, host, port, opts, backlog, {});
+}
+
+tcp_listener spawn_tcp_server(runtime& rt, const std::string& host,
+                              uint16_t port, tcp_protocol_factory factory,
+                              tcp_options opts, int backlog) {
+  if (!factory)
+    raise(make_error(errc::invalid_argument,
+                     "spawn_tcp_server: the protocol factory is empty"));
+  return listen_on("spawn_tcp_server", rt, host, port, opts, backlog,
+                   std::move(factory));
 }
 
 } // namespace weave::actors

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "actors/tcp.hpp"
+#include "actors/tcp_protocol.hpp"
 #include "caf/all.hpp"
 
 using namespace weave::actors;
@@ -183,7 +184,136 @@ void stream(weave::runtime& rt, report& out) {
   caf::anon_send(server, tcp_close_atom::value);
 }
 
+// The same two measures with `tcp_protocol`s: the echo and the stream run
+// inside the connections' own actors (no request, no answer per read or
+// write), as asio's handlers and Tokio's tasks own their sockets.
+
+struct echo_protocol : tcp_protocol {
+  void data_received(tcp_transport& t, const char* p, size_t n) override {
+    t.write(p, n);
+  }
+};
+
+/// The client: a 64-byte message, its echo, the next one.
+struct ping_protocol : tcp_protocol {
+  histogram* h;
+  std::promise<void>* done;
+  std::string msg = std::string(tcp_message, 'x');
+  size_t got = 0;
+  int i = 0;
+  int total = rtt_warmup + rtt_samples;
+  clock::time_point t0;
+
+  ping_protocol(histogram* h, std::promise<void>* done) : h(h), done(done) {}
+
+  void connected(tcp_transport& t) override {
+    t0 = clock::now();
+    t.write(msg);
+  }
+  void data_received(tcp_transport& t, const char*, size_t n) override {
+    got += n;
+    if (got < tcp_message)
+      return;
+    got -= tcp_message;
+    if (i >= rtt_warmup)
+      h->add(clock::now() - t0);
+    if (++i == total) {
+      t.close();
+      done->set_value();
+      return;
+    }
+    t0 = clock::now();
+    t.write(msg);
+  }
+};
+
+uint16_t port_of(weave::runtime& rt, const tcp_listener& l) {
+  caf::scoped_actor self{rt.system()};
+  uint16_t port = 0;
+  self->request(l, caf::infinite, tcp_port_atom::value)
+    .receive([&](uint16_t p) { port = p; }, [](caf::error&) {});
+  return port;
+}
+
+void echo_rtt_protocol(weave::runtime& rt, report& out) {
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [] {
+    return std::make_unique<echo_protocol>();
+  });
+  auto port = port_of(rt, server);
+  histogram h;
+  h.reserve(rtt_samples);
+  std::promise<void> done;
+  cpu_meter cpu;
+  spawn_tcp_connect(rt, "127.0.0.1", port,
+                    std::make_unique<ping_protocol>(&h, &done));
+  done.get_future().get();
+  auto total = rtt_warmup + rtt_samples;
+  out.set("tcp_echo_rtt_protocol", "cpu_us_per_op", cpu.us_per_op(total));
+  out.set("tcp_echo_rtt_protocol", "p50_us", h.percentile_us(50));
+  out.set("tcp_echo_rtt_protocol", "p99_us", h.percentile_us(99));
+  caf::anon_send(server, tcp_close_atom::value);
+}
+
+/// The writer: one 64 KiB chunk per `writable`, sent from the same memory.
+struct producer_protocol : tcp_protocol {
+  std::vector<char> chunk = std::vector<char>(tcp_chunk, 'x');
+  size_t sent = 0;
+
+  void connected(tcp_transport& t) override { t.want_writable(true); }
+  void writable(tcp_transport& t) override {
+    if (sent == tcp_stream_bytes) {
+      t.close();
+      return;
+    }
+    sent += tcp_chunk;
+    t.write(chunk.data(), chunk.size());
+  }
+  void data_received(tcp_transport&, const char*, size_t) override {}
+};
+
+/// The reader: counts and discards.
+struct sink_protocol : tcp_protocol {
+  std::promise<void>* done;
+  size_t got = 0;
+
+  explicit sink_protocol(std::promise<void>* done) : done(done) {}
+
+  void data_received(tcp_transport& t, const char*, size_t n) override {
+    got += n;
+    if (got == tcp_stream_bytes) {
+      done->set_value();
+      t.close();
+    }
+  }
+};
+
+void stream_protocol(weave::runtime& rt, report& out) {
+  std::promise<void> done;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&done] {
+    return std::make_unique<sink_protocol>(&done);
+  });
+  auto port = port_of(rt, server);
+  cpu_meter cpu;
+  auto t0 = clock::now();
+  spawn_tcp_connect(rt, "127.0.0.1", port,
+                    std::make_unique<producer_protocol>());
+  done.get_future().get();
+  auto secs = seconds_since(t0);
+  out.set("tcp_throughput_protocol", "bytes_per_s", tcp_stream_bytes / secs);
+  out.set("tcp_throughput_protocol", "cpu_us_per_op",
+          cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
+  caf::anon_send(server, tcp_close_atom::value);
+}
+
 } // namespace
+
+void weave_tcp_protocol(weave::runtime& rt, bool rtt, bool throughput,
+                        report& out) {
+  if (rtt)
+    echo_rtt_protocol(rt, out);
+  if (throughput)
+    stream_protocol(rt, out);
+}
 
 void weave_tcp(weave::runtime& rt, bool rtt, bool throughput, report& out) {
   if (rtt)

@@ -10,4 +10,10 @@ namespace bench {
 
 void weave_tcp(weave::runtime& rt, bool rtt, bool throughput, report& out);
 
+/// tcp_echo_rtt_protocol and tcp_throughput_protocol: the same measures
+/// with `tcp_protocol`s (the echo and the stream inside the connections'
+/// actors).
+void weave_tcp_protocol(weave::runtime& rt, bool rtt, bool throughput,
+                        report& out);
+
 } // namespace bench

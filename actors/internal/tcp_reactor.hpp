@@ -53,6 +53,8 @@ namespace weave::actors::internal {
 using tcp_ready_atom = caf::atom_constant<caf::atom("tcp_ready")>;
 using tcp_stop_atom = caf::atom_constant<caf::atom("tcp_stop")>;
 using tcp_timeout_atom = caf::atom_constant<caf::atom("tcp_timer")>;
+/// A connection's next turn for its protocol (tcp_protocol.hpp).
+using tcp_more_atom = caf::atom_constant<caf::atom("tcp_more")>;
 
 class io_unit;
 

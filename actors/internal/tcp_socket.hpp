@@ -12,7 +12,7 @@
 #include "caf/error.hpp"
 
 #include "actors/internal/tcp_reactor.hpp"
-#include "actors/tcp.hpp"
+#include "actors/tcp_protocol.hpp"
 
 namespace weave::actors::internal {
 
@@ -48,6 +48,7 @@ void check_options(const char* who, const tcp_options& opts);
 tcp_connection spawn_connection(caf::actor_system& sys,
                                 std::shared_ptr<tcp_reactor> reactor, int fd,
                                 std::string peer, const tcp_options& opts,
-                                bool connecting, int connect_errno);
+                                bool connecting, int connect_errno,
+                                std::unique_ptr<tcp_protocol> protocol = {});
 
 } // namespace weave::actors::internal

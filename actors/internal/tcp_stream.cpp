@@ -5,10 +5,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/send.hpp"
 
 #include "actors/internal/tcp_socket.hpp"
 
@@ -22,6 +27,10 @@ void drop_sent(conn_state& s) {
     auto& w = s.writes.front();
     if (w.answered) {
       --s.answered;
+      s.writes.pop_front();
+      continue;
+    }
+    if (w.internal) { // a protocol's, sent before it was counted
       s.writes.pop_front();
       continue;
     }
@@ -47,6 +56,12 @@ void answer_fitting(conn_state& s) {
     if (w.give_back)
       return; // answered once sent; the writes after it wait for that
     auto left = w.unsent();
+    if (w.internal) { // a protocol's: taken already, never held back
+      w.answered = true;
+      ++s.answered;
+      s.answered_unsent += left;
+      continue;
+    }
     if (s.answered_unsent + left > s.opts.write_buffer) {
       if (!w.pushed_back) {
         w.pushed_back = true;
@@ -74,6 +89,7 @@ void consume(conn_state& s, size_t n) {
     w.off += k;
     if (w.answered)
       s.answered_unsent -= k;
+    s.unsent_total -= k;
     n -= k;
   }
 }
@@ -129,6 +145,7 @@ bool flush_writes(conn_state& s) {
     }
     consume(s, static_cast<size_t>(n));
     sent += static_cast<size_t>(n);
+    s.turn_sent += static_cast<size_t>(n);
   }
 }
 
@@ -287,14 +304,130 @@ bool serve_reads(conn_state& s) {
   return true;
 }
 
+/// Runs one protocol callback: exceptions end the connection (`job_failed`
+/// naming the callback); a `fail` inside it tells the protocol after it.
+template <class F>
+void call_protocol(conn_state& s, const char* what, F&& f) {
+  caf::error thrown;
+  ++s.in_callback;
+  try {
+    f(*s.proto, s.transport);
+  } catch (const std::exception& e) {
+    thrown = make_error(errc::job_failed, "tcp protocol for " + s.peer + ": "
+                                            + what + " threw: " + e.what());
+  } catch (...) {
+    thrown = make_error(errc::job_failed, "tcp protocol for " + s.peer + ": "
+                                            + what
+                                            + " threw a non-std exception");
+  }
+  --s.in_callback;
+  if (thrown)
+    s.fail(std::move(thrown)); // also runs a deferred `finish_lost`
+  else if (s.lost_pending && s.in_callback == 0)
+    s.finish_lost();
+}
+
+bool running(const conn_state& s) {
+  return s.proto != nullptr && !s.failure;
+}
+
+/// The most bytes one turn hands to `data_received` (then the readiness
+/// comes again: other actors get the thread meanwhile).
+inline constexpr size_t read_per_turn = 1024 * 1024;
+
+/// A protocol's reads, its producer's writes and its close. False once the
+/// connection failed or ended.
+bool protocol_io(conn_state& s, uint32_t& want) {
+  size_t got = 0;
+  bool more_to_read = false;
+  while (running(s) && !s.eof && !s.closing && !s.reading_paused
+         && s.unsent_total <= s.opts.write_buffer) {
+    if (got >= read_per_turn) {
+      more_to_read = true; // the readiness fires again at once
+      break;
+    }
+    if (s.rbuf.size() < recv_step)
+      s.rbuf.resize(recv_step);
+    auto n = ::recv(s.fd, s.rbuf.data(), recv_step, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        more_to_read = true;
+        break;
+      }
+      s.fail(io_error("recv from", s.peer, errno));
+      return false;
+    }
+    if (n == 0) {
+      s.eof = true;
+      call_protocol(s, "eof_received",
+                    [](tcp_protocol& p, tcp_transport& t) { p.eof_received(t); });
+      break;
+    }
+    got += static_cast<size_t>(n);
+    s.stats.bytes_read += static_cast<uint64_t>(n);
+    touch(s);
+    auto len = static_cast<size_t>(n);
+    call_protocol(s, "data_received", [&](tcp_protocol& p, tcp_transport& t) {
+      p.data_received(t, s.rbuf.data(), len);
+    });
+  }
+  if (!running(s))
+    return false;
+  if (!s.writes.empty() && !flush_writes(s))
+    return false;
+  // A producer: called while all it wrote went to the kernel.
+  while (running(s) && s.want_writable && !s.closing && !s.shut_requested
+         && s.writes.empty()) {
+    if (s.turn_sent >= send_per_turn) {
+      if (!s.more_pending) { // the next turn goes on
+        s.more_pending = true;
+        caf::anon_send(caf::actor_cast<caf::actor>(s.actor),
+                       tcp_more_atom::value);
+      }
+      break;
+    }
+    auto before = s.stats.bytes_written + s.unsent_total;
+    call_protocol(s, "writable", [](tcp_protocol& p, tcp_transport& t) {
+      p.writable(t);
+    });
+    if (running(s) && s.stats.bytes_written + s.unsent_total == before)
+      s.want_writable = false; // nothing to write: off until asked again
+    if (running(s) && !s.writes.empty() && !flush_writes(s))
+      return false;
+  }
+  if (!running(s))
+    return false;
+  if (s.closing && s.writes.empty()) {
+    s.clean_close = true;
+    s.fail(make_error(errc::closed, "tcp connection to " + s.peer
+                                      + ": closed by its protocol"));
+    return false;
+  }
+  if (more_to_read && !s.eof && !s.closing && !s.reading_paused
+      && s.unsent_total <= s.opts.write_buffer)
+    want |= EPOLLIN;
+  return true;
+}
+
 /// `pump` but for `linger`.
 void pump_once(conn_state& s) {
+  if (s.lost_pending && s.in_callback == 0)
+    s.finish_lost();
   if (s.failure || s.fd < 0)
     return;
   uint32_t want = 0;
   if (s.connecting) {
     want = EPOLLOUT;
   } else {
+    if (s.proto && !s.proto_started) {
+      s.proto_started = true;
+      call_protocol(s, "connected",
+                    [](tcp_protocol& p, tcp_transport& t) { p.connected(t); });
+      if (s.failure)
+        return;
+    }
     if (!flush_writes(s))
       return;
     if (s.shut_requested && !s.shut_done && s.writes.empty()) {
@@ -307,10 +440,15 @@ void pump_once(conn_state& s) {
         rp.deliver(s.stats.bytes_written);
       s.shut_waiters.clear();
     }
-    if (!serve_reads(s))
-      return;
-    if (!s.reads.empty() && !s.eof)
-      want |= EPOLLIN;
+    if (s.proto) {
+      if (!protocol_io(s, want))
+        return;
+    } else {
+      if (!serve_reads(s))
+        return;
+      if (!s.reads.empty() && !s.eof)
+        want |= EPOLLIN;
+    }
     if (!s.writes.empty())
       want |= EPOLLOUT;
   }
@@ -323,7 +461,12 @@ void pump_once(conn_state& s) {
 } // namespace
 
 void pump(conn_state& s) {
+  if (s.in_pump)
+    return; // a transport call inside a callback: the running pump goes on
+  s.in_pump = true;
+  s.turn_sent = 0;
   pump_once(s);
+  s.in_pump = false;
   // Answered writes still to send keep the actor (see `linger`).
   if (s.answered_unsent > 0 && !s.failure) {
     if (!s.linger)
@@ -333,4 +476,150 @@ void pump(conn_state& s) {
   }
 }
 
+void conn_state::finish_lost() {
+  lost_pending = false;
+  if (auto p = std::move(proto)) {
+    auto reason = clean_close ? caf::error{} : failure;
+    ++in_callback;
+    try {
+      p->connection_lost(reason);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr,
+                   "weave: tcp protocol for %s: connection_lost threw: %s\n",
+                   peer.c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr,
+                   "weave: tcp protocol for %s: connection_lost threw\n",
+                   peer.c_str());
+    }
+    --in_callback;
+    p.reset(); // its destructor, in this turn
+  }
+  if (in_callback == 0)
+    rbuf = std::vector<char>{};
+  // Last: may drop the last references (the scheduler still holds one
+  // while the actor runs).
+  auto keep_ref = std::move(keep);
+  auto self_ref = std::move(linger);
+}
+
 } // namespace weave::actors::internal
+
+// The transport: a protocol's handle on its connection's state.
+
+namespace weave::actors {
+
+using internal::running;
+using internal::touch;
+using internal::write_req;
+
+bool tcp_transport::write(const char* data, size_t n) {
+  auto& s = *s_;
+  if (!running(s) || s.fd < 0 || s.closing || s.shut_requested)
+    return false;
+  size_t off = 0;
+  if (s.writes.empty() && !s.send_blocked && !s.connecting) {
+    // Straight from the caller's bytes: no copy for what the kernel takes.
+    while (off < n) {
+      auto k = ::send(s.fd, data + off, n - off, MSG_NOSIGNAL);
+      if (k < 0) {
+        if (errno == EINTR)
+          continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          s.send_blocked = true;
+          break;
+        }
+        s.fail(internal::io_error("send to", s.peer, errno));
+        settle();
+        return false;
+      }
+      off += static_cast<size_t>(k);
+      s.stats.bytes_written += static_cast<uint64_t>(k);
+      s.turn_sent += static_cast<size_t>(k);
+    }
+    if (off > 0)
+      touch(s);
+  }
+  if (off < n) {
+    write_req w;
+    w.text.assign(data + off, n - off);
+    w.internal = true;
+    auto left = w.unsent();
+    if (s.answered == s.writes.size()) { // in the answered prefix
+      w.answered = true;
+      ++s.answered;
+      s.answered_unsent += left;
+    }
+    s.unsent_total += left;
+    s.stats.peak_write_buffered = std::max<uint64_t>(
+      s.stats.peak_write_buffered, s.unsent_total);
+    s.writes.push_back(std::move(w));
+  }
+  settle();
+  return true;
+}
+
+size_t tcp_transport::write_buffered() const {
+  return s_->unsent_total;
+}
+
+void tcp_transport::want_writable(bool on) {
+  s_->want_writable = on;
+  if (on)
+    settle();
+}
+
+void tcp_transport::pause_reading() {
+  s_->reading_paused = true;
+}
+
+void tcp_transport::resume_reading() {
+  s_->reading_paused = false;
+  settle();
+}
+
+void tcp_transport::shutdown_write() {
+  if (!running(*s_))
+    return;
+  s_->shut_requested = true;
+  settle();
+}
+
+void tcp_transport::close() {
+  if (!running(*s_))
+    return;
+  s_->closing = true;
+  s_->want_writable = false;
+  settle();
+}
+
+void tcp_transport::abort() {
+  auto& s = *s_;
+  if (!running(s))
+    return;
+  s.clean_close = true;
+  s.fail(make_error(errc::closed, "tcp connection to " + s.peer
+                                    + ": aborted by its protocol"));
+}
+
+const std::string& tcp_transport::peer() const {
+  return s_->peer;
+}
+
+tcp_stats tcp_transport::stats() const {
+  auto out = s_->stats;
+  out.read_buffered = s_->read_buffered();
+  out.write_buffered = s_->unsent_total;
+  return out;
+}
+
+caf::event_based_actor* tcp_transport::self() const {
+  return s_->actor;
+}
+
+void tcp_transport::settle() {
+  if (s_->in_callback == 0 && !s_->in_pump)
+    internal::pump(*s_);
+}
+
+} // namespace weave::actors

@@ -34,6 +34,7 @@
 #include "actors/internal/tcp_reactor.hpp"
 #include "actors/internal/tcp_timer.hpp"
 #include "actors/tcp.hpp"
+#include "actors/tcp_protocol.hpp"
 #include "runtime/error.hpp"
 #include "runtime/internal/deadline.hpp"
 
@@ -101,6 +102,8 @@ struct write_req {
   /// `write_all`: answered with its vector once the kernel took every
   /// byte (never counted in the write buffer: the bytes are the caller's).
   bool give_back = false;
+  /// A protocol's write (tcp_protocol.hpp): no promise, never held back.
+  bool internal = false;
 
   const char* data() const { return is_text ? text.data() : bytes.data(); }
   size_t size() const { return is_text ? text.size() : bytes.size(); }
@@ -148,6 +151,35 @@ struct conn_state {
   uint64_t next_tag = 1;
   tcp_stats stats;
   steady_clock::time_point last_active = steady_clock::now();
+  /// The unsent bytes of every queued write (answered or not).
+  size_t unsent_total = 0;
+  /// Bytes sent since `pump` was entered (see `send_per_turn`).
+  size_t turn_sent = 0;
+  bool in_pump = false;
+
+  // A protocol drives the connection (tcp_protocol.hpp): set at spawn,
+  // called only in this actor's turns.
+  std::unique_ptr<tcp_protocol> proto;
+  /// The actor (for `tcp_transport::self` and its own messages).
+  caf::event_based_actor* actor = nullptr;
+  tcp_transport transport{this};
+  bool proto_started = false;
+  bool reading_paused = false;
+  bool want_writable = false;
+  /// `close()`: no more reads; closed once the writes are sent.
+  bool closing = false;
+  /// The close was this side's (`close` done, `abort`): the protocol's
+  /// `connection_lost` gets no error.
+  bool clean_close = false;
+  /// Callbacks running (they take no other callback; `fail` defers the
+  /// protocol's `connection_lost` to their end).
+  int in_callback = 0;
+  bool lost_pending = false;
+  /// A `tcp_more` to this actor is queued (a producer's next turn, or the
+  /// first turn of an accepted connection).
+  bool more_pending = false;
+  /// The actor itself, strongly, while its protocol runs.
+  caf::strong_actor_ptr keep;
 
   size_t read_buffered() const { return rend - rpos; }
   size_t write_buffered() const { return answered_unsent; }
@@ -174,8 +206,11 @@ struct conn_state {
   /// Ends the connection with `err`: every pending request gets it, and so
   /// does every later one.
   void fail(caf::error err) {
-    if (failure)
+    if (failure) {
+      if (lost_pending && in_callback == 0)
+        finish_lost();
       return;
+    }
     failure = err;
     close_fd();
     for (auto& rp : connect_waiters)
@@ -193,13 +228,26 @@ struct conn_state {
     reads.clear();
     writes.clear();
     shut_waiters.clear();
-    rbuf = std::vector<char>{};
+    if (in_callback == 0) // else `data_received` may still read it
+      rbuf = std::vector<char>{};
     rpos = rend = 0;
     answered = answered_unsent = 0;
+    unsent_total = 0;
+    if (proto) {
+      lost_pending = true;
+      if (in_callback > 0)
+        return; // `finish_lost` once the callback returned
+      finish_lost();
+      return;
+    }
     // Last: may drop the last reference (the scheduler still holds one
     // while the actor runs).
     auto self_ref = std::move(linger);
   }
+
+  /// Tells the protocol that the connection ended, destroys it, and lets
+  /// the actor go.
+  void finish_lost();
 
   ~conn_state() {
     fail(make_error(errc::closed, "tcp connection to " + peer + " ended"));
