@@ -372,6 +372,13 @@ bool protocol_io(conn_state& s, uint32_t& want) {
     call_protocol(s, "data_received", [&](tcp_protocol& p, tcp_transport& t) {
       p.data_received(t, s.rbuf.data(), len);
     });
+    if (len < recv_step) {
+      // A short read emptied the socket (as good as certain): wait for the
+      // readiness instead of a `recv` that fails with EAGAIN. Bytes that
+      // came meanwhile make the (level) readiness fire at once.
+      more_to_read = true;
+      break;
+    }
   }
   if (!running(s))
     return false;
@@ -598,6 +605,7 @@ void tcp_transport::abort() {
   if (!running(s))
     return;
   s.clean_close = true;
+  s.abortive = true;
   s.fail(make_error(errc::closed, "tcp connection to " + s.peer
                                     + ": aborted by its protocol"));
 }

@@ -171,6 +171,8 @@ struct conn_state {
   /// The close was this side's (`close` done, `abort`): the protocol's
   /// `connection_lost` gets no error.
   bool clean_close = false;
+  /// `abort()`: the close resets the connection whatever is unsent.
+  bool abortive = false;
   /// Callbacks running (they take no other callback; `fail` defers the
   /// protocol's `connection_lost` to their end).
   int in_callback = 0;
@@ -190,7 +192,7 @@ struct conn_state {
       return;
     if (id != 0)
       reactor->unwatch(fd);
-    bool cut = answered_unsent > 0;
+    bool cut = abortive || answered_unsent > 0;
     for (auto& w : writes)
       cut = cut || (w.off > 0 && w.unsent() > 0);
     if (cut) {

@@ -1,0 +1,602 @@
+// tcp_protocol: code that runs inside a connection's actor. Bytes in order
+// both ways, backpressure with bounded memory, every way a connection ends
+// (each told once, the protocol destroyed), bad input, and the requests a
+// protocol's connection still takes.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/tcp_protocol.hpp"
+#include "caf/all.hpp"
+#include "runtime/error.hpp"
+#include "runtime/runtime.hpp"
+#include "tests/io_support.hpp"
+#include "tests/tcp_support.hpp"
+#include "tests/test_support.hpp"
+
+using namespace std::chrono_literals;
+using namespace weave::actors;
+using namespace weave::test::tcp;
+using weave::test::failures;
+using weave::test::latch;
+using weave::test::patience;
+
+namespace {
+
+/// What a protocol saw, for the test thread (callbacks run on other
+/// threads).
+struct journal {
+  std::mutex mtx;
+  std::string received;
+  std::vector<std::string> events;
+  int lost = 0;
+  caf::error reason;
+  size_t peak_buffered = 0;
+  latch lost_latch{1};
+  std::atomic<int> alive{0};
+
+  void event(std::string what) {
+    std::unique_lock<std::mutex> guard{mtx};
+    events.push_back(std::move(what));
+  }
+  void got(const char* p, size_t n) {
+    std::unique_lock<std::mutex> guard{mtx};
+    received.append(p, n);
+  }
+  void note_buffered(size_t n) {
+    std::unique_lock<std::mutex> guard{mtx};
+    peak_buffered = std::max(peak_buffered, n);
+  }
+  void lost_with(const caf::error& err) {
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      ++lost;
+      reason = err;
+      events.push_back("lost");
+    }
+    lost_latch.count_down();
+  }
+  std::string text() {
+    std::unique_lock<std::mutex> guard{mtx};
+    return received;
+  }
+  std::string log() {
+    std::unique_lock<std::mutex> guard{mtx};
+    std::string out;
+    for (auto& e : events)
+      out += e + ";";
+    return out;
+  }
+};
+
+/// Records everything into a journal; subclasses add behaviour.
+struct recording : tcp_protocol {
+  journal* j;
+  explicit recording(journal* j) : j(j) {
+    ++j->alive;
+  }
+  ~recording() override {
+    --j->alive;
+  }
+  void connected(tcp_transport&) override {
+    j->event("connected");
+  }
+  void data_received(tcp_transport&, const char* p, size_t n) override {
+    j->got(p, n);
+  }
+  void eof_received(tcp_transport& t) override {
+    j->event("eof");
+    t.close();
+  }
+  void connection_lost(const caf::error& err) override {
+    j->lost_with(err);
+  }
+};
+
+/// Echoes, noting how much waits in its write buffer.
+struct echo_rec : recording {
+  using recording::recording;
+  void data_received(tcp_transport& t, const char* p, size_t n) override {
+    j->got(p, n);
+    t.write(p, n);
+    j->note_buffered(t.write_buffered());
+  }
+};
+
+std::string pattern_text(size_t n, size_t client = 0) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i)
+    out[i] = pattern(client, i);
+  return out;
+}
+
+/// A plain blocking socket connected to `port` on loopback.
+int dial(uint16_t port, int rcvbuf = 0) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  if (rcvbuf > 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+          == 0);
+  return fd;
+}
+
+/// Reads until end of stream or an error: the bytes, and the errno of a
+/// failed `recv` (0 for a clean end of stream).
+std::pair<std::string, int> read_all(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return {out, errno};
+    }
+    if (n == 0)
+      return {out, 0};
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void send_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    auto n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    REQUIRE(n > 0);
+    off += static_cast<size_t>(n);
+  }
+}
+
+uint16_t port_of(caf::scoped_actor& self, const tcp_listener& l) {
+  auto port = ask<uint16_t>(self, l, tcp_port_atom::value);
+  REQUIRE(port);
+  return *port;
+}
+
+/// A port nobody listens on (bound, then closed).
+uint16_t dead_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+} // namespace
+
+TEST_CASE("protocols on both ends: 4 MB echoed in order, each side told "
+          "once, cleanly, and destroyed") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  journal server_j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<echo_rec>(&server_j);
+  });
+  auto data = pattern_text(4 << 20, 3);
+  // The client writes everything at once (far past the write buffer: a
+  // write is never refused for size), half-closes, and reads it back.
+  struct client : recording {
+    const std::string* data;
+    client(journal* j, const std::string* d) : recording(j), data(d) {}
+    void connected(tcp_transport& t) override {
+      j->event("connected");
+      for (size_t off = 0; off < data->size(); off += 50000)
+        j->event(t.write(data->data() + off,
+                         std::min<size_t>(50000, data->size() - off))
+                   ? "" : "refused");
+      t.shutdown_write();
+    }
+  };
+  journal client_j;
+  spawn_tcp_connect(rt, "127.0.0.1", port_of(self, server),
+                    std::make_unique<client>(&client_j, &data));
+  REQUIRE(client_j.lost_latch.wait(patience));
+  REQUIRE(server_j.lost_latch.wait(patience));
+  CHECK(client_j.text().size() == data.size());
+  CHECK(client_j.text() == data);
+  CHECK(server_j.text() == data);
+  CHECK(client_j.lost == 1);
+  CHECK(server_j.lost == 1);
+  CHECK_MESSAGE(!client_j.reason, weave::render(client_j.reason));
+  CHECK_MESSAGE(!server_j.reason, weave::render(server_j.reason));
+  CHECK(client_j.log().find("refused") == std::string::npos);
+  // connected first, then (client) its writes; eof, lost last.
+  CHECK(server_j.log() == "connected;eof;lost;");
+  CHECK(client_j.log().rfind("eof;lost;") + 9 == client_j.log().size());
+  CHECK(weave::test::eventually([&] {
+    return client_j.alive == 0 && server_j.alive == 0;
+  }));
+}
+
+TEST_CASE("an echo whose peer reads slowly: its write buffer stays bounded "
+          "and every byte comes back in order") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  tcp_options opts;
+  opts.write_buffer = 64 * 1024;
+  journal j;
+  auto server = spawn_tcp_server(
+    rt, "127.0.0.1", 0, [&] { return std::make_unique<echo_rec>(&j); },
+    opts);
+  int fd = dial(port_of(self, server), 16 * 1024);
+  auto data = pattern_text(16 << 20, 5);
+  std::thread writer{[&] {
+    send_all(fd, data);
+    ::shutdown(fd, SHUT_WR);
+  }};
+  // The reader: small reads, a pause every 256 KiB (a slow peer).
+  std::string back;
+  char buf[4096];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    back.append(buf, static_cast<size_t>(n));
+    if (back.size() % (256 * 1024) < static_cast<size_t>(n))
+      std::this_thread::sleep_for(1ms);
+  }
+  writer.join();
+  ::close(fd);
+  CHECK(back.size() == data.size());
+  CHECK(back == data);
+  REQUIRE(j.lost_latch.wait(patience));
+  // At most the bound plus what one callback wrote (one recv's worth).
+  CHECK(j.peak_buffered <= opts.write_buffer + 64 * 1024);
+  CHECK(j.peak_buffered > 0); // the peer did hold it back
+}
+
+TEST_CASE("a producer: writable() streams 24 MB in order; a call that writes "
+          "nothing turns it off until asked again") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  journal sink_j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<recording>(&sink_j);
+  });
+  struct producer : recording {
+    std::string data;
+    size_t off = 0;
+    int idle_calls = 0;
+    int calls = 0;
+    caf::actor trigger;
+    producer(journal* j, caf::actor trigger)
+      : recording(j), data(pattern_text(24 << 20, 9)), trigger(trigger) {}
+    void connected(tcp_transport& t) override {
+      j->event("connected");
+      t.want_writable(true);
+    }
+    void writable(tcp_transport& t) override {
+      ++calls;
+      if (off >= data.size() / 2 && idle_calls == 0) {
+        // Nothing now: off until the trigger answers (a `then` of this
+        // actor, outside the callbacks).
+        ++idle_calls;
+        t.self()->request(trigger, caf::infinite, 1).then([this, &t](int) {
+          t.want_writable(true);
+        });
+        return;
+      }
+      if (off == data.size()) {
+        ++idle_calls;
+        j->event("calls " + std::to_string(calls) + " idle "
+                 + std::to_string(idle_calls));
+        t.close();
+        return;
+      }
+      // Odd sizes: pieces that straddle the kernel's buffer.
+      auto n = std::min<size_t>(40000 + off % 7777, data.size() - off);
+      if (!t.write(data.data() + off, n))
+        j->event("refused");
+      off += n;
+    }
+  };
+  std::atomic<int> asked{0};
+  auto trigger = rt.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
+    return {[&](int x) {
+      ++asked;
+      return x;
+    }};
+  });
+  journal prod_j;
+  spawn_tcp_connect(rt, "127.0.0.1", port_of(self, server),
+                    std::make_unique<producer>(&prod_j, trigger));
+  REQUIRE(prod_j.lost_latch.wait(patience));
+  REQUIRE(sink_j.lost_latch.wait(patience));
+  CHECK(sink_j.text() == pattern_text(24 << 20, 9));
+  CHECK(asked == 1);
+  CHECK_MESSAGE(!prod_j.reason, weave::render(prod_j.reason));
+  CHECK(prod_j.log().find("refused") == std::string::npos);
+  // The last call wrote nothing and closed: exactly two idle calls (the
+  // pause and the end), so the producer was not called in a loop.
+  CHECK(prod_j.log().find(" idle 2;") != std::string::npos);
+  caf::anon_send_exit(trigger, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a callback that throws ends its connection with job_failed; the "
+          "peer sees the connection end") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  struct thrower : recording {
+    using recording::recording;
+    void data_received(tcp_transport&, const char*, size_t) override {
+      throw std::runtime_error("boom in the parser");
+    }
+  };
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<thrower>(&j);
+  });
+  int fd = dial(port_of(self, server));
+  send_all(fd, "hello");
+  auto [rest, code] = read_all(fd);
+  ::close(fd);
+  CHECK(rest.empty());
+  CHECK((code == 0 || code == ECONNRESET));
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.lost == 1);
+  CHECK(weave::is(j.reason, weave::errc::job_failed));
+  auto why = weave::render(j.reason);
+  CHECK_MESSAGE(why.find("data_received threw: boom in the parser")
+                  != std::string::npos,
+                why);
+  CHECK(weave::test::eventually([&] { return j.alive == 0; }));
+}
+
+TEST_CASE("a factory that throws or returns null costs that connection "
+          "only; the server goes on") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  std::atomic<int> made{0};
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0,
+                                 [&]() -> std::unique_ptr<tcp_protocol> {
+                                   auto k = made++;
+                                   if (k == 0)
+                                     throw std::runtime_error("no memory");
+                                   if (k == 1)
+                                     return nullptr;
+                                   return std::make_unique<echo_rec>(&j);
+                                 });
+  auto port = port_of(self, server);
+  for (int k = 0; k < 2; ++k) {
+    int fd = dial(port);
+    auto [rest, code] = read_all(fd);
+    CHECK(rest.empty());
+    CHECK((code == 0 || code == ECONNRESET));
+    ::close(fd);
+  }
+  int fd = dial(port);
+  send_all(fd, "still serving");
+  ::shutdown(fd, SHUT_WR);
+  auto [back, code] = read_all(fd);
+  ::close(fd);
+  CHECK(back == "still serving");
+  CHECK(code == 0);
+  CHECK(made == 3);
+  // Its `accept` requests are refused: the factory owns the connections.
+  auto acc = ask<tcp_connection>(self, server, accept_atom::value);
+  REQUIRE_FALSE(acc);
+  CHECK(weave::is(acc.error(), weave::errc::invalid_argument));
+}
+
+TEST_CASE("a protocol's connection refuses read requests and sends other "
+          "actors' writes in order with its own") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(lfd, 1) == 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  struct hello : recording {
+    using recording::recording;
+    void connected(tcp_transport& t) override {
+      j->event("connected");
+      t.write("first;");
+    }
+  };
+  journal j;
+  auto conn = spawn_tcp_connect(rt, "127.0.0.1", ntohs(addr.sin_port),
+                                std::make_unique<hello>(&j));
+  int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(ask<std::string>(self, conn, connected_atom::value));
+  auto r = ask<std::string>(self, conn, read_some_atom::value);
+  REQUIRE_FALSE(r);
+  CHECK(weave::is(r.error(), weave::errc::invalid_argument));
+  CHECK(weave::render(r.error()).find("tcp_protocol") != std::string::npos);
+  auto w = ask<uint64_t>(self, conn, tcp_write_atom::value,
+                         std::string{"second;"});
+  REQUIRE(w);
+  CHECK(*w == 7);
+  auto sw = ask<uint64_t>(self, conn, shutdown_write_atom::value);
+  REQUIRE(sw);
+  CHECK(*sw == 13);
+  auto [got, code] = read_all(fd);
+  CHECK(got == "first;second;");
+  CHECK(code == 0);
+  // The peer closes: eof, the default close, lost without an error.
+  ::close(fd);
+  ::close(lfd);
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.log() == "connected;eof;lost;");
+  CHECK_MESSAGE(!j.reason, weave::render(j.reason));
+}
+
+TEST_CASE("the runtime's shutdown tells every protocol shut_down once and "
+          "destroys it; nothing hangs") {
+  journal server_j;
+  journal client_j;
+  std::vector<int> fds;
+  {
+    weave::runtime rt{weave::test::io_config()};
+    std::atomic<int> made{0};
+    auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+      ++made;
+      return std::make_unique<recording>(&server_j);
+    });
+    uint16_t port = 0;
+    {
+      caf::scoped_actor self{rt.system()};
+      port = port_of(self, server);
+    }
+    for (int k = 0; k < 5; ++k)
+      fds.push_back(dial(port));
+    spawn_tcp_connect(rt, "127.0.0.1", port,
+                      std::make_unique<recording>(&client_j));
+    CHECK(weave::test::eventually([&] { return made == 6; }));
+    CHECK(weave::test::eventually([&] {
+      std::unique_lock<std::mutex> guard{server_j.mtx};
+      return server_j.events.size() == 6; // six "connected"
+    }));
+    auto report = rt.shutdown(2s);
+    CHECK(report.threads_abandoned == 0);
+    CHECK(server_j.alive == 0);
+    CHECK(client_j.alive == 0);
+  }
+  CHECK(server_j.lost == 6);
+  CHECK(client_j.lost == 1);
+  CHECK(weave::is(server_j.reason, weave::errc::shut_down));
+  CHECK(weave::is(client_j.reason, weave::errc::shut_down));
+  for (int fd : fds) {
+    auto [rest, code] = read_all(fd);
+    CHECK(rest.empty());
+    ::close(fd);
+  }
+}
+
+TEST_CASE("a failed connect: connection_lost with the error, never "
+          "connected") {
+  weave::runtime rt{weave::test::io_config()};
+  journal j;
+  spawn_tcp_connect(rt, "127.0.0.1", dead_port(),
+                    std::make_unique<recording>(&j));
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.log() == "lost;");
+  CHECK(weave::is(j.reason, weave::errc::io_error));
+  CHECK(weave::render(j.reason).find("refused") != std::string::npos);
+  CHECK(weave::test::eventually([&] { return j.alive == 0; }));
+}
+
+TEST_CASE("abort: the peer sees a reset, the protocol no error; writes "
+          "after close are refused") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  struct aborter : recording {
+    using recording::recording;
+    void data_received(tcp_transport& t, const char*, size_t) override {
+      t.write(std::string(100000, 'a'));
+      t.abort();
+      j->event(t.write("late") ? "late taken" : "late refused");
+    }
+  };
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<aborter>(&j);
+  });
+  int fd = dial(port_of(self, server));
+  send_all(fd, "x");
+  auto [rest, code] = read_all(fd);
+  ::close(fd);
+  CHECK(code == ECONNRESET);
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.log() == "connected;late refused;lost;");
+  CHECK_MESSAGE(!j.reason, weave::render(j.reason));
+}
+
+TEST_CASE("pause_reading holds the bytes in the kernel until "
+          "resume_reading") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  failures bad;
+  caf::actor gate = rt.system().spawn(
+    [](caf::event_based_actor* g) -> caf::behavior {
+      auto waiting = std::make_shared<std::vector<caf::response_promise>>();
+      return {
+        [=](int) {
+          auto rp = g->make_response_promise();
+          waiting->push_back(rp);
+          return rp;
+        },
+        [=](std::string&) {
+          for (auto& rp : *waiting)
+            rp.deliver(1);
+          waiting->clear();
+        },
+      };
+    });
+  struct pauser : recording {
+    caf::actor gate;
+    failures* bad;
+    pauser(journal* j, caf::actor g, failures* b)
+      : recording(j), gate(g), bad(b) {}
+    void connected(tcp_transport& t) override {
+      j->event("connected");
+      t.pause_reading();
+      t.self()->request(gate, caf::infinite, 0).then([this, &t](int) {
+        bad->check(j->text().empty(), "bytes read while paused");
+        t.resume_reading();
+      });
+    }
+  };
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<pauser>(&j, gate, &bad);
+  });
+  int fd = dial(port_of(self, server));
+  REQUIRE(weave::test::eventually([&] {
+    return j.log() == "connected;";
+  }));
+  send_all(fd, "held"); // on loopback: in the server's socket on return
+  caf::anon_send(gate, std::string{"go"});
+  REQUIRE(weave::test::eventually([&] { return j.text() == "held"; }));
+  ::close(fd);
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(bad.messages() == "");
+  caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("bad input: a null protocol, an empty factory") {
+  weave::runtime rt{weave::test::io_config()};
+  try {
+    spawn_tcp_connect(rt, "127.0.0.1", 1, std::unique_ptr<tcp_protocol>{});
+    FAIL("no exception");
+  } catch (const weave::exception& e) {
+    CHECK(weave::is(e.error(), weave::errc::invalid_argument));
+    CHECK(std::string{e.what()}.find("protocol is null") != std::string::npos);
+  }
+  try {
+    spawn_tcp_server(rt, "127.0.0.1", 0, tcp_protocol_factory{});
+    FAIL("no exception");
+  } catch (const weave::exception& e) {
+    CHECK(weave::is(e.error(), weave::errc::invalid_argument));
+    CHECK(std::string{e.what()}.find("factory is empty") != std::string::npos);
+  }
+}
