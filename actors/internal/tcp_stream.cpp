@@ -501,6 +501,11 @@ void conn_state::finish_lost() {
     }
     --in_callback;
     p.reset(); // its destructor, in this turn
+    // The actor ends with its protocol: a `then` the protocol left pending
+    // (capturing it, perhaps) never runs; later requests of a handle get
+    // CAF's `request_receiver_down`.
+    if (actor != nullptr)
+      actor->quit(caf::exit_reason::normal);
   }
   if (in_callback == 0)
     rbuf = std::vector<char>{};

@@ -252,6 +252,7 @@ struct conn_state {
   void finish_lost();
 
   ~conn_state() {
+    actor = nullptr; // ending already (see `finish_lost`)
     fail(make_error(errc::closed, "tcp connection to " + peer + " ended"));
     if (id != 0)
       reactor->forget(id);
