@@ -1,8 +1,11 @@
 #pragma once
 
 /// TCP as actors: `tcp_listener` accepts, `tcp_connection` reads and writes;
-/// the C++ answer to asyncio's streams and `tokio::net`. Messages (atoms
-/// from this header), each answered through a response promise:
+/// the C++ answer to asyncio's streams and `tokio::net`. (Code that only
+/// reacts to bytes with bytes — an echo, a proxy, a parser — runs faster
+/// inside the connection's actor as a `tcp_protocol`, tcp_protocol.hpp: no
+/// message per read or write.) Messages (atoms from this header), each
+/// answered through a response promise:
 /// - connection: `connected` → the peer's address ("127.0.0.1:8080") once
 ///   the connect finished; `read_line` → one line without its "\n";
 ///   `read_frame` → one length-prefixed frame (a 4-byte big-endian length,

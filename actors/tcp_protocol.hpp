@@ -22,16 +22,21 @@
 ///   `t.close()` (sends what is buffered, then closes); a protocol that
 ///   overrides it and does not close keeps writing (half-close).
 /// - `writable(t)`: after `t.want_writable(true)`, called again and again
-///   while the write buffer has room (a producer: write a chunk per call);
-///   a call that writes nothing turns it off (call `want_writable(true)`
-///   when there is more).
+///   while everything written so far has gone to the kernel (the write
+///   buffer is empty), so a producer that writes a chunk per call sends
+///   from its own memory and never copies; at most 1 MiB per turn (then
+///   its next turn, after the other actors' waiting ones). A call that
+///   writes nothing turns it off (call `want_writable(true)` when there is
+///   more).
 /// - `connection_lost(reason)`: once, last, however the connection ended;
 ///   `reason` is empty (`!reason`) for a close this side asked for
 ///   (`close`, whose buffered bytes were all sent, or `abort`), else the
 ///   error a request would get (`io_error` for a reset or a failed
 ///   connect, `timeout`, `shut_down` at the runtime's shutdown, `job_failed`
 ///   when a callback threw). The protocol is destroyed right after it, in
-///   the same turn.
+///   the same turn, and the connection's actor ends: a `then` the protocol
+///   left pending never runs (it may capture the protocol), and later
+///   requests of a handle fail with CAF's `request_receiver_down`.
 ///
 /// `tcp_transport` (what the callbacks get; also usable in any other turn
 /// of the connection's actor, e.g. the `then` of a request sent with
@@ -49,11 +54,12 @@
 ///
 /// Backpressure, bounded memory: while more than
 /// `tcp_options::write_buffer` bytes wait to be sent, the connection reads
-/// nothing and calls no `writable`, so a protocol that answers what it
-/// reads (an echo) holds back its peer when that peer reads slowly, and a
-/// producer writes no faster than the socket drains. A single `write` may
-/// take a chunk past the bound (it is never refused for size): the buffer
-/// holds at most the bound plus what one callback writes.
+/// nothing, so a protocol that answers what it reads (an echo) holds back
+/// its peer when that peer reads slowly; `writable` is called only while
+/// nothing waits, so a producer writes no faster than the socket drains.
+/// A single `write` may take a chunk past the bound (it is never refused
+/// for size): the buffer holds at most the bound plus what one callback
+/// writes. Reads take at most 64 KiB per `recv` and 1 MiB per turn.
 ///
 /// The connection stays alive while its protocol runs (no handle needed:
 /// a server's connections live on their own) until it closes, fails, or
