@@ -20,7 +20,9 @@
 ///   only during the call (it is the connection's read buffer).
 /// - `eof_received(t)`: the peer shut its writing side; by default
 ///   `t.close()` (sends what is buffered, then closes); a protocol that
-///   overrides it and does not close keeps writing (half-close).
+///   overrides it and does not close keeps writing (half-close); once
+///   this side's `shutdown_write` is done too, nothing more can pass and
+///   the connection closes (`connection_lost` without an error).
 /// - `writable(t)`: after `t.want_writable(true)`, called again and again
 ///   while everything written so far has gone to the kernel (the write
 ///   buffer is empty), so a producer that writes a chunk per call sends

@@ -600,3 +600,77 @@ TEST_CASE("bad input: a null protocol, an empty factory") {
     CHECK(std::string{e.what()}.find("factory is empty") != std::string::npos);
   }
 }
+
+TEST_CASE("shutdown_write inside data_received: the peer sees the end of "
+          "stream after the answer") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  struct one_answer : recording {
+    using recording::recording;
+    void data_received(tcp_transport& t, const char* p, size_t n) override {
+      j->got(p, n);
+      t.write("answer");
+      t.shutdown_write();
+      j->event(t.write("more") ? "more taken" : "more refused");
+    }
+    void eof_received(tcp_transport&) override {
+      j->event("eof"); // stays open: half-closed both ways, then the peer's
+                       // close ends it
+    }
+  };
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<one_answer>(&j);
+  });
+  int fd = dial(port_of(self, server));
+  send_all(fd, "question");
+  auto [got, code] = read_all(fd); // ends only with the server's FIN
+  CHECK(got == "answer");
+  CHECK(code == 0);
+  ::close(fd);
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.text() == "question");
+  CHECK(j.log().find("connected;more refused;") == 0);
+}
+
+TEST_CASE("reading paused in data_received and resumed in writable goes on "
+          "reading") {
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  // A relay of sorts: after each piece it reads it pauses, writes one
+  // answer byte from writable(), and resumes reading there.
+  struct pacer_proto : recording {
+    using recording::recording;
+    int owed = 0;
+    void data_received(tcp_transport& t, const char* p, size_t n) override {
+      j->got(p, n);
+      ++owed;
+      t.pause_reading();
+      t.want_writable(true);
+    }
+    void writable(tcp_transport& t) override {
+      if (owed == 0)
+        return; // nothing: writable turns itself off
+      --owed;
+      t.write("k");
+      t.resume_reading();
+    }
+  };
+  journal j;
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<pacer_proto>(&j);
+  });
+  int fd = dial(port_of(self, server));
+  std::string all;
+  for (int k = 0; k < 50; ++k) {
+    auto piece = "piece " + std::to_string(k) + ";";
+    all += piece;
+    send_all(fd, piece);
+    char c = 0;
+    REQUIRE(::recv(fd, &c, 1, 0) == 1); // an answer per piece read
+    CHECK(c == 'k');
+  }
+  ::close(fd);
+  REQUIRE(j.lost_latch.wait(patience));
+  CHECK(j.text() == all);
+}

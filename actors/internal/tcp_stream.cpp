@@ -339,23 +339,18 @@ inline constexpr size_t read_per_turn = 1024 * 1024;
 /// connection failed or ended.
 bool protocol_io(conn_state& s, uint32_t& want) {
   size_t got = 0;
-  bool more_to_read = false;
   while (running(s) && !s.eof && !s.closing && !s.reading_paused
          && s.unsent_total <= s.opts.write_buffer) {
-    if (got >= read_per_turn) {
-      more_to_read = true; // the readiness fires again at once
-      break;
-    }
+    if (got >= read_per_turn)
+      break; // the readiness fires again at once
     if (s.rbuf.size() < recv_step)
       s.rbuf.resize(recv_step);
     auto n = ::recv(s.fd, s.rbuf.data(), recv_step, 0);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        more_to_read = true;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
-      }
       s.fail(io_error("recv from", s.peer, errno));
       return false;
     }
@@ -372,13 +367,10 @@ bool protocol_io(conn_state& s, uint32_t& want) {
     call_protocol(s, "data_received", [&](tcp_protocol& p, tcp_transport& t) {
       p.data_received(t, s.rbuf.data(), len);
     });
-    if (len < recv_step) {
-      // A short read emptied the socket (as good as certain): wait for the
-      // readiness instead of a `recv` that fails with EAGAIN. Bytes that
-      // came meanwhile make the (level) readiness fire at once.
-      more_to_read = true;
-      break;
-    }
+    if (len < recv_step)
+      break; // A short read emptied the socket (as good as certain): wait
+             // for the readiness instead of a `recv` that fails with
+             // EAGAIN. Bytes that came meanwhile make it fire at once.
   }
   if (!running(s))
     return false;
@@ -412,9 +404,28 @@ bool protocol_io(conn_state& s, uint32_t& want) {
                                       + ": closed by its protocol"));
     return false;
   }
-  if (more_to_read && !s.eof && !s.closing && !s.reading_paused
+  // Armed whenever reading may go on (also after a `resume_reading` in a
+  // later callback of this turn): a level readiness fires at once for
+  // bytes already there.
+  if (!s.eof && !s.closing && !s.reading_paused
       && s.unsent_total <= s.opts.write_buffer)
     want |= EPOLLIN;
+  return true;
+}
+
+/// The half-close, once asked for and every write is sent; false if it
+/// failed.
+bool shut_if_due(conn_state& s) {
+  if (!s.shut_requested || s.shut_done || !s.writes.empty())
+    return true;
+  if (::shutdown(s.fd, SHUT_WR) != 0) {
+    s.fail(io_error("shutdown(SHUT_WR) to", s.peer, errno));
+    return false;
+  }
+  s.shut_done = true;
+  for (auto& rp : s.shut_waiters)
+    rp.deliver(s.stats.bytes_written);
+  s.shut_waiters.clear();
   return true;
 }
 
@@ -435,21 +446,19 @@ void pump_once(conn_state& s) {
       if (s.failure)
         return;
     }
-    if (!flush_writes(s))
+    if (!flush_writes(s) || !shut_if_due(s))
       return;
-    if (s.shut_requested && !s.shut_done && s.writes.empty()) {
-      if (::shutdown(s.fd, SHUT_WR) != 0) {
-        s.fail(io_error("shutdown(SHUT_WR) to", s.peer, errno));
+    if (s.proto) {
+      // A callback may have asked for the half-close.
+      if (!protocol_io(s, want) || !shut_if_due(s))
+        return;
+      if (s.eof && s.shut_done && s.writes.empty()) {
+        // Both directions ended: nothing more can pass.
+        s.clean_close = true;
+        s.fail(make_error(errc::closed, "tcp connection to " + s.peer
+                                          + ": ended both ways"));
         return;
       }
-      s.shut_done = true;
-      for (auto& rp : s.shut_waiters)
-        rp.deliver(s.stats.bytes_written);
-      s.shut_waiters.clear();
-    }
-    if (s.proto) {
-      if (!protocol_io(s, want))
-        return;
     } else {
       if (!serve_reads(s))
         return;
