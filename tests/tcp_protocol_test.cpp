@@ -702,3 +702,36 @@ TEST_CASE("reading paused in data_received and resumed in writable goes on "
   REQUIRE(j.lost_latch.wait(patience));
   CHECK(j.text() == all);
 }
+
+TEST_CASE("200 clients each send a few bytes and half-close at once: every "
+          "one is answered and closed (the end of stream that came with the "
+          "bytes is not missed)") {
+  std::atomic<int> lost{0};
+  weave::runtime rt{weave::test::io_config()};
+  caf::scoped_actor self{rt.system()};
+  struct answer_then_close : tcp_protocol {
+    std::atomic<int>* lost;
+    explicit answer_then_close(std::atomic<int>* l) : lost(l) {}
+    void data_received(tcp_transport& t, const char* p, size_t n) override {
+      t.write(p, n);
+    }
+    void connection_lost(const caf::error&) override {
+      ++*lost;
+    }
+  };
+  auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<answer_then_close>(&lost);
+  });
+  auto port = port_of(self, server);
+  for (int k = 0; k < 200; ++k) {
+    int fd = dial(port);
+    auto msg = "message " + std::to_string(k);
+    send_all(fd, msg);
+    ::shutdown(fd, SHUT_WR); // the FIN right behind the bytes
+    auto [back, code] = read_all(fd);
+    ::close(fd);
+    CHECK(back == msg);
+    CHECK(code == 0);
+  }
+  CHECK(weave::test::eventually([&] { return lost == 200; }));
+}

@@ -331,6 +331,15 @@ bool running(const conn_state& s) {
   return s.proto != nullptr && !s.failure;
 }
 
+/// A next turn for the protocol, after the actors waiting for this
+/// thread (`tcp_more`, at most one queued).
+void go_on(conn_state& s) {
+  if (s.more_pending)
+    return;
+  s.more_pending = true;
+  caf::anon_send(caf::actor_cast<caf::actor>(s.actor), tcp_more_atom::value);
+}
+
 /// The most bytes one turn hands to `data_received` (then the readiness
 /// comes again: other actors get the thread meanwhile).
 inline constexpr size_t read_per_turn = 1024 * 1024;
@@ -370,7 +379,8 @@ bool protocol_io(conn_state& s, uint32_t& want) {
     if (len < recv_step)
       break; // A short read emptied the socket (as good as certain): wait
              // for the readiness instead of a `recv` that fails with
-             // EAGAIN. Bytes that came meanwhile make it fire at once.
+             // EAGAIN. Bytes that came meanwhile (an end of stream too)
+             // make the level readiness fire at once.
   }
   if (!running(s))
     return false;
@@ -380,11 +390,7 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   while (running(s) && s.want_writable && !s.closing && !s.shut_requested
          && s.writes.empty()) {
     if (s.turn_sent >= send_per_turn) {
-      if (!s.more_pending) { // the next turn goes on
-        s.more_pending = true;
-        caf::anon_send(caf::actor_cast<caf::actor>(s.actor),
-                       tcp_more_atom::value);
-      }
+      go_on(s); // the next turn goes on (no readiness will say so)
       break;
     }
     auto before = s.stats.bytes_written + s.unsent_total;
@@ -406,7 +412,9 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   }
   // Armed whenever reading may go on (also after a `resume_reading` in a
   // later callback of this turn): a level readiness fires at once for
-  // bytes already there.
+  // bytes already there. (Edge-triggered registration, without the arming,
+  // was tried: a readiness message per edge made the echo and the stream
+  // slower, and a peer's replies could flood the mailbox.)
   if (!s.eof && !s.closing && !s.reading_paused
       && s.unsent_total <= s.opts.write_buffer)
     want |= EPOLLIN;
@@ -534,6 +542,32 @@ using internal::running;
 using internal::touch;
 using internal::write_req;
 
+namespace {
+
+/// A transport call from outside the callbacks (a `then` of the actor):
+/// the protocol is not told `connection_lost` (and destroyed) under its
+/// caller, which may still use `this`; a `tcp_more` tells it in the next
+/// turn (review finding: `close()` from a `then` destroyed the protocol
+/// inside the call).
+struct outside_call {
+  internal::conn_state& s;
+  bool outer;
+  explicit outside_call(internal::conn_state& s)
+    : s(s), outer(s.in_callback == 0 && !s.in_pump) {
+    if (outer)
+      ++s.in_callback;
+  }
+  ~outside_call() {
+    if (!outer)
+      return;
+    --s.in_callback;
+    if (s.lost_pending)
+      internal::go_on(s);
+  }
+};
+
+} // namespace
+
 bool tcp_transport::write(const char* data, size_t n) {
   auto& s = *s_;
   if (!running(s) || s.fd < 0 || s.closing || s.shut_requested)
@@ -550,8 +584,8 @@ bool tcp_transport::write(const char* data, size_t n) {
           s.send_blocked = true;
           break;
         }
+        outside_call guard{s};
         s.fail(internal::io_error("send to", s.peer, errno));
-        settle();
         return false;
       }
       off += static_cast<size_t>(k);
@@ -620,6 +654,7 @@ void tcp_transport::abort() {
     return;
   s.clean_close = true;
   s.abortive = true;
+  outside_call guard{s};
   s.fail(make_error(errc::closed, "tcp connection to " + s.peer
                                     + ": aborted by its protocol"));
 }
@@ -640,8 +675,10 @@ caf::event_based_actor* tcp_transport::self() const {
 }
 
 void tcp_transport::settle() {
-  if (s_->in_callback == 0 && !s_->in_pump)
+  if (s_->in_callback == 0 && !s_->in_pump) {
+    outside_call guard{*s_};
     internal::pump(*s_);
+  }
 }
 
 } // namespace weave::actors
