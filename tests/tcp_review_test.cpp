@@ -624,9 +624,12 @@ TEST_CASE("out of descriptors (EMFILE): accept fails with an io_error naming "
   CHECK(rt.slow_handlers() == 0);
 }
 
-TEST_CASE("the runtime's shutdown mid-transfer answers every pending request "
-          "with shut_down (read, pushed-back write, shutdown_write, a connect "
-          "in progress, accept) and leaves no descriptor open") {
+// Run alone in a child process: it counts the process's descriptors, and a
+// runtime of an earlier case whose I/O thread was abandoned under load
+// (counted so in its report) closes its epoll and eventfd descriptors when
+// that thread ends, perhaps in the middle of this case.
+TEST_CASE("isolated - the runtime's shutdown mid-transfer answers every "
+          "pending request with shut_down" * doctest::skip()) {
   auto before = tcp_fds();
   constexpr int requests = 6;
   weave::test::latch answered{requests};
@@ -718,6 +721,14 @@ TEST_CASE("the runtime's shutdown mid-transfer answers every pending request "
     ::close(peer);
   }
   CHECK(tcp_fds() == before);
+}
+
+TEST_CASE("the runtime's shutdown mid-transfer answers every pending request "
+          "with shut_down (read, pushed-back write, shutdown_write, a connect "
+          "in progress, accept) and leaves no descriptor open") {
+  auto how = run_isolated("isolated - the runtime's shutdown mid-transfer*");
+  CHECK_MESSAGE(how == "exit 0",
+                "the isolated case (output above) ended: " << how);
 }
 
 
