@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <exception>
+#include <string>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -156,6 +158,11 @@ caf::response_promise write(conn_actor* self, write_req w, bool framed) {
                                           + ": after shutdown_write"));
     return rp;
   }
+  if (s.closing) { // the protocol's `close()`: refused like its own writes
+    rp.deliver(make_error(errc::closed, "write to " + s.peer
+                                          + ": its protocol is closing it"));
+    return rp;
+  }
   if (framed) {
     if (w.size() > s.opts.max_frame) {
       rp.deliver(make_error(errc::invalid_argument,
@@ -204,6 +211,26 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   st.actor = self;
   bool driven = box && *box;
   if (driven) {
+    // A `then` of the protocol that throws ends the connection like a
+    // callback that throws (`job_failed` with the text), not as the
+    // state's destructor's "ended" (review 2).
+    self->set_exception_handler(
+      [](caf::scheduled_actor* p, std::exception_ptr& x) -> caf::error {
+        auto& s = static_cast<conn_actor*>(p)->state;
+        std::string what;
+        try {
+          std::rethrow_exception(x);
+        } catch (const std::exception& e) {
+          what = std::string{"threw: "} + e.what();
+        } catch (...) {
+          what = "threw a non-std exception";
+        }
+        auto err = make_error(errc::job_failed, "tcp protocol for " + s.peer
+                                                  + ": a then of its actor "
+                                                  + what);
+        s.fail(err);
+        return err;
+      });
     st.proto = std::move(*box);
     // Alive while the protocol runs; its first turn (`connected`, or the
     // `connection_lost` of a failure below) comes with `tcp_more`.

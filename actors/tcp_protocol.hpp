@@ -42,10 +42,14 @@
 ///
 /// `tcp_transport` (what the callbacks get; also usable in any other turn
 /// of the connection's actor, e.g. the `then` of a request sent with
-/// `t.self()`; never from another thread, never after `connection_lost`):
+/// `t.self()` — there what the call makes possible, reading, `writable`,
+/// the close, happens in the actor's next turn, never inside the call;
+/// never from another thread, never after `connection_lost`):
 /// - `write(data, n)` / `write(view)` → true if taken: sends at once what
 ///   the kernel takes (no copy) and copies the rest into the write buffer;
-///   false once the connection is closing or closed (nothing taken).
+///   false once the connection is closing or closed (nothing taken), or
+///   when it failed during this call (a reset: what went out is lost with
+///   the connection).
 /// - `write_buffered()`: bytes taken but not yet sent.
 /// - `want_writable(on)`, `pause_reading()`, `resume_reading()`,
 ///   `shutdown_write()` (FIN once the buffer is sent; reads go on),
@@ -73,7 +77,10 @@
 /// (`invalid_argument`: the bytes go to the protocol).
 ///
 /// A callback that throws ends the connection (`job_failed`, the
-/// callback's name and the exception's text; then `connection_lost`). A
+/// callback's name and the exception's text; then `connection_lost`), and
+/// so does a `then` of the connection's actor that throws. Once the
+/// protocol called `close()`, other actors' write requests are refused
+/// (`closed`), as its own writes are. A
 /// factory of `spawn_tcp_server` that throws or returns null costs that
 /// connection only (closed at once; the reason on stderr); the server goes
 /// on.
@@ -123,8 +130,9 @@ public:
   caf::event_based_actor* self() const;
 
 private:
-  /// Outside the protocol's callbacks (a `then` of the actor), does the
-  /// work the call made possible at once.
+  /// Outside the protocol's callbacks (a `then` of the actor), has the
+  /// work the call made possible done in the actor's next turn (never a
+  /// callback inside the call).
   void settle();
 
   internal::conn_state* s_;

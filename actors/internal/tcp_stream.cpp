@@ -675,10 +675,12 @@ caf::event_based_actor* tcp_transport::self() const {
 }
 
 void tcp_transport::settle() {
-  if (s_->in_callback == 0 && !s_->in_pump) {
-    outside_call guard{*s_};
-    internal::pump(*s_);
-  }
+  // Outside the callbacks (a `then`): the work goes on in the actor's next
+  // turn (`tcp_more`), not inside this call, where it would run
+  // `data_received`, `writable` or `eof_received` in the middle of the
+  // then's code (review 2: callbacks nested in a transport call).
+  if (s_->in_callback == 0 && !s_->in_pump)
+    internal::go_on(*s_);
 }
 
 } // namespace weave::actors
