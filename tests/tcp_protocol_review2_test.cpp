@@ -809,11 +809,13 @@ TEST_CASE("review2: an echo whose peer does not read, with tcp_write "
   raw_listener l;
   tcp_options opts;
   opts.write_buffer = 64 * 1024;
+  opts.socket_buffer = 16 * 1024; // the kernel's buffers fill at once
   std::atomic<size_t> peak{0};
   struct echo_peak : recording {
     std::atomic<size_t>* peak;
     echo_peak(journal* jj, std::atomic<size_t>* p) : recording(jj), peak(p) {}
     void data_received(tcp_transport& t, const char* p, size_t n) override {
+      j->event("d"); // (counted below)
       t.write(p, n);
       weave::test::raise_max(*peak, t.write_buffered());
     }
@@ -823,22 +825,6 @@ TEST_CASE("review2: an echo whose peer does not read, with tcp_write "
                                 opts);
   int fd = l.accept_one();
   REQUIRE(ask<std::string>(self, conn, connected_atom::value));
-  // Another actor writes 100 KB at a time, each after the last was taken.
-  failures bad;
-  std::atomic<int> taken{0};
-  rt.system().spawn([&, conn](caf::event_based_actor* a) {
-    auto step = std::make_shared<std::function<void()>>();
-    *step = [&, a, conn, step] {
-      a->request(conn, caf::infinite, tcp_write_atom::value,
-                 std::string(100000, 'r'))
-        .then([&, step](uint64_t) {
-          ++taken;
-          (*step)();
-        },
-              [step](caf::error&) { *step = nullptr; }); // no cycle
-    };
-    (*step)();
-  });
   // The peer sends 8 MB and reads nothing: the echo stops reading.
   std::thread sender{[&] {
     std::string chunk(1 << 20, 's');
@@ -853,10 +839,34 @@ TEST_CASE("review2: an echo whose peer does not read, with tcp_write "
       }
     }
   }};
-  // Reading stops (the request writes alone may fill the buffer first):
-  // the sender ends up blocked; the bound is checked in every
-  // data_received call.
-  CHECK(weave::test::eventually([&] { return taken.load() > 0; }));
+  // Once the echo has read, another actor writes 100 KB at a time (each
+  // after the last was taken; one larger than the bound is taken once sent,
+  // perhaps never here), and asks for the stats after its first write: the
+  // answer says that write is queued at the connection.
+  REQUIRE(weave::test::eventually([&] {
+    std::unique_lock<std::mutex> guard{j.mtx};
+    return j.events.size() > 1; // "connected", then a data_received
+  }));
+  failures bad;
+  std::atomic<int> taken{0};
+  latch queued{1};
+  rt.system().spawn([&, conn](caf::event_based_actor* a) {
+    auto step = std::make_shared<std::function<void()>>();
+    *step = [&, a, conn, step] {
+      a->request(conn, caf::infinite, tcp_write_atom::value,
+                 std::string(100000, 'r'))
+        .then([&, step](uint64_t) {
+          ++taken;
+          (*step)();
+        },
+              [step](caf::error&) { *step = nullptr; }); // no cycle
+    };
+    (*step)();
+    a->request(conn, caf::infinite, tcp_stats_atom::value)
+      .then([&](const tcp_stats&) { queued.count_down(); },
+            [&](caf::error&) { queued.count_down(); });
+  });
+  REQUIRE(queued.wait(patience));
   // Bound + one callback's writes (a recv of at most 64 KiB) + one request
   // write that waits for room.
   CHECK(peak.load() <= opts.write_buffer + 64 * 1024 + 100000);
