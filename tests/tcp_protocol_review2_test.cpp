@@ -42,7 +42,7 @@ struct journal {
   std::mutex mtx;
   std::string received;
   std::vector<std::string> events;
-  int lost = 0;
+  std::atomic<int> lost{0};
   caf::error reason;
   latch lost_latch{1};
   std::atomic<int> alive{0};
@@ -612,7 +612,9 @@ TEST_CASE("review2: idle_timeout does not end a producer whose peer reads; "
   weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
   tcp_options opts;
-  opts.idle_timeout = 200ms;
+  // Long enough for a thread's wake-up under sanitizers on a busy machine
+  // (200 ms ended a flowing connection under tsan).
+  opts.idle_timeout = weave::test::start_window;
   struct ticker : recording {
     using recording::recording;
     std::string chunk = std::string(16 * 1024, 't');

@@ -39,7 +39,7 @@ struct journal {
   std::mutex mtx;
   std::string received;
   std::vector<std::string> events;
-  int lost = 0;
+  std::atomic<int> lost{0};
   caf::error reason;
   latch lost_latch{1};
   std::atomic<int> alive{0};

@@ -42,7 +42,7 @@ struct journal {
   std::mutex mtx;
   std::string received;
   std::vector<std::string> events;
-  int lost = 0;
+  std::atomic<int> lost{0};
   caf::error reason;
   size_t peak_buffered = 0;
   latch lost_latch{1};
