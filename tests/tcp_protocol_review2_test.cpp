@@ -26,177 +26,20 @@
 #include "runtime/error.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/io_support.hpp"
+#include "tests/tcp_protocol_support.hpp"
 #include "tests/tcp_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace weave::actors;
 using namespace weave::test::tcp;
+using namespace weave::test::proto;
 using weave::test::failures;
 using weave::test::latch;
 using weave::test::patience;
 
-namespace {
-
-struct journal {
-  std::mutex mtx;
-  std::string received;
-  std::vector<std::string> events;
-  std::atomic<int> lost{0};
-  caf::error reason;
-  latch lost_latch{1};
-  std::atomic<int> alive{0};
-
-  void event(std::string what) {
-    std::unique_lock<std::mutex> guard{mtx};
-    events.push_back(std::move(what));
-  }
-  void got(const char* p, size_t n) {
-    std::unique_lock<std::mutex> guard{mtx};
-    received.append(p, n);
-  }
-  void lost_with(const caf::error& err) {
-    {
-      std::unique_lock<std::mutex> guard{mtx};
-      ++lost;
-      reason = err;
-      events.push_back("lost");
-    }
-    lost_latch.count_down();
-  }
-  std::string text() {
-    std::unique_lock<std::mutex> guard{mtx};
-    return received;
-  }
-  std::string log() {
-    std::unique_lock<std::mutex> guard{mtx};
-    std::string out;
-    for (auto& e : events)
-      out += e + ";";
-    return out;
-  }
-};
-
-struct recording : tcp_protocol {
-  journal* j;
-  explicit recording(journal* j) : j(j) {
-    ++j->alive;
-  }
-  ~recording() override {
-    --j->alive;
-  }
-  void connected(tcp_transport&) override {
-    j->event("connected");
-  }
-  void data_received(tcp_transport&, const char* p, size_t n) override {
-    j->got(p, n);
-  }
-  void eof_received(tcp_transport& t) override {
-    j->event("eof");
-    t.close();
-  }
-  void connection_lost(const caf::error& err) override {
-    j->lost_with(err);
-  }
-};
-
-/// A blocking loopback socket whose reads give up after `patience` (so a
-/// missing FIN fails the test instead of hanging it).
-int dial(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  timeval tv{};
-  tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(patience)
-                .count();
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-          == 0);
-  return fd;
-}
-
-std::pair<std::string, int> read_all(int fd) {
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    auto n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return {out, errno};
-    }
-    if (n == 0)
-      return {out, 0};
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
-std::string read_n(int fd, size_t want) {
-  std::string out;
-  char buf[65536];
-  while (out.size() < want) {
-    auto n = ::recv(fd, buf, std::min(sizeof(buf), want - out.size()), 0);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-void send_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    auto n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR)
-      continue;
-    REQUIRE(n > 0);
-    off += static_cast<size_t>(n);
-  }
-}
-
-uint16_t port_of(caf::scoped_actor& self, const tcp_listener& l) {
-  auto port = ask<uint16_t>(self, l, tcp_port_atom::value);
-  REQUIRE(port);
-  return *port;
-}
-
-/// Answers every int at once.
-caf::actor echo_int(weave::runtime& rt) {
-  return rt.system().spawn([](caf::event_based_actor*) -> caf::behavior {
-    return {[](int x) { return x; }};
-  });
-}
-
-} // namespace
 
 namespace {
-
-/// Holds every int request until a string arrives, then answers them all
-/// (the answer to the string: how many it released).
-caf::actor spawn_gate(weave::runtime& rt) {
-  return rt.system().spawn([](caf::event_based_actor* g) -> caf::behavior {
-    auto waiting = std::make_shared<std::vector<caf::response_promise>>();
-    return {
-      [=](int) {
-        auto rp = g->make_response_promise();
-        waiting->push_back(rp);
-        return rp;
-      },
-      [=](std::string&) {
-        int n = static_cast<int>(waiting->size());
-        for (auto& rp : *waiting)
-          rp.deliver(1);
-        waiting->clear();
-        return n;
-      },
-    };
-  });
-}
 
 /// A listening loopback socket (for `spawn_tcp_connect` to dial).
 struct raw_listener {

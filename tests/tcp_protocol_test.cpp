@@ -24,169 +24,18 @@
 #include "runtime/error.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/io_support.hpp"
+#include "tests/tcp_protocol_support.hpp"
 #include "tests/tcp_support.hpp"
 #include "tests/test_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace weave::actors;
 using namespace weave::test::tcp;
+using namespace weave::test::proto;
 using weave::test::failures;
 using weave::test::latch;
 using weave::test::patience;
 
-namespace {
-
-/// What a protocol saw, for the test thread (callbacks run on other
-/// threads).
-struct journal {
-  std::mutex mtx;
-  std::string received;
-  std::vector<std::string> events;
-  std::atomic<int> lost{0};
-  caf::error reason;
-  size_t peak_buffered = 0;
-  latch lost_latch{1};
-  std::atomic<int> alive{0};
-
-  void event(std::string what) {
-    std::unique_lock<std::mutex> guard{mtx};
-    events.push_back(std::move(what));
-  }
-  void got(const char* p, size_t n) {
-    std::unique_lock<std::mutex> guard{mtx};
-    received.append(p, n);
-  }
-  void note_buffered(size_t n) {
-    std::unique_lock<std::mutex> guard{mtx};
-    peak_buffered = std::max(peak_buffered, n);
-  }
-  void lost_with(const caf::error& err) {
-    {
-      std::unique_lock<std::mutex> guard{mtx};
-      ++lost;
-      reason = err;
-      events.push_back("lost");
-    }
-    lost_latch.count_down();
-  }
-  std::string text() {
-    std::unique_lock<std::mutex> guard{mtx};
-    return received;
-  }
-  std::string log() {
-    std::unique_lock<std::mutex> guard{mtx};
-    std::string out;
-    for (auto& e : events)
-      out += e + ";";
-    return out;
-  }
-};
-
-/// Records everything into a journal; subclasses add behaviour.
-struct recording : tcp_protocol {
-  journal* j;
-  explicit recording(journal* j) : j(j) {
-    ++j->alive;
-  }
-  ~recording() override {
-    --j->alive;
-  }
-  void connected(tcp_transport&) override {
-    j->event("connected");
-  }
-  void data_received(tcp_transport&, const char* p, size_t n) override {
-    j->got(p, n);
-  }
-  void eof_received(tcp_transport& t) override {
-    j->event("eof");
-    t.close();
-  }
-  void connection_lost(const caf::error& err) override {
-    j->lost_with(err);
-  }
-};
-
-/// Echoes, noting how much waits in its write buffer.
-struct echo_rec : recording {
-  using recording::recording;
-  void data_received(tcp_transport& t, const char* p, size_t n) override {
-    j->got(p, n);
-    t.write(p, n);
-    j->note_buffered(t.write_buffered());
-  }
-};
-
-std::string pattern_text(size_t n, size_t client = 0) {
-  std::string out(n, '\0');
-  for (size_t i = 0; i < n; ++i)
-    out[i] = pattern(client, i);
-  return out;
-}
-
-/// A plain blocking socket connected to `port` on loopback.
-int dial(uint16_t port, int rcvbuf = 0) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  if (rcvbuf > 0)
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-          == 0);
-  return fd;
-}
-
-/// Reads until end of stream or an error: the bytes, and the errno of a
-/// failed `recv` (0 for a clean end of stream).
-std::pair<std::string, int> read_all(int fd) {
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    auto n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return {out, errno};
-    }
-    if (n == 0)
-      return {out, 0};
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
-void send_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    auto n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR)
-      continue;
-    REQUIRE(n > 0);
-    off += static_cast<size_t>(n);
-  }
-}
-
-uint16_t port_of(caf::scoped_actor& self, const tcp_listener& l) {
-  auto port = ask<uint16_t>(self, l, tcp_port_atom::value);
-  REQUIRE(port);
-  return *port;
-}
-
-/// A port nobody listens on (bound, then closed).
-uint16_t dead_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-} // namespace
 
 TEST_CASE("protocols on both ends: 4 MB echoed in order, each side told "
           "once, cleanly, and destroyed") {
@@ -563,22 +412,7 @@ TEST_CASE("pause_reading holds the bytes in the kernel until "
   journal j;
   weave::runtime rt{weave::test::io_config()};
   caf::scoped_actor self{rt.system()};
-  caf::actor gate = rt.system().spawn(
-    [](caf::event_based_actor* g) -> caf::behavior {
-      auto waiting = std::make_shared<std::vector<caf::response_promise>>();
-      return {
-        [=](int) {
-          auto rp = g->make_response_promise();
-          waiting->push_back(rp);
-          return rp;
-        },
-        [=](std::string&) {
-          for (auto& rp : *waiting)
-            rp.deliver(1);
-          waiting->clear();
-        },
-      };
-    });
+  caf::actor gate = spawn_gate(rt);
   struct pauser : recording {
     caf::actor gate;
     failures* bad;
