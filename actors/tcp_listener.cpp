@@ -80,17 +80,31 @@ void arm(listener_state& s) {
   }
 }
 
-/// A server's accept loop: each connection gets a protocol of its own.
-void serve(listener_actor* self) {
-  auto& s = self->state;
-  for (int i = 0; !s.failure && i < accepts_per_turn; ++i) {
+/// The next pending connection (non-blocking) and its peer's address in
+/// `who`; -1 with `errno` set when none waits (EAGAIN) or the accept failed
+/// (EMFILE and the like). Interrupted and aborted accepts are retried.
+int accept_next(listener_state& s, std::string& who) {
+  for (;;) {
     sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
     int fd = ::accept4(s.fd, reinterpret_cast<sockaddr*>(&peer), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      who = address_text(reinterpret_cast<sockaddr*>(&peer));
+      return fd;
+    }
+    if (errno != EINTR && errno != ECONNABORTED)
+      return -1;
+  }
+}
+
+/// A server's accept loop: each connection gets a protocol of its own.
+void serve(listener_actor* self) {
+  auto& s = self->state;
+  for (int i = 0; !s.failure && i < accepts_per_turn; ++i) {
+    std::string who;
+    int fd = accept_next(s, who);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
-        continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         arm(s);
         return;
@@ -102,7 +116,6 @@ void serve(listener_actor* self) {
                          uint32_t{0});
       return;
     }
-    auto who = address_text(reinterpret_cast<sockaddr*>(&peer));
     std::unique_ptr<tcp_protocol> proto;
     const char* why = "returned null";
     std::string what;
@@ -136,13 +149,9 @@ void pump(listener_actor* self) {
   }
   auto& s = self->state;
   while (!s.failure && !s.accepts.empty()) {
-    sockaddr_storage peer{};
-    socklen_t len = sizeof(peer);
-    int fd = ::accept4(s.fd, reinterpret_cast<sockaddr*>(&peer), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    std::string who;
+    int fd = accept_next(s, who);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
-        continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         arm(s);
         return;
@@ -156,9 +165,7 @@ void pump(listener_actor* self) {
     auto rp = std::move(s.accepts.front());
     s.accepts.pop_front();
     auto conn = spawn_connection(self->system(), s.reactor, fd,
-                                 address_text(
-                                   reinterpret_cast<sockaddr*>(&peer)),
-                                 s.opts, false, 0);
+                                 std::move(who), s.opts, false, 0);
     rp.deliver(conn);
   }
 }
