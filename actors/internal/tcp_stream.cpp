@@ -485,12 +485,10 @@ void pump_once(conn_state& s) {
 } // namespace
 
 void pump(conn_state& s) {
-  if (s.in_pump)
-    return; // a transport call inside a callback: the running pump goes on
-  s.in_pump = true;
+  // Never re-entered: the transport calls only record, send, or queue a
+  // `tcp_more` (`settle`).
   s.turn_sent = 0;
   pump_once(s);
-  s.in_pump = false;
   // Answered writes still to send keep the actor (see `linger`).
   if (s.answered_unsent > 0 && !s.failure) {
     if (!s.linger)
@@ -553,7 +551,7 @@ struct outside_call {
   internal::conn_state& s;
   bool outer;
   explicit outside_call(internal::conn_state& s)
-    : s(s), outer(s.in_callback == 0 && !s.in_pump) {
+    : s(s), outer(s.in_callback == 0) {
     if (outer)
       ++s.in_callback;
   }
@@ -679,7 +677,7 @@ void tcp_transport::settle() {
   // turn (`tcp_more`), not inside this call, where it would run
   // `data_received`, `writable` or `eof_received` in the middle of the
   // then's code (review 2: callbacks nested in a transport call).
-  if (s_->in_callback == 0 && !s_->in_pump)
+  if (s_->in_callback == 0)
     internal::go_on(*s_);
 }
 

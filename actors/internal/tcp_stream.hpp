@@ -155,7 +155,6 @@ struct conn_state {
   size_t unsent_total = 0;
   /// Bytes sent since `pump` was entered (see `send_per_turn`).
   size_t turn_sent = 0;
-  bool in_pump = false;
 
   // A protocol drives the connection (tcp_protocol.hpp): set at spawn,
   // called only in this actor's turns.
