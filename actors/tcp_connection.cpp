@@ -331,8 +331,11 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
       s.fail(make_error(errc::closed, "tcp connection to " + s.peer
                                         + ": closed by this side"));
     },
-    [self](tcp_ready_atom, uint32_t) {
+    [self](tcp_ready_atom, uint32_t events) {
       auto& s = self->state;
+      s.nothing_to_read
+        = (s.armed & EPOLLIN) != 0
+          && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0;
       s.armed = 0;
       s.send_blocked = false;
       if (s.connecting && !s.failure)

@@ -32,6 +32,7 @@ constexpr caf::timespan max_cancel_grace = 1h;
 constexpr size_t default_max_quarantined = 4;
 constexpr size_t default_tcp_inline_turns = 8;
 constexpr size_t max_tcp_inline_turns = 1024;
+constexpr const char* default_tcp_gather = "auto";
 
 // Scheduler tuning (see the header): a short aggressive burst, then the
 // notified condition variable.
@@ -55,6 +56,7 @@ constexpr option_info known_options[] = {
   {"dump-on-slow-handler",
    "no value (a flag) on the command line, true or false in a config file"},
   {"tcp-inline-turns", "a number of actor turns, e.g. 8"},
+  {"tcp-gather", "auto, always or never"},
 };
 
 /// The prefix of weave's options on the command line.
@@ -215,7 +217,10 @@ runtime_config::runtime_config() {
     .add<bool>("dump-on-slow-handler",
                "add a thread dump to the blocking detector's reports")
     .add<size_t>("tcp-inline-turns",
-                 "actor turns the TCP I/O thread runs itself per readiness");
+                 "actor turns the TCP I/O thread runs itself per readiness")
+    .add<std::string>("tcp-gather",
+                      "auto, always or never: the TCP I/O thread keeps the "
+                      "turns it woke while cores are contended");
   set("weave.pool-size", default_pool_size());
   set("weave.shutdown-deadline", default_shutdown_deadline);
   set("weave.spin", default_spin);
@@ -224,6 +229,7 @@ runtime_config::runtime_config() {
   set("weave.max-quarantined", default_max_quarantined);
   set("weave.dump-on-slow-handler", false);
   set("weave.tcp-inline-turns", default_tcp_inline_turns);
+  set("weave.tcp-gather", std::string{default_tcp_gather});
   set("scheduler.policy", caf::atom("stealing"));
   // One scheduler thread per core: weave keeps blocking off the scheduler,
   // so CAF's minimum of 4 would only oversubscribe small machines.
@@ -369,6 +375,13 @@ caf::error runtime_config::validate() const {
       n < 0 || n > static_cast<int64_t>(max_tcp_inline_turns))
     return bad("tcp-inline-turns", std::to_string(n) + " is out of range",
                "0..1024");
+  if (auto err = check_type<std::string>(g, "tcp-gather",
+                                         "auto, always, never"))
+    return err;
+  if (auto m = caf::get<std::string>(g, "tcp-gather");
+      m != "auto" && m != "always" && m != "never")
+    return bad("tcp-gather", "\"" + m + "\" is not a mode",
+               "auto, always, never");
   return caf::none;
 }
 
@@ -406,6 +419,11 @@ size_t runtime_config::max_quarantined() const {
 size_t runtime_config::tcp_inline_turns() const {
   return caf::get_or(content, "weave.tcp-inline-turns",
                      default_tcp_inline_turns);
+}
+
+std::string runtime_config::tcp_gather() const {
+  return caf::get_or(content, "weave.tcp-gather",
+                     std::string{default_tcp_gather});
 }
 
 } // namespace weave

@@ -18,6 +18,7 @@
 /// | weave.max-quarantined    | 4                    | 0..4096        |
 /// | weave.dump-on-slow-handler | false            | true, false    |
 /// | weave.tcp-inline-turns   | 8                    | 0..1024        |
+/// | weave.tcp-gather         | auto                 | auto, always, never |
 ///
 /// `pool-size` sizes the default blocking pool like Python's default executor.
 /// `spin` is how long an idle worker or a waiting thread spins before it
@@ -36,6 +37,11 @@
 /// thread runs itself after a readiness, before it hands the chain to the
 /// scheduler (actors/tcp.hpp: "Where actors run"); 0 sends every readiness
 /// through the scheduler.
+/// `tcp-gather` is where the turns that I/O thread woke run while the
+/// machine's cores are contended: `auto` keeps them on that thread (up to
+/// `tcp-inline-turns` at a time) while the thread itself waits for a core,
+/// and hands them to the scheduler's workers otherwise; `always` and
+/// `never` fix either (actors/tcp.hpp: "Where actors run").
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default
@@ -129,6 +135,8 @@ public:
   size_t max_quarantined() const;
   bool dump_on_slow_handler() const;
   size_t tcp_inline_turns() const;
+  /// "auto", "always" or "never".
+  std::string tcp_gather() const;
 
   /// Python's default executor size: min(32, cores + 4).
   static size_t default_pool_size();

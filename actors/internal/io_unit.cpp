@@ -1,5 +1,7 @@
 #include "actors/internal/io_unit.hpp"
 
+#include <cstdlib>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <utility>
@@ -21,18 +23,56 @@ namespace {
 /// thread that reuses an ended I/O thread's id is never mistaken for it).
 thread_local io_unit* bound_unit = nullptr;
 
+/// This thread's time on a core and its wait for one so far (schedstat's
+/// first two fields), or false.
+bool read_times(int fd, uint64_t& ran_ns, uint64_t& wait_ns) noexcept {
+  if (fd < 0)
+    return false;
+  char buf[96];
+  auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0)
+    return false;
+  buf[n] = '\0';
+  char* end = nullptr;
+  ran_ns = std::strtoull(buf, &end, 10);
+  if (end == buf)
+    return false;
+  wait_ns = std::strtoull(end, nullptr, 10);
+  return true;
+}
+
 } // namespace
 
 io_unit::io_unit(caf::actor_system& sys, size_t turns,
-                 weave::internal::blocking_detector* detector)
-  : caf::execution_unit(&sys), turns_(turns), detector_(detector),
+                 weave::internal::blocking_detector* detector,
+                 gather_mode gather)
+  : caf::execution_unit(&sys), turns_(turns), mode_(gather),
+    detector_(detector),
     slot_(detector != nullptr ? detector->io_slot() : nullptr),
     metrics_(detector != nullptr ? detector->metrics().io() : nullptr) {
-  // nop
+  gathering_.store(gather == gather_mode::always, std::memory_order_relaxed);
+}
+
+io_unit::~io_unit() {
+  if (schedstat_fd_ >= 0)
+    ::close(schedstat_fd_);
+}
+
+bool io_unit::gathering_here() noexcept {
+  return bound_unit != nullptr && bound_unit->gathering();
 }
 
 void io_unit::bind() noexcept {
   bound_unit = this;
+  if (mode_ == gather_mode::automatic && schedstat_fd_ < 0) {
+    schedstat_fd_ = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    last_look_ = std::chrono::steady_clock::now();
+    if (!read_times(schedstat_fd_, last_ran_ns_, last_wait_ns_)
+        && schedstat_fd_ >= 0) {
+      ::close(schedstat_fd_);
+      schedstat_fd_ = -1; // never gathers
+    }
+  }
   // User handlers may run here: waiting on a future must be refused.
   weave::internal::set_this_thread_must_not_block(true);
   if (slot_ != nullptr)
@@ -45,8 +85,61 @@ void io_unit::unbind() noexcept {
   release_kept();
 }
 
+void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
+  if (schedstat_fd_ < 0 || now - last_look_ < sample_every)
+    return;
+  uint64_t ran = 0;
+  uint64_t wait = 0;
+  if (!read_times(schedstat_fd_, ran, wait))
+    return;
+  // Of the time the thread wanted a core (it ran or waited), the part it
+  // waited: sleeping in `epoll_wait` counts for nothing either way.
+  auto waited = wait - last_wait_ns_;
+  auto wanted = waited + (ran - last_ran_ns_);
+  last_look_ = now;
+  last_ran_ns_ = ran;
+  last_wait_ns_ = wait;
+  if (waited * contended_share >= wanted) {
+    calm_ = 0;
+    gathering_.store(true, std::memory_order_relaxed);
+  } else if (gathering() && ++calm_ >= calm_windows) {
+    calm_ = 0;
+    gathering_.store(false, std::memory_order_relaxed);
+  }
+}
+
+bool io_unit::has_kept() noexcept {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return !kept_.empty();
+}
+
+caf::resumable* io_unit::keep(caf::resumable* job) noexcept {
+  std::unique_lock<std::mutex> guard{mtx_};
+  kept_.push_back(job);
+  auto bound = gathering() ? turns_ : size_t{1};
+  if (kept_.size() <= bound)
+    return nullptr;
+  auto older = kept_.front();
+  kept_.pop_front();
+  return older;
+}
+
+caf::resumable* io_unit::take() noexcept {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (kept_.empty())
+    return nullptr;
+  auto job = kept_.front();
+  kept_.pop_front();
+  return job;
+}
+
 void io_unit::release_kept() noexcept {
-  if (auto job = next_.exchange(nullptr, std::memory_order_acq_rel))
+  std::deque<caf::resumable*> jobs;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    jobs.swap(kept_);
+  }
+  for (auto job : jobs)
     to_scheduler(job);
 }
 
@@ -60,9 +153,10 @@ void io_unit::exec_later(caf::resumable* job) {
     to_scheduler(job);
     return;
   }
-  // The newest job runs next here; an older one goes where a worker can
-  // take it (one chain at a time on this thread).
-  if (auto older = next_.exchange(job, std::memory_order_acq_rel))
+  // Spreading: the newest job runs next here; an older one goes where a
+  // worker can take it (one chain at a time on this thread). Gathering: up
+  // to `turns_` wait here.
+  if (auto older = keep(job))
     to_scheduler(older);
 }
 
@@ -74,15 +168,10 @@ size_t io_unit::run_chain() noexcept {
   size_t turn = 0;
   // Work after a quiet spell: the watchdog comes back to its busy period
   // (as when a parked worker wakes with work).
-  if (next_.load(std::memory_order_acquire) != nullptr && detector_ != nullptr)
+  if (detector_ != nullptr && has_kept())
     detector_->activity();
-  for (caf::resumable* job;
-       (job = next_.exchange(nullptr, std::memory_order_acq_rel)) != nullptr;
+  for (caf::resumable* job; turn < turns_ && (job = take()) != nullptr;
        ++turn) {
-    if (turn == turns_) {
-      to_scheduler(job); // the rest of the chain runs on the scheduler
-      return turn;
-    }
     // A deadline scope lasts at most one turn, as on a worker.
     weave::internal::reset_thread_deadline();
     if (slot_ != nullptr)
@@ -96,9 +185,14 @@ size_t io_unit::run_chain() noexcept {
     weave::internal::reset_thread_deadline();
     switch (res) {
       case caf::resumable::resume_later:
-        // More messages than one turn here takes: on a worker, while this
-        // thread goes back to its sockets.
-        to_scheduler(job);
+        // More messages than one turn here takes: spreading, on a worker
+        // while this thread goes back to its sockets; gathering, after the
+        // other kept jobs.
+        if (!gathering()) {
+          to_scheduler(job);
+        } else if (auto over = keep(job)) {
+          to_scheduler(over);
+        }
         break;
       default:
         // done, awaiting_message (and shutdown_execution_unit, which only
@@ -107,6 +201,10 @@ size_t io_unit::run_chain() noexcept {
         break;
     }
   }
+  // Spreading, the rest of the chain runs on the scheduler; gathering, it
+  // waits here while the reactor looks at its sockets.
+  if (!gathering())
+    release_kept();
   return turn;
 }
 

@@ -13,13 +13,32 @@
 //
 // How: `deliver` enqueues a message with this unit as the sender's context,
 // so an actor it makes runnable comes to `exec_later` here instead of to the
-// scheduler. The unit keeps one such job, the newest (a second one sends the
-// older to the scheduler at once, where a worker takes it in parallel: one
-// chain at a time runs here). `run_chain` runs the kept job, then the one
-// its turn made runnable, and so on, at most `turns` turns (then the rest
-// goes to the scheduler), each turn at most `turn_messages` messages (an
-// actor with more goes on on the scheduler). With `turns == 0` nothing runs
-// here: every readiness goes to the scheduler, as a message from outside.
+// scheduler, into the unit's queue of kept jobs. `run_chain` runs the kept
+// jobs in order, each turn at most `turn_messages` messages, at most `turns`
+// turns per call (then the reactor looks at its sockets again). With
+// `turns == 0` nothing runs here: every readiness goes to the scheduler, as
+// a message from outside.
+//
+// Spread or gather. While the machine has idle cores, the unit keeps one
+// job, the newest: a second one sends the older to the scheduler at once,
+// where a worker takes it in parallel, and what is left after `turns` turns,
+// or an actor with more messages than one turn takes, goes there too (one
+// chain at a time runs here). While the cores are contended, a job sent to
+// the scheduler waits for a worker that itself waits for a core, and every
+// such hand-off costs a time slice: then the unit gathers — keeps up to
+// `turns` jobs and runs them here in turn (as asio's single `io_context`
+// thread does), and only what exceeds that goes to the scheduler. A
+// protocol's producer that used its turn on this thread goes on after the
+// other ready sockets (tcp_stream.cpp: `go_on`), so a writer and its reader
+// alternate here a chunk at a time.
+//
+// Which: `weave.tcp-gather` (runtime_config.hpp): `auto` (the default)
+// measures, `always` and `never` fix it. `auto` reads this thread's wait for
+// a core (Linux's `/proc/thread-self/schedstat`, as the blocking detector
+// does for the workers; without it the unit never gathers) at most every
+// `sample_every` of its work: a window in which it waited at least a tenth
+// of the time starts gathering; `calm_windows` windows in a row below that
+// end it.
 //
 // What runs here is user code (the handlers of actors that a TCP actor
 // answers), so the thread must not block: it is marked so (futures refuse
@@ -35,7 +54,11 @@
 // (runtime_access::keep_with_system), not as long as the I/O thread.
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
 
 #include "caf/execution_unit.hpp"
 #include "caf/fwd.hpp"
@@ -50,9 +73,39 @@ public:
   /// Messages one turn on the I/O thread handles at most.
   static constexpr size_t turn_messages = 64;
 
+  /// How often (in the thread's own time awake) `auto` looks at its wait.
+  static constexpr std::chrono::milliseconds sample_every{20};
+
+  /// Windows in a row without contention that end gathering.
+  static constexpr int calm_windows = 10;
+
+  /// Contended: the thread waited for a core at least 1/contended_share of
+  /// the time it wanted one.
+  static constexpr uint64_t contended_share = 4;
+
+  /// `weave.tcp-gather`.
+  enum class gather_mode { automatic, always, never };
+
   /// `detector` may be null (CAF's own scheduler policies).
   io_unit(caf::actor_system& sys, size_t turns,
-          weave::internal::blocking_detector* detector);
+          weave::internal::blocking_detector* detector,
+          gather_mode gather = gather_mode::automatic);
+  ~io_unit() override;
+
+  /// True on the I/O thread while it gathers (see above).
+  static bool gathering_here() noexcept;
+
+  /// On the I/O thread: whether it gathers now (see above).
+  bool gathering() const noexcept {
+    return gathering_.load(std::memory_order_relaxed);
+  }
+
+  /// On the I/O thread, between turns: looks at its wait for a core if
+  /// `sample_every` passed since the last look (`automatic` only).
+  void sample(std::chrono::steady_clock::time_point now) noexcept;
+
+  /// Jobs kept here (the reactor must not sleep while there are any).
+  bool has_kept() noexcept;
 
   /// On the I/O thread, before its first `deliver`: jobs made runnable on
   /// this thread are kept here from now on.
@@ -66,10 +119,11 @@ public:
   /// the next job here (with `turns == 0`: the scheduler's).
   void deliver(const caf::strong_actor_ptr& who, caf::message msg);
 
-  /// Runs the kept job and the chain it starts (see above).
+  /// Runs the kept jobs, and those their turns make runnable, in order: at
+  /// most `turns` turns (see above).
   size_t run_chain() noexcept;
 
-  /// Any thread: hands the kept job, if any, to the scheduler. The TCP
+  /// Any thread: hands the kept jobs, if any, to the scheduler. The TCP
   /// reactor's standby calls it while a turn here is stuck: an actor that
   /// the stuck handler made runnable (a send, then a synchronous wait for
   /// its answer) would otherwise wait for the stuck turn, where on a worker
@@ -82,13 +136,31 @@ private:
   /// Hands `job` (and the reference it carries) to CAF's scheduler.
   void to_scheduler(caf::resumable* job) noexcept;
 
+  /// Keeps `job` (its reference); returns a job to hand to the scheduler
+  /// (the older one while spreading, or one over the bound), or null.
+  caf::resumable* keep(caf::resumable* job) noexcept;
+
+  /// The next kept job, or null.
+  caf::resumable* take() noexcept;
+
   const size_t turns_;
+  const gather_mode mode_;
   weave::internal::blocking_detector* const detector_;
   weave::internal::blocking_detector::slot* const slot_;
   weave::internal::scheduler_recorder::worker* const metrics_;
-  /// The next job to run here (holds a reference); set by the I/O thread
-  /// only, taken by it or by `release_kept`.
-  std::atomic<caf::resumable*> next_{nullptr};
+  /// The jobs to run here, in order (each holds a reference); added by the
+  /// I/O thread only, taken by it or by `release_kept` (the standby's
+  /// thread): hence the lock, which guards nothing else (no turn runs
+  /// under it).
+  std::mutex mtx_;
+  std::deque<caf::resumable*> kept_;
+  std::atomic<bool> gathering_{false};
+  // `sample`'s state (the I/O thread's only).
+  int schedstat_fd_ = -1;
+  std::chrono::steady_clock::time_point last_look_{};
+  uint64_t last_ran_ns_ = 0;
+  uint64_t last_wait_ns_ = 0;
+  int calm_ = 0;
 };
 
 } // namespace weave::actors::internal

@@ -45,6 +45,15 @@ constexpr auto standby_look = std::chrono::milliseconds{10};
                                      + std::strerror(code)));
 }
 
+io_unit::gather_mode gather_of(const runtime_config& cfg) {
+  auto mode = cfg.tcp_gather();
+  if (mode == "always")
+    return io_unit::gather_mode::always;
+  if (mode == "never")
+    return io_unit::gather_mode::never;
+  return io_unit::gather_mode::automatic;
+}
+
 std::mutex registry_mtx;
 /// The reactor of each live runtime (by address; a stopping one is
 /// replaced when a new runtime reuses the address).
@@ -107,7 +116,8 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
   weave::internal::runtime_access::start_component(
     rt, ptr, [&](caf::actor_system& sys) {
       ptr->sys_ = &sys;
-      ptr->unit_ = std::make_shared<io_unit>(sys, turns, detector);
+      ptr->unit_ = std::make_shared<io_unit>(sys, turns, detector,
+                                             gather_of(rt.config()));
       weave::internal::runtime_access::keep_with_system(rt, ptr->unit_);
       ptr->start_thread();
       if (ptr->detector_ != nullptr)
@@ -259,15 +269,19 @@ void tcp_reactor::run() {
     // (a stream's reader that caught up with its writer): look for it for
     // `weave.spin`, as an idle scheduler worker does, before sleeping (a
     // sleeping thread's wake-up costs more than the spin on idle cores).
+    // Jobs kept here (gathering, io_unit.hpp): one look, no sleep.
     int n = 0;
-    if (ran && spin_ > caf::timespan::zero()) {
+    bool kept = ran && unit.has_kept();
+    if (kept) {
+      n = wait_events(evs, 0);
+    } else if (ran && spin_ > caf::timespan::zero()) {
       publish(slot, idle::polling);
       auto until = std::chrono::steady_clock::now() + spin_;
       do {
         n = wait_events(evs, 0);
       } while (n == 0 && std::chrono::steady_clock::now() < until);
     }
-    if (n == 0) {
+    if (n == 0 && !kept) {
       publish(slot, idle::sleeping);
       n = wait_events(evs, -1);
     }
@@ -279,6 +293,8 @@ void tcp_reactor::run() {
       unit.deliver(who, caf::make_message(tcp_ready_atom::value, events));
     ready.clear(); // outside the lock: may drop the last reference
     ran = unit.run_chain() > 0;
+    if (ran)
+      unit.sample(std::chrono::steady_clock::now());
     if (stop)
       break;
   }

@@ -4,17 +4,24 @@
 #include "actors/internal/tcp_stream.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <utility>
 
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
+#include "caf/execution_unit.hpp"
+#include "caf/make_message.hpp"
+#include "caf/message_id.hpp"
+#include "caf/resumable.hpp"
 #include "caf/send.hpp"
 
+#include "actors/internal/io_unit.hpp"
 #include "actors/internal/tcp_socket.hpp"
 
 namespace weave::actors::internal {
@@ -340,6 +347,56 @@ void go_on(conn_state& s) {
   caf::anon_send(caf::actor_cast<caf::actor>(s.actor), tcp_more_atom::value);
 }
 
+/// Sends `tcp_more` to the actor when it runs: queued where the actor's
+/// turn runs now, it runs after that turn.
+class more_job final : public caf::resumable {
+public:
+  explicit more_job(caf::strong_actor_ptr who) : who_(std::move(who)) {
+    // nop
+  }
+
+  subtype_t subtype() const override {
+    return function_object;
+  }
+
+  resume_result resume(caf::execution_unit* ctx, size_t) override {
+    if (auto who = std::move(who_))
+      who->enqueue(nullptr, caf::make_message_id(),
+                   caf::make_message(tcp_more_atom::value), ctx);
+    return done;
+  }
+
+  void intrusive_ptr_add_ref_impl() override {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void intrusive_ptr_release_impl() override {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      delete this;
+  }
+
+private:
+  caf::strong_actor_ptr who_;
+  std::atomic<int> refs_{1};
+};
+
+/// A producer's next turn, once this one has ended: a job queued on this
+/// thread (a worker's own queue, or the I/O thread's) that sends the
+/// `tcp_more`. A message to itself would be taken in the same turn of the
+/// actor, and a producer that never stops writing would hold its thread for
+/// ever (the blocking detector saw it).
+void yield_turn(conn_state& s) {
+  auto ctx = s.actor != nullptr ? s.actor->context() : nullptr;
+  if (ctx == nullptr) {
+    go_on(s);
+    return;
+  }
+  if (s.more_pending)
+    return;
+  s.more_pending = true;
+  ctx->exec_later(new more_job{caf::strong_actor_ptr{s.actor->ctrl()}});
+}
+
 /// The most bytes one turn hands to `data_received` (then the readiness
 /// comes again: other actors get the thread meanwhile).
 inline constexpr size_t read_per_turn = 1024 * 1024;
@@ -348,9 +405,17 @@ inline constexpr size_t read_per_turn = 1024 * 1024;
 /// connection failed or ended.
 bool protocol_io(conn_state& s, uint32_t& want) {
   size_t got = 0;
-  while (running(s) && !s.eof && !s.closing && !s.reading_paused
-         && s.unsent_total <= s.opts.write_buffer) {
-    if (got >= read_per_turn)
+  // On the I/O thread while it gathers, one `recv_step` per turn (then
+  // the other ready sockets; more bytes make the level readiness fire at
+  // once), as a producer there sends one (see below).
+  bool gathering = io_unit::gathering_here();
+  auto read_limit = gathering ? recv_step : read_per_turn;
+  // A readiness that said "writable" only: the socket had nothing to read
+  // when it was looked at (the re-arming catches what came since).
+  bool nothing_to_read = std::exchange(s.nothing_to_read, false);
+  while (!nothing_to_read && running(s) && !s.eof && !s.closing
+         && !s.reading_paused && s.unsent_total <= s.opts.write_buffer) {
+    if (got >= read_limit)
       break; // the readiness fires again at once
     if (s.rbuf.size() < recv_step)
       s.rbuf.resize(recv_step);
@@ -386,11 +451,20 @@ bool protocol_io(conn_state& s, uint32_t& want) {
     return false;
   if (!s.writes.empty() && !flush_writes(s))
     return false;
-  // A producer: called while all it wrote went to the kernel.
+  // A producer: called while all it wrote went to the kernel. Once this
+  // turn sent its share, the next comes after it ended (`yield_turn`); on
+  // the I/O thread while it gathers, with the socket's write readiness
+  // (level, so at once): after the other ready sockets' turns, so a writer
+  // and its reader gathered there take turns a chunk at a time
+  // (io_unit.hpp).
+  auto turn_limit = gathering ? io_send_per_turn : send_per_turn;
   while (running(s) && s.want_writable && !s.closing && !s.shut_requested
          && s.writes.empty()) {
-    if (s.turn_sent >= send_per_turn) {
-      go_on(s); // the next turn goes on (no readiness will say so)
+    if (s.turn_sent >= turn_limit) {
+      if (gathering)
+        want |= EPOLLOUT;
+      else
+        yield_turn(s);
       break;
     }
     auto before = s.stats.bytes_written + s.unsent_total;
@@ -489,6 +563,7 @@ void pump(conn_state& s) {
   // `tcp_more` (`settle`).
   s.turn_sent = 0;
   pump_once(s);
+  s.nothing_to_read = false; // this turn's readiness only
   // Answered writes still to send keep the actor (see `linger`).
   if (s.answered_unsent > 0 && !s.failure) {
     if (!s.linger)

@@ -52,6 +52,10 @@ inline constexpr size_t recv_step = 64 * 1024;
 /// sent to must not hold a scheduler thread for long.
 inline constexpr size_t send_per_turn = 1024 * 1024;
 
+/// A protocol's producer on the TCP I/O thread while it gathers sends at
+/// most this many bytes per turn (then the other ready sockets' turns).
+inline constexpr size_t io_send_per_turn = recv_step;
+
 /// The most writes one `sendmsg` gathers (two pieces each: prefix, data).
 inline constexpr size_t gather_max = 32;
 
@@ -155,6 +159,9 @@ struct conn_state {
   size_t unsent_total = 0;
   /// Bytes sent since `pump` was entered (see `send_per_turn`).
   size_t turn_sent = 0;
+  /// The readiness that started this turn was armed for reading and said
+  /// nothing of it: a protocol's `recv` is skipped once.
+  bool nothing_to_read = false;
 
   // A protocol drives the connection (tcp_protocol.hpp): set at spawn,
   // called only in this actor's turns.
