@@ -1,6 +1,9 @@
 #include "actors/internal/io_unit.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,22 +26,43 @@ namespace {
 /// thread that reuses an ended I/O thread's id is never mistaken for it).
 thread_local io_unit* bound_unit = nullptr;
 
-/// This thread's time on a core and its wait for one so far (schedstat's
-/// first two fields), or false.
-bool read_times(int fd, uint64_t& ran_ns, uint64_t& wait_ns) noexcept {
+/// The machine's CPU time so far, in clock ticks (`/proc/stat`'s first
+/// line: user nice system idle iowait irq softirq steal), or false.
+bool read_machine(int fd, uint64_t& busy, uint64_t& total) noexcept {
   if (fd < 0)
     return false;
-  char buf[96];
+  char buf[256];
   auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
   if (n <= 0)
     return false;
   buf[n] = '\0';
-  char* end = nullptr;
-  ran_ns = std::strtoull(buf, &end, 10);
-  if (end == buf)
+  if (std::strncmp(buf, "cpu ", 4) != 0)
     return false;
-  wait_ns = std::strtoull(end, nullptr, 10);
+  char* at = buf + 4;
+  uint64_t field[8] = {};
+  for (auto& f : field) {
+    char* end = nullptr;
+    f = std::strtoull(at, &end, 10);
+    if (end == at)
+      return false;
+    at = end;
+  }
+  total = 0;
+  for (auto f : field)
+    total += f;
+  busy = total - field[3] - field[4]; // less idle and iowait
   return true;
+}
+
+/// This process's CPU time so far (every thread), in nanoseconds.
+uint64_t process_cpu_ns() noexcept {
+  ::rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const ::timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1'000'000
+           + static_cast<uint64_t>(tv.tv_usec);
+  };
+  return (us(ru.ru_utime) + us(ru.ru_stime)) * 1000;
 }
 
 } // namespace
@@ -54,8 +78,8 @@ io_unit::io_unit(caf::actor_system& sys, size_t turns,
 }
 
 io_unit::~io_unit() {
-  if (schedstat_fd_ >= 0)
-    ::close(schedstat_fd_);
+  if (stat_fd_ >= 0)
+    ::close(stat_fd_);
 }
 
 bool io_unit::gathering_here() noexcept {
@@ -64,13 +88,19 @@ bool io_unit::gathering_here() noexcept {
 
 void io_unit::bind() noexcept {
   bound_unit = this;
-  if (mode_ == gather_mode::automatic && schedstat_fd_ < 0) {
-    schedstat_fd_ = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  if (mode_ == gather_mode::automatic && stat_fd_ < 0) {
+    stat_fd_ = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    auto hz = ::sysconf(_SC_CLK_TCK);
+    auto cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    tick_ns_ = hz > 0 ? 1'000'000'000 / static_cast<uint64_t>(hz) : 0;
+    cpus_ = cpus > 0 ? static_cast<uint64_t>(cpus) : 0;
     last_look_ = std::chrono::steady_clock::now();
-    if (!read_times(schedstat_fd_, last_ran_ns_, last_wait_ns_)
-        && schedstat_fd_ >= 0) {
-      ::close(schedstat_fd_);
-      schedstat_fd_ = -1; // never gathers
+    last_ours_ns_ = process_cpu_ns();
+    if ((!read_machine(stat_fd_, last_busy_, last_total_) || tick_ns_ == 0
+         || cpus_ == 0)
+        && stat_fd_ >= 0) {
+      ::close(stat_fd_);
+      stat_fd_ = -1; // never gathers
     }
   }
   // User handlers may run here: waiting on a future must be refused.
@@ -86,26 +116,27 @@ void io_unit::unbind() noexcept {
 }
 
 void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
-  if (schedstat_fd_ < 0 || now - last_look_ < sample_every)
+  if (stat_fd_ < 0 || now - last_look_ < sample_every)
     return;
-  uint64_t ran = 0;
-  uint64_t wait = 0;
-  if (!read_times(schedstat_fd_, ran, wait))
+  uint64_t busy = 0;
+  uint64_t total = 0;
+  if (!read_machine(stat_fd_, busy, total) || total <= last_total_)
     return;
-  // Of the time the thread wanted a core (it ran or waited), the part it
-  // waited: sleeping in `epoll_wait` counts for nothing either way.
-  auto waited = wait - last_wait_ns_;
-  auto wanted = waited + (ran - last_ran_ns_);
+  auto ours = process_cpu_ns();
+  // What other processes kept busy: the machine's busy time less this
+  // process's, as a share of all cores' time in the window.
+  auto busy_ns = (busy - last_busy_) * tick_ns_;
+  auto ours_ns = ours - last_ours_ns_;
+  auto others_ns = busy_ns > ours_ns ? busy_ns - ours_ns : 0;
+  auto all_ns = (total - last_total_) * tick_ns_;
   last_look_ = now;
-  last_ran_ns_ = ran;
-  last_wait_ns_ = wait;
-  if (waited * contended_share >= wanted) {
-    calm_ = 0;
-    gathering_.store(true, std::memory_order_relaxed);
-  } else if (gathering() && ++calm_ >= calm_windows) {
-    calm_ = 0;
-    gathering_.store(false, std::memory_order_relaxed);
-  }
+  last_busy_ = busy;
+  last_total_ = total;
+  last_ours_ns_ = ours;
+  // The cores the others leave to this process, in hundredths.
+  auto all_x100 = cpus_ * 100;
+  auto left = all_x100 - std::min(all_x100, all_x100 * others_ns / all_ns);
+  gathering_.store(left < min_free_cores_x100, std::memory_order_relaxed);
 }
 
 bool io_unit::has_kept() noexcept {

@@ -73,15 +73,12 @@ public:
   /// Messages one turn on the I/O thread handles at most.
   static constexpr size_t turn_messages = 64;
 
-  /// How often (in the thread's own time awake) `auto` looks at its wait.
-  static constexpr std::chrono::milliseconds sample_every{20};
+  /// How often `automatic` looks at the machine's load (at most).
+  static constexpr std::chrono::milliseconds sample_every{100};
 
-  /// Windows in a row without contention that end gathering.
-  static constexpr int calm_windows = 10;
-
-  /// Contended: the thread waited for a core at least 1/contended_share of
-  /// the time it wanted one.
-  static constexpr uint64_t contended_share = 4;
+  /// `automatic` gathers while other processes leave this one fewer cores
+  /// than this (in hundredths of a core): the I/O thread and a worker.
+  static constexpr uint64_t min_free_cores_x100 = 150;
 
   /// `weave.tcp-gather`.
   enum class gather_mode { automatic, always, never };
@@ -156,11 +153,13 @@ private:
   std::deque<caf::resumable*> kept_;
   std::atomic<bool> gathering_{false};
   // `sample`'s state (the I/O thread's only).
-  int schedstat_fd_ = -1;
+  int stat_fd_ = -1;
+  uint64_t tick_ns_ = 0;
+  uint64_t cpus_ = 0;
   std::chrono::steady_clock::time_point last_look_{};
-  uint64_t last_ran_ns_ = 0;
-  uint64_t last_wait_ns_ = 0;
-  int calm_ = 0;
+  uint64_t last_busy_ = 0;
+  uint64_t last_total_ = 0;
+  uint64_t last_ours_ns_ = 0;
 };
 
 } // namespace weave::actors::internal
