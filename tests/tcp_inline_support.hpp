@@ -20,9 +20,13 @@
 
 namespace weave::test::tcp {
 
-inline weave::runtime_config turns_config(size_t turns) {
+/// `turns` turns per readiness; `gather` fixed (the default, `never`, is
+/// what these suites test: a loaded machine under `auto` would gather).
+inline weave::runtime_config turns_config(size_t turns,
+                                          const char* gather = "never") {
   auto cfg = weave::test::io_config();
   cfg.set("weave.tcp-inline-turns", turns);
+  cfg.set("weave.tcp-gather", std::string{gather});
   return cfg;
 }
 
