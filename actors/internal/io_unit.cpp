@@ -1,6 +1,7 @@
 #include "actors/internal/io_unit.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <sys/resource.h>
@@ -123,20 +124,27 @@ void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
   if (!read_machine(stat_fd_, busy, total) || total <= last_total_)
     return;
   auto ours = process_cpu_ns();
-  // What other processes kept busy: the machine's busy time less this
-  // process's, as a share of all cores' time in the window.
-  auto busy_ns = (busy - last_busy_) * tick_ns_;
-  auto ours_ns = ours - last_ours_ns_;
-  auto others_ns = busy_ns > ours_ns ? busy_ns - ours_ns : 0;
-  auto all_ns = (total - last_total_) * tick_ns_;
+  auto left = cores_left_x100(cpus_, (total - last_total_) * tick_ns_,
+                              (busy - last_busy_) * tick_ns_,
+                              ours - last_ours_ns_);
   last_look_ = now;
   last_busy_ = busy;
   last_total_ = total;
   last_ours_ns_ = ours;
-  // The cores the others leave to this process, in hundredths.
-  auto all_x100 = cpus_ * 100;
-  auto left = all_x100 - std::min(all_x100, all_x100 * others_ns / all_ns);
   gathering_.store(left < min_free_cores_x100, std::memory_order_relaxed);
+}
+
+uint64_t io_unit::cores_left_x100(uint64_t cpus, uint64_t all_ns,
+                                  uint64_t busy_ns, uint64_t ours_ns) noexcept {
+  if (all_ns == 0)
+    return cpus * 100;
+  // What other processes kept busy: the machine's busy time less this
+  // process's, as a share of all cores' time in the window.
+  auto others_ns = busy_ns > ours_ns ? std::min(busy_ns - ours_ns, all_ns) : 0;
+  auto all_x100 = cpus * 100;
+  return all_x100 - static_cast<uint64_t>(static_cast<double>(all_x100)
+                                          * static_cast<double>(others_ns)
+                                          / static_cast<double>(all_ns));
 }
 
 bool io_unit::has_kept() noexcept {

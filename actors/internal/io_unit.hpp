@@ -101,6 +101,12 @@ public:
   /// `sample_every` passed since the last look (`automatic` only).
   void sample(std::chrono::steady_clock::time_point now) noexcept;
 
+  /// The cores, in hundredths, that other processes left this one in a
+  /// window: `cpus` cores, `all_ns` of all cores' time in the window,
+  /// `busy_ns` of it busy, `ours_ns` of that this process's.
+  static uint64_t cores_left_x100(uint64_t cpus, uint64_t all_ns,
+                                  uint64_t busy_ns, uint64_t ours_ns) noexcept;
+
   /// Jobs kept here (the reactor must not sleep while there are any).
   bool has_kept() noexcept;
 

@@ -1,0 +1,366 @@
+// actors/tcp: where the TCP I/O thread's turns run while it gathers
+// (`weave.tcp-gather`, actors/internal/io_unit.hpp): the turns a turn there
+// wakes stay there, in order, up to `tcp-inline-turns`; a protocol's writer
+// and reader there take turns a chunk at a time; a producer never holds
+// its thread for long, gathered or not; `auto`'s reading of the machine's
+// load.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "actors/internal/io_unit.hpp"
+#include "runtime/weave.hpp"
+#include "tests/io_support.hpp"
+#include "tests/tcp_inline_support.hpp"
+#include "tests/tcp_protocol_support.hpp"
+#include "tests/tcp_support.hpp"
+
+using namespace std::chrono_literals;
+using namespace weave::actors;
+using namespace weave::test::tcp;
+using weave::actors::internal::io_unit;
+using weave::test::patience;
+using weave::test::proto::journal;
+using weave::test::proto::port_of;
+
+namespace {
+
+bool on_io_thread(const std::string& name) {
+  return name == "weave-tcp";
+}
+
+bool on_scheduler(const std::string& name) {
+  return name.rfind("weave-sched-", 0) == 0;
+}
+
+/// Where each recorder's handler ran, and in which order.
+struct arrivals {
+  std::mutex mtx;
+  std::vector<std::pair<int, std::string>> seen;
+  weave::test::latch all;
+  explicit arrivals(int n) : all(n) {
+  }
+  void note(int who) {
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      seen.emplace_back(who, weave::this_thread_name());
+    }
+    all.count_down();
+  }
+};
+
+caf::actor spawn_recorder(raw_peer& p, std::shared_ptr<arrivals> out,
+                          int who) {
+  return p.rt.system().spawn(
+    [out, who](caf::event_based_actor* self) -> caf::behavior {
+      return {[out, who, self](const std::string&) {
+        out->note(who);
+        self->quit();
+      }};
+    });
+}
+
+/// Sends one line to each of `n` recorders from a turn that a readiness
+/// started; true once such a turn ran on the I/O thread (see max_rounds),
+/// with `out` filled.
+bool wake_from_io_thread(raw_peer& p, int n, std::shared_ptr<arrivals>& out) {
+  for (int round = 0; round < max_rounds; ++round) {
+    out = std::make_shared<arrivals>(n);
+    std::vector<caf::actor> recorders;
+    for (int i = 0; i < n; ++i)
+      recorders.push_back(spawn_recorder(p, out, i));
+    auto reader = std::make_shared<std::promise<std::string>>();
+    auto fr = reader->get_future();
+    read_then(p, [=](caf::event_based_actor* self, const std::string& line) {
+      reader->set_value(weave::this_thread_name());
+      for (auto& r : recorders)
+        self->send(r, line);
+      self->quit();
+    });
+    p.send_all("wake\n");
+    auto where = take(fr);
+    REQUIRE(out->all.wait(patience));
+    if (on_io_thread(where))
+      return true;
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("gathering: the turns a turn on the I/O thread wakes run there, "
+          "in the order they were woken") {
+  raw_peer p{turns_config(8, "always")};
+  std::shared_ptr<arrivals> out;
+  REQUIRE(wake_from_io_thread(p, 3, out));
+  std::unique_lock<std::mutex> guard{out->mtx};
+  REQUIRE(out->seen.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    CHECK(out->seen[i].first == static_cast<int>(i));
+    CHECK_MESSAGE(on_io_thread(out->seen[i].second), out->seen[i].second);
+  }
+  CHECK(p.rt.slow_handlers() == 0);
+}
+
+TEST_CASE("gathering keeps at most tcp-inline-turns turns on the I/O thread: "
+          "the oldest beyond that goes to the scheduler") {
+  raw_peer p{turns_config(2, "always")};
+  std::shared_ptr<arrivals> out;
+  REQUIRE(wake_from_io_thread(p, 3, out));
+  std::unique_lock<std::mutex> guard{out->mtx};
+  REQUIRE(out->seen.size() == 3);
+  std::string where[3];
+  for (auto& [who, thread] : out->seen)
+    where[who] = thread;
+  // Kept: 0, 1; then 2 came and 0, the oldest, went to a worker.
+  CHECK_MESSAGE(on_scheduler(where[0]), where[0]);
+  CHECK_MESSAGE(on_io_thread(where[1]), where[1]);
+  CHECK_MESSAGE(on_io_thread(where[2]), where[2]);
+}
+
+TEST_CASE("spreading (never): of the turns a turn on the I/O thread wakes, "
+          "only the newest runs there") {
+  raw_peer p{turns_config(8, "never")};
+  std::shared_ptr<arrivals> out;
+  REQUIRE(wake_from_io_thread(p, 3, out));
+  std::unique_lock<std::mutex> guard{out->mtx};
+  REQUIRE(out->seen.size() == 3);
+  std::string where[3];
+  for (auto& [who, thread] : out->seen)
+    where[who] = thread;
+  CHECK_MESSAGE(on_scheduler(where[0]), where[0]);
+  CHECK_MESSAGE(on_scheduler(where[1]), where[1]);
+  CHECK_MESSAGE(on_io_thread(where[2]), where[2]);
+}
+
+namespace {
+
+constexpr size_t chunk = 64 * 1024;
+
+/// Chunk `i`: its number in its first 8 bytes, then a byte pattern.
+void fill_chunk(std::vector<char>& buf, uint64_t i) {
+  std::memcpy(buf.data(), &i, sizeof(i));
+  for (size_t k = sizeof(i); k < buf.size(); ++k)
+    buf[k] = static_cast<char>((i * 131 + k) & 0xff);
+}
+
+/// Which callback ran, on which thread ("w": writable, "r": data_received).
+struct timeline {
+  std::mutex mtx;
+  std::vector<std::pair<char, bool>> steps; // (kind, on the I/O thread)
+  void note(char kind) {
+    std::unique_lock<std::mutex> guard{mtx};
+    steps.emplace_back(kind, on_io_thread(weave::this_thread_name()));
+  }
+};
+
+/// Writes `chunks` numbered chunks, one per `writable`, then closes.
+struct numbered_producer : tcp_protocol {
+  timeline* tl;
+  uint64_t chunks;
+  uint64_t next = 0;
+  /// Numbered chunks (else the same bytes each time: a fast producer).
+  bool numbered = true;
+  std::vector<char> buf = std::vector<char>(chunk);
+  numbered_producer(timeline* tl, uint64_t chunks, bool numbered = true)
+    : tl(tl), chunks(chunks), numbered(numbered) {
+  }
+  void connected(tcp_transport& t) override {
+    t.want_writable(true);
+  }
+  void writable(tcp_transport& t) override {
+    if (next == chunks) {
+      t.close();
+      return;
+    }
+    if (tl != nullptr)
+      tl->note('w');
+    if (numbered)
+      fill_chunk(buf, next);
+    ++next;
+    t.write(buf.data(), buf.size());
+  }
+  void data_received(tcp_transport&, const char*, size_t) override {
+  }
+};
+
+/// Checks every byte against the numbered chunks; counts them.
+struct checking_sink : tcp_protocol {
+  timeline* tl;
+  journal* j;
+  std::atomic<uint64_t>* bytes;
+  std::atomic<uint64_t>* bad;
+  /// Checks the bytes (else counts them only: a fast reader).
+  bool check = true;
+  uint64_t at = 0;
+  std::vector<char> expect = std::vector<char>(chunk);
+  checking_sink(timeline* tl, journal* j, std::atomic<uint64_t>* bytes,
+                std::atomic<uint64_t>* bad, bool check = true)
+    : tl(tl), j(j), bytes(bytes), bad(bad), check(check) {
+  }
+  void data_received(tcp_transport&, const char* p, size_t n) override {
+    if (tl != nullptr)
+      tl->note('r');
+    if (!check) {
+      *bytes += n;
+      return;
+    }
+    for (size_t k = 0; k < n; ++k, ++at) {
+      if (at % chunk == 0)
+        fill_chunk(expect, at / chunk);
+      if (p[k] != expect[at % chunk])
+        ++*bad;
+    }
+    *bytes += n;
+  }
+  void eof_received(tcp_transport& t) override {
+    t.close();
+  }
+  void connection_lost(const caf::error& err) override {
+    j->lost_with(err);
+  }
+};
+
+struct stream_result {
+  uint64_t bytes = 0;
+  uint64_t bad = 0;
+  size_t slow = 0;
+};
+
+/// A stream of `chunks` chunks between two protocols of one runtime
+/// configured with `cfg`: numbered and checked, or (`fast`) neither.
+stream_result run_stream(weave::runtime_config cfg, uint64_t chunks,
+                         timeline* tl, size_t socket_buffer = 0,
+                         bool fast = false) {
+  // Before the runtime: they outlive every callback.
+  journal j;
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> bad{0};
+  weave::runtime rt{std::move(cfg)};
+  caf::scoped_actor self{rt.system()};
+  tcp_options opts;
+  opts.socket_buffer = socket_buffer;
+  auto server = spawn_tcp_server(
+    rt, "127.0.0.1", 0,
+    [&] {
+      return std::make_unique<checking_sink>(tl, &j, &bytes, &bad, !fast);
+    },
+    opts);
+  spawn_tcp_connect(rt, "127.0.0.1", port_of(self, server),
+                    std::make_unique<numbered_producer>(tl, chunks, !fast),
+                    opts);
+  REQUIRE(j.lost_latch.wait(patience));
+  return {bytes.load(), bad.load(), rt.slow_handlers()};
+}
+
+} // namespace
+
+TEST_CASE("gathering: a protocol's writer and reader on the I/O thread take "
+          "turns a chunk at a time; every byte arrives in order") {
+  timeline tl;
+  // Small socket buffers: the writer's first turns (on a worker) soon find
+  // the socket full, and its next turn comes with the readiness, to the
+  // I/O thread.
+  auto r = run_stream(turns_config(8, "always"), 2048, &tl, 64 * 1024);
+  CHECK(r.bytes == 2048 * chunk);
+  CHECK(r.bad == 0);
+  std::unique_lock<std::mutex> guard{tl.mtx};
+  // From the writer's first turn on the I/O thread on, it stays there, and
+  // no more than a few of its turns come between two of the reader's.
+  auto first = std::find(tl.steps.begin(), tl.steps.end(),
+                         std::make_pair('w', true));
+  REQUIRE(first != tl.steps.end());
+  size_t writes_there = 0;
+  size_t elsewhere = 0;
+  size_t run = 0;
+  size_t longest = 0;
+  for (auto i = first; i != tl.steps.end(); ++i) {
+    if (i->first == 'w') {
+      writes_there += i->second ? 1 : 0;
+      elsewhere += i->second ? 0 : 1;
+      longest = std::max(longest, ++run);
+    } else {
+      run = 0;
+    }
+  }
+  CHECK(writes_there >= 1024); // most of the stream
+  CHECK(elsewhere == 0);
+  CHECK(longest <= 4);
+}
+
+TEST_CASE("a producer never holds its thread for long: 1 GiB streamed with "
+          "no slow handler, gathered or spread") {
+  for (std::string mode : {"never", "always"}) {
+    CAPTURE(mode);
+    auto cfg = turns_config(8, mode.c_str());
+    cfg.set("weave.blocking-threshold", caf::timespan{30ms});
+    auto r = run_stream(std::move(cfg), 16384, nullptr, 0, true);
+    CHECK(r.bytes == 16384 * chunk);
+    CHECK(r.slow == 0);
+  }
+}
+
+TEST_CASE("the runtime's shutdown in the middle of a gathered stream: both "
+          "protocols told once, destroyed, nothing hangs") {
+  journal sink_j;
+  journal prod_j;
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> bad{0};
+  {
+    weave::runtime rt{turns_config(8, "always")};
+    caf::scoped_actor self{rt.system()};
+    struct told_producer : numbered_producer {
+      journal* j;
+      told_producer(journal* j) : numbered_producer(nullptr, ~uint64_t{0}), j(j) {
+        ++j->alive;
+      }
+      ~told_producer() override {
+        --j->alive;
+      }
+      void connection_lost(const caf::error& err) override {
+        j->lost_with(err);
+      }
+    };
+    auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+      return std::make_unique<checking_sink>(nullptr, &sink_j, &bytes, &bad);
+    });
+    spawn_tcp_connect(rt, "127.0.0.1", port_of(self, server),
+                      std::make_unique<told_producer>(&prod_j));
+    REQUIRE(weave::test::eventually(
+      [&] { return bytes.load() >= 64 * chunk; }));
+  } // the runtime goes, the stream still running
+  CHECK(prod_j.lost == 1);
+  CHECK(sink_j.lost == 1);
+  CHECK(prod_j.alive == 0);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("auto: the cores other processes leave this one") {
+  // 2 cores, a 100 ms window: 200 ms of core time.
+  constexpr uint64_t ms = 1'000'000;
+  // Idle but for this process: both cores left.
+  CHECK(io_unit::cores_left_x100(2, 200 * ms, 150 * ms, 150 * ms) == 200);
+  // Two busy loops took what this process did not: a third of a core left.
+  CHECK(io_unit::cores_left_x100(2, 200 * ms, 200 * ms, 33 * ms) == 33);
+  // Clock ticks round the machine's time: less busy than this process
+  // counts as nobody else.
+  CHECK(io_unit::cores_left_x100(2, 200 * ms, 10 * ms, 40 * ms) == 200);
+  // Others busier than the window (rounding): none left, never below 0.
+  CHECK(io_unit::cores_left_x100(2, 200 * ms, 900 * ms, 0) == 0);
+  // An empty window says nothing: every core.
+  CHECK(io_unit::cores_left_x100(16, 0, 0, 0) == 1600);
+  // 16 cores, 10 of them busy elsewhere: 6 left.
+  CHECK(io_unit::cores_left_x100(16, 1600 * ms, 1200 * ms, 200 * ms) == 600);
+  CHECK(io_unit::min_free_cores_x100 == 150);
+}
