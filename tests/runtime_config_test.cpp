@@ -335,3 +335,31 @@ TEST_CASE("weave.tcp-inline-turns: 0..1024 turns, refused outside, named") {
   CHECK(what.find("weave.tcp-inline-turns") != std::string::npos);
   CHECK(what.find("0..1024") != std::string::npos);
 }
+
+TEST_CASE("weave.tcp-gather: auto, always or never; anything else refused, "
+          "named") {
+  CHECK(weave::runtime_config{}.tcp_gather() == "auto");
+  for (auto mode : {"auto", "always", "never"}) {
+    CAPTURE(mode);
+    weave::runtime_config ok;
+    REQUIRE(!parse(ok, {std::string{"--weave.tcp-gather="} + mode}));
+    CHECK(ok.tcp_gather() == mode);
+  }
+  for (auto arg : {"--weave.tcp-gather=sometimes", "--weave.tcp-gather=",
+                   "--weave.tcp-gather=Always"}) {
+    CAPTURE(arg);
+    weave::runtime_config cfg;
+    auto err = parse(cfg, {arg});
+    REQUIRE(err);
+    CHECK(weave::is(err, weave::errc::invalid_config));
+    auto msg = weave::render(err);
+    CHECK(msg.find("weave.tcp-gather") != std::string::npos);
+    CHECK_MESSAGE(msg.find("auto, always") != std::string::npos, msg);
+  }
+  weave::runtime_config in_code;
+  in_code.set("weave.tcp-gather", std::string{"sometimes"});
+  auto what = construction_error(std::move(in_code));
+  CHECK_MESSAGE(what.find("weave.tcp-gather") != std::string::npos, what);
+  CHECK(what.find("\"sometimes\" is not a mode") != std::string::npos);
+  CHECK(what.find("auto, always, never") != std::string::npos);
+}
