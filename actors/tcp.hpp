@@ -53,13 +53,21 @@
 /// Where actors run: the actor a readiness wakes (the socket's), and the
 /// actor its turn answers, and so on, may run their turns on the I/O
 /// thread itself instead of waiting for a scheduler thread to wake up
-/// (Tokio runs a task its I/O driver woke the same way): one chain at a
-/// time (a turn that wakes two actors sends the older to the scheduler),
-/// at most `weave.tcp-inline-turns` turns per readiness (default 8; then
-/// the chain goes on on the scheduler; 0 sends every readiness to the
-/// scheduler; with a non-weave `scheduler.policy`, which has no blocking
-/// detector to watch the thread, no turns run there), at most 64 messages
-/// per turn. So the handlers of actors that
+/// (Tokio runs a task its I/O driver woke the same way): while the
+/// machine has idle cores, one chain at a time (a turn that wakes two
+/// actors sends the older to the scheduler, where a worker runs it in
+/// parallel), at most `weave.tcp-inline-turns` turns per readiness
+/// (default 8; then the chain goes on on the scheduler; 0 sends every
+/// readiness to the scheduler; with a non-weave `scheduler.policy`, which
+/// has no blocking detector to watch the thread, no turns run there), at
+/// most 64 messages per turn. While other processes leave this one less
+/// than one and a half cores, the thread gathers instead: it keeps up to
+/// `tcp-inline-turns` woken actors and runs them in turn, the way asio's
+/// single thread does, since a hand-off to a worker would wait for a core
+/// there (`weave.tcp-gather`: `auto`, the default, reads the machine's load
+/// every 100 ms; `always` and `never` fix it; a protocol's writer and
+/// reader gathered there take turns 64 KiB at a time:
+/// actors/internal/io_unit.hpp). So the handlers of actors that
 /// talk to a connection may run on `weave-tcp`: like a scheduler thread,
 /// it must not block (futures refuse to wait there), and the blocking
 /// detector watches it (a report names "the TCP I/O thread";

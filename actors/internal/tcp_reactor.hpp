@@ -10,7 +10,10 @@
 // Where the woken actors run: the reactor delivers each readiness through
 // its `io_unit`, so the socket's actor, and the actors its turn answers,
 // may run their turns on this thread (io_unit.hpp; `weave.tcp-inline-turns`
-// turns per readiness, default 8; 0: every readiness goes to the scheduler).
+// turns per readiness, default 8; 0: every readiness goes to the scheduler;
+// `weave.tcp-gather`: more than one kept here while the cores are
+// contended, and then the thread looks at its sockets between passes
+// without sleeping).
 // The thread counts as one of the actor system's detached threads while it
 // runs: the system is not destroyed under a turn it runs.
 //
