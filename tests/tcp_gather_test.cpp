@@ -216,11 +216,16 @@ struct checking_sink : tcp_protocol {
       *bytes += n;
       return;
     }
-    for (size_t k = 0; k < n; ++k, ++at) {
-      if (at % chunk == 0)
+    // Piece by piece against the chunk each piece falls in.
+    for (size_t k = 0; k < n;) {
+      auto off = static_cast<size_t>(at % chunk);
+      if (off == 0)
         fill_chunk(expect, at / chunk);
-      if (p[k] != expect[at % chunk])
+      auto len = std::min(n - k, chunk - off);
+      if (std::memcmp(p + k, expect.data() + off, len) != 0)
         ++*bad;
+      k += len;
+      at += len;
     }
     *bytes += n;
   }
@@ -272,8 +277,8 @@ TEST_CASE("gathering: a protocol's writer and reader on the I/O thread take "
   // Small socket buffers: the writer's first turns (on a worker) soon find
   // the socket full, and its next turn comes with the readiness, to the
   // I/O thread.
-  auto r = run_stream(turns_config(8, "always"), 2048, &tl, 64 * 1024);
-  CHECK(r.bytes == 2048 * chunk);
+  auto r = run_stream(turns_config(8, "always"), 1024, &tl, 64 * 1024);
+  CHECK(r.bytes == 1024 * chunk);
   CHECK(r.bad == 0);
   std::unique_lock<std::mutex> guard{tl.mtx};
   // From the writer's first turn on the I/O thread on, it stays there, and
@@ -294,7 +299,7 @@ TEST_CASE("gathering: a protocol's writer and reader on the I/O thread take "
       run = 0;
     }
   }
-  CHECK(writes_there >= 1024); // most of the stream
+  CHECK(writes_there >= 512); // most of the stream
   CHECK(elsewhere == 0);
   CHECK(longest <= 4);
 }
