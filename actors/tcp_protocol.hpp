@@ -26,8 +26,9 @@
 /// - `writable(t)`: after `t.want_writable(true)`, called again and again
 ///   while everything written so far has gone to the kernel (the write
 ///   buffer is empty), so a producer that writes a chunk per call sends
-///   from its own memory and never copies; at most 1 MiB per turn (then
-///   its next turn, after the other actors' waiting ones). A call that
+///   from its own memory and never copies; at most 1 MiB per turn (64 KiB
+///   on the TCP I/O thread while it gathers: actors/tcp.hpp), then its
+///   next turn, after the other actors' waiting ones. A call that
 ///   writes nothing turns it off (call `want_writable(true)` when there is
 ///   more).
 /// - `connection_lost(reason)`: once, last, however the connection ended;

@@ -37,11 +37,11 @@
 /// thread runs itself after a readiness, before it hands the chain to the
 /// scheduler (actors/tcp.hpp: "Where actors run"); 0 sends every readiness
 /// through the scheduler.
-/// `tcp-gather` is where the turns that I/O thread woke run while the
-/// machine's cores are contended: `auto` keeps them on that thread (up to
-/// `tcp-inline-turns` at a time) while the thread itself waits for a core,
-/// and hands them to the scheduler's workers otherwise; `always` and
-/// `never` fix either (actors/tcp.hpp: "Where actors run").
+/// `tcp-gather` is where the turns that I/O thread woke run: `auto` keeps
+/// them on that thread (up to `tcp-inline-turns` at a time) while other
+/// processes leave this one less than 1.5 cores (read from `/proc/stat`
+/// every 100 ms), and hands them to the scheduler's workers otherwise;
+/// `always` and `never` fix either (actors/tcp.hpp: "Where actors run").
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes
 /// how its idle threads wait and where outside work lands. CAF's default

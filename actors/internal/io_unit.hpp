@@ -28,17 +28,18 @@
 // such hand-off costs a time slice: then the unit gathers — keeps up to
 // `turns` jobs and runs them here in turn (as asio's single `io_context`
 // thread does), and only what exceeds that goes to the scheduler. A
-// protocol's producer that used its turn on this thread goes on after the
-// other ready sockets (tcp_stream.cpp: `go_on`), so a writer and its reader
-// alternate here a chunk at a time.
+// protocol's producer that used its turn on this thread goes on with its
+// socket's write readiness, after the other ready sockets (tcp_stream.cpp:
+// `protocol_io`), so a writer and its reader alternate here a chunk at a
+// time.
 //
 // Which: `weave.tcp-gather` (runtime_config.hpp): `auto` (the default)
-// measures, `always` and `never` fix it. `auto` reads this thread's wait for
-// a core (Linux's `/proc/thread-self/schedstat`, as the blocking detector
-// does for the workers; without it the unit never gathers) at most every
-// `sample_every` of its work: a window in which it waited at least a tenth
-// of the time starts gathering; `calm_windows` windows in a row below that
-// end it.
+// measures, `always` and `never` fix it. `auto` looks at most every
+// `sample_every`, and only while the thread runs turns, at the machine's
+// busy time (`/proc/stat`) less this process's own CPU time (`getrusage`):
+// the cores the other processes kept busy. It gathers while they leave this
+// process fewer than `min_free_cores_x100` hundredths of a core, and spreads
+// otherwise (each look decides; without `/proc/stat` it never gathers).
 //
 // What runs here is user code (the handlers of actors that a TCP actor
 // answers), so the thread must not block: it is marked so (futures refuse
@@ -97,8 +98,8 @@ public:
     return gathering_.load(std::memory_order_relaxed);
   }
 
-  /// On the I/O thread, between turns: looks at its wait for a core if
-  /// `sample_every` passed since the last look (`automatic` only).
+  /// On the I/O thread, after running turns: looks at the machine's load
+  /// if `sample_every` passed since the last look (`automatic` only).
   void sample(std::chrono::steady_clock::time_point now) noexcept;
 
   /// The cores, in hundredths, that other processes left this one in a

@@ -347,8 +347,10 @@ void go_on(conn_state& s) {
   caf::anon_send(caf::actor_cast<caf::actor>(s.actor), tcp_more_atom::value);
 }
 
-/// Sends `tcp_more` to the actor when it runs: queued where the actor's
-/// turn runs now, it runs after that turn.
+/// Sends `tcp_more` to the actor on its second run: queued where the
+/// actor's turn runs now, its first run only sends it to the back of that
+/// thread's queue (`resume_later`), so every job queued there meanwhile
+/// runs before the producer's next turn.
 class more_job final : public caf::resumable {
 public:
   explicit more_job(caf::strong_actor_ptr who) : who_(std::move(who)) {
@@ -360,6 +362,10 @@ public:
   }
 
   resume_result resume(caf::execution_unit* ctx, size_t) override {
+    if (!queued_) {
+      queued_ = true;
+      return resume_later;
+    }
     if (auto who = std::move(who_))
       who->enqueue(nullptr, caf::make_message_id(),
                    caf::make_message(tcp_more_atom::value), ctx);
@@ -377,14 +383,18 @@ public:
 
 private:
   caf::strong_actor_ptr who_;
+  bool queued_ = false;
   std::atomic<int> refs_{1};
 };
 
-/// A producer's next turn, once this one has ended: a job queued on this
-/// thread (a worker's own queue, or the I/O thread's) that sends the
-/// `tcp_more`. A message to itself would be taken in the same turn of the
-/// actor, and a producer that never stops writing would hold its thread for
-/// ever (the blocking detector saw it).
+/// A producer's next turn, after this one and after the jobs waiting on
+/// this thread (a worker's queue, or the I/O thread's): a job that goes to
+/// the back of that queue and then sends the `tcp_more`. A message to
+/// itself would be taken in the same turn of the actor, and a job at the
+/// head of the queue would run before the others: either way a producer
+/// whose peer keeps up would hold its thread for ever (the blocking
+/// detector saw the first; a review test, one worker and an actor that
+/// never got its turn, the second).
 void yield_turn(conn_state& s) {
   auto ctx = s.actor != nullptr ? s.actor->context() : nullptr;
   if (ctx == nullptr) {
