@@ -75,7 +75,9 @@ io_unit::io_unit(caf::actor_system& sys, size_t turns,
     detector_(detector),
     slot_(detector != nullptr ? detector->io_slot() : nullptr),
     metrics_(detector != nullptr ? detector->metrics().io() : nullptr) {
-  gathering_.store(gather == gather_mode::always, std::memory_order_relaxed);
+  // No turns here, nothing to gather (every readiness goes to a worker).
+  gathering_.store(gather == gather_mode::always && turns > 0,
+                   std::memory_order_relaxed);
 }
 
 io_unit::~io_unit() {
@@ -89,7 +91,7 @@ bool io_unit::gathering_here() noexcept {
 
 void io_unit::bind() noexcept {
   bound_unit = this;
-  if (mode_ == gather_mode::automatic && stat_fd_ < 0) {
+  if (mode_ == gather_mode::automatic && turns_ > 0 && stat_fd_ < 0) {
     stat_fd_ = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
     auto hz = ::sysconf(_SC_CLK_TCK);
     auto cpus = ::sysconf(_SC_NPROCESSORS_ONLN);

@@ -131,6 +131,10 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
   return ptr;
 }
 
+bool tcp_reactor::gathering() const noexcept {
+  return unit_ != nullptr && unit_->gathering();
+}
+
 void tcp_reactor::start_thread() {
   weave::internal::census_thread_started();
   // Counted by the actor system as long as it may run actors' turns (the

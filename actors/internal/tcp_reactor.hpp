@@ -92,6 +92,9 @@ public:
     return *timer_;
   }
 
+  /// Any thread: whether the I/O thread gathers now (io_unit.hpp).
+  bool gathering() const noexcept;
+
   weave::internal::shutdown_phase phase() const noexcept override {
     return weave::internal::shutdown_phase::loops;
   }

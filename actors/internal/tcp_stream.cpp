@@ -418,8 +418,8 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   // On the I/O thread while it gathers, one `recv_step` per turn (then
   // the other ready sockets; more bytes make the level readiness fire at
   // once), as a producer there sends one (see below).
-  bool gathering = io_unit::gathering_here();
-  auto read_limit = gathering ? recv_step : read_per_turn;
+  bool gathering_here = io_unit::gathering_here();
+  auto read_limit = gathering_here ? recv_step : read_per_turn;
   // A readiness that said "writable" only: the socket had nothing to read
   // when it was looked at (the re-arming catches what came since).
   bool nothing_to_read = std::exchange(s.nothing_to_read, false);
@@ -462,11 +462,12 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   if (!s.writes.empty() && !flush_writes(s))
     return false;
   // A producer: called while all it wrote went to the kernel. Once this
-  // turn sent its share, the next comes after it ended (`yield_turn`); on
-  // the I/O thread while it gathers, with the socket's write readiness
-  // (level, so at once): after the other ready sockets' turns, so a writer
-  // and its reader gathered there take turns a chunk at a time
-  // (io_unit.hpp).
+  // turn sent its share, the next comes after it ended (`yield_turn`);
+  // while the I/O thread gathers, with the socket's write readiness (level,
+  // so at once), which brings it to that thread (from a worker too) after
+  // the other ready sockets' turns: a writer and its reader gathered there
+  // take turns a chunk at a time (io_unit.hpp).
+  bool gathering = gathering_here || s.reactor->gathering();
   auto turn_limit = gathering ? io_send_per_turn : send_per_turn;
   while (running(s) && s.want_writable && !s.closing && !s.shut_requested
          && s.writes.empty()) {
