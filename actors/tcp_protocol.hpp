@@ -26,9 +26,12 @@
 /// - `writable(t)`: after `t.want_writable(true)`, called again and again
 ///   while everything written so far has gone to the kernel (the write
 ///   buffer is empty), so a producer that writes a chunk per call sends
-///   from its own memory and never copies; at most 1 MiB per turn (64 KiB
-///   on the TCP I/O thread while it gathers: actors/tcp.hpp), then its
-///   next turn, after the other actors' waiting ones. A call that
+///   from its own memory and never copies. A turn calls it until it sent
+///   1 MiB (checked before each call, so a call may go past it), then the
+///   next turn comes after the other actors waiting for that thread; while
+///   the TCP I/O thread gathers (actors/tcp.hpp), until it sent 64 KiB,
+///   and the next turn comes with the socket's write readiness, on that
+///   thread, after the other ready sockets' turns. A call that
 ///   writes nothing turns it off (call `want_writable(true)` when there is
 ///   more).
 /// - `connection_lost(reason)`: once, last, however the connection ended;

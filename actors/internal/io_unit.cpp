@@ -115,12 +115,17 @@ void io_unit::bind() noexcept {
 
 void io_unit::unbind() noexcept {
   bound_unit = nullptr;
+  // Nothing runs here any more: a producer must not wait for this thread.
+  gathering_.store(false, std::memory_order_relaxed);
   release_kept();
 }
 
 void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
   if (stat_fd_ < 0 || now - last_look_ < sample_every)
     return;
+  // The next look comes `sample_every` later even if this one says nothing
+  // (no clock tick since the last: the window goes on).
+  last_look_ = now;
   uint64_t busy = 0;
   uint64_t total = 0;
   if (!read_machine(stat_fd_, busy, total) || total <= last_total_)
@@ -129,7 +134,6 @@ void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
   auto left = cores_left_x100(cpus_, (total - last_total_) * tick_ns_,
                               (busy - last_busy_) * tick_ns_,
                               ours - last_ours_ns_);
-  last_look_ = now;
   last_busy_ = busy;
   last_total_ = total;
   last_ours_ns_ = ours;

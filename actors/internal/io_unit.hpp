@@ -27,11 +27,12 @@
 // the scheduler waits for a worker that itself waits for a core, and every
 // such hand-off costs a time slice: then the unit gathers — keeps up to
 // `turns` jobs and runs them here in turn (as asio's single `io_context`
-// thread does), and only what exceeds that goes to the scheduler. A
-// protocol's producer that used its turn on this thread goes on with its
-// socket's write readiness, after the other ready sockets (tcp_stream.cpp:
+// thread does), and only what exceeds that goes to the scheduler. While
+// the unit gathers, a protocol's producer (here or on a worker) sends at
+// most 64 KiB per turn and goes on with its socket's write readiness, which
+// brings it here after the other ready sockets (tcp_stream.cpp:
 // `protocol_io`), so a writer and its reader alternate here a chunk at a
-// time.
+// time. The I/O thread counts as gathering no more once it ended.
 //
 // Which: `weave.tcp-gather` (runtime_config.hpp): `auto` (the default)
 // measures, `always` and `never` fix it. `auto` looks at most every
@@ -93,7 +94,7 @@ public:
   /// True on the I/O thread while it gathers (see above).
   static bool gathering_here() noexcept;
 
-  /// On the I/O thread: whether it gathers now (see above).
+  /// Any thread: whether the unit gathers now (see above).
   bool gathering() const noexcept {
     return gathering_.load(std::memory_order_relaxed);
   }
