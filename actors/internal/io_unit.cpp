@@ -120,8 +120,11 @@ void io_unit::unbind() noexcept {
   release_kept();
 }
 
-void io_unit::sample(std::chrono::steady_clock::time_point now) noexcept {
-  if (stat_fd_ < 0 || now - last_look_ < sample_every)
+void io_unit::sample() noexcept {
+  if (stat_fd_ < 0)
+    return; // no clock read either: not `automatic`
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_look_ < sample_every)
     return;
   // The next look comes `sample_every` later even if this one says nothing
   // (no clock tick since the last: the window goes on).
@@ -179,12 +182,9 @@ caf::resumable* io_unit::take() noexcept {
 }
 
 void io_unit::release_kept() noexcept {
-  std::deque<caf::resumable*> jobs;
-  {
-    std::unique_lock<std::mutex> guard{mtx_};
-    jobs.swap(kept_);
-  }
-  for (auto job : jobs)
+  // One at a time (no deque to swap into: its construction allocates, and
+  // this runs after every pass while the unit spreads).
+  for (caf::resumable* job; (job = take()) != nullptr;)
     to_scheduler(job);
 }
 

@@ -101,7 +101,7 @@ public:
 
   /// On the I/O thread, after running turns: looks at the machine's load
   /// if `sample_every` passed since the last look (`automatic` only).
-  void sample(std::chrono::steady_clock::time_point now) noexcept;
+  void sample() noexcept;
 
   /// The cores, in hundredths, that other processes left this one in a
   /// window: `cpus` cores, `all_ns` of all cores' time in the window,

@@ -298,7 +298,7 @@ void tcp_reactor::run() {
     ready.clear(); // outside the lock: may drop the last reference
     ran = unit.run_chain() > 0;
     if (ran)
-      unit.sample(std::chrono::steady_clock::now());
+      unit.sample();
     if (stop)
       break;
   }

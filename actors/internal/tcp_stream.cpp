@@ -467,7 +467,7 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   // so at once), which brings it to that thread (from a worker too) after
   // the other ready sockets' turns: a writer and its reader gathered there
   // take turns a chunk at a time (io_unit.hpp).
-  bool gathering = gathering_here || s.reactor->gathering();
+  bool gathering = s.reactor->gathering();
   auto turn_limit = gathering ? io_send_per_turn : send_per_turn;
   while (running(s) && s.want_writable && !s.closing && !s.shut_requested
          && s.writes.empty()) {
