@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "actors/internal/io_unit.hpp"
 #include "runtime/weave.hpp"
@@ -368,4 +372,52 @@ TEST_CASE("auto: the cores other processes leave this one") {
   // 16 cores, 10 of them busy elsewhere: 6 left.
   CHECK(io_unit::cores_left_x100(16, 1600 * ms, 1200 * ms, 200 * ms) == 600);
   CHECK(io_unit::min_free_cores_x100 == 150);
+}
+
+namespace {
+
+/// One busy-looping child process per core until destroyed: other
+/// processes that leave this one no core.
+struct busy_machine {
+  std::vector<pid_t> children;
+  busy_machine() {
+    auto cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < std::max(1L, cores); ++i) {
+      pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0)
+        for (volatile unsigned long spin = 0;; ++spin) {
+        }
+      children.push_back(pid);
+    }
+  }
+  ~busy_machine() {
+    for (auto pid : children)
+      ::kill(pid, SIGKILL);
+    for (auto pid : children)
+      ::waitpid(pid, nullptr, 0);
+  }
+};
+
+} // namespace
+
+TEST_CASE("auto gathers while other processes keep every core busy") {
+  raw_peer p{turns_config(8, "auto")};
+  busy_machine busy;
+  // The I/O thread looks at the machine's load every 100 ms of its work:
+  // rounds of turns there until the three woken actors all ran on it.
+  auto until = std::chrono::steady_clock::now() + patience;
+  bool gathered = false;
+  int rounds = 0;
+  while (!gathered && std::chrono::steady_clock::now() < until) {
+    std::shared_ptr<arrivals> out;
+    if (!wake_from_io_thread(p, 3, out))
+      continue;
+    ++rounds;
+    std::unique_lock<std::mutex> guard{out->mtx};
+    gathered = std::all_of(out->seen.begin(), out->seen.end(),
+                           [](auto& s) { return on_io_thread(s.second); });
+  }
+  CAPTURE(rounds);
+  CHECK(gathered);
 }
