@@ -29,6 +29,7 @@
 #include "tests/io_support.hpp"
 #include "tests/tcp_inline_support.hpp"
 #include "tests/tcp_protocol_support.hpp"
+#include "tests/tcp_review_support.hpp"
 #include "tests/tcp_support.hpp"
 #include "tests/test_support.hpp"
 
@@ -43,43 +44,6 @@ namespace {
 
 using clk = std::chrono::steady_clock;
 
-weave::runtime_config gcfg(size_t turns, const char* mode,
-                           size_t threads = 0) {
-  auto cfg = turns_config(turns, mode);
-  if (threads > 0)
-    cfg.set("scheduler.max-threads", threads);
-  return cfg;
-}
-
-struct raw_listener {
-  int lfd = -1;
-  uint16_t port = 0;
-  raw_listener() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(lfd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    REQUIRE(::listen(lfd, 64) == 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
-  int accept_one() {
-    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(fd >= 0);
-    timeval tv{};
-    tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(patience)
-                  .count();
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-  }
-  ~raw_listener() {
-    ::close(lfd);
-  }
-};
 
 std::string line(char tag, int src, int seq) {
   char buf[32];
@@ -146,7 +110,7 @@ TEST_CASE("gather review 2: a line producer and 3 actors' tcp_writes on one "
       constexpr int plines = 200000;
       constexpr int wlines = 3000;
       journal j;
-      weave::runtime rt{gcfg(turns, mode)};
+      weave::runtime rt{turns_config(turns, mode)};
       raw_listener l;
       auto conn = spawn_tcp_connect(
         rt, "127.0.0.1", l.port,
@@ -210,7 +174,7 @@ TEST_CASE("gather review 2: a producer that turns writable off every third "
       CAPTURE(mode);
       CAPTURE(turns);
       journal j;
-      weave::runtime rt{gcfg(turns, mode)};
+      weave::runtime rt{turns_config(turns, mode)};
       auto trigger = echo_int(rt);
       struct toggler : recording {
         std::string data = pattern_text(16 << 20, 4);
@@ -264,7 +228,7 @@ TEST_CASE("gather review 2: producer plus 8 MiB from the peer, reading "
           "paused every data_received and resumed from a then, always and "
           "turns 1" * doctest::timeout(120)) {
   journal j;
-  weave::runtime rt{gcfg(1, "always")};
+  weave::runtime rt{turns_config(1, "always")};
   auto trigger = echo_int(rt);
   struct both : recording {
     std::string data = pattern_text(8 << 20, 6);
@@ -348,7 +312,7 @@ TEST_CASE("gather review 2: peer resets mid-stream, then shutdown with "
         journal live_j[3];
         clk::duration took{};
         {
-          weave::runtime rt{gcfg(turns, mode, threads)};
+          weave::runtime rt{turns_config(turns, mode, threads)};
           raw_listener l;
           spawn_tcp_connect(rt, "127.0.0.1", l.port,
                             std::make_unique<endless2>(&cut_j));
@@ -411,7 +375,7 @@ TEST_CASE("gather review 2: 48 request-API echo clients under always, turns "
   for (size_t turns : {size_t{1}, size_t{8}}) {
     CAPTURE(turns);
     weave::test::failures bad;
-    weave::runtime rt{gcfg(turns, "always", 2)};
+    weave::runtime rt{turns_config(turns, "always", 2)};
     auto listener = spawn_tcp_listener(rt, "127.0.0.1", 0);
     caf::scoped_actor self{rt.system()};
     auto port = ask<uint16_t>(self, listener, tcp_port_atom::value);
@@ -448,7 +412,7 @@ TEST_CASE("gather review 2: under always, a hog producer does not starve "
   std::atomic<uint64_t> sunk{0};
   journal hog_j;
   journal sink_j;
-  weave::runtime rt{gcfg(8, "always", 2)};
+  weave::runtime rt{turns_config(8, "always", 2)};
   caf::scoped_actor self{rt.system()};
   struct counting : recording {
     std::atomic<uint64_t>* n;

@@ -29,6 +29,7 @@
 #include "tests/io_support.hpp"
 #include "tests/tcp_inline_support.hpp"
 #include "tests/tcp_protocol_support.hpp"
+#include "tests/tcp_review_support.hpp"
 #include "tests/tcp_support.hpp"
 #include "tests/test_support.hpp"
 
@@ -80,44 +81,6 @@ std::string construction_error(weave::runtime_config cfg) {
   return "";
 }
 
-weave::runtime_config gcfg(size_t turns, const char* mode,
-                           size_t threads = 0) {
-  auto cfg = turns_config(turns, mode);
-  if (threads > 0)
-    cfg.set("scheduler.max-threads", threads);
-  return cfg;
-}
-
-/// A listening loopback socket (for `spawn_tcp_connect` to dial).
-struct raw_listener {
-  int lfd = -1;
-  uint16_t port = 0;
-  raw_listener() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(lfd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    REQUIRE(::listen(lfd, 64) == 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
-  int accept_one() {
-    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(fd >= 0);
-    timeval tv{};
-    tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(patience)
-                  .count();
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-  }
-  ~raw_listener() {
-    ::close(lfd);
-  }
-};
 
 /// Writes `total` bytes of pattern `id` from writable(), then closes.
 struct producer : recording {
@@ -170,51 +133,6 @@ struct counting_sink : recording {
   }
 };
 
-struct counters {
-  std::atomic<int> made{0};
-  std::atomic<int> connected{0};
-  std::atomic<int> lost{0};
-  std::atomic<int> clean{0};
-  std::atomic<int> alive{0};
-  std::atomic<int> early{0};
-};
-
-struct counted_echo : tcp_protocol {
-  counters* c;
-  bool up = false;
-  bool down = false;
-  explicit counted_echo(counters* cc) : c(cc) {
-    ++c->made;
-    ++c->alive;
-  }
-  ~counted_echo() override {
-    --c->alive;
-  }
-  void connected(tcp_transport&) override {
-    if (up || down)
-      ++c->early;
-    up = true;
-    ++c->connected;
-  }
-  void data_received(tcp_transport& t, const char* p, size_t n) override {
-    if (!up || down)
-      ++c->early;
-    t.write(p, n);
-  }
-  void eof_received(tcp_transport& t) override {
-    if (!up || down)
-      ++c->early;
-    t.close();
-  }
-  void connection_lost(const caf::error& err) override {
-    if (down)
-      ++c->early;
-    down = true;
-    ++c->lost;
-    if (!err)
-      ++c->clean;
-  }
-};
 
 } // namespace
 
@@ -266,7 +184,7 @@ TEST_CASE("gather review: a producer to a protocol sink, 16 MB in order, "
       CAPTURE(turns);
       journal sink_j;
       journal prod_j;
-      weave::runtime rt{gcfg(turns, mode)};
+      weave::runtime rt{turns_config(turns, mode)};
       caf::scoped_actor self{rt.system()};
       auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
         return std::make_unique<recording>(&sink_j);
@@ -294,7 +212,7 @@ TEST_CASE("gather review: protocols on both ends echo 4 MB under always, "
     CAPTURE(turns);
     journal server_j;
     journal client_j;
-    weave::runtime rt{gcfg(turns, "always")};
+    weave::runtime rt{turns_config(turns, "always")};
     caf::scoped_actor self{rt.system()};
     auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
       return std::make_unique<echo_rec>(&server_j);
@@ -332,7 +250,7 @@ TEST_CASE("gather review: a protocol that produces 16 MB while its peer "
       CAPTURE(mode);
       CAPTURE(turns);
       journal j;
-      weave::runtime rt{gcfg(turns, mode)};
+      weave::runtime rt{turns_config(turns, mode)};
       caf::scoped_actor self{rt.system()};
       struct both : producer {
         both(journal* j) : producer(j, 16 << 20, 7, 30000) {}
@@ -379,7 +297,7 @@ TEST_CASE("gather review: reading paused in every data_received and resumed "
   for (size_t turns : {size_t{1}, size_t{8}}) {
     CAPTURE(turns);
     journal j;
-    weave::runtime rt{gcfg(turns, "always")};
+    weave::runtime rt{turns_config(turns, "always")};
     caf::scoped_actor self{rt.system()};
     auto trigger = echo_int(rt);
     struct pauser : recording {
@@ -421,7 +339,7 @@ TEST_CASE("gather review: half-close echo under always: the peer gets all "
   for (size_t turns : {size_t{1}, size_t{8}}) {
     CAPTURE(turns);
     journal j;
-    weave::runtime rt{gcfg(turns, "always")};
+    weave::runtime rt{turns_config(turns, "always")};
     caf::scoped_actor self{rt.system()};
     struct half : echo_rec {
       using echo_rec::echo_rec;
@@ -459,7 +377,7 @@ TEST_CASE("gather review: a handler on the I/O thread that wakes 40 actors: "
   using hit_atom = caf::atom_constant<caf::atom("grhit")>;
   for (size_t turns : {size_t{1}, size_t{2}, size_t{8}}) {
     CAPTURE(turns);
-    raw_peer p{gcfg(turns, "always")};
+    raw_peer p{turns_config(turns, "always")};
     auto sys = &p.rt.system();
     constexpr int n = 40;
     std::atomic<int> hits{0};
@@ -496,7 +414,7 @@ TEST_CASE("gather review: under always, a handler stuck on the I/O thread "
   int on_io = 0;
   for (int round = 0; round < max_rounds && on_io == 0; ++round) {
     CAPTURE(round);
-    raw_peer p{gcfg(8, "always")};
+    raw_peer p{turns_config(8, "always")};
     auto sys = &p.rt.system();
     std::vector<caf::actor> helpers;
     for (int i = 0; i < 5; ++i)
@@ -548,7 +466,7 @@ void one_thread_fairness(const char* mode, size_t chunk) {
   {
     journal j;
     std::atomic<bool> stop{false};
-    weave::runtime rt{gcfg(8, mode, 1)};
+    weave::runtime rt{turns_config(8, mode, 1)};
     raw_listener l;
     spawn_tcp_connect(rt, "127.0.0.1", l.port,
                       std::make_unique<endless>(&j, &stop, chunk));
@@ -629,7 +547,7 @@ TEST_CASE("gather review: under always, three producers to in-process sinks "
   std::atomic<uint64_t> sunk{0};
   std::atomic<bool> stop{false};
   int next_sink = 0;
-  weave::runtime rt{gcfg(8, "always")};
+  weave::runtime rt{turns_config(8, "always")};
   caf::scoped_actor self{rt.system()};
   auto sinks = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
     return std::make_unique<counting_sink>(&sink_j[next_sink++], &sunk);
@@ -677,7 +595,7 @@ void shutdown_mid_stream(const char* mode, size_t threads) {
   std::atomic<int> next_sink{0};
   clk::duration took{};
   {
-    weave::runtime rt{gcfg(8, mode, threads)};
+    weave::runtime rt{turns_config(8, mode, threads)};
     uint16_t port = 0;
     auto sinks = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
       return std::make_unique<counting_sink>(&sink_j[next_sink++], &sunk);
@@ -737,7 +655,7 @@ TEST_CASE("gather review: 200 connections (16 threads, always, turns 8 and "
     CAPTURE(turns);
     constexpr int n = 200;
     counters c;
-    weave::runtime rt{gcfg(turns, "always", 16)};
+    weave::runtime rt{turns_config(turns, "always", 16)};
     caf::scoped_actor self{rt.system()};
     auto server = spawn_tcp_server(
       rt, "127.0.0.1", 0, [&] { return std::make_unique<counted_echo>(&c); },

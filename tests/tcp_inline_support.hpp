@@ -21,12 +21,16 @@
 namespace weave::test::tcp {
 
 /// `turns` turns per readiness; `gather` fixed (the default, `never`, is
-/// what these suites test: a loaded machine under `auto` would gather).
+/// what these suites test: a loaded machine under `auto` would gather);
+/// `threads` scheduler threads if not 0.
 inline weave::runtime_config turns_config(size_t turns,
-                                          const char* gather = "never") {
+                                          const char* gather = "never",
+                                          size_t threads = 0) {
   auto cfg = weave::test::io_config();
   cfg.set("weave.tcp-inline-turns", turns);
   cfg.set("weave.tcp-gather", std::string{gather});
+  if (threads > 0)
+    cfg.set("scheduler.max-threads", threads);
   return cfg;
 }
 

@@ -27,6 +27,7 @@
 #include "runtime/runtime.hpp"
 #include "tests/io_support.hpp"
 #include "tests/tcp_protocol_support.hpp"
+#include "tests/tcp_review_support.hpp"
 #include "tests/tcp_support.hpp"
 #include "tests/test_support.hpp"
 
@@ -41,36 +42,6 @@ using weave::test::patience;
 
 namespace {
 
-/// A listening loopback socket (for `spawn_tcp_connect` to dial).
-struct raw_listener {
-  int lfd = -1;
-  uint16_t port = 0;
-  raw_listener() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(lfd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
-            == 0);
-    REQUIRE(::listen(lfd, 4) == 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
-  int accept_one() {
-    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(fd >= 0);
-    timeval tv{};
-    tv.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(patience)
-                  .count();
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-  }
-  ~raw_listener() {
-    ::close(lfd);
-  }
-};
 
 /// Marks the protocol's code running: a callback or a then entered while
 /// another one runs is recorded as nested.
@@ -517,52 +488,6 @@ TEST_CASE("review2: a reset by the peer in the middle of a 64 MB write: "
 
 namespace {
 
-struct counters {
-  std::atomic<int> made{0};
-  std::atomic<int> connected{0};
-  std::atomic<int> lost{0};
-  std::atomic<int> clean{0};
-  std::atomic<int> alive{0};
-  std::atomic<int> early{0}; // a callback after connection_lost, or before
-                             // connected
-};
-
-struct counted_echo : tcp_protocol {
-  counters* c;
-  bool up = false;
-  bool down = false;
-  explicit counted_echo(counters* cc) : c(cc) {
-    ++c->made;
-    ++c->alive;
-  }
-  ~counted_echo() override {
-    --c->alive;
-  }
-  void connected(tcp_transport&) override {
-    if (up || down)
-      ++c->early;
-    up = true;
-    ++c->connected;
-  }
-  void data_received(tcp_transport& t, const char* p, size_t n) override {
-    if (!up || down)
-      ++c->early;
-    t.write(p, n);
-  }
-  void eof_received(tcp_transport& t) override {
-    if (!up || down)
-      ++c->early;
-    t.close();
-  }
-  void connection_lost(const caf::error& err) override {
-    if (down)
-      ++c->early;
-    down = true;
-    ++c->lost;
-    if (!err)
-      ++c->clean;
-  }
-};
 
 weave::runtime_config sixteen_threads() {
   auto cfg = weave::test::io_config();

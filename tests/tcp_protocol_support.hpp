@@ -106,6 +106,55 @@ struct recording : tcp_protocol {
   }
 };
 
+/// What many echo protocols saw, for the test thread.
+struct counters {
+  std::atomic<int> made{0};
+  std::atomic<int> connected{0};
+  std::atomic<int> lost{0};
+  std::atomic<int> clean{0};
+  std::atomic<int> alive{0};
+  std::atomic<int> early{0}; // a callback after connection_lost, or before
+                             // connected
+};
+
+/// Echoes and counts; a callback out of order counts as `early`.
+struct counted_echo : tcp_protocol {
+  counters* c;
+  bool up = false;
+  bool down = false;
+  explicit counted_echo(counters* cc) : c(cc) {
+    ++c->made;
+    ++c->alive;
+  }
+  ~counted_echo() override {
+    --c->alive;
+  }
+  void connected(tcp_transport&) override {
+    if (up || down)
+      ++c->early;
+    up = true;
+    ++c->connected;
+  }
+  void data_received(tcp_transport& t, const char* p, size_t n) override {
+    if (!up || down)
+      ++c->early;
+    t.write(p, n);
+  }
+  void eof_received(tcp_transport& t) override {
+    if (!up || down)
+      ++c->early;
+    t.close();
+  }
+  void connection_lost(const caf::error& err) override {
+    if (down)
+      ++c->early;
+    down = true;
+    ++c->lost;
+    if (!err)
+      ++c->clean;
+  }
+};
+
 /// Echoes, noting how much waits in its write buffer.
 struct echo_rec : recording {
   using recording::recording;
