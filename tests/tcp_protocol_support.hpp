@@ -60,6 +60,10 @@ struct journal {
     std::unique_lock<std::mutex> guard{mtx};
     peak_buffered = std::max(peak_buffered, n);
   }
+  size_t peak() {
+    std::unique_lock<std::mutex> guard{mtx};
+    return peak_buffered;
+  }
   void lost_with(const caf::error& err) {
     {
       std::unique_lock<std::mutex> guard{mtx};
