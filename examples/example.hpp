@@ -5,9 +5,10 @@
 //
 // Every example prints which thread ran what, the way the tutorial prints
 // `threading.current_thread().name`. The examples keep the tutorial's delays
-// (the tour takes about 19 s); `--fast`, the examples' own flag (the smoke
-// tests pass it), divides every delay by ten and changes nothing else in the
-// output. Every other argument goes to the runtime, which reads weave's and
+// (the tour takes about 22-26 s); `--fast`, the examples' own flag (the smoke
+// tests pass it), divides every delay by ten and changes nothing else in what
+// the program does (interleavings and timing-dependent counts vary from run to
+// run at either speed). Every other argument goes to the runtime, which reads weave's and
 // CAF's options from it (`--weave.pool-size=4`, `--config-file=...`); a bad
 // option ends the program with its message and status 2.
 //

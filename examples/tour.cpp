@@ -1,6 +1,6 @@
 // The tour: every tutorial pattern weave answers, in the tutorial's order,
 // each section announced. `./bazelw run //examples:tour` is the README's
-// first command; it keeps the tutorial's delays (about 19 s). It ends with
+// first command; it keeps the tutorial's delays (about 22-26 s). It ends with
 // the graceful example: SIGTERM sent to itself runs the phased shutdown.
 // `./bazelw run //examples:tour -- --fast` divides them by ten; weave's and
 // CAF's options may follow (`-- --fast --weave.pool-size=4`).
