@@ -11,7 +11,10 @@
 #include <csignal>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -372,6 +375,125 @@ TEST_CASE("auto: the cores other processes leave this one") {
   // 16 cores, 10 of them busy elsewhere: 6 left.
   CHECK(io_unit::cores_left_x100(16, 1600 * ms, 1200 * ms, 200 * ms) == 600);
   CHECK(io_unit::min_free_cores_x100 == 150);
+}
+
+namespace {
+
+/// A directory tree under $TEST_TMPDIR standing for /sys/fs/cgroup.
+struct fake_cgroups {
+  std::string root;
+
+  explicit fake_cgroups(const char* name) {
+    const char* base = std::getenv("TEST_TMPDIR");
+    root = std::string{base != nullptr ? base : "/tmp"} + "/cgroups_" + name
+           + "_" + std::to_string(::getpid());
+    std::filesystem::remove_all(root);
+    std::filesystem::create_directories(root);
+  }
+  ~fake_cgroups() {
+    std::error_code ec;
+    std::filesystem::remove_all(root, ec);
+  }
+  void put(const std::string& path, const std::string& text) const {
+    auto full = std::filesystem::path{root + path};
+    std::filesystem::create_directories(full.parent_path());
+    std::ofstream{full} << text;
+  }
+};
+
+} // namespace
+
+TEST_CASE("auto under a CPU quota: cgroup v2, the smallest quota of the "
+          "process's cgroup and its parents, with that cgroup's CPU time") {
+  fake_cgroups fs{"v2"};
+  fs.put("/kubepods/pod1/c1/cpu.max", "max 100000\n");
+  fs.put("/kubepods/pod1/cpu.max", "150000 100000\n");
+  fs.put("/kubepods/cpu.max", "400000 100000\n");
+  fs.put("/kubepods/pod1/cpu.stat",
+         "nr_usage_usec 7\nusage_usec 5000\nuser_usec 3000\n");
+  auto q = io_unit::find_cpu_quota("0::/kubepods/pod1/c1\n", fs.root);
+  CHECK(q.cores_x100 == 150);
+  CHECK(q.usage_path == fs.root + "/kubepods/pod1/cpu.stat");
+  uint64_t ns = 0;
+  REQUIRE(io_unit::read_cgroup_usage_ns(q.usage_path, ns));
+  CHECK(ns == 5'000'000); // usage_usec, not nr_usage_usec
+  // "max" everywhere (or no cpu.max at all): no quota.
+  fake_cgroups none{"v2max"};
+  none.put("/a/cpu.max", "max 100000\n");
+  CHECK(io_unit::find_cpu_quota("0::/a\n", none.root).cores_x100 == 0);
+  CHECK(io_unit::find_cpu_quota("0::/\n", none.root).cores_x100 == 0);
+}
+
+TEST_CASE("auto under a CPU quota: cgroup v1, with cpuacct mounted with "
+          "cpu or apart, and a container that sees only its own cgroup") {
+  fake_cgroups fs{"v1"};
+  fs.put("/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "50000\n");
+  fs.put("/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  fs.put("/cpu,cpuacct/docker/abc/cpuacct.usage", "123456789\n");
+  auto q = io_unit::find_cpu_quota(
+    "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n", fs.root);
+  CHECK(q.cores_x100 == 50);
+  CHECK(q.usage_path == fs.root + "/cpu,cpuacct/docker/abc/cpuacct.usage");
+  uint64_t ns = 0;
+  REQUIRE(io_unit::read_cgroup_usage_ns(q.usage_path, ns));
+  CHECK(ns == 123456789);
+
+  // Without a cgroup namespace the path names the host's cgroup, but the
+  // container's own is mounted at the root: found walking up.
+  fake_cgroups own{"v1own"};
+  own.put("/cpu,cpuacct/cpu.cfs_quota_us", "200000\n");
+  own.put("/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+  CHECK(io_unit::find_cpu_quota("4:cpu,cpuacct:/docker/abc\n", own.root)
+          .cores_x100
+        == 200);
+
+  // cpu and cpuacct apart: the usage comes from cpuacct's tree.
+  fake_cgroups apart{"v1apart"};
+  apart.put("/cpu/x/cpu.cfs_quota_us", "100000\n");
+  apart.put("/cpu/x/cpu.cfs_period_us", "100000\n");
+  apart.put("/cpuacct/x/cpuacct.usage", "42\n");
+  auto qa = io_unit::find_cpu_quota("3:cpu:/x\n2:cpuacct:/x\n", apart.root);
+  CHECK(qa.cores_x100 == 100);
+  CHECK(qa.usage_path == apart.root + "/cpuacct/x/cpuacct.usage");
+  REQUIRE(io_unit::read_cgroup_usage_ns(qa.usage_path, ns));
+  CHECK(ns == 42);
+
+  // -1: no quota (this development machine's case).
+  fake_cgroups unlimited{"v1none"};
+  unlimited.put("/cpu/cpu.cfs_quota_us", "-1\n");
+  unlimited.put("/cpu/cpu.cfs_period_us", "100000\n");
+  CHECK(io_unit::find_cpu_quota("1:cpu:/\n0::/\n", unlimited.root).cores_x100
+        == 0);
+}
+
+TEST_CASE("auto under a CPU quota: nonsense finds no quota, and what the "
+          "quota leaves this process") {
+  fake_cgroups fs{"junk"};
+  fs.put("/cpu.max", "lots 100000\n");
+  fs.put("/cpu/cpu.cfs_quota_us", "100000\n");
+  fs.put("/cpu/cpu.cfs_period_us", "0\n"); // a zero period
+  for (const char* text : {"", "nonsense", "0::", "::::", "1:cpu", "0::/\n",
+                           "1:cpu:/\n", "\n\n"})
+    CHECK_MESSAGE(io_unit::find_cpu_quota(text, fs.root).cores_x100 == 0,
+                  text);
+  uint64_t ns = 0;
+  CHECK_FALSE(io_unit::read_cgroup_usage_ns("", ns));
+  CHECK_FALSE(io_unit::read_cgroup_usage_ns(fs.root + "/missing", ns));
+  fs.put("/bad/cpu.stat", "user_usec 5\n");
+  CHECK_FALSE(io_unit::read_cgroup_usage_ns(fs.root + "/bad/cpu.stat", ns));
+
+  constexpr uint64_t ms = 1'000'000;
+  // 1.5 cores, nobody else in the cgroup: all of it.
+  CHECK(io_unit::quota_left_x100(150, 100 * ms, 0) == 150);
+  // Half a core taken by the cgroup's other processes: one left (gathers).
+  CHECK(io_unit::quota_left_x100(150, 100 * ms, 50 * ms) == 100);
+  // Others over the quota (rounding, children): none, never below 0.
+  CHECK(io_unit::quota_left_x100(100, 100 * ms, 300 * ms) == 0);
+  // An empty window: the quota.
+  CHECK(io_unit::quota_left_x100(400, 0, 5 * ms) == 400);
+  // A quota of one core is below what spreading needs: gathers.
+  CHECK(io_unit::quota_left_x100(100, 100 * ms, 0)
+        < io_unit::min_free_cores_x100);
 }
 
 namespace {

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <utility>
+#include <vector>
 
 #include "caf/actor_control_block.hpp"
 #include "caf/actor_system.hpp"
@@ -55,6 +57,57 @@ bool read_machine(int fd, uint64_t& busy, uint64_t& total) noexcept {
   return true;
 }
 
+/// A small file's text, or empty.
+std::string read_text(const std::string& path) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return out;
+  char buf[4096];
+  for (;;) {
+    auto n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0 || out.size() > 65536)
+      break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+/// The number at the start of `text` (after blanks), or false.
+bool leading_number(const std::string& text, size_t pos, uint64_t& out) {
+  while (pos < text.size() && (text[pos] == ' ' || text[pos] == '\t'))
+    ++pos;
+  if (pos >= text.size() || text[pos] < '0' || text[pos] > '9')
+    return false;
+  char* end = nullptr;
+  out = std::strtoull(text.c_str() + pos, &end, 10);
+  return end != text.c_str() + pos;
+}
+
+/// `dir` and its parents up to "/" (for "/a/b": "/a/b", "/a", "/").
+std::vector<std::string> self_and_parents(std::string dir) {
+  std::vector<std::string> out;
+  if (dir.empty() || dir[0] != '/')
+    dir.insert(dir.begin(), '/');
+  while (dir.size() > 1 && dir.back() == '/')
+    dir.pop_back();
+  for (;;) {
+    out.push_back(dir);
+    if (dir == "/")
+      break;
+    auto slash = dir.rfind('/');
+    dir = slash == 0 ? std::string{"/"} : dir.substr(0, slash);
+  }
+  return out;
+}
+
+std::string join_path(const std::string& a, const std::string& b) {
+  if (b == "/")
+    return a;
+  return a + b;
+}
+
 /// This process's CPU time so far (every thread), in nanoseconds.
 uint64_t process_cpu_ns() noexcept {
   ::rusage ru{};
@@ -85,13 +138,128 @@ io_unit::~io_unit() {
     ::close(stat_fd_);
 }
 
+uint64_t io_unit::quota_left_x100(uint64_t quota_x100, uint64_t window_ns,
+                                  uint64_t others_ns) noexcept {
+  if (window_ns == 0)
+    return quota_x100;
+  auto others_x100 = static_cast<uint64_t>(static_cast<double>(others_ns)
+                                           * 100.0
+                                           / static_cast<double>(window_ns));
+  return quota_x100 > others_x100 ? quota_x100 - others_x100 : 0;
+}
+
+io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
+                                           const std::string& fs_root) {
+  cpu_quota best;
+  auto consider = [&](uint64_t x100, std::string usage) {
+    if (x100 == 0)
+      x100 = 1; // a quota below a hundredth of a core still is one
+    if (best.cores_x100 == 0 || x100 < best.cores_x100) {
+      best.cores_x100 = x100;
+      best.usage_path = std::move(usage);
+    }
+  };
+  size_t line_start = 0;
+  while (line_start < self_cgroup.size()) {
+    auto line_end = self_cgroup.find('\n', line_start);
+    if (line_end == std::string::npos)
+      line_end = self_cgroup.size();
+    auto line = self_cgroup.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    // "hierarchy-id:controllers:path"
+    auto c1 = line.find(':');
+    auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string::npos)
+      continue;
+    auto id = line.substr(0, c1);
+    auto controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    auto path = line.substr(c2 + 1);
+    if (id == "0" && controllers.empty()) {
+      // cgroup v2: "max 100000" or "<quota> <period>" in each level.
+      for (auto& dir : self_and_parents(path)) {
+        auto base = join_path(fs_root, dir);
+        auto text = read_text(base + "/cpu.max");
+        uint64_t quota = 0;
+        uint64_t period = 0;
+        auto space = text.find(' ');
+        if (space == std::string::npos || !leading_number(text, 0, quota)
+            || !leading_number(text, space + 1, period) || period == 0)
+          continue; // no file, or "max"
+        consider(quota * 100 / period, base + "/cpu.stat");
+      }
+      continue;
+    }
+    // cgroup v1: the "cpu" controller (often mounted with "cpuacct").
+    bool cpu = false;
+    bool cpuacct = false;
+    for (size_t at = 0; at <= controllers.size();) {
+      auto comma = controllers.find(',', at);
+      if (comma == std::string::npos)
+        comma = controllers.size();
+      auto name = controllers.substr(at, comma - at);
+      cpu = cpu || name == "cpu";
+      cpuacct = cpuacct || name == "cpuacct";
+      at = comma + 1;
+    }
+    if (!cpu)
+      continue;
+    for (auto& mount : {std::string{"/cpu,cpuacct"}, std::string{"/cpu"},
+                        std::string{"/cpuacct,cpu"}}) {
+      auto root = fs_root + mount;
+      for (auto& dir : self_and_parents(path)) {
+        auto base = join_path(root, dir);
+        uint64_t quota = 0;
+        uint64_t period = 0;
+        // -1 (no quota) does not parse as a number.
+        if (!leading_number(read_text(base + "/cpu.cfs_quota_us"), 0, quota)
+            || !leading_number(read_text(base + "/cpu.cfs_period_us"), 0,
+                               period)
+            || period == 0)
+          continue;
+        // Its CPU time: in the same directory if mounted together, else
+        // in the cpuacct hierarchy at the same place.
+        auto usage = base + "/cpuacct.usage";
+        if (!cpuacct || read_text(usage).empty())
+          usage = join_path(fs_root + "/cpuacct", dir) + "/cpuacct.usage";
+        consider(quota * 100 / period, usage);
+      }
+    }
+  }
+  return best;
+}
+
+bool io_unit::read_cgroup_usage_ns(const std::string& usage_path,
+                                   uint64_t& ns) noexcept {
+  if (usage_path.empty())
+    return false;
+  try {
+    auto text = read_text(usage_path);
+    auto slash = usage_path.rfind('/');
+    if (usage_path.compare(slash + 1, std::string::npos, "cpu.stat") == 0) {
+      // v2: a line "usage_usec N" among others.
+      auto at = text.find("usage_usec ");
+      while (at != std::string::npos && at != 0 && text[at - 1] != '\n')
+        at = text.find("usage_usec ", at + 1);
+      uint64_t us = 0;
+      if (at == std::string::npos || !leading_number(text, at + 11, us))
+        return false;
+      ns = us * 1000;
+      return true;
+    }
+    return leading_number(text, 0, ns); // v1: nanoseconds
+  } catch (...) {
+    return false; // no memory for a path: no look
+  }
+}
+
 bool io_unit::gathering_here() noexcept {
   return bound_unit != nullptr && bound_unit->gathering();
 }
 
 void io_unit::bind() noexcept {
   bound_unit = this;
-  if (mode_ == gather_mode::automatic && turns_ > 0 && stat_fd_ < 0) {
+  if (mode_ == gather_mode::automatic && turns_ > 0 && !probed_) {
+    probed_ = true;
     stat_fd_ = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
     auto hz = ::sysconf(_SC_CLK_TCK);
     auto cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -99,12 +267,25 @@ void io_unit::bind() noexcept {
     cpus_ = cpus > 0 ? static_cast<uint64_t>(cpus) : 0;
     last_look_ = std::chrono::steady_clock::now();
     last_ours_ns_ = process_cpu_ns();
+    last_quota_ours_ns_ = last_ours_ns_;
     if ((!read_machine(stat_fd_, last_busy_, last_total_) || tick_ns_ == 0
          || cpus_ == 0)
         && stat_fd_ >= 0) {
       ::close(stat_fd_);
-      stat_fd_ = -1; // never gathers
+      stat_fd_ = -1; // the machine's load is unknown
     }
+    try {
+      quota_ = find_cpu_quota(read_text("/proc/self/cgroup"),
+                              "/sys/fs/cgroup");
+    } catch (...) {
+      quota_ = cpu_quota{}; // no memory: no quota seen
+    }
+    // A quota without its usage still counts (as if the cgroup's other
+    // processes used nothing).
+    if (quota_.cores_x100 > 0
+        && !read_cgroup_usage_ns(quota_.usage_path, last_usage_ns_))
+      quota_.usage_path.clear();
+    looking_ = stat_fd_ >= 0 || quota_.cores_x100 > 0;
   }
   // User handlers may run here: waiting on a future must be refused.
   weave::internal::set_this_thread_must_not_block(true);
@@ -121,26 +302,51 @@ void io_unit::unbind() noexcept {
 }
 
 void io_unit::sample() noexcept {
-  if (stat_fd_ < 0)
+  if (!looking_)
     return; // no clock read either: not `automatic`
   auto now = std::chrono::steady_clock::now();
   if (now - last_look_ < sample_every)
     return;
+  auto window_ns = static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_look_)
+      .count());
   // The next look comes `sample_every` later even if this one says nothing
-  // (no clock tick since the last: the window goes on).
+  // (no clock tick since the last: the machine's window goes on).
   last_look_ = now;
+  auto ours = process_cpu_ns();
   uint64_t busy = 0;
   uint64_t total = 0;
-  if (!read_machine(stat_fd_, busy, total) || total <= last_total_)
-    return;
-  auto ours = process_cpu_ns();
-  auto left = cores_left_x100(cpus_, (total - last_total_) * tick_ns_,
-                              (busy - last_busy_) * tick_ns_,
-                              ours - last_ours_ns_);
-  last_busy_ = busy;
-  last_total_ = total;
-  last_ours_ns_ = ours;
-  gathering_.store(left < min_free_cores_x100, std::memory_order_relaxed);
+  if (stat_fd_ >= 0 && read_machine(stat_fd_, busy, total)
+      && total > last_total_) {
+    machine_left_x100_ = cores_left_x100(cpus_,
+                                         (total - last_total_) * tick_ns_,
+                                         (busy - last_busy_) * tick_ns_,
+                                         ours - last_ours_ns_);
+    last_busy_ = busy;
+    last_total_ = total;
+    last_ours_ns_ = ours;
+  }
+  auto left = machine_left_x100_;
+  if (quota_.cores_x100 > 0) {
+    // The cgroup's time less ours: its other processes (our children too).
+    uint64_t others = 0;
+    uint64_t usage = 0;
+    if (read_cgroup_usage_ns(quota_.usage_path, usage)) {
+      auto used = usage > last_usage_ns_ ? usage - last_usage_ns_ : 0;
+      auto ours_in_window = ours - last_quota_ours_ns_;
+      others = used > ours_in_window ? used - ours_in_window : 0;
+      last_usage_ns_ = usage;
+    }
+    last_quota_ours_ns_ = ours;
+    left = std::min(left, quota_left_x100(quota_.cores_x100, window_ns,
+                                          others));
+  }
+  if (left != UINT64_MAX)
+    gathering_.store(left < min_free_cores_x100, std::memory_order_relaxed);
+  if (std::getenv("WEAVE_DBG"))
+    std::fprintf(stderr, "sample: machine %llu quota %llu usage '%s' left %llu\n",
+                 (unsigned long long) machine_left_x100_, (unsigned long long) quota_.cores_x100,
+                 quota_.usage_path.c_str(), (unsigned long long) left);
 }
 
 uint64_t io_unit::cores_left_x100(uint64_t cpus, uint64_t all_ns,

@@ -38,9 +38,13 @@
 // measures, `always` and `never` fix it. `auto` looks at most every
 // `sample_every`, and only while the thread runs turns, at the machine's
 // busy time (`/proc/stat`) less this process's own CPU time (`getrusage`):
-// the cores the other processes kept busy. It gathers while they leave this
-// process fewer than `min_free_cores_x100` hundredths of a core, and spreads
-// otherwise (each look decides; without `/proc/stat` it never gathers).
+// the cores the other processes kept busy. Under a CPU quota (a container's
+// cgroup: v2 `cpu.max`, v1 `cpu.cfs_quota_us`), where `/proc/stat` shows
+// the host, also at the quota less what the cgroup's other processes used
+// (its `cpu.stat` / `cpuacct.usage`); the smaller of the two counts. It
+// gathers while they leave this process fewer than `min_free_cores_x100`
+// hundredths of a core, and spreads otherwise (each look decides; with
+// neither `/proc/stat` nor a quota it never gathers).
 //
 // What runs here is user code (the handlers of actors that a TCP actor
 // answers), so the thread must not block: it is marked so (futures refuse
@@ -61,6 +65,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string>
 
 #include "caf/execution_unit.hpp"
 #include "caf/fwd.hpp"
@@ -108,6 +113,33 @@ public:
   /// `busy_ns` of it busy, `ours_ns` of that this process's.
   static uint64_t cores_left_x100(uint64_t cpus, uint64_t all_ns,
                                   uint64_t busy_ns, uint64_t ours_ns) noexcept;
+
+  /// The cores, in hundredths, that a quota of `quota_x100` leaves this
+  /// process in a window of `window_ns` in which the cgroup's other
+  /// processes used `others_ns` of CPU time.
+  static uint64_t quota_left_x100(uint64_t quota_x100, uint64_t window_ns,
+                                  uint64_t others_ns) noexcept;
+
+  /// A CPU quota (cgroups) this process runs under.
+  struct cpu_quota {
+    /// In hundredths of a core; 0: no quota found.
+    uint64_t cores_x100 = 0;
+    /// The file that holds that cgroup's CPU time so far: v2 `cpu.stat`
+    /// (`usage_usec`), v1 `cpuacct.usage` (nanoseconds); may be empty.
+    std::string usage_path;
+  };
+
+  /// The smallest CPU quota of the cgroups that `self_cgroup` (the text of
+  /// `/proc/self/cgroup`) names, and of their parents, under `fs_root`
+  /// (`/sys/fs/cgroup`): cgroup v2 (`0::/path`, `cpu.max`) or v1 (the
+  /// `cpu` controller's `cpu.cfs_quota_us` / `cpu.cfs_period_us`).
+  static cpu_quota find_cpu_quota(const std::string& self_cgroup,
+                                  const std::string& fs_root);
+
+  /// The CPU time in nanoseconds that `usage_path` (see `cpu_quota`) says
+  /// its cgroup used so far, or false.
+  static bool read_cgroup_usage_ns(const std::string& usage_path,
+                                   uint64_t& ns) noexcept;
 
   /// Jobs kept here (the reactor must not sleep while there are any).
   bool has_kept() noexcept;
@@ -161,7 +193,13 @@ private:
   std::deque<caf::resumable*> kept_;
   std::atomic<bool> gathering_{false};
   // `sample`'s state (the I/O thread's only).
+  bool probed_ = false;
+  bool looking_ = false; // `automatic`, with something to look at
   int stat_fd_ = -1;
+  uint64_t machine_left_x100_ = UINT64_MAX; // the last look's, or none
+  cpu_quota quota_;
+  uint64_t last_usage_ns_ = 0;
+  uint64_t last_quota_ours_ns_ = 0;
   uint64_t tick_ns_ = 0;
   uint64_t cpus_ = 0;
   std::chrono::steady_clock::time_point last_look_{};
