@@ -466,6 +466,34 @@ TEST_CASE("auto under a CPU quota: cgroup v1, with cpuacct mounted with "
         == 0);
 }
 
+TEST_CASE("auto: the machine's load from /proc/stat, or only that of the "
+          "cores this process may run on") {
+  const char* stat = "cpu  100 0 50 800 50 0 0 0 0 0\n"
+                     "cpu0 10 0 5 80 5 0 0 0 0 0\n"
+                     "cpu1 90 0 45 20 5 0 0 0 0 0\n"
+                     "cpu2 0 0 0 400 0 0 0 0 0 0\n"
+                     "cpu3 0 0 0 300 40 0 0 0 0 0\n"
+                     "intr 12345 1 2 3\nctxt 99\n";
+  uint64_t busy = 0;
+  uint64_t total = 0;
+  REQUIRE(io_unit::parse_stat(stat, nullptr, busy, total));
+  CHECK(busy == 150); // user + system: idle and iowait are not busy
+  CHECK(total == 1000);
+  // A cpuset of cores 1 and 3: their lines only.
+  std::vector<bool> only(8, false);
+  only[1] = only[3] = true;
+  REQUIRE(io_unit::parse_stat(stat, &only, busy, total));
+  CHECK(busy == 135);
+  CHECK(total == 160 + 340);
+  // Cores that are not there, a truncated line, no cpu lines: nothing.
+  std::vector<bool> absent(8, false);
+  absent[7] = true;
+  CHECK_FALSE(io_unit::parse_stat(stat, &absent, busy, total));
+  CHECK_FALSE(io_unit::parse_stat("cpu  1 2 3\n", nullptr, busy, total));
+  CHECK_FALSE(io_unit::parse_stat("intr 1 2\n", nullptr, busy, total));
+  CHECK_FALSE(io_unit::parse_stat("", nullptr, busy, total));
+}
+
 TEST_CASE("auto under a CPU quota: nonsense finds no quota, and what the "
           "quota leaves this process") {
   fake_cgroups fs{"junk"};

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <cstdio>
+#include <sched.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -28,34 +29,6 @@ namespace {
 /// The unit bound to the calling thread, if any (a thread-local, so a
 /// thread that reuses an ended I/O thread's id is never mistaken for it).
 thread_local io_unit* bound_unit = nullptr;
-
-/// The machine's CPU time so far, in clock ticks (`/proc/stat`'s first
-/// line: user nice system idle iowait irq softirq steal), or false.
-bool read_machine(int fd, uint64_t& busy, uint64_t& total) noexcept {
-  if (fd < 0)
-    return false;
-  char buf[256];
-  auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-  if (n <= 0)
-    return false;
-  buf[n] = '\0';
-  if (std::strncmp(buf, "cpu ", 4) != 0)
-    return false;
-  char* at = buf + 4;
-  uint64_t field[8] = {};
-  for (auto& f : field) {
-    char* end = nullptr;
-    f = std::strtoull(at, &end, 10);
-    if (end == at)
-      return false;
-    at = end;
-  }
-  total = 0;
-  for (auto f : field)
-    total += f;
-  busy = total - field[3] - field[4]; // less idle and iowait
-  return true;
-}
 
 /// A small file's text, or empty.
 std::string read_text(const std::string& path) {
@@ -136,6 +109,66 @@ io_unit::io_unit(caf::actor_system& sys, size_t turns,
 io_unit::~io_unit() {
   if (stat_fd_ >= 0)
     ::close(stat_fd_);
+}
+
+bool io_unit::parse_stat(const char* text, const std::vector<bool>* only,
+                         uint64_t& busy, uint64_t& total) noexcept {
+  // Lines "cpu  user nice system idle iowait irq softirq steal ..." (the
+  // machine), then "cpuN ..." per core; only the first eight count (guest
+  // time is in user already).
+  bool found = false;
+  busy = 0;
+  total = 0;
+  for (const char* line = text; line != nullptr && *line != '\0';) {
+    const char* next = std::strchr(line, '\n');
+    if (std::strncmp(line, "cpu", 3) != 0)
+      break; // the cpu lines come first
+    const char* at = line + 3;
+    bool wanted = false;
+    if (*at == ' ') {
+      wanted = only == nullptr; // the machine's line
+    } else if (only != nullptr && *at >= '0' && *at <= '9') {
+      char* end = nullptr;
+      auto cpu = std::strtoull(at, &end, 10);
+      wanted = cpu < only->size() && (*only)[cpu];
+      at = end;
+    }
+    if (wanted) {
+      uint64_t field[8] = {};
+      bool ok = true;
+      for (auto& f : field) {
+        char* end = nullptr;
+        f = std::strtoull(at, &end, 10);
+        if (end == at) {
+          ok = false;
+          break;
+        }
+        at = end;
+      }
+      if (!ok)
+        return false;
+      uint64_t all = 0;
+      for (auto f : field)
+        all += f;
+      total += all;
+      busy += all - field[3] - field[4]; // less idle and iowait
+      found = true;
+    }
+    line = next != nullptr ? next + 1 : nullptr;
+  }
+  return found;
+}
+
+bool io_unit::read_machine(uint64_t& busy, uint64_t& total) noexcept {
+  if (stat_fd_ < 0 || stat_buf_.size() < 2)
+    return false;
+  auto n = ::pread(stat_fd_, stat_buf_.data(), stat_buf_.size() - 1, 0);
+  if (n <= 0)
+    return false;
+  stat_buf_[static_cast<size_t>(n)] = '\0';
+  return parse_stat(stat_buf_.data(), cpus_of_ours_.empty() ? nullptr
+                                                            : &cpus_of_ours_,
+                    busy, total);
 }
 
 uint64_t io_unit::quota_left_x100(uint64_t quota_x100, uint64_t window_ns,
@@ -265,10 +298,32 @@ void io_unit::bind() noexcept {
     auto cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
     tick_ns_ = hz > 0 ? 1'000'000'000 / static_cast<uint64_t>(hz) : 0;
     cpus_ = cpus > 0 ? static_cast<uint64_t>(cpus) : 0;
+    auto conf = ::sysconf(_SC_NPROCESSORS_CONF);
+    size_t slots = std::max<size_t>(conf > 0 ? static_cast<size_t>(conf) : 0,
+                                    static_cast<size_t>(cpus_));
+    try {
+      // The cores this process may run on (a cpuset, `taskset`): only
+      // their load counts, and only they are this process's to share.
+      cpu_set_t mask;
+      CPU_ZERO(&mask);
+      if (::sched_getaffinity(0, sizeof(mask), &mask) == 0) {
+        auto ours = static_cast<uint64_t>(CPU_COUNT(&mask));
+        if (ours > 0 && ours < cpus_) {
+          cpus_of_ours_.assign(CPU_SETSIZE, false);
+          for (size_t cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+            cpus_of_ours_[cpu] = CPU_ISSET(cpu, &mask);
+          cpus_ = ours;
+        }
+      }
+      // The cpu lines: the machine's, and one per core (~100 bytes each).
+      stat_buf_.resize(512 + 128 * std::max<size_t>(slots, 1));
+    } catch (...) {
+      stat_buf_.clear(); // no memory: the machine's load is unknown
+    }
     last_look_ = std::chrono::steady_clock::now();
     last_ours_ns_ = process_cpu_ns();
     last_quota_ours_ns_ = last_ours_ns_;
-    if ((!read_machine(stat_fd_, last_busy_, last_total_) || tick_ns_ == 0
+    if ((!read_machine(last_busy_, last_total_) || tick_ns_ == 0
          || cpus_ == 0)
         && stat_fd_ >= 0) {
       ::close(stat_fd_);
@@ -316,7 +371,7 @@ void io_unit::sample() noexcept {
   auto ours = process_cpu_ns();
   uint64_t busy = 0;
   uint64_t total = 0;
-  if (stat_fd_ >= 0 && read_machine(stat_fd_, busy, total)
+  if (stat_fd_ >= 0 && read_machine(busy, total)
       && total > last_total_) {
     machine_left_x100_ = cores_left_x100(cpus_,
                                          (total - last_total_) * tick_ns_,

@@ -66,6 +66,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "caf/execution_unit.hpp"
 #include "caf/fwd.hpp"
@@ -113,6 +114,12 @@ public:
   /// `busy_ns` of it busy, `ours_ns` of that this process's.
   static uint64_t cores_left_x100(uint64_t cpus, uint64_t all_ns,
                                   uint64_t busy_ns, uint64_t ours_ns) noexcept;
+
+  /// The busy and all time (clock ticks) in `text` (`/proc/stat`): of the
+  /// cores `only` marks (`cpuN` lines), or, if null, of the machine (the
+  /// `cpu` line). False if nothing was found.
+  static bool parse_stat(const char* text, const std::vector<bool>* only,
+                         uint64_t& busy, uint64_t& total) noexcept;
 
   /// The cores, in hundredths, that a quota of `quota_x100` leaves this
   /// process in a window of `window_ns` in which the cgroup's other
@@ -170,6 +177,9 @@ public:
   void exec_later(caf::resumable* job) override;
 
 private:
+  /// `/proc/stat` now (see `parse_stat`), or false.
+  bool read_machine(uint64_t& busy, uint64_t& total) noexcept;
+
   /// Hands `job` (and the reference it carries) to CAF's scheduler.
   void to_scheduler(caf::resumable* job) noexcept;
 
@@ -196,6 +206,9 @@ private:
   bool probed_ = false;
   bool looking_ = false; // `automatic`, with something to look at
   int stat_fd_ = -1;
+  std::vector<char> stat_buf_;
+  /// The cores this process may run on, if not every one (else empty).
+  std::vector<bool> cpus_of_ours_;
   uint64_t machine_left_x100_ = UINT64_MAX; // the last look's, or none
   cpu_quota quota_;
   uint64_t last_usage_ns_ = 0;
