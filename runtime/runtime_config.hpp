@@ -39,8 +39,10 @@
 /// through the scheduler.
 /// `tcp-gather` is where the turns that I/O thread woke run: `auto` keeps
 /// them on that thread (up to `tcp-inline-turns` at a time) while other
-/// processes leave this one less than 1.5 cores (read from `/proc/stat`
-/// every 100 ms), and hands them to the scheduler's workers otherwise;
+/// processes leave this one less than 1.5 cores (read every 100 ms from
+/// `/proc/stat`, of the cores this process may run on, and from its
+/// cgroup's CPU quota if it has one), and hands them to the scheduler's
+/// workers otherwise;
 /// `always` and `never` fix either (actors/tcp.hpp: "Where actors run").
 ///
 /// Scheduler choice: weave keeps CAF's work-stealing scheduler but changes

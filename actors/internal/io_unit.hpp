@@ -37,8 +37,9 @@
 // Which: `weave.tcp-gather` (runtime_config.hpp): `auto` (the default)
 // measures, `always` and `never` fix it. `auto` looks at most every
 // `sample_every`, and only while the thread runs turns, at the machine's
-// busy time (`/proc/stat`) less this process's own CPU time (`getrusage`):
-// the cores the other processes kept busy. Under a CPU quota (a container's
+// busy time (`/proc/stat`; only the cores this process may run on, if its
+// affinity or cpuset leaves out some) less this process's own CPU time
+// (`getrusage`): the cores the other processes kept busy. Under a CPU quota (a container's
 // cgroup: v2 `cpu.max`, v1 `cpu.cfs_quota_us`), where `/proc/stat` shows
 // the host, also at the quota less what the cgroup's other processes used
 // (its `cpu.stat` / `cpuacct.usage`); the smaller of the two counts. It
