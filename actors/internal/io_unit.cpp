@@ -47,15 +47,26 @@ std::string read_text(const std::string& path) {
   return out;
 }
 
-/// The number at the start of `text` (after blanks), or false.
-bool leading_number(const std::string& text, size_t pos, uint64_t& out) {
+/// The number at the start of `text` (after blanks), or false; `after`,
+/// if given, gets the position just past it.
+bool leading_number(const std::string& text, size_t pos, uint64_t& out,
+                    size_t* after = nullptr) {
   while (pos < text.size() && (text[pos] == ' ' || text[pos] == '\t'))
     ++pos;
   if (pos >= text.size() || text[pos] < '0' || text[pos] > '9')
     return false;
   char* end = nullptr;
   out = std::strtoull(text.c_str() + pos, &end, 10);
+  if (after != nullptr)
+    *after = static_cast<size_t>(end - text.c_str());
   return end != text.c_str() + pos;
+}
+
+/// A quota of `quota` per `period` in hundredths of a core, without
+/// overflowing (a quota beyond 64 bits of hundredths is no limit at all).
+uint64_t hundredths(uint64_t quota, uint64_t period) noexcept {
+  auto x100 = static_cast<unsigned __int128>(quota) * 100 / period;
+  return x100 > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(x100);
 }
 
 /// `dir` and its parents up to "/" (for "/a/b": "/a/b", "/a", "/").
@@ -134,12 +145,16 @@ bool io_unit::parse_stat(const char* text, const std::vector<bool>* only,
       at = end;
     }
     if (wanted) {
+      // A line without its newline may be cut off (a full buffer): its
+      // last number may be a prefix of the real one.
+      if (next == nullptr)
+        return false;
       uint64_t field[8] = {};
       bool ok = true;
       for (auto& f : field) {
         char* end = nullptr;
         f = std::strtoull(at, &end, 10);
-        if (end == at) {
+        if (end == at || end > next) { // strtoull skips newlines too
           ok = false;
           break;
         }
@@ -162,9 +177,23 @@ bool io_unit::parse_stat(const char* text, const std::vector<bool>* only,
 bool io_unit::read_machine(uint64_t& busy, uint64_t& total) noexcept {
   if (stat_fd_ < 0 || stat_buf_.size() < 2)
     return false;
-  auto n = ::pread(stat_fd_, stat_buf_.data(), stat_buf_.size() - 1, 0);
-  if (n <= 0)
-    return false;
+  ssize_t n = 0;
+  for (;;) {
+    n = ::pread(stat_fd_, stat_buf_.data(), stat_buf_.size() - 1, 0);
+    if (n <= 0)
+      return false;
+    // A full buffer may have cut the cpu lines: a larger one (once; its
+    // size stays for the next looks).
+    if (static_cast<size_t>(n) < stat_buf_.size() - 1)
+      break;
+    if (stat_buf_.size() >= (size_t{1} << 20))
+      return false;
+    try {
+      stat_buf_.resize(stat_buf_.size() * 2);
+    } catch (...) {
+      return false;
+    }
+  }
   stat_buf_[static_cast<size_t>(n)] = '\0';
   return parse_stat(stat_buf_.data(), cpus_of_ours_.empty() ? nullptr
                                                             : &cpus_of_ours_,
@@ -214,11 +243,11 @@ io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
         auto text = read_text(base + "/cpu.max");
         uint64_t quota = 0;
         uint64_t period = 0;
-        auto space = text.find(' ');
-        if (space == std::string::npos || !leading_number(text, 0, quota)
-            || !leading_number(text, space + 1, period) || period == 0)
+        size_t after = 0;
+        if (!leading_number(text, 0, quota, &after)
+            || !leading_number(text, after, period) || period == 0)
           continue; // no file, or "max"
-        consider(quota * 100 / period, base + "/cpu.stat");
+        consider(hundredths(quota, period), base + "/cpu.stat");
       }
       continue;
     }
@@ -236,8 +265,13 @@ io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
     }
     if (!cpu)
       continue;
-    for (auto& mount : {std::string{"/cpu,cpuacct"}, std::string{"/cpu"},
-                        std::string{"/cpuacct,cpu"}}) {
+    // Mounted under the name of its controllers as listed (also
+    // "cpuset,cpu,cpuacct"), or one of the usual names.
+    std::vector<std::string> mounts{"/" + controllers};
+    for (const char* usual : {"/cpu,cpuacct", "/cpu", "/cpuacct,cpu"})
+      if (mounts.front() != usual)
+        mounts.emplace_back(usual);
+    for (auto& mount : mounts) {
       auto root = fs_root + mount;
       for (auto& dir : self_and_parents(path)) {
         auto base = join_path(root, dir);
@@ -254,7 +288,7 @@ io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
         auto usage = base + "/cpuacct.usage";
         if (!cpuacct || read_text(usage).empty())
           usage = join_path(fs_root + "/cpuacct", dir) + "/cpuacct.usage";
-        consider(quota * 100 / period, usage);
+        consider(hundredths(quota, period), usage);
       }
     }
   }
@@ -323,6 +357,7 @@ void io_unit::bind() noexcept {
     last_look_ = std::chrono::steady_clock::now();
     last_ours_ns_ = process_cpu_ns();
     last_quota_ours_ns_ = last_ours_ns_;
+    last_quota_look_ = last_look_;
     if ((!read_machine(last_busy_, last_total_) || tick_ns_ == 0
          || cpus_ == 0)
         && stat_fd_ >= 0) {
@@ -362,37 +397,52 @@ void io_unit::sample() noexcept {
   auto now = std::chrono::steady_clock::now();
   if (now - last_look_ < sample_every)
     return;
-  auto window_ns = static_cast<uint64_t>(
-    std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_look_)
-      .count());
   // The next look comes `sample_every` later even if this one says nothing
   // (no clock tick since the last: the machine's window goes on).
   last_look_ = now;
   auto ours = process_cpu_ns();
   uint64_t busy = 0;
   uint64_t total = 0;
-  if (stat_fd_ >= 0 && read_machine(busy, total)
-      && total > last_total_) {
-    machine_left_x100_ = cores_left_x100(cpus_,
-                                         (total - last_total_) * tick_ns_,
-                                         (busy - last_busy_) * tick_ns_,
-                                         ours - last_ours_ns_);
-    last_busy_ = busy;
-    last_total_ = total;
-    last_ours_ns_ = ours;
+  if (stat_fd_ >= 0 && read_machine(busy, total)) {
+    if (total < last_total_ || busy < last_busy_) {
+      // Counters that went back (a core of ours went offline, iowait's
+      // known step back): a new window from here, no figure from this one
+      // (waiting for `total` to pass the old one could take for ever, and
+      // `busy - last_busy_` would wrap).
+      last_busy_ = busy;
+      last_total_ = total;
+      last_ours_ns_ = ours;
+    } else if (total > last_total_) {
+      machine_left_x100_ = cores_left_x100(cpus_,
+                                           (total - last_total_) * tick_ns_,
+                                           (busy - last_busy_) * tick_ns_,
+                                           ours - last_ours_ns_);
+      last_busy_ = busy;
+      last_total_ = total;
+      last_ours_ns_ = ours;
+    }
   }
   auto left = machine_left_x100_;
   if (quota_.cores_x100 > 0) {
     // The cgroup's time less ours: its other processes (our children too).
+    // The cgroup's usage, ours and the window all from the last look
+    // that read the usage (a failed read, say out of descriptors, must not
+    // leave ours of that window in the cgroup's figure as "others").
     uint64_t others = 0;
     uint64_t usage = 0;
+    uint64_t window_ns = 0;
     if (read_cgroup_usage_ns(quota_.usage_path, usage)) {
       auto used = usage > last_usage_ns_ ? usage - last_usage_ns_ : 0;
       auto ours_in_window = ours - last_quota_ours_ns_;
       others = used > ours_in_window ? used - ours_in_window : 0;
+      window_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(
+          now - last_quota_look_)
+          .count());
       last_usage_ns_ = usage;
+      last_quota_ours_ns_ = ours;
+      last_quota_look_ = now;
     }
-    last_quota_ours_ns_ = ours;
     left = std::min(left, quota_left_x100(quota_.cores_x100, window_ns,
                                           others));
   }

@@ -214,6 +214,8 @@ private:
   cpu_quota quota_;
   uint64_t last_usage_ns_ = 0;
   uint64_t last_quota_ours_ns_ = 0;
+  /// The last look that read the cgroup's usage (or `bind`'s).
+  std::chrono::steady_clock::time_point last_quota_look_{};
   uint64_t tick_ns_ = 0;
   uint64_t cpus_ = 0;
   std::chrono::steady_clock::time_point last_look_{};
