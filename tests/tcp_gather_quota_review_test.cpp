@@ -15,34 +15,10 @@
 #include <unistd.h>
 
 #include "actors/internal/io_unit.hpp"
+#include "tests/cgroup_support.hpp"
 
 using weave::actors::internal::io_unit;
-
-namespace {
-
-/// A directory tree under $TEST_TMPDIR standing for /sys/fs/cgroup.
-struct fake_cgroups {
-  std::string root;
-
-  explicit fake_cgroups(const char* name) {
-    const char* base = std::getenv("TEST_TMPDIR");
-    root = std::string{base != nullptr ? base : "/tmp"} + "/qrev_" + name
-           + "_" + std::to_string(::getpid());
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directories(root);
-  }
-  ~fake_cgroups() {
-    std::error_code ec;
-    std::filesystem::remove_all(root, ec);
-  }
-  void put(const std::string& path, const std::string& text) const {
-    auto full = std::filesystem::path{root + path};
-    std::filesystem::create_directories(full.parent_path());
-    std::ofstream{full} << text;
-  }
-};
-
-} // namespace
+using weave::test::fake_cgroups;
 
 // --- Failed on d0c84e2 -----------------------------------------------------
 
@@ -98,6 +74,7 @@ TEST_CASE("review: a /proc/stat cut off in the middle of a wanted cpu line "
 TEST_CASE("review: cgroup v1 with cpu co-mounted with more controllers: the "
           "mount is named as /proc/self/cgroup lists them") {
   fake_cgroups fs{"v1multi"};
+  fs.put("/cpuset,cpu,cpuacct/cpu.cfs_period_us", "100000\n"); // the root
   fs.put("/cpuset,cpu,cpuacct/a/cpu.cfs_quota_us", "150000\n");
   fs.put("/cpuset,cpu,cpuacct/a/cpu.cfs_period_us", "100000\n");
   fs.put("/cpuset,cpu,cpuacct/a/cpuacct.usage", "77\n");

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "actors/internal/io_unit.hpp"
+#include "tests/cgroup_support.hpp"
 #include "runtime/weave.hpp"
 #include "tests/io_support.hpp"
 #include "tests/tcp_inline_support.hpp"
@@ -36,6 +37,7 @@ using namespace std::chrono_literals;
 using namespace weave::actors;
 using namespace weave::test::tcp;
 using weave::actors::internal::io_unit;
+using weave::test::fake_cgroups;
 using weave::test::patience;
 using weave::test::proto::journal;
 using weave::test::proto::port_of;
@@ -377,32 +379,6 @@ TEST_CASE("auto: the cores other processes leave this one") {
   CHECK(io_unit::min_free_cores_x100 == 150);
 }
 
-namespace {
-
-/// A directory tree under $TEST_TMPDIR standing for /sys/fs/cgroup.
-struct fake_cgroups {
-  std::string root;
-
-  explicit fake_cgroups(const char* name) {
-    const char* base = std::getenv("TEST_TMPDIR");
-    root = std::string{base != nullptr ? base : "/tmp"} + "/cgroups_" + name
-           + "_" + std::to_string(::getpid());
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directories(root);
-  }
-  ~fake_cgroups() {
-    std::error_code ec;
-    std::filesystem::remove_all(root, ec);
-  }
-  void put(const std::string& path, const std::string& text) const {
-    auto full = std::filesystem::path{root + path};
-    std::filesystem::create_directories(full.parent_path());
-    std::ofstream{full} << text;
-  }
-};
-
-} // namespace
-
 TEST_CASE("auto under a CPU quota: cgroup v2, the smallest quota of the "
           "process's cgroup and its parents, with that cgroup's CPU time") {
   fake_cgroups fs{"v2"};
@@ -414,6 +390,12 @@ TEST_CASE("auto under a CPU quota: cgroup v2, the smallest quota of the "
   auto q = io_unit::find_cpu_quota("0::/kubepods/pod1/c1\n", fs.root);
   CHECK(q.cores_x100 == 150);
   CHECK(q.usage_path == fs.root + "/kubepods/pod1/cpu.stat");
+  // Every level with a quota is a ceiling (a parent's other children
+  // compete for the parent's): both, each with its own usage file.
+  REQUIRE(q.levels.size() == 2);
+  CHECK(q.levels[0].cores_x100 == 150);
+  CHECK(q.levels[1].cores_x100 == 400);
+  CHECK(q.levels[1].usage_path == fs.root + "/kubepods/cpu.stat");
   uint64_t ns = 0;
   REQUIRE(io_unit::read_cgroup_usage_ns(q.usage_path, ns));
   CHECK(ns == 5'000'000); // usage_usec, not nr_usage_usec
@@ -427,6 +409,9 @@ TEST_CASE("auto under a CPU quota: cgroup v2, the smallest quota of the "
 TEST_CASE("auto under a CPU quota: cgroup v1, with cpuacct mounted with "
           "cpu or apart, and a container that sees only its own cgroup") {
   fake_cgroups fs{"v1"};
+  // A hierarchy's root always has the files (no quota there: -1).
+  fs.put("/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+  fs.put("/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
   fs.put("/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "50000\n");
   fs.put("/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
   fs.put("/cpu,cpuacct/docker/abc/cpuacct.usage", "123456789\n");
@@ -443,12 +428,14 @@ TEST_CASE("auto under a CPU quota: cgroup v1, with cpuacct mounted with "
   fake_cgroups own{"v1own"};
   own.put("/cpu,cpuacct/cpu.cfs_quota_us", "200000\n");
   own.put("/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-  CHECK(io_unit::find_cpu_quota("4:cpu,cpuacct:/docker/abc\n", own.root)
-          .cores_x100
-        == 200);
+  auto qo = io_unit::find_cpu_quota("4:cpu,cpuacct:/docker/abc\n", own.root);
+  CHECK(qo.cores_x100 == 200);
+  CHECK(qo.levels.size() == 1);
 
   // cpu and cpuacct apart: the usage comes from cpuacct's tree.
   fake_cgroups apart{"v1apart"};
+  apart.put("/cpu/cpu.cfs_period_us", "100000\n");
+  apart.put("/cpuacct/cpuacct.usage", "1000\n");
   apart.put("/cpu/x/cpu.cfs_quota_us", "100000\n");
   apart.put("/cpu/x/cpu.cfs_period_us", "100000\n");
   apart.put("/cpuacct/x/cpuacct.usage", "42\n");
@@ -457,6 +444,11 @@ TEST_CASE("auto under a CPU quota: cgroup v1, with cpuacct mounted with "
   CHECK(qa.usage_path == apart.root + "/cpuacct/x/cpuacct.usage");
   REQUIRE(io_unit::read_cgroup_usage_ns(qa.usage_path, ns));
   CHECK(ns == 42);
+  // This process elsewhere in cpuacct's tree: that group may hold other
+  // processes, so no usage (the quota alone counts).
+  auto qe = io_unit::find_cpu_quota("3:cpu:/x\n2:cpuacct:/y\n", apart.root);
+  CHECK(qe.cores_x100 == 100);
+  CHECK(qe.usage_path.empty());
 
   // -1: no quota (this development machine's case).
   fake_cgroups unlimited{"v1none"};

@@ -210,35 +210,86 @@ uint64_t io_unit::quota_left_x100(uint64_t quota_x100, uint64_t window_ns,
   return quota_x100 > others_x100 ? quota_x100 - others_x100 : 0;
 }
 
-io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
-                                           const std::string& fs_root) {
-  cpu_quota best;
-  auto consider = [&](uint64_t x100, std::string usage) {
-    if (x100 == 0)
-      x100 = 1; // a quota below a hundredth of a core still is one
-    if (best.cores_x100 == 0 || x100 < best.cores_x100) {
-      best.cores_x100 = x100;
-      best.usage_path = std::move(usage);
+namespace {
+
+/// One line of `/proc/self/cgroup`: "hierarchy-id:controllers:path".
+struct cgroup_line {
+  std::string id;
+  std::string controllers;
+  std::string path;
+
+  bool has(const char* controller) const {
+    for (size_t at = 0; at <= controllers.size();) {
+      auto comma = controllers.find(',', at);
+      if (comma == std::string::npos)
+        comma = controllers.size();
+      if (controllers.compare(at, comma - at, controller) == 0)
+        return true;
+      at = comma + 1;
     }
-  };
+    return false;
+  }
+};
+
+std::vector<cgroup_line> cgroup_lines(const std::string& text) {
+  std::vector<cgroup_line> out;
   size_t line_start = 0;
-  while (line_start < self_cgroup.size()) {
-    auto line_end = self_cgroup.find('\n', line_start);
+  while (line_start < text.size()) {
+    auto line_end = text.find('\n', line_start);
     if (line_end == std::string::npos)
-      line_end = self_cgroup.size();
-    auto line = self_cgroup.substr(line_start, line_end - line_start);
+      line_end = text.size();
+    auto line = text.substr(line_start, line_end - line_start);
     line_start = line_end + 1;
-    // "hierarchy-id:controllers:path"
     auto c1 = line.find(':');
     auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
     if (c2 == std::string::npos)
       continue;
-    auto id = line.substr(0, c1);
-    auto controllers = line.substr(c1 + 1, c2 - c1 - 1);
-    auto path = line.substr(c2 + 1);
-    if (id == "0" && controllers.empty()) {
+    out.push_back({line.substr(0, c1), line.substr(c1 + 1, c2 - c1 - 1),
+                   line.substr(c2 + 1)});
+  }
+  return out;
+}
+
+/// Where a v1 hierarchy of `line`'s controllers is mounted under
+/// `fs_root`: named as listed (also "cpuset,cpu,cpuacct"), or one of
+/// `usual`; empty if none is there (a v1 hierarchy's root always has
+/// `probe`).
+std::string v1_mount(const std::string& fs_root, const cgroup_line& line,
+                     std::initializer_list<const char*> usual,
+                     const char* probe) {
+  std::vector<std::string> names{"/" + line.controllers};
+  for (const char* name : usual)
+    names.emplace_back(name);
+  for (auto& name : names)
+    if (::access((fs_root + name + "/" + probe).c_str(), F_OK) == 0)
+      return fs_root + name;
+  return {};
+}
+
+} // namespace
+
+io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
+                                           const std::string& fs_root) {
+  cpu_quota out;
+  auto consider = [&](uint64_t x100, std::string usage) {
+    if (x100 == 0)
+      x100 = 1; // a quota below a hundredth of a core still is one
+    if (out.cores_x100 == 0 || x100 < out.cores_x100) {
+      out.cores_x100 = x100;
+      out.usage_path = usage;
+    }
+    out.levels.push_back({x100, std::move(usage)});
+  };
+  auto lines = cgroup_lines(self_cgroup);
+  // v1's cpuacct, where it is a hierarchy apart from cpu.
+  const cgroup_line* acct = nullptr;
+  for (auto& line : lines)
+    if (line.id != "0" && line.has("cpuacct") && !line.has("cpu"))
+      acct = &line;
+  for (auto& line : lines) {
+    if (line.id == "0" && line.controllers.empty()) {
       // cgroup v2: "max 100000" or "<quota> <period>" in each level.
-      for (auto& dir : self_and_parents(path)) {
+      for (auto& dir : self_and_parents(line.path)) {
         auto base = join_path(fs_root, dir);
         auto text = read_text(base + "/cpu.max");
         uint64_t quota = 0;
@@ -251,48 +302,42 @@ io_unit::cpu_quota io_unit::find_cpu_quota(const std::string& self_cgroup,
       }
       continue;
     }
-    // cgroup v1: the "cpu" controller (often mounted with "cpuacct").
-    bool cpu = false;
-    bool cpuacct = false;
-    for (size_t at = 0; at <= controllers.size();) {
-      auto comma = controllers.find(',', at);
-      if (comma == std::string::npos)
-        comma = controllers.size();
-      auto name = controllers.substr(at, comma - at);
-      cpu = cpu || name == "cpu";
-      cpuacct = cpuacct || name == "cpuacct";
-      at = comma + 1;
-    }
-    if (!cpu)
+    if (!line.has("cpu"))
       continue;
-    // Mounted under the name of its controllers as listed (also
-    // "cpuset,cpu,cpuacct"), or one of the usual names.
-    std::vector<std::string> mounts{"/" + controllers};
-    for (const char* usual : {"/cpu,cpuacct", "/cpu", "/cpuacct,cpu"})
-      if (mounts.front() != usual)
-        mounts.emplace_back(usual);
-    for (auto& mount : mounts) {
-      auto root = fs_root + mount;
-      for (auto& dir : self_and_parents(path)) {
-        auto base = join_path(root, dir);
-        uint64_t quota = 0;
-        uint64_t period = 0;
-        // -1 (no quota) does not parse as a number.
-        if (!leading_number(read_text(base + "/cpu.cfs_quota_us"), 0, quota)
-            || !leading_number(read_text(base + "/cpu.cfs_period_us"), 0,
-                               period)
-            || period == 0)
-          continue;
-        // Its CPU time: in the same directory if mounted together, else
-        // in the cpuacct hierarchy at the same place.
-        auto usage = base + "/cpuacct.usage";
-        if (!cpuacct || read_text(usage).empty())
-          usage = join_path(fs_root + "/cpuacct", dir) + "/cpuacct.usage";
-        consider(hundredths(quota, period), usage);
-      }
+    // cgroup v1: the cpu controller, often mounted with cpuacct. Without
+    // a cgroup namespace the path names the host's cgroup while the
+    // container's own is mounted at the root: found walking up.
+    auto root = v1_mount(fs_root, line, {"/cpu,cpuacct", "/cpu",
+                                         "/cpuacct,cpu"},
+                         "cpu.cfs_period_us");
+    if (root.empty())
+      continue;
+    std::string acct_root;
+    if (!line.has("cpuacct") && acct != nullptr && acct->path == line.path)
+      acct_root = v1_mount(fs_root, *acct, {"/cpuacct"}, "cpuacct.usage");
+    for (auto& dir : self_and_parents(line.path)) {
+      auto base = join_path(root, dir);
+      uint64_t quota = 0;
+      uint64_t period = 0;
+      // -1 (no quota) does not parse as a number.
+      if (!leading_number(read_text(base + "/cpu.cfs_quota_us"), 0, quota)
+          || !leading_number(read_text(base + "/cpu.cfs_period_us"), 0,
+                             period)
+          || period == 0)
+        continue;
+      // Its CPU time: in the same directory if mounted together; in the
+      // cpuacct hierarchy at the same place if this process sits at the
+      // same place there (else that group may hold other processes: none).
+      std::string usage;
+      if (line.has("cpuacct")
+          || ::access((base + "/cpuacct.usage").c_str(), F_OK) == 0)
+        usage = base + "/cpuacct.usage"; // (or reached by a symlink)
+      else if (!acct_root.empty())
+        usage = join_path(acct_root, dir) + "/cpuacct.usage";
+      consider(hundredths(quota, period), std::move(usage));
     }
   }
-  return best;
+  return out;
 }
 
 bool io_unit::read_cgroup_usage_ns(const std::string& usage_path,
@@ -340,7 +385,7 @@ void io_unit::bind() noexcept {
       // their load counts, and only they are this process's to share.
       cpu_set_t mask;
       CPU_ZERO(&mask);
-      if (::sched_getaffinity(0, sizeof(mask), &mask) == 0) {
+      if (::sched_getaffinity(::getpid(), sizeof(mask), &mask) == 0) {
         auto ours = static_cast<uint64_t>(CPU_COUNT(&mask));
         if (ours > 0 && ours < cpus_) {
           cpus_of_ours_.assign(CPU_SETSIZE, false);
@@ -356,8 +401,6 @@ void io_unit::bind() noexcept {
     }
     last_look_ = std::chrono::steady_clock::now();
     last_ours_ns_ = process_cpu_ns();
-    last_quota_ours_ns_ = last_ours_ns_;
-    last_quota_look_ = last_look_;
     if ((!read_machine(last_busy_, last_total_) || tick_ns_ == 0
          || cpus_ == 0)
         && stat_fd_ >= 0) {
@@ -372,9 +415,12 @@ void io_unit::bind() noexcept {
     }
     // A quota without its usage still counts (as if the cgroup's other
     // processes used nothing).
-    if (quota_.cores_x100 > 0
-        && !read_cgroup_usage_ns(quota_.usage_path, last_usage_ns_))
-      quota_.usage_path.clear();
+    for (auto& level : quota_.levels) {
+      if (!read_cgroup_usage_ns(level.usage_path, level.last_usage_ns))
+        level.usage_path.clear();
+      level.last_ours_ns = last_ours_ns_;
+      level.last_look = last_look_;
+    }
     looking_ = stat_fd_ >= 0 || quota_.cores_x100 > 0;
   }
   // User handlers may run here: waiting on a future must be refused.
@@ -423,31 +469,37 @@ void io_unit::sample() noexcept {
     }
   }
   auto left = machine_left_x100_;
-  if (quota_.cores_x100 > 0) {
-    // The cgroup's time less ours: its other processes (our children too).
-    // The cgroup's usage, ours and the window all from the last look
-    // that read the usage (a failed read, say out of descriptors, must not
+  for (auto& level : quota_.levels) {
+    // Each cgroup's time less ours: its other processes (our children
+    // too). Its usage, ours and the window all from the last look that
+    // read the usage (a failed read, say out of descriptors, must not
     // leave ours of that window in the cgroup's figure as "others").
     uint64_t others = 0;
     uint64_t usage = 0;
     uint64_t window_ns = 0;
-    if (read_cgroup_usage_ns(quota_.usage_path, usage)) {
-      auto used = usage > last_usage_ns_ ? usage - last_usage_ns_ : 0;
-      auto ours_in_window = ours - last_quota_ours_ns_;
+    if (read_cgroup_usage_ns(level.usage_path, usage)) {
+      auto used = usage > level.last_usage_ns ? usage - level.last_usage_ns
+                                              : 0;
+      auto ours_in_window = ours - level.last_ours_ns;
       others = used > ours_in_window ? used - ours_in_window : 0;
       window_ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(
-          now - last_quota_look_)
+          now - level.last_look)
           .count());
-      last_usage_ns_ = usage;
-      last_quota_ours_ns_ = ours;
-      last_quota_look_ = now;
+      level.last_usage_ns = usage;
+      level.last_ours_ns = ours;
+      level.last_look = now;
     }
-    left = std::min(left, quota_left_x100(quota_.cores_x100, window_ns,
+    left = std::min(left, quota_left_x100(level.cores_x100, window_ns,
                                           others));
   }
-  if (left != UINT64_MAX)
-    gathering_.store(left < min_free_cores_x100, std::memory_order_relaxed);
+  if (left != UINT64_MAX) {
+    // Apart from each other, so that a figure on the line (a quota of 1.5
+    // cores, the others' few ms) does not flip it every look.
+    auto gather = gathering() ? left < spread_again_x100
+                              : left < min_free_cores_x100;
+    gathering_.store(gather, std::memory_order_relaxed);
+  }
   if (std::getenv("WEAVE_DBG"))
     std::fprintf(stderr, "sample: machine %llu quota %llu usage '%s' left %llu\n",
                  (unsigned long long) machine_left_x100_, (unsigned long long) quota_.cores_x100,

@@ -41,11 +41,12 @@
 // affinity or cpuset leaves out some) less this process's own CPU time
 // (`getrusage`): the cores the other processes kept busy. Under a CPU quota (a container's
 // cgroup: v2 `cpu.max`, v1 `cpu.cfs_quota_us`), where `/proc/stat` shows
-// the host, also at the quota less what the cgroup's other processes used
-// (its `cpu.stat` / `cpuacct.usage`); the smaller of the two counts. It
-// gathers while they leave this process fewer than `min_free_cores_x100`
-// hundredths of a core, and spreads otherwise (each look decides; with
-// neither `/proc/stat` nor a quota it never gathers).
+// the host, also at each quota (of its cgroup and of their parents) less
+// what that cgroup's other processes used (its `cpu.stat` /
+// `cpuacct.usage`); the smallest figure counts. It starts gathering once
+// they leave this process fewer than `min_free_cores_x100` hundredths of a
+// core, and spreads again from `spread_again_x100` (each look decides;
+// with neither `/proc/stat` nor a quota it never gathers).
 //
 // What runs here is user code (the handlers of actors that a TCP actor
 // answers), so the thread must not block: it is marked so (futures refuse
@@ -89,6 +90,10 @@ public:
   /// than this (in hundredths of a core): the I/O thread and a worker.
   static constexpr uint64_t min_free_cores_x100 = 150;
 
+  /// Once gathering, `automatic` spreads again only when this much is left
+  /// (hundredths of a core).
+  static constexpr uint64_t spread_again_x100 = 175;
+
   /// `weave.tcp-gather`.
   enum class gather_mode { automatic, always, never };
 
@@ -130,11 +135,26 @@ public:
 
   /// A CPU quota (cgroups) this process runs under.
   struct cpu_quota {
-    /// In hundredths of a core; 0: no quota found.
+    /// One cgroup with a quota (this process's or a parent).
+    struct level {
+      /// In hundredths of a core (at least 1).
+      uint64_t cores_x100 = 0;
+      /// The file that holds that cgroup's CPU time so far: v2 `cpu.stat`
+      /// (`usage_usec`), v1 `cpuacct.usage` (nanoseconds); may be empty.
+      std::string usage_path;
+      /// `sample`'s: the usage and this process's time at the last look
+      /// that read it, and when.
+      uint64_t last_usage_ns = 0;
+      uint64_t last_ours_ns = 0;
+      std::chrono::steady_clock::time_point last_look{};
+    };
+    /// The smallest quota, in hundredths of a core; 0: no quota found.
     uint64_t cores_x100 = 0;
-    /// The file that holds that cgroup's CPU time so far: v2 `cpu.stat`
-    /// (`usage_usec`), v1 `cpuacct.usage` (nanoseconds); may be empty.
+    /// Its cgroup's usage file (see `level`).
     std::string usage_path;
+    /// Every level with a quota: each one's quota less what its other
+    /// processes used is a ceiling (a parent's siblings compete too).
+    std::vector<level> levels;
   };
 
   /// The smallest CPU quota of the cgroups that `self_cgroup` (the text of
@@ -212,10 +232,6 @@ private:
   std::vector<bool> cpus_of_ours_;
   uint64_t machine_left_x100_ = UINT64_MAX; // the last look's, or none
   cpu_quota quota_;
-  uint64_t last_usage_ns_ = 0;
-  uint64_t last_quota_ours_ns_ = 0;
-  /// The last look that read the cgroup's usage (or `bind`'s).
-  std::chrono::steady_clock::time_point last_quota_look_{};
   uint64_t tick_ns_ = 0;
   uint64_t cpus_ = 0;
   std::chrono::steady_clock::time_point last_look_{};
