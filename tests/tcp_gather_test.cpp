@@ -377,6 +377,16 @@ TEST_CASE("auto: the cores other processes leave this one") {
   // 16 cores, 10 of them busy elsewhere: 6 left.
   CHECK(io_unit::cores_left_x100(16, 1600 * ms, 1200 * ms, 200 * ms) == 600);
   CHECK(io_unit::min_free_cores_x100 == 150);
+  // Gathering starts below 1.5 cores and ends from 1.75: a figure on the
+  // line (a quota of 1.5 cores less the others' few ms) does not flip it
+  // every look.
+  CHECK_FALSE(io_unit::gathers(false, 150));
+  CHECK(io_unit::gathers(false, 149));
+  CHECK(io_unit::gathers(true, 150));
+  CHECK(io_unit::gathers(true, 174));
+  CHECK_FALSE(io_unit::gathers(true, 175));
+  CHECK_FALSE(io_unit::gathers(false, 200));
+  CHECK(io_unit::gathers(true, 0));
 }
 
 TEST_CASE("auto under a CPU quota: cgroup v2, the smallest quota of the "

@@ -200,6 +200,10 @@ bool io_unit::read_machine(uint64_t& busy, uint64_t& total) noexcept {
                     busy, total);
 }
 
+bool io_unit::gathers(bool now, uint64_t left_x100) noexcept {
+  return left_x100 < (now ? spread_again_x100 : min_free_cores_x100);
+}
+
 uint64_t io_unit::quota_left_x100(uint64_t quota_x100, uint64_t window_ns,
                                   uint64_t others_ns) noexcept {
   if (window_ns == 0)
@@ -496,9 +500,7 @@ void io_unit::sample() noexcept {
   if (left != UINT64_MAX) {
     // Apart from each other, so that a figure on the line (a quota of 1.5
     // cores, the others' few ms) does not flip it every look.
-    auto gather = gathering() ? left < spread_again_x100
-                              : left < min_free_cores_x100;
-    gathering_.store(gather, std::memory_order_relaxed);
+    gathering_.store(gathers(gathering(), left), std::memory_order_relaxed);
   }
   if (std::getenv("WEAVE_DBG"))
     std::fprintf(stderr, "sample: machine %llu quota %llu usage '%s' left %llu\n",

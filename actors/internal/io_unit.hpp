@@ -121,6 +121,10 @@ public:
   static uint64_t cores_left_x100(uint64_t cpus, uint64_t all_ns,
                                   uint64_t busy_ns, uint64_t ours_ns) noexcept;
 
+  /// `automatic`'s decision: whether to gather, gathering `now` or not,
+  /// with `left_x100` hundredths of a core left (see above).
+  static bool gathers(bool now, uint64_t left_x100) noexcept;
+
   /// The busy and all time (clock ticks) in `text` (`/proc/stat`): of the
   /// cores `only` marks (`cpuN` lines), or, if null, of the machine (the
   /// `cpu` line). False if nothing was found.
