@@ -1,7 +1,9 @@
 // A TCP echo server and four clients on loopback, all actors; one client
 // reads slowly, and the server's writes to it are pushed back (answered
 // only once the bytes fit in the bounded write buffer) while the other
-// clients flow. The sockets' readiness is watched by weave's own I/O thread
+// clients flow. (It reads nothing until the others have finished and the
+// server has held a write to it back: a reader that is merely slow may
+// keep up with the echo of a slow machine, a sanitizer's build.) The sockets' readiness is watched by weave's own I/O thread
 // (`weave-tcp`, epoll); an actor that a readiness answers may run its next
 // turn on that thread (up to `weave.tcp-inline-turns` turns in a row, then
 // the chain goes on on CAF's scheduler), so each line is tagged with the
@@ -11,6 +13,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "actors/tcp.hpp"
@@ -76,14 +79,16 @@ std::atomic<uint64_t> answers_on_io_thread{0};
 std::atomic<uint64_t> answers_on_scheduler{0};
 
 /// A client: writes its pattern (each write answered once buffered),
-/// half-closes, checks what comes back, and tells `main`.
+/// half-closes, checks what comes back, and tells `main`. The slow client
+/// starts reading when `main` sends it a `get_atom`.
 caf::behavior client(caf::event_based_actor* cl, tcp_connection conn,
                      size_t c, caf::timespan pause, caf::actor main) {
   auto sent = std::make_shared<uint64_t>(0);
   auto got = std::make_shared<uint64_t>(0);
   auto in_order = std::make_shared<bool>(true);
   cl->send(cl, caf::put_atom::value); // write the next chunk
-  cl->send(cl, caf::get_atom::value); // read what arrived
+  if (c != slow_client)
+    cl->send(cl, caf::get_atom::value); // read what arrived
   return {
     [=](caf::put_atom) {
       if (*sent == bytes_per_client) {
@@ -147,6 +152,8 @@ void section_tcp(weave::runtime& rt, const options& opts) {
       srv->request(listener, caf::infinite, accept_atom::value)
         .then([=](tcp_connection conn) {
           say("server: accepted connection ", n);
+          if (n == slow_client)
+            caf::anon_send(main, conn); // main watches its stats
           auto pushed = std::make_shared<uint64_t>(0);
           srv->spawn([=](caf::event_based_actor* e, int) -> caf::behavior {
             echo(e, conn, n, pushed, main);
@@ -169,13 +176,37 @@ void section_tcp(weave::runtime& rt, const options& opts) {
       .receive([](std::string&) {}, [](caf::error&) {});
   }
   caf::timespan pause = opts.scaled(10ms);
+  std::vector<caf::actor> actors;
   for (size_t c = 0; c < clients; ++c)
-    rt.system().spawn(client, conns[c], c, pause, main);
+    actors.push_back(rt.system().spawn(client, conns[c], c, pause, main));
   std::vector<size_t> order;
   std::vector<tcp_stats> stats(clients);
-  for (size_t i = 0; i < 2 * clients; ++i)
+  tcp_connection slow_conn; // the server's side
+  bool have_slow_conn = false;
+  size_t taken = 0;
+  auto take = [&] {
     self->receive([&](caf::ok_atom, size_t c) { order.push_back(c); },
-                  [&](size_t n, const tcp_stats& st) { stats[n] = st; });
+                  [&](size_t n, const tcp_stats& st) { stats[n] = st; },
+                  [&](tcp_connection& conn) {
+                    slow_conn = std::move(conn);
+                    have_slow_conn = true;
+                  });
+    ++taken;
+  };
+  // The slow client starts reading once the others have finished and the
+  // server has held a write to it back.
+  while (order.size() < clients - 1 || !have_slow_conn)
+    take();
+  for (uint64_t pushed = 0; pushed == 0;) {
+    self->request(slow_conn, 10s, tcp_stats_atom::value)
+      .receive([&](const tcp_stats& st) { pushed = st.writes_pushed_back; },
+               [](caf::error&) {});
+    if (pushed == 0)
+      std::this_thread::sleep_for(1ms);
+  }
+  caf::anon_send(actors[slow_client], caf::get_atom::value);
+  while (taken < 2 * clients + 1)
+    take();
   say("the slow reader finished last: ",
       order.back() == slow_client ? "yes" : "no");
   say("server writes pushed back: ", stats[slow_client].writes_pushed_back,

@@ -100,18 +100,29 @@ TEST_CASE("a pool of K never runs more than K jobs at once") {
   weave::blocking_pool pool{rt, k, "bounded"};
   std::atomic<size_t> running{0};
   std::atomic<size_t> peak{0};
+  // The first K jobs wait for each other (bounded): the pool must run K
+  // at once, whatever the speed of this thread's submits (a slow submitter
+  // could otherwise see every job end before the next began).
+  weave::test::latch first_k{k};
+  std::atomic<size_t> met{0};
   std::vector<weave::future<void>> futures;
-  for (int i = 0; i < 200; ++i)
-    futures.push_back(pool.submit([&] {
+  for (size_t i = 0; i < 200; ++i)
+    futures.push_back(pool.submit([&, i] {
       auto now = ++running;
       weave::test::raise_max(peak, now);
+      if (i < k) {
+        first_k.count_down();
+        if (first_k.wait())
+          ++met;
+      }
       std::this_thread::sleep_for(200us); // the blocking call being modelled
       --running;
     }));
   for (auto& f : futures)
     f.get();
   CHECK(peak.load() <= k);
-  CHECK(peak.load() >= 2u); // it did run in parallel
+  CHECK(met.load() == k); // it did run K in parallel
+  CHECK(peak.load() == k);
   CHECK(pool.stats().workers == k);
 }
 

@@ -26,6 +26,11 @@ using namespace weave::test;
 
 namespace {
 
+/// How long a continuation holds the client thread at most: longer than
+/// a test waits (`patience`) for a job that must start meanwhile, so a job
+/// that waited for the client thread cannot start within that wait.
+constexpr auto hold_limit = 3 * patience;
+
 weave::process_pool_options one_worker(size_t threads, size_t capacity) {
   auto opts = pool_options(1);
   opts.threads_per_worker = threads;
@@ -44,7 +49,7 @@ public:
     auto job = pool.submit(hold(0, log, dir + "/gz"));
     done_ = job.then([st = state_](weave::result<int32_t>) {
       st->in.count_down();
-      st->release.wait(patience);
+      st->release.wait(hold_limit);
       return true;
     });
     touch(dir + "/gz");
@@ -98,7 +103,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   // P ends: the worker has an idle thread, and D (granted as sent, waiting
   // there) starts without the client thread.
   touch(dir + "/gp");
-  CHECK(eventually([&] { return lines_in(log) == 4; }, 3000ms));
+  CHECK(eventually([&] { return lines_in(log) == 4; }));
   CHECK(pool.stats().queued == 0);
   z.release();
   touch(dir + "/gq");
@@ -126,7 +131,7 @@ TEST_CASE("a job a continuation submits on the client thread starts when "
     eventually([&] { return lines_in(log) == 3; });
     d = pool.submit(hold(3, log, std::string{}));
     touch(dir + "/gp"); // a thread frees: D can start
-    d_started = eventually([&] { return lines_in(log) == 4; }, 3000ms);
+    d_started = eventually([&] { return lines_in(log) == 4; });
     return true;
   });
   touch(dir + "/gz");
@@ -152,7 +157,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   auto q = pool.submit(hold(2, log, dir + "/gq"));
   auto qc = q.then([&](weave::result<int32_t>) {
     q_in.count_down();
-    q_release.wait(patience);
+    q_release.wait(hold_limit);
     return true;
   });
   REQUIRE(eventually([&] { return lines_in(log) == 3; }));
@@ -171,7 +176,7 @@ TEST_CASE("a job submitted while a continuation holds the client thread "
   // the blocked client thread has not read yet: E must go out at once.
   auto e = pool.submit(hold(4, log, std::string{}));
   CHECK(pool.stats().queued == 0);
-  CHECK(eventually([&] { return lines_in(log) == 5; }, 3000ms));
+  CHECK(eventually([&] { return lines_in(log) == 5; }));
   q_release.count_down();
   CHECK(z.finished());
   CHECK(qc.get());

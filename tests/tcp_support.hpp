@@ -115,6 +115,10 @@ struct client_plan {
   size_t chunk = 64 * 1024;
   /// A pause before each read (a slow reader), zero for none.
   caf::timespan read_pause{0};
+  /// If set, the client reads nothing until it is true (looked at every
+  /// millisecond): a peer that really holds the echo back, however fast
+  /// or slow the echo runs.
+  std::shared_ptr<std::atomic<bool>> read_gate;
 };
 
 /// Streams `plan.bytes` of its pattern, half-closes, and checks that the
@@ -147,6 +151,10 @@ inline void run_client(caf::actor_system& sys, tcp_connection conn,
     return {[=](int tag) {
       if (*ended)
         return;
+      if (tag == read_tag && plan.read_gate && !plan.read_gate->load()) {
+        self->delayed_send(self, std::chrono::milliseconds{1}, read_tag);
+        return;
+      }
       if (tag == write_tag) {
         if (*sent == plan.bytes) {
           self->request(conn, caf::infinite, shutdown_write_atom::value)

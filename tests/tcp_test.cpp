@@ -36,6 +36,7 @@ TEST_CASE("echo on loopback: every byte back in order, one slow reader "
   serve_echo(rt.system(), listener, clients, conns, &bad);
   weave::test::latch done{clients};
   auto order = std::make_shared<finish_order>();
+  auto gate = std::make_shared<std::atomic<bool>>(false);
   for (size_t i = 0; i < clients; ++i) {
     tcp_options opts;
     client_plan plan;
@@ -45,10 +46,35 @@ TEST_CASE("echo on loopback: every byte back in order, one slow reader "
       opts.read_chunk = 4096;
       opts.socket_buffer = 16 * 1024;
       plan.read_pause = 1ms;
+      plan.read_gate = gate;
     }
     auto conn = spawn_tcp_connect(rt, "127.0.0.1", *port, opts);
     run_client(rt.system(), conn, plan, &bad, &done, order);
   }
+  // The slow reader reads nothing until the others have finished and the
+  // echo has had to hold its writes back (a reader merely slower than the
+  // echo is not enough: under a sanitizer the echo may never outrun it,
+  // nor the others the slow reader, and both checks below would be luck).
+  auto others_finished = [&] {
+    std::unique_lock<std::mutex> guard{order->mtx};
+    return order->ids.size() == clients - 1;
+  };
+  auto echo_pushed_back = [&] {
+    std::vector<tcp_connection> cs;
+    {
+      std::unique_lock<std::mutex> guard{conns->mtx};
+      cs = conns->conns;
+    }
+    for (auto& conn : cs) {
+      auto st = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
+      if (st && st->writes_pushed_back > 0)
+        return true;
+    }
+    return false;
+  };
+  CHECK(weave::test::eventually(others_finished)); // none waited for it
+  CHECK(weave::test::eventually(echo_pushed_back));
+  gate->store(true);
   REQUIRE(done.wait(30s));
   CHECK(bad.messages() == "");
   {
