@@ -330,16 +330,18 @@ TEST_CASE("review2: a tcp_write request after the protocol's close() is "
   int fd = l.accept_one();
   REQUIRE(weave::test::eventually([&] { return j.log() == "own refused;"; }));
   caf::expected<uint64_t> late{caf::error{}};
+  std::atomic<bool> answered{false}; // `late` is the asker's until then
   std::thread asker{[&] {
     caf::scoped_actor other{rt.system()};
     late = ask<uint64_t>(other, conn, tcp_write_atom::value,
                          std::string{"LATE"});
+    answered = true;
   }};
   // Let the request reach the connection before the peer drains it: the
   // stats request is answered after the write was taken or refused.
   auto st = weave::test::eventually([&] {
     auto s = ask<tcp_stats>(self, conn, tcp_stats_atom::value);
-    return !s || s->writes_pushed_back > 0 || late;
+    return !s || s->writes_pushed_back > 0 || answered.load();
   }, 2000ms);
   static_cast<void>(st);
   auto [got, code] = read_all(fd);
