@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <sched.h>
 #include <sys/resource.h>
 #include <fcntl.h>
@@ -502,10 +501,6 @@ void io_unit::sample() noexcept {
     // cores, the others' few ms) does not flip it every look.
     gathering_.store(gathers(gathering(), left), std::memory_order_relaxed);
   }
-  if (std::getenv("WEAVE_DBG"))
-    std::fprintf(stderr, "sample: machine %llu quota %llu usage '%s' left %llu\n",
-                 (unsigned long long) machine_left_x100_, (unsigned long long) quota_.cores_x100,
-                 quota_.usage_path.c_str(), (unsigned long long) left);
 }
 
 uint64_t io_unit::cores_left_x100(uint64_t cpus, uint64_t all_ns,
