@@ -14,6 +14,7 @@
 
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
+#include "caf/mailbox_element.hpp"
 #include "caf/response_promise.hpp"
 #include "caf/send.hpp"
 #include "caf/spawn_options.hpp"
@@ -200,6 +201,52 @@ write_req bytes_of(std::vector<char>& data, bool give_back = false) {
   return w;
 }
 
+/// Ends the connection for an exception that left a turn: `job_failed`
+/// with `where` and the exception's text.
+caf::error turn_threw(conn_state& s, const std::exception_ptr& x,
+                      const std::string& where) {
+  std::string what;
+  try {
+    std::rethrow_exception(x);
+  } catch (const std::exception& e) {
+    what = std::string{"threw: "} + e.what();
+  } catch (...) {
+    what = "threw a non-std exception";
+  }
+  auto err = make_error(errc::job_failed, where + what);
+  s.fail(err);
+  return err;
+}
+
+/// The socket is ready (`events`, as `epoll_wait` said).
+void on_ready(conn_actor* self, uint32_t events) {
+  auto& s = self->state;
+  s.nothing_to_read
+    = (s.armed & EPOLLIN) != 0
+      && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0;
+  s.armed = 0;
+  s.send_blocked = false;
+  if (s.connecting && !s.failure)
+    on_connected(self);
+  pump(s);
+}
+
+/// `on_ready` run by the I/O thread without a message (io_unit.hpp,
+/// `run_direct`): the turn sees a message like the one it replaces (from
+/// nobody, not a request) as its current one.
+void ready_turn(caf::scheduled_actor* p, uint32_t events) noexcept {
+  auto self = static_cast<conn_actor*>(p);
+  self->current_mailbox_element(self->state.ready_msg.get());
+  try {
+    on_ready(self, events);
+  } catch (...) {
+    self->quit(turn_threw(self->state, std::current_exception(),
+                          "tcp connection to " + self->state.peer
+                            + ": a turn "));
+  }
+  self->current_mailbox_element(nullptr);
+}
+
 /// A protocol on its way into the actor (spawn arguments are copied).
 using protocol_box = std::shared_ptr<std::unique_ptr<tcp_protocol>>;
 
@@ -217,19 +264,8 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
     self->set_exception_handler(
       [](caf::scheduled_actor* p, std::exception_ptr& x) -> caf::error {
         auto& s = static_cast<conn_actor*>(p)->state;
-        std::string what;
-        try {
-          std::rethrow_exception(x);
-        } catch (const std::exception& e) {
-          what = std::string{"threw: "} + e.what();
-        } catch (...) {
-          what = "threw a non-std exception";
-        }
-        auto err = make_error(errc::job_failed, "tcp protocol for " + s.peer
-                                                  + ": a then of its actor "
-                                                  + what);
-        s.fail(err);
-        return err;
+        return turn_threw(s, x, "tcp protocol for " + s.peer
+                                  + ": a then of its actor ");
       });
     st.proto = std::move(*box);
     // Alive while the protocol runs; its first turn (`connected`, or the
@@ -248,7 +284,11 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   // listed actor, also one that failed before it.
   st.me = caf::actor_cast<caf::weak_actor_ptr>(caf::actor_cast<caf::actor>(self));
   try {
-    st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self));
+    st.ready_msg = caf::make_mailbox_element(nullptr, caf::make_message_id(),
+                                             {}, tcp_ready_atom::value,
+                                             uint32_t{0});
+    st.id = st.reactor->add(fd, caf::actor_cast<caf::actor>(self),
+                            ready_turn);
   } catch (const weave::exception& e) {
     // Unlisted (the shutdown began, or epoll refused the socket):
     // nothing would stop it later, so it stops itself, after answering
@@ -331,17 +371,7 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
       s.fail(make_error(errc::closed, "tcp connection to " + s.peer
                                         + ": closed by this side"));
     },
-    [self](tcp_ready_atom, uint32_t events) {
-      auto& s = self->state;
-      s.nothing_to_read
-        = (s.armed & EPOLLIN) != 0
-          && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0;
-      s.armed = 0;
-      s.send_blocked = false;
-      if (s.connecting && !s.failure)
-        on_connected(self);
-      pump(s);
-    },
+    [self](tcp_ready_atom, uint32_t events) { on_ready(self, events); },
     [self](tcp_timeout_atom, uint64_t tag) { on_timer(self, tag); },
     [self](tcp_more_atom) {
       self->state.more_pending = false;

@@ -165,6 +165,9 @@ struct tcp_io_metrics {
   uint64_t busy_ns = 0;
   /// Turns the blocking detector reported as too long on it.
   uint64_t slow_handlers = 0;
+  /// Of `turns`, those a socket's readiness started without a message
+  /// (its actor was idle: the I/O thread ran the turn at once).
+  uint64_t direct_turns = 0;
 };
 
 /// One channel made with a runtime (see channel_stats.hpp for the counts).

@@ -271,6 +271,13 @@ void write_tcp_io(writer& w, const tcp_io_metrics& t) {
              w.sample("weave_tcp_io_slow_handlers_total", "", {},
                       num(t.slow_handlers));
            });
+  w.family("weave_tcp_io_direct_turns_total", "counter",
+           "Turns the TCP I/O thread started from a socket's readiness "
+           "without a message (the socket's actor was idle).",
+           [&] {
+             w.sample("weave_tcp_io_direct_turns_total", "", {},
+                      num(t.direct_turns));
+           });
 }
 
 void write_channels(writer& w, const std::vector<channel_metrics>& cs) {

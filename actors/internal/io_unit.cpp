@@ -16,9 +16,11 @@
 #include "caf/actor_system.hpp"
 #include "caf/message_id.hpp"
 #include "caf/resumable.hpp"
+#include "caf/scheduled_actor.hpp"
 #include "caf/scheduler/abstract_coordinator.hpp"
 
 #include "runtime/deadline_scope.hpp"
+#include "runtime/internal/histogram_metrics.hpp"
 #include "runtime/internal/thread_roles.hpp"
 
 namespace weave::actors::internal {
@@ -567,6 +569,49 @@ void io_unit::exec_later(caf::resumable* job) {
 
 void io_unit::to_scheduler(caf::resumable* job) noexcept {
   system().scheduler().enqueue(job);
+}
+
+bool io_unit::run_direct(caf::scheduled_actor* who, direct_turn fn,
+                         uint32_t events) noexcept {
+  if (turns_ == 0 || bound_unit != this || !who->mailbox().try_unblock())
+    return false;
+  // Ours now, as a job taken from a queue is a worker's: nothing else runs
+  // it, and whatever is sent to it stays in its mailbox.
+  if (detector_ != nullptr)
+    detector_->activity();
+  weave::internal::reset_thread_deadline();
+  if (slot_ != nullptr)
+    weave::internal::blocking_detector::begin_turn(*slot_, who);
+  // `activate` sets this unit as the actor's context (what it makes
+  // runnable comes to `exec_later` here); false for an actor that ended.
+  if (who->activate(this))
+    fn(who, events);
+  auto res = caf::resumable::awaiting_message;
+  // An actor that quit in the turn is cleaned up here, as CAF's `resume`
+  // does after a message (its mailbox closed: later messages bounce).
+  // Messages that came meanwhile are handled in the same turn, as if the
+  // readiness had been the first of them (CAF's `resume`, which blocks the
+  // mailbox again or says there is more).
+  if (!who->finalize() && !who->mailbox().try_block())
+    res = who->resume(this, turn_messages);
+  if (slot_ != nullptr) {
+    if (metrics_ != nullptr) {
+      metrics_->resume_ends(slot_->started_ns.load(std::memory_order_relaxed));
+      weave::internal::bump(metrics_->direct);
+    }
+    weave::internal::blocking_detector::end_turn(*slot_);
+  }
+  weave::internal::reset_thread_deadline();
+  if (res == caf::resumable::resume_later) {
+    // More than one turn takes: a job now, with the reference a scheduled
+    // actor's job holds (as `enqueue` takes), handled as in `run_chain`.
+    caf::intrusive_ptr_add_ref(who->ctrl());
+    if (!gathering())
+      to_scheduler(who);
+    else if (auto over = keep(who))
+      to_scheduler(over);
+  }
+  return true;
 }
 
 size_t io_unit::run_chain() noexcept {

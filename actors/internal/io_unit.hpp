@@ -103,6 +103,11 @@ public:
           gather_mode gather = gather_mode::automatic);
   ~io_unit() override;
 
+  /// `weave.tcp-inline-turns` (0: nothing runs here).
+  size_t turns() const noexcept {
+    return turns_;
+  }
+
   /// True on the I/O thread while it gathers (see above).
   static bool gathering_here() noexcept;
 
@@ -187,6 +192,27 @@ public:
   /// Sends `msg` to `who` from nobody; if that makes `who` runnable, it is
   /// the next job here (with `turns == 0`: the scheduler's).
   void deliver(const caf::strong_actor_ptr& who, caf::message msg);
+
+  /// A turn that a readiness starts in its socket's actor, called without
+  /// a message (`run_direct`): the actor's handler of that readiness. It
+  /// must not throw (it ends the actor instead).
+  using direct_turn = void (*)(caf::scheduled_actor* who,
+                               uint32_t events) noexcept;
+
+  /// On the I/O thread: runs `fn(who, events)` here and now as a turn of
+  /// `who`, without a message, if `who` is idle (its mailbox empty and
+  /// blocked: not running, not queued anywhere). It takes the actor as a
+  /// scheduler does (the mailbox from blocked to empty: a message sent to
+  /// it meanwhile schedules nothing), runs the turn like `run_chain` runs
+  /// one (the blocking detector's slot, the deadline scope), ends the
+  /// actor if the turn quit it (CAF's `finalize`), and gives it back (its
+  /// mailbox blocked again) or, if messages came meanwhile, keeps it here
+  /// as a job for them (`exec_later`). False, and nothing done, if `who`
+  /// is not idle or `turns == 0`: then the caller sends the readiness as
+  /// a message. What this saves per readiness: the message, the mailbox's
+  /// queue, and the match against the actor's behavior.
+  bool run_direct(caf::scheduled_actor* who, direct_turn fn,
+                  uint32_t events) noexcept;
 
   /// Runs the kept jobs, and those their turns make runnable, in order: at
   /// most `turns` turns (see above).

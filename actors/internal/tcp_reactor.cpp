@@ -16,6 +16,7 @@
 #include "caf/actor_cast.hpp"
 #include "caf/actor_system.hpp"
 #include "caf/make_message.hpp"
+#include "caf/scheduled_actor.hpp"
 #include "caf/send.hpp"
 
 #include "actors/internal/io_unit.hpp"
@@ -154,14 +155,15 @@ void tcp_reactor::start_thread() {
   started_ = true;
 }
 
-uint64_t tcp_reactor::add(int fd, const caf::actor& who) {
+uint64_t tcp_reactor::add(int fd, const caf::actor& who, direct_turn direct) {
   uint64_t id;
   {
     std::unique_lock<std::mutex> guard{mtx_};
     if (stopping_)
       raise(make_error(errc::shut_down, "tcp: the runtime is shutting down"));
     id = next_id_++;
-    actors_.emplace(id, caf::actor_cast<caf::weak_actor_ptr>(who));
+    actors_.emplace(id, listed_actor{caf::actor_cast<caf::weak_actor_ptr>(who),
+                                     direct});
   }
   // Disarmed until `arm`; one-shot already, because the kernel reports
   // EPOLLERR and EPOLLHUP even for an empty mask (level-triggered, they
@@ -196,7 +198,7 @@ void tcp_reactor::forget(uint64_t id) {
   std::unique_lock<std::mutex> guard{mtx_};
   auto i = actors_.find(id);
   if (i != actors_.end()) {
-    gone = std::move(i->second);
+    gone = std::move(i->second.who);
     actors_.erase(i);
   }
   guard.unlock();
@@ -245,8 +247,9 @@ bool tcp_reactor::take_ready(const epoll_event* evs, int n,
     }
     auto j = actors_.find(evs[i].data.u64);
     if (j != actors_.end())
-      if (auto ptr = j->second.lock())
-        ready.emplace_back(std::move(ptr), uint32_t{evs[i].events});
+      if (auto ptr = j->second.who.lock())
+        ready.push_back(
+          ready_item{std::move(ptr), uint32_t{evs[i].events}, j->second.direct});
   }
   return stop;
 }
@@ -293,10 +296,9 @@ void tcp_reactor::run() {
     if (n < 0)
       break;
     bool stop = take_ready(evs, n, ready);
-    for (auto& [who, events] : ready)
-      unit.deliver(who, caf::make_message(tcp_ready_atom::value, events));
+    auto direct = deliver_ready(ready);
     ready.clear(); // outside the lock: may drop the last reference
-    ran = unit.run_chain() > 0;
+    ran = unit.run_chain() + direct > 0;
     if (ran)
       unit.sample();
     if (stop)
@@ -311,6 +313,26 @@ void tcp_reactor::run() {
     ended_ = true;
   }
   cv_.notify_all();
+}
+
+size_t tcp_reactor::deliver_ready(std::vector<ready_item>& ready) {
+  auto& unit = *unit_;
+  bool gathering = unit.gathering();
+  size_t direct = 0;
+  for (size_t i = 0; i < ready.size(); ++i) {
+    auto& item = ready[i];
+    bool here = item.direct != nullptr
+                && (gathering ? direct < unit.turns() : i + 1 == ready.size());
+    if (here
+        && unit.run_direct(static_cast<caf::scheduled_actor*>(item.who->get()),
+                           item.direct, item.events)) {
+      ++direct;
+      continue;
+    }
+    unit.deliver(item.who,
+                 caf::make_message(tcp_ready_atom::value, item.events));
+  }
+  return direct;
 }
 
 void tcp_reactor::rescue(uint64_t stuck) {
@@ -354,9 +376,9 @@ void tcp_reactor::run_standby(uint64_t stuck) {
       if (n < 0)
         break;
       bool stop = take_ready(evs, n, ready);
-      for (auto& [who, events] : ready)
-        caf::anon_send(caf::actor_cast<caf::actor>(who),
-                       tcp_ready_atom::value, events);
+      for (auto& item : ready)
+        caf::anon_send(caf::actor_cast<caf::actor>(item.who),
+                       tcp_ready_atom::value, item.events);
       ready.clear();
       // An actor the stuck handler made runnable waits in the unit, where
       // only the stuck thread would run it: to a worker (as a worker's
@@ -387,8 +409,8 @@ void tcp_reactor::begin_shutdown(shutdown_report&) {
     if (stopping_)
       return;
     stopping_ = true;
-    for (auto& [id, who] : actors_)
-      actors.emplace_back(who);
+    for (auto& [id, listed] : actors_)
+      actors.emplace_back(listed.who);
   }
   for (auto& who : actors)
     if (auto ptr = who.lock())

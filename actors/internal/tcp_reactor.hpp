@@ -72,10 +72,19 @@ public:
   tcp_reactor();
   ~tcp_reactor() override;
 
+  /// The turn a readiness starts in a socket's actor, run without a
+  /// message when the actor is idle (io_unit.hpp, `run_direct`).
+  using direct_turn = void (*)(caf::scheduled_actor* who,
+                               uint32_t events) noexcept;
+
   /// Lists `who` and watches `fd` (not armed); an id for `arm` and
   /// `forget`. Throws `shut_down` once stopping (the caller closes `fd`;
-  /// `who` is not listed, so it must end by itself).
-  uint64_t add(int fd, const caf::actor& who);
+  /// `who` is not listed, so it must end by itself). With `direct`, a
+  /// readiness that would run `who`'s turn on the I/O thread runs
+  /// `direct(who, events)` there when `who` is idle, instead of sending it
+  /// `(tcp_ready_atom, events)`; `direct` must do what that message's
+  /// handler does.
+  uint64_t add(int fd, const caf::actor& who, direct_turn direct = nullptr);
 
   /// One readiness notification for `fd` on read and/or write.
   void arm(uint64_t id, int fd, bool read, bool write);
@@ -103,7 +112,16 @@ public:
                        shutdown_report& report) override;
 
 private:
-  using ready_item = std::pair<caf::strong_actor_ptr, uint32_t>;
+  struct listed_actor {
+    caf::weak_actor_ptr who;
+    direct_turn direct = nullptr;
+  };
+
+  struct ready_item {
+    caf::strong_actor_ptr who;
+    uint32_t events = 0;
+    direct_turn direct = nullptr;
+  };
 
   void start_thread();
   void run();
@@ -116,6 +134,13 @@ private:
   /// The listed actors of `n` events (under `mtx_`); true on the stop.
   bool take_ready(const epoll_event* evs, int n,
                   std::vector<ready_item>& ready);
+
+  /// On the I/O thread: hands each readiness to its actor. The ones whose
+  /// turn would run here (gathering: up to `tcp-inline-turns` of them;
+  /// spreading: the last, as the unit keeps the newest job) run at once
+  /// without a message if their actor is idle (io_unit.hpp, `run_direct`);
+  /// the others are messages, as before. The number of turns run.
+  size_t deliver_ready(std::vector<ready_item>& ready);
 
   /// The watchdog saw the I/O thread in one turn (epoch `stuck`) since its
   /// last look: a handler blocks there (a sleep, a `scoped_actor`'s
@@ -142,7 +167,7 @@ private:
   int wake_fd_ = -1;
   std::mutex mtx_;
   std::condition_variable cv_;
-  std::unordered_map<uint64_t, caf::weak_actor_ptr> actors_;
+  std::unordered_map<uint64_t, listed_actor> actors_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
   bool started_ = false;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "caf/error.hpp"
+#include "caf/mailbox_element.hpp"
 #include "caf/response_promise.hpp"
 
 #include "actors/internal/tcp_reactor.hpp"
@@ -188,6 +189,9 @@ struct conn_state {
   bool more_pending = false;
   /// The actor itself, strongly, while its protocol runs.
   caf::strong_actor_ptr keep;
+  /// What a readiness turn run without a message (`run_direct`) has as its
+  /// current message: one like the `tcp_ready` it replaces.
+  caf::mailbox_element_ptr ready_msg;
 
   size_t read_buffered() const { return rend - rpos; }
   size_t write_buffered() const { return answered_unsent; }

@@ -26,6 +26,9 @@ public:
     std::atomic<uint64_t> parks{0};
     std::atomic<uint64_t> steals{0};
     std::atomic<uint64_t> slow_handlers{0};
+    /// The TCP I/O thread's only: of `resumes`, the turns it ran without a
+    /// message (io_unit.hpp, `run_direct`).
+    std::atomic<uint64_t> direct{0};
 
     /// A turn that began at `started_ns` (steady clock, the blocking
     /// detector's stamp, read in before_resume anyway) ends now: one clock
@@ -74,6 +77,7 @@ public:
     out.tcp_io.turns = io_.resumes.load(std::memory_order_relaxed);
     out.tcp_io.busy_ns = io_.busy_ns.load(std::memory_order_relaxed);
     out.tcp_io.slow_handlers = io_.slow_handlers.load(std::memory_order_relaxed);
+    out.tcp_io.direct_turns = io_.direct.load(std::memory_order_relaxed);
   }
 
 private:
