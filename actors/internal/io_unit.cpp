@@ -614,13 +614,14 @@ bool io_unit::run_direct(caf::scheduled_actor* who, direct_turn fn,
   return true;
 }
 
-size_t io_unit::run_chain() noexcept {
+size_t io_unit::run_chain(size_t done) noexcept {
   size_t turn = 0;
+  auto budget = turns_ > done ? turns_ - done : std::min(turns_, size_t{1});
   // Work after a quiet spell: the watchdog comes back to its busy period
   // (as when a parked worker wakes with work).
   if (detector_ != nullptr && has_kept())
     detector_->activity();
-  for (caf::resumable* job; turn < turns_ && (job = take()) != nullptr;
+  for (caf::resumable* job; turn < budget && (job = take()) != nullptr;
        ++turn) {
     // A deadline scope lasts at most one turn, as on a worker.
     weave::internal::reset_thread_deadline();

@@ -216,7 +216,9 @@ public:
 
   /// Runs the kept jobs, and those their turns make runnable, in order: at
   /// most `turns` turns (see above).
-  size_t run_chain() noexcept;
+  /// `done` turns ran here already in this pass (`run_direct`): they
+  /// count against the budget, but one kept job runs at least.
+  size_t run_chain(size_t done = 0) noexcept;
 
   /// Any thread: hands the kept jobs, if any, to the scheduler. The TCP
   /// reactor's standby calls it while a turn here is stuck: an actor that

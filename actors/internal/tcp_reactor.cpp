@@ -298,7 +298,7 @@ void tcp_reactor::run() {
     bool stop = take_ready(evs, n, ready);
     auto direct = deliver_ready(ready);
     ready.clear(); // outside the lock: may drop the last reference
-    ran = unit.run_chain() + direct > 0;
+    ran = unit.run_chain(direct) + direct > 0;
     if (ran)
       unit.sample();
     if (stop)
