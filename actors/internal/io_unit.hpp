@@ -19,6 +19,16 @@
 // `turns == 0` nothing runs here: every readiness goes to the scheduler, as
 // a message from outside.
 //
+// Without a message. A readiness whose actor is idle (its mailbox empty
+// and blocked: nothing runs or queues it) does not need a message to wake
+// it: `run_direct` takes the actor as a scheduler takes a job (the mailbox
+// from blocked to empty, CAF's own hand-over), runs the readiness handler
+// as a turn here, and gives the actor back (blocked again; CAF's `resume`
+// for messages that came meanwhile, `finalize` for an actor that quit).
+// That saves, per readiness, the message's allocation, the mailbox's queue
+// and the match against the actor's behavior — the turn itself is the same.
+// An actor that is not idle gets the message, as before.
+//
 // Spread or gather. While the machine has idle cores, the unit keeps one
 // job, the newest: a second one sends the older to the scheduler at once,
 // where a worker takes it in parallel, and what is left after `turns` turns,

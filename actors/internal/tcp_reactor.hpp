@@ -3,7 +3,9 @@
 // Internal: the I/O thread behind weave's TCP actors. One per runtime, named
 // `weave-tcp`: it waits (epoll) for readiness of every registered socket
 // and tells the socket's actor with `(tcp_ready_atom, events)`; the actor
-// does the non-blocking call itself. Registration is one-shot
+// does the non-blocking call itself. A connection's actor that is idle when
+// its readiness would run its turn on this thread gets that turn at once,
+// without the message (`deliver_ready`, io_unit.hpp: `run_direct`). Registration is one-shot
 // (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
 // most one readiness message in flight per arming.
 //
