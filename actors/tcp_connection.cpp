@@ -236,6 +236,17 @@ void on_ready(conn_actor* self, uint32_t events) {
 /// nobody, not a request) as its current one.
 void ready_turn(caf::scheduled_actor* p, uint32_t events) noexcept {
   auto self = static_cast<conn_actor*>(p);
+  if (self->current_behavior().as_behavior_impl().get()
+      != self->state.own_behavior) {
+    // The actor waits for a response (a protocol's `request(...).await`:
+    // CAF takes nothing else until it came) or another behavior took over:
+    // the readiness is a message, handled by CAF's rules in the `resume`
+    // that `run_direct` calls for the messages that came in this turn.
+    self->enqueue(nullptr, caf::make_message_id(),
+                  caf::make_message(tcp_ready_atom::value, events),
+                  self->context());
+    return;
+  }
   self->current_mailbox_element(self->state.ready_msg.get());
   try {
     on_ready(self, events);
@@ -309,7 +320,7 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
   }
   if (driven)
     --st.in_callback;
-  return {
+  caf::behavior own{
     [self](connected_atom) {
       auto& s = self->state;
       auto rp = self->make_response_promise();
@@ -381,6 +392,9 @@ caf::behavior connection(conn_actor* self, std::shared_ptr<tcp_reactor> r,
       stop_for_shutdown(self, "tcp connection to " + self->state.peer);
     },
   };
+  // What a turn without a message checks first (`ready_turn`).
+  st.own_behavior = own.as_behavior_impl().get();
+  return own;
 }
 
 } // namespace

@@ -192,6 +192,9 @@ struct conn_state {
   /// What a readiness turn run without a message (`run_direct`) has as its
   /// current message: one like the `tcp_ready` it replaces.
   caf::mailbox_element_ptr ready_msg;
+  /// The connection's behavior: a turn without a message runs only while
+  /// it is the current one (no `await` pending, no `become`).
+  const void* own_behavior = nullptr;
 
   size_t read_buffered() const { return rend - rpos; }
   size_t write_buffered() const { return answered_unsent; }
