@@ -237,11 +237,16 @@ void on_ready(conn_actor* self, uint32_t events) {
 void ready_turn(caf::scheduled_actor* p, uint32_t events) noexcept {
   auto self = static_cast<conn_actor*>(p);
   if (self->current_behavior().as_behavior_impl().get()
-      != self->state.own_behavior) {
+        != self->state.own_behavior
+      || !self->get_normal_queue().cache().empty()
+      || !self->get_urgent_queue().cache().empty()) {
     // The actor waits for a response (a protocol's `request(...).await`:
-    // CAF takes nothing else until it came) or another behavior took over:
-    // the readiness is a message, handled by CAF's rules in the `resume`
-    // that `run_direct` calls for the messages that came in this turn.
+    // CAF takes nothing else until it came), another behavior took over,
+    // or messages skipped during such a wait are still in the mailbox's
+    // cache (CAF puts them back in line when it handles the next message,
+    // and a turn without a message would leave them there): the readiness
+    // is a message, handled by CAF's rules in the `resume` that
+    // `run_direct` calls for the messages that came in this turn.
     self->enqueue(nullptr, caf::make_message_id(),
                   caf::make_message(tcp_ready_atom::value, events),
                   self->context());
