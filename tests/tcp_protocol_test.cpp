@@ -440,7 +440,13 @@ TEST_CASE("pause_reading holds the bytes in the kernel until "
     return j.log() == "connected;";
   }));
   send_all(fd, "held"); // on loopback: in the server's socket on return
-  caf::anon_send(gate, std::string{"go"});
+  // "connected" is journaled before the protocol's request reaches the
+  // gate: a "go" that came first would release nothing (an ASan run on a
+  // busy machine hung here). Until it released the request.
+  REQUIRE(weave::test::eventually([&] {
+    auto released = ask<int>(self, gate, std::string{"go"});
+    return released && *released == 1;
+  }));
   REQUIRE(weave::test::eventually([&] { return j.text() == "held"; }));
   ::close(fd);
   REQUIRE(j.lost_latch.wait(patience));
