@@ -37,30 +37,6 @@ using weave::test::patience;
 
 namespace {
 
-/// Holds every int request; `"n"` answers how many it holds, `"go"`
-/// releases them all.
-caf::actor spawn_counting_gate(weave::runtime& rt) {
-  return rt.system().spawn([](caf::event_based_actor* g) -> caf::behavior {
-    auto waiting = std::make_shared<std::vector<caf::response_promise>>();
-    return {
-      [=](int) {
-        auto rp = g->make_response_promise();
-        waiting->push_back(rp);
-        return rp;
-      },
-      [=](std::string& what) {
-        int n = static_cast<int>(waiting->size());
-        if (what == "go") {
-          for (auto& rp : *waiting)
-            rp.deliver(1);
-          waiting->clear();
-        }
-        return n;
-      },
-    };
-  });
-}
-
 /// Answers every int with an error.
 caf::actor spawn_refuser(weave::runtime& rt) {
   return rt.system().spawn([](caf::event_based_actor*) -> caf::behavior {
@@ -331,7 +307,7 @@ TEST_CASE("review18b: a message skipped while a protocol awaits a "
     CAPTURE(gather_name);
     weave::runtime rt{turns_config(8, gather)};
     caf::scoped_actor self{rt.system()};
-    auto gate = spawn_counting_gate(rt);
+    auto gate = spawn_gate(rt);
     std::atomic<int> a_on_io{0};
     std::mutex mtx;
     caf::actor conn;

@@ -58,31 +58,6 @@ struct event_log {
   }
 };
 
-/// Holds every int request; `"n"` answers how many it holds, `"go"`
-/// releases them all (answering how many).
-caf::actor spawn_counting_gate(weave::runtime& rt) {
-  return rt.system().spawn([](caf::event_based_actor* g) -> caf::behavior {
-    auto waiting = std::make_shared<std::vector<caf::response_promise>>();
-    return {
-      [=](int x) {
-        auto rp = g->make_response_promise();
-        waiting->push_back(rp);
-        (void) x;
-        return rp;
-      },
-      [=](std::string& what) {
-        int n = static_cast<int>(waiting->size());
-        if (what == "go") {
-          for (auto& rp : *waiting)
-            rp.deliver(1);
-          waiting->clear();
-        }
-        return n;
-      },
-    };
-  });
-}
-
 /// For each chunk: asks the gate and *awaits* the answer (CAF's `await`:
 /// the actor handles nothing else until it comes), then writes "r" + chunk.
 struct awaiting_proto : tcp_protocol {
@@ -114,7 +89,7 @@ TEST_CASE("review18: a protocol that awaits a response handles no readiness "
       CAPTURE(gather_name);
       weave::runtime rt{turns_config(turns, gather)};
       caf::scoped_actor self{rt.system()};
-      auto gate = spawn_counting_gate(rt);
+      auto gate = spawn_gate(rt);
       event_log log;
       auto srv = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
         return std::make_unique<awaiting_proto>(gate, &log);

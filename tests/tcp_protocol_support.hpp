@@ -268,7 +268,8 @@ inline caf::actor echo_int(weave::runtime& rt) {
 }
 
 /// Holds every int request until a string arrives, then answers them all
-/// (the answer to the string: how many it released).
+/// (the answer to the string: how many it released); `"n"` releases
+/// nothing and answers how many it holds.
 inline caf::actor spawn_gate(weave::runtime& rt) {
   return rt.system().spawn([](caf::event_based_actor* g) -> caf::behavior {
     auto waiting = std::make_shared<std::vector<caf::response_promise>>();
@@ -278,8 +279,11 @@ inline caf::actor spawn_gate(weave::runtime& rt) {
         waiting->push_back(rp);
         return rp;
       },
-      [=](std::string&) {
+      [=](std::string& what) {
+        // "n": how many it holds; anything else releases them all.
         int n = static_cast<int>(waiting->size());
+        if (what == "n")
+          return n;
         for (auto& rp : *waiting)
           rp.deliver(1);
         waiting->clear();

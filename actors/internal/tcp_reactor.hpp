@@ -5,8 +5,8 @@
 // and tells the socket's actor with `(tcp_ready_atom, events)`; the actor
 // does the non-blocking call itself. A connection's actor that is idle when
 // its readiness would run its turn on this thread gets that turn at once,
-// without the message (`deliver_ready`, io_unit.hpp: `run_direct`). Registration is one-shot
-// (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
+// without the message (`deliver_ready`, io_unit.hpp: `run_direct`).
+// Registration is one-shot (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
 // most one readiness message in flight per arming.
 //
 // Where the woken actors run: the reactor delivers each readiness through
@@ -46,6 +46,7 @@
 #include "caf/timespan.hpp"
 #include "caf/weak_intrusive_ptr.hpp"
 
+#include "actors/internal/io_unit.hpp"
 #include "runtime/internal/blocking_detector.hpp"
 #include "runtime/internal/component.hpp"
 #include "runtime/internal/deadline_timer.hpp"
@@ -61,7 +62,6 @@ using tcp_timeout_atom = caf::atom_constant<caf::atom("tcp_timer")>;
 /// A connection's next turn for its protocol (tcp_protocol.hpp).
 using tcp_more_atom = caf::atom_constant<caf::atom("tcp_more")>;
 
-class io_unit;
 
 class tcp_reactor : public weave::internal::component,
                     public std::enable_shared_from_this<tcp_reactor> {
@@ -76,8 +76,7 @@ public:
 
   /// The turn a readiness starts in a socket's actor, run without a
   /// message when the actor is idle (io_unit.hpp, `run_direct`).
-  using direct_turn = void (*)(caf::scheduled_actor* who,
-                               uint32_t events) noexcept;
+  using direct_turn = io_unit::direct_turn;
 
   /// Lists `who` and watches `fd` (not armed); an id for `arm` and
   /// `forget`. Throws `shut_down` once stopping (the caller closes `fd`;
