@@ -40,6 +40,11 @@ MEASURES = [
     ("tcp_echo_rtt", "p50_us", "us", True),
     ("tcp_echo_rtt", "p99_us", "us", True),
     ("tcp_throughput", "bytes_per_s", "bytes/s", False),
+    # The same driven from other actors (weave's request API; tokio: a task
+    # owning the socket, driven over channels).
+    ("tcp_echo_rtt_request", "p50_us", "us", True),
+    ("tcp_echo_rtt_request", "p99_us", "us", True),
+    ("tcp_throughput_request", "bytes_per_s", "bytes/s", False),
     # CPU time (process user + system) per operation: what a design burns.
     ("offload_rtt", "cpu_us_per_op", "us", True),
     ("offload_throughput", "cpu_us_per_op", "us", True),
@@ -51,6 +56,8 @@ MEASURES = [
     ("remote_throughput", "cpu_us_per_op", "us", True),
     ("tcp_echo_rtt", "cpu_us_per_op", "us", True),
     ("tcp_throughput", "cpu_us_per_op", "us", True),
+    ("tcp_echo_rtt_request", "cpu_us_per_op", "us", True),
+    ("tcp_throughput_request", "cpu_us_per_op", "us", True),
 ]
 # Scaling measures: (id, metric, unit, lower_is_better), reported at every
 # thread count T as "<metric>@<T>", each with "cpu_us_per_op@<T>".
@@ -80,10 +87,15 @@ NOT_RUN = {
     "tcp": "tcp_echo_rtt: one client, 64-byte messages echoed on loopback, "
            "one at a time (p50/p99; CPU per round trip). tcp_throughput: "
            "1 GiB in 64 KiB writes to a reader that discards it (CPU per "
-           "64 KiB write). weave: listener and connection actors, both ends "
-           "actors on one runtime; asio: both ends async on one io_context "
-           "thread; tokio: multi-thread runtime, server as a spawned task. "
-           "caf_raw and python: not run",
+           "64 KiB write). weave: both ends connection actors on one "
+           "runtime, each driven by a tcp_protocol in its own actor; asio: "
+           "both ends async on one io_context thread; tokio: multi-thread "
+           "runtime, server as a spawned task. The _request ids: the same "
+           "sizes with each socket driven from another actor (weave: "
+           "requests to the connection actor, an answer each; tokio: a task "
+           "owning the socket serves commands from an mpsc channel, a "
+           "oneshot answer each; asio: not run, it has no actor or "
+           "channel to drive a socket through). caf_raw and python: not run",
     "scaling": "fanout: one actor (task, handler) sends a CPU-bound task "
                "(2 ms of CPU) to each of 400 actors on T scheduler threads; "
                "speed-up over T = 1 (caf_raw: CAF's defaults but for the "

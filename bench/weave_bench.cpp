@@ -253,9 +253,9 @@ int main(int argc, char** argv) {
       bench::weave_channel_mpmc(rt, out);
     bench::weave_tcp(rt, bench::wanted(argc, argv, "tcp_echo_rtt"),
                      bench::wanted(argc, argv, "tcp_throughput"), out);
-    bench::weave_tcp_protocol(
-      rt, bench::wanted(argc, argv, "tcp_echo_rtt_protocol"),
-      bench::wanted(argc, argv, "tcp_throughput_protocol"), out);
+    bench::weave_tcp_request(
+      rt, bench::wanted(argc, argv, "tcp_echo_rtt_request"),
+      bench::wanted(argc, argv, "tcp_throughput_request"), out);
   }
   // Its own runtime, with the middleman.
   auto remote_rtt = bench::wanted(argc, argv, "remote_rtt");

@@ -18,6 +18,10 @@ namespace bench {
 
 namespace {
 
+// tcp_echo_rtt_request and tcp_throughput_request: the request API, other
+// actors drive each socket by requests to its connection actor (a request
+// and its answer per read or write).
+
 /// A connected pair on loopback: {client, server}.
 std::pair<tcp_connection, tcp_connection> connect_pair(weave::runtime& rt) {
   auto listener = spawn_tcp_listener(rt, "127.0.0.1", 0);
@@ -49,7 +53,7 @@ void echo(caf::event_based_actor* self, tcp_connection conn) {
       [=](caf::error&) { self->quit(); });
 }
 
-void echo_rtt(weave::runtime& rt, report& out) {
+void echo_rtt_request(weave::runtime& rt, report& out) {
   auto [client, server] = connect_pair(rt);
   rt.system().spawn([server = server](caf::event_based_actor* self) {
     echo(self, server);
@@ -84,13 +88,13 @@ void echo_rtt(weave::runtime& rt, report& out) {
     }};
   });
   done.get_future().get();
-  out.set("tcp_echo_rtt", "cpu_us_per_op", cpu.us_per_op(total));
-  out.set("tcp_echo_rtt", "p50_us", h.percentile_us(50));
-  out.set("tcp_echo_rtt", "p99_us", h.percentile_us(99));
+  out.set("tcp_echo_rtt_request", "cpu_us_per_op", cpu.us_per_op(total));
+  out.set("tcp_echo_rtt_request", "p50_us", h.percentile_us(50));
+  out.set("tcp_echo_rtt_request", "p99_us", h.percentile_us(99));
   caf::anon_send(client, tcp_close_atom::value);
 }
 
-void stream(weave::runtime& rt, report& out) {
+void stream_request(weave::runtime& rt, report& out) {
   auto [client, server] = connect_pair(rt);
   std::promise<void> done;
   cpu_meter cpu;
@@ -157,8 +161,8 @@ void stream(weave::runtime& rt, report& out) {
   });
   done.get_future().get();
   auto secs = seconds_since(t0);
-  out.set("tcp_throughput", "bytes_per_s", tcp_stream_bytes / secs);
-  out.set("tcp_throughput", "cpu_us_per_op",
+  out.set("tcp_throughput_request", "bytes_per_s", tcp_stream_bytes / secs);
+  out.set("tcp_throughput_request", "cpu_us_per_op",
           cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
   // WEAVE_TCP_STATS=1: both ends' counters on stderr (after the
   // measure), to see how often the writer was held back and the reader
@@ -184,8 +188,8 @@ void stream(weave::runtime& rt, report& out) {
   caf::anon_send(server, tcp_close_atom::value);
 }
 
-// The same two measures with `tcp_protocol`s: the echo and the stream run
-// inside the connections' own actors (no request, no answer per read or
+// tcp_echo_rtt and tcp_throughput: `tcp_protocol`s, the echo and the stream
+// run inside the connections' own actors (no request, no answer per read or
 // write), as asio's handlers and Tokio's tasks own their sockets.
 
 struct echo_protocol : tcp_protocol {
@@ -235,7 +239,7 @@ uint16_t port_of(weave::runtime& rt, const tcp_listener& l) {
   return port;
 }
 
-void echo_rtt_protocol(weave::runtime& rt, report& out) {
+void echo_rtt(weave::runtime& rt, report& out) {
   auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [] {
     return std::make_unique<echo_protocol>();
   });
@@ -248,9 +252,9 @@ void echo_rtt_protocol(weave::runtime& rt, report& out) {
                     std::make_unique<ping_protocol>(&h, &done));
   done.get_future().get();
   auto total = rtt_warmup + rtt_samples;
-  out.set("tcp_echo_rtt_protocol", "cpu_us_per_op", cpu.us_per_op(total));
-  out.set("tcp_echo_rtt_protocol", "p50_us", h.percentile_us(50));
-  out.set("tcp_echo_rtt_protocol", "p99_us", h.percentile_us(99));
+  out.set("tcp_echo_rtt", "cpu_us_per_op", cpu.us_per_op(total));
+  out.set("tcp_echo_rtt", "p50_us", h.percentile_us(50));
+  out.set("tcp_echo_rtt", "p99_us", h.percentile_us(99));
   caf::anon_send(server, tcp_close_atom::value);
 }
 
@@ -287,7 +291,7 @@ struct sink_protocol : tcp_protocol {
   }
 };
 
-void stream_protocol(weave::runtime& rt, report& out) {
+void stream(weave::runtime& rt, report& out) {
   std::promise<void> done;
   auto server = spawn_tcp_server(rt, "127.0.0.1", 0, [&done] {
     return std::make_unique<sink_protocol>(&done);
@@ -299,27 +303,27 @@ void stream_protocol(weave::runtime& rt, report& out) {
                     std::make_unique<producer_protocol>());
   done.get_future().get();
   auto secs = seconds_since(t0);
-  out.set("tcp_throughput_protocol", "bytes_per_s", tcp_stream_bytes / secs);
-  out.set("tcp_throughput_protocol", "cpu_us_per_op",
+  out.set("tcp_throughput", "bytes_per_s", tcp_stream_bytes / secs);
+  out.set("tcp_throughput", "cpu_us_per_op",
           cpu.us_per_op(double(tcp_stream_bytes) / tcp_chunk));
   caf::anon_send(server, tcp_close_atom::value);
 }
 
 } // namespace
 
-void weave_tcp_protocol(weave::runtime& rt, bool rtt, bool throughput,
-                        report& out) {
-  if (rtt)
-    echo_rtt_protocol(rt, out);
-  if (throughput)
-    stream_protocol(rt, out);
-}
-
 void weave_tcp(weave::runtime& rt, bool rtt, bool throughput, report& out) {
   if (rtt)
     echo_rtt(rt, out);
   if (throughput)
     stream(rt, out);
+}
+
+void weave_tcp_request(weave::runtime& rt, bool rtt, bool throughput,
+                       report& out) {
+  if (rtt)
+    echo_rtt_request(rt, out);
+  if (throughput)
+    stream_request(rt, out);
 }
 
 } // namespace bench

@@ -201,6 +201,141 @@ fn scaling(wanted: &dyn Fn(&str) -> bool, out: &mut Vec<(String, String, f64)>) 
     }
 }
 
+/// What weave's request API is (bench/weave_tcp.cpp, `echo_rtt_request`):
+/// one task owns the socket and serves commands from a channel, in order,
+/// answering each on a oneshot; other tasks drive the socket through it.
+#[derive(Debug)]
+enum Cmd {
+    /// Writes all of it; answers with the buffer (weave's `write_all`).
+    Write(Vec<u8>, tokio::sync::oneshot::Sender<Vec<u8>>),
+    /// Exactly `n` bytes (weave's `read_exact`).
+    ReadExact(usize, tokio::sync::oneshot::Sender<Vec<u8>>),
+    /// What one read gives, into the buffer (weave's `read_into`).
+    ReadInto(Vec<u8>, tokio::sync::oneshot::Sender<Vec<u8>>),
+}
+
+fn spawn_conn(mut s: tokio::net::TcpStream) -> mpsc::UnboundedSender<Cmd> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Write(b, done) => {
+                    if s.write_all(&b).await.is_err() {
+                        break;
+                    }
+                    let _ = done.send(b);
+                }
+                Cmd::ReadExact(n, done) => {
+                    let mut b = vec![0u8; n];
+                    if s.read_exact(&mut b).await.is_err() {
+                        break;
+                    }
+                    let _ = done.send(b);
+                }
+                Cmd::ReadInto(mut b, done) => {
+                    match s.read(&mut b).await {
+                        Ok(n) if n > 0 => {
+                            b.truncate(n);
+                            let _ = done.send(b);
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// A connected pair on loopback, each side owned by its own task.
+async fn request_pair() -> (mpsc::UnboundedSender<Cmd>, mpsc::UnboundedSender<Cmd>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (srv, _) = l.accept().await.unwrap();
+    c.set_nodelay(true).unwrap();
+    srv.set_nodelay(true).unwrap();
+    (spawn_conn(c), spawn_conn(srv))
+}
+
+fn tcp_request(wanted: &dyn Fn(&str) -> bool, rt: &tokio::runtime::Runtime,
+               out: &mut Vec<(String, String, f64)>) {
+    use tokio::sync::oneshot;
+    if wanted("tcp_echo_rtt_request") {
+        let c0 = cpu_seconds();
+        let mut s = rt.block_on(async {
+            let (client, server) = request_pair().await;
+            // The echo: a read, then its bytes written (not waiting for
+            // that write's answer), as weave's echo actor does.
+            tokio::spawn(async move {
+                loop {
+                    let (tx, rx) = oneshot::channel();
+                    if server.send(Cmd::ReadExact(TCP_MESSAGE, tx)).is_err() {
+                        break;
+                    }
+                    let msg = match rx.await {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    };
+                    let (tx, _rx) = oneshot::channel();
+                    if server.send(Cmd::Write(msg, tx)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let msg = vec![7u8; TCP_MESSAGE];
+            let mut s = Vec::with_capacity(RTT_SAMPLES);
+            for i in 0..RTT_WARMUP + RTT_SAMPLES {
+                let t0 = Instant::now();
+                let (tx, _rx) = oneshot::channel();
+                client.send(Cmd::Write(msg.clone(), tx)).unwrap();
+                let (tx, rx) = oneshot::channel();
+                client.send(Cmd::ReadExact(TCP_MESSAGE, tx)).unwrap();
+                rx.await.unwrap();
+                if i >= RTT_WARMUP {
+                    s.push(t0.elapsed().as_nanos());
+                }
+            }
+            s
+        });
+        out.push(("tcp_echo_rtt_request".into(), "cpu_us_per_op".into(), (cpu_seconds() - c0) * 1e6 / (RTT_WARMUP + RTT_SAMPLES) as f64));
+        out.push(("tcp_echo_rtt_request".into(), "p50_us".into(), pct(&mut s, 50.0)));
+        out.push(("tcp_echo_rtt_request".into(), "p99_us".into(), pct(&mut s, 99.0)));
+    }
+    if wanted("tcp_throughput_request") {
+        let (secs, cpu) = rt.block_on(async {
+            let (client, server) = request_pair().await;
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            // The reader: one buffer there and back per read.
+            let reader = tokio::spawn(async move {
+                let mut b = vec![0u8; TCP_CHUNK];
+                let mut got = 0usize;
+                while got < TCP_STREAM_BYTES {
+                    b.resize(TCP_CHUNK, 0);
+                    let (tx, rx) = oneshot::channel();
+                    server.send(Cmd::ReadInto(b, tx)).unwrap();
+                    b = rx.await.unwrap();
+                    got += b.len();
+                }
+            });
+            // The writer: the next write once the last one is taken.
+            let mut chunk = vec![7u8; TCP_CHUNK];
+            let mut sent = 0usize;
+            while sent < TCP_STREAM_BYTES {
+                let (tx, rx) = oneshot::channel();
+                client.send(Cmd::Write(chunk, tx)).unwrap();
+                chunk = rx.await.unwrap();
+                sent += TCP_CHUNK;
+            }
+            reader.await.unwrap();
+            (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
+        });
+        out.push(("tcp_throughput_request".into(), "bytes_per_s".into(), TCP_STREAM_BYTES as f64 / secs));
+        out.push(("tcp_throughput_request".into(), "cpu_us_per_op".into(), cpu * 1e6 / (TCP_STREAM_BYTES / TCP_CHUNK) as f64));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |id: &str| args.is_empty() || args.iter().any(|a| a == id);
@@ -405,6 +540,7 @@ fn main() {
         out.push(("tcp_throughput".into(), "bytes_per_s".into(), TCP_STREAM_BYTES as f64 / secs));
         out.push(("tcp_throughput".into(), "cpu_us_per_op".into(), cpu * 1e6 / (TCP_STREAM_BYTES / TCP_CHUNK) as f64));
     }
+    tcp_request(&wanted, &rt, &mut out);
     drop(rt);
     scaling(&wanted, &mut out);
     if wanted("idle_cpu") {
