@@ -224,7 +224,10 @@ void on_ready(conn_actor* self, uint32_t events) {
   s.nothing_to_read
     = (s.armed & EPOLLIN) != 0
       && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0;
-  s.armed = 0;
+  if ((events & tcp_reactor::again_event) != 0)
+    s.armed &= ~events; // kept by `yield_ready`: the registration stands
+  else
+    s.armed = 0; // one-shot: the kernel disarmed the registration
   s.send_blocked = false;
   if (s.connecting && !s.failure)
     on_connected(self);

@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <spawn.h>
+#include <vector>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -89,6 +90,23 @@ int lowest_free_fd() {
   ::close(t);
   return t;
 }
+
+/// Holds every descriptor free below the soft limit: one that another
+/// thread held for a moment when `lowest_free_fd` looked (the I/O thread
+/// reading /proc/self/cgroup as it started: this test failed so, 6 of 20
+/// runs once, until the reactor waited for its thread) would otherwise be
+/// the next `accept`'s.
+struct fd_filler {
+  std::vector<int> fds;
+  fd_filler() {
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0))
+      fds.push_back(fd);
+  }
+  ~fd_filler() {
+    for (int fd : fds)
+      ::close(fd);
+  }
+};
 
 } // namespace
 
@@ -585,6 +603,7 @@ TEST_CASE("out of descriptors (EMFILE): accept fails with an io_error naming "
   std::exception_ptr thrown;
   {
     fd_limit limit{static_cast<rlim_t>(lowest_free_fd())};
+    fd_filler holes;
     auto a = ask<tcp_connection>(self, listener, accept_atom::value);
     if (a)
       accept_error = "accepted";

@@ -373,6 +373,10 @@ bool io_unit::gathering_here() noexcept {
   return bound_unit != nullptr && bound_unit->gathering();
 }
 
+io_unit* io_unit::current() noexcept {
+  return bound_unit;
+}
+
 void io_unit::bind() noexcept {
   bound_unit = this;
   if (mode_ == gather_mode::automatic && turns_ > 0 && !probed_) {

@@ -121,6 +121,9 @@ public:
   /// True on the I/O thread while it gathers (see above).
   static bool gathering_here() noexcept;
 
+  /// The unit bound to the calling thread (its I/O thread's), or null.
+  static io_unit* current() noexcept;
+
   /// Any thread: whether the unit gathers now (see above).
   bool gathering() const noexcept {
     return gathering_.load(std::memory_order_relaxed);

@@ -128,6 +128,14 @@ std::shared_ptr<tcp_reactor> tcp_reactor::of(runtime& rt) {
               r->rescue(stuck);
           });
     });
+  // Up before its first user: the thread's start reads a few files (the
+  // machine's load, its cgroup), and a descriptor it holds a moment then
+  // closes would be a hole a program counting its descriptors (an EMFILE
+  // test) does not expect later.
+  {
+    std::unique_lock<std::mutex> up{ptr->mtx_};
+    ptr->cv_.wait(up, [&] { return ptr->bound_ || ptr->ended_; });
+  }
   registry.emplace_back(&rt, ptr);
   return ptr;
 }
@@ -187,6 +195,17 @@ void tcp_reactor::arm(uint64_t id, int fd, bool read, bool write) {
               | (write ? EPOLLOUT : 0u);
   ev.data.u64 = id;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+bool tcp_reactor::yield_ready(uint64_t id, uint32_t events) {
+  if (io_unit::current() != unit_.get())
+    return false;
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (stopping_)
+    return false;
+  again_.emplace_back(id, events | again_event);
+  again_pending_.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 void tcp_reactor::unwatch(int fd) {
@@ -251,6 +270,15 @@ bool tcp_reactor::take_ready(const epoll_event* evs, int n,
         ready.push_back(
           ready_item{std::move(ptr), uint32_t{evs[i].events}, j->second.direct});
   }
+  // After the kernel's: these turns just ran.
+  for (auto [id, events] : again_) {
+    auto j = actors_.find(id);
+    if (j != actors_.end())
+      if (auto ptr = j->second.who.lock())
+        ready.push_back(ready_item{std::move(ptr), events, j->second.direct});
+  }
+  again_.clear();
+  again_pending_.store(false, std::memory_order_relaxed);
   return stop;
 }
 
@@ -268,6 +296,11 @@ void tcp_reactor::run() {
       rec->bind_slot(slot, detector_->workers());
   auto& unit = *unit_;
   unit.bind();
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    bound_ = true;
+  }
+  cv_.notify_all();
   epoll_event evs[event_batch];
   std::vector<ready_item> ready;
   bool ran = false;
@@ -278,7 +311,9 @@ void tcp_reactor::run() {
     // sleeping thread's wake-up costs more than the spin on idle cores).
     // Jobs kept here (gathering, io_unit.hpp): one look, no sleep.
     int n = 0;
-    bool kept = ran && unit.has_kept();
+    bool kept = ran
+                && (unit.has_kept()
+                    || again_pending_.load(std::memory_order_relaxed));
     if (kept) {
       n = wait_events(evs, 0);
     } else if (ran && spin_ > caf::timespan::zero()) {

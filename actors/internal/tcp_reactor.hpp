@@ -90,6 +90,19 @@ public:
   /// One readiness notification for `fd` on read and/or write.
   void arm(uint64_t id, int fd, bool read, bool write);
 
+  /// Set in the events of a readiness that `yield_ready` kept, not the
+  /// kernel: the socket's registration is as it was armed.
+  static constexpr uint32_t again_event = 1u << 24;
+
+  /// On this reactor's I/O thread only (false elsewhere, and the caller
+  /// arms instead): a turn that stopped at its share with `events` (EPOLLIN
+  /// and/or EPOLLOUT) still ready asks for its readiness again after the
+  /// other ready sockets, as the kernel's level readiness would have said
+  /// at once, without re-arming the registration (`epoll_ctl`). It comes as
+  /// a readiness with `again_event` set, in this thread's next pass (or, if
+  /// a turn holds this thread, from the standby: `rescue`).
+  bool yield_ready(uint64_t id, uint32_t events);
+
   /// Stops watching `fd` (before the caller closes it); its actor stays
   /// listed.
   void unwatch(int fd);
@@ -132,7 +145,8 @@ private:
   /// (EINTR), -1 on another error.
   int wait_events(epoll_event* evs, int timeout_ms);
 
-  /// The listed actors of `n` events (under `mtx_`); true on the stop.
+  /// The listed actors of `n` events, then those of the readiness
+  /// `yield_ready` kept (under `mtx_`); true on the stop.
   bool take_ready(const epoll_event* evs, int n,
                   std::vector<ready_item>& ready);
 
@@ -169,9 +183,15 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   std::unordered_map<uint64_t, listed_actor> actors_;
+  /// Readiness kept by `yield_ready` for the next pass: {id, events}.
+  std::vector<std::pair<uint64_t, uint32_t>> again_;
+  /// `again_` is not empty (the I/O thread looks without sleeping).
+  std::atomic<bool> again_pending_{false};
   uint64_t next_id_ = 1;
   bool stopping_ = false;
   bool started_ = false;
+  /// The thread is bound to its unit (it reads no more files at start).
+  bool bound_ = false;
   bool ended_ = false;
   bool counted_ = false;
 };

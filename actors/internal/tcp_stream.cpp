@@ -425,8 +425,10 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   bool nothing_to_read = std::exchange(s.nothing_to_read, false);
   while (!nothing_to_read && running(s) && !s.eof && !s.closing
          && !s.reading_paused && s.unsent_total <= s.opts.write_buffer) {
-    if (got >= read_limit)
-      break; // the readiness fires again at once
+    if (got >= read_limit) {
+      s.still_ready |= EPOLLIN; // the readiness fires again at once
+      break;
+    }
     if (s.rbuf.size() < recv_step)
       s.rbuf.resize(recv_step);
     auto n = ::recv(s.fd, s.rbuf.data(), recv_step, 0);
@@ -472,10 +474,12 @@ bool protocol_io(conn_state& s, uint32_t& want) {
   while (running(s) && s.want_writable && !s.closing && !s.shut_requested
          && s.writes.empty()) {
     if (s.turn_sent >= turn_limit) {
-      if (gathering)
+      if (gathering) {
         want |= EPOLLOUT;
-      else
+        s.still_ready |= EPOLLOUT;
+      } else {
         yield_turn(s);
+      }
       break;
     }
     auto before = s.stats.bytes_written + s.unsent_total;
@@ -561,10 +565,27 @@ void pump_once(conn_state& s) {
     if (!s.writes.empty())
       want |= EPOLLOUT;
   }
-  if (want != 0 && (want & ~s.armed) != 0) {
-    s.reactor->arm(s.id, s.fd, (want & EPOLLIN) != 0, (want & EPOLLOUT) != 0);
-    s.armed = want;
+  auto missing = want & ~s.armed;
+  if (missing == 0)
+    return;
+  // What this turn left ready comes again on the I/O thread without an
+  // `epoll_ctl` (a gathered stream's writer and reader: two per chunk
+  // otherwise); the registration is armed for the rest only. `armed`:
+  // a readiness will come for each of its events, the kernel's or kept.
+  auto kept = missing & s.still_ready;
+  if (kept != 0 && s.reactor->yield_ready(s.id, kept)) {
+    s.armed |= kept;
+    if ((missing & ~kept) == 0)
+      return;
+  } else {
+    kept = 0;
   }
+  // The registration becomes the rest of `want`, exactly (what it held
+  // before and `want` does not is no longer armed).
+  auto registered = want & ~kept;
+  s.reactor->arm(s.id, s.fd, (registered & EPOLLIN) != 0,
+                 (registered & EPOLLOUT) != 0);
+  s.armed = want;
 }
 
 } // namespace
@@ -573,6 +594,7 @@ void pump(conn_state& s) {
   // Never re-entered: the transport calls only record, send, or queue a
   // `tcp_more` (`settle`).
   s.turn_sent = 0;
+  s.still_ready = 0;
   pump_once(s);
   s.nothing_to_read = false; // this turn's readiness only
   // Answered writes still to send keep the actor (see `linger`).

@@ -163,6 +163,10 @@ struct conn_state {
   /// The readiness that started this turn was armed for reading and said
   /// nothing of it: a protocol's `recv` is skipped once.
   bool nothing_to_read = false;
+  /// This turn stopped at its share with these events (EPOLLIN, EPOLLOUT)
+  /// still ready: on the I/O thread they come again without re-arming
+  /// (`tcp_reactor::yield_ready`).
+  uint32_t still_ready = 0;
 
   // A protocol drives the connection (tcp_protocol.hpp): set at spawn,
   // called only in this actor's turns.
