@@ -168,6 +168,10 @@ struct tcp_io_metrics {
   /// Of `turns`, those a socket's readiness started without a message
   /// (its actor was idle: the I/O thread ran the turn at once).
   uint64_t direct_turns = 0;
+  /// Readiness it kept for a turn that stopped at its share of a socket
+  /// still ready (a stream's chunk), instead of re-arming the socket: the
+  /// turn comes again after the other ready sockets.
+  uint64_t kept_readiness = 0;
 };
 
 /// One channel made with a runtime (see channel_stats.hpp for the counts).

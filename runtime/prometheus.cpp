@@ -278,6 +278,13 @@ void write_tcp_io(writer& w, const tcp_io_metrics& t) {
              w.sample("weave_tcp_io_direct_turns_total", "", {},
                       num(t.direct_turns));
            });
+  w.family("weave_tcp_io_kept_readiness_total", "counter",
+           "Readiness the TCP I/O thread kept for a turn that stopped at its "
+           "share of a socket still ready, instead of re-arming the socket.",
+           [&] {
+             w.sample("weave_tcp_io_kept_readiness_total", "", {},
+                      num(t.kept_readiness));
+           });
 }
 
 void write_channels(writer& w, const std::vector<channel_metrics>& cs) {

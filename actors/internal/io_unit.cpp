@@ -377,6 +377,11 @@ io_unit* io_unit::current() noexcept {
   return bound_unit;
 }
 
+void io_unit::count_kept_readiness() noexcept {
+  if (metrics_ != nullptr)
+    weave::internal::bump(metrics_->kept_readiness);
+}
+
 void io_unit::bind() noexcept {
   bound_unit = this;
   if (mode_ == gather_mode::automatic && turns_ > 0 && !probed_) {

@@ -124,6 +124,10 @@ public:
   /// The unit bound to the calling thread (its I/O thread's), or null.
   static io_unit* current() noexcept;
 
+  /// Counts a readiness kept for the next pass (tcp_reactor.hpp,
+  /// `yield_ready`).
+  void count_kept_readiness() noexcept;
+
   /// Any thread: whether the unit gathers now (see above).
   bool gathering() const noexcept {
     return gathering_.load(std::memory_order_relaxed);

@@ -205,6 +205,8 @@ bool tcp_reactor::yield_ready(uint64_t id, uint32_t events) {
     return false;
   again_.emplace_back(id, events | again_event);
   again_pending_.store(true, std::memory_order_relaxed);
+  guard.unlock();
+  unit_->count_kept_readiness();
   return true;
 }
 

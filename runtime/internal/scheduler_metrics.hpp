@@ -29,6 +29,9 @@ public:
     /// The TCP I/O thread's only: of `resumes`, the turns it ran without a
     /// message (io_unit.hpp, `run_direct`).
     std::atomic<uint64_t> direct{0};
+    /// The TCP I/O thread's only: readiness it kept for a turn that stopped
+    /// at its share (tcp_reactor.hpp, `yield_ready`).
+    std::atomic<uint64_t> kept_readiness{0};
 
     /// A turn that began at `started_ns` (steady clock, the blocking
     /// detector's stamp, read in before_resume anyway) ends now: one clock
@@ -78,6 +81,8 @@ public:
     out.tcp_io.busy_ns = io_.busy_ns.load(std::memory_order_relaxed);
     out.tcp_io.slow_handlers = io_.slow_handlers.load(std::memory_order_relaxed);
     out.tcp_io.direct_turns = io_.direct.load(std::memory_order_relaxed);
+    out.tcp_io.kept_readiness
+      = io_.kept_readiness.load(std::memory_order_relaxed);
   }
 
 private:
