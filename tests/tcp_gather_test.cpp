@@ -39,8 +39,12 @@ using namespace weave::test::tcp;
 using weave::actors::internal::io_unit;
 using weave::test::fake_cgroups;
 using weave::test::patience;
+using weave::test::latch;
+using weave::test::proto::dial;
 using weave::test::proto::journal;
 using weave::test::proto::port_of;
+using weave::test::proto::recording;
+using weave::test::proto::send_all;
 
 namespace {
 
@@ -267,6 +271,8 @@ struct stream_result {
   uint64_t bytes = 0;
   uint64_t bad = 0;
   size_t slow = 0;
+  /// `metrics_snapshot::tcp_io.kept_readiness` at the end.
+  uint64_t kept = 0;
 };
 
 /// A stream of `chunks` chunks between two protocols of one runtime
@@ -307,7 +313,8 @@ stream_result run_stream(weave::runtime_config cfg, uint64_t chunks,
   std::unique_lock<std::mutex> guard{reports_mtx};
   for (auto& r : reports)
     MESSAGE("slow handler: " << r); // which, if a check below fails
-  return {bytes.load(), bad.load(), rt.slow_handlers()};
+  return {bytes.load(), bad.load(), rt.slow_handlers(),
+          rt.metrics().tcp_io.kept_readiness};
 }
 
 } // namespace
@@ -343,6 +350,86 @@ TEST_CASE("gathering: a protocol's writer and reader on the I/O thread take "
   CHECK(writes_there >= 512); // most of the stream
   CHECK(elsewhere == 0);
   CHECK(longest <= 4);
+}
+
+TEST_CASE("gathering: a turn that stopped at its share gets its readiness "
+          "again without re-arming (kept, counted); never without turns on "
+          "the I/O thread") {
+  // Default socket buffers: the writer's share (64 KiB) fits, so its turns
+  // stop at their share, not at a full socket; the reader's likewise.
+  auto gathered = run_stream(turns_config(8, "always"), 2048, nullptr);
+  CHECK(gathered.bytes == 2048 * chunk);
+  CHECK(gathered.bad == 0);
+  CHECK(gathered.kept >= 512); // most chunks' turns: no epoll_ctl for them
+  // Spreading, the I/O thread runs the last ready socket's turn: a reader
+  // there stops at 1 MiB and keeps its readiness too (any count).
+  auto spread = run_stream(turns_config(8, "never"), 256, nullptr);
+  CHECK(spread.bytes == 256 * chunk);
+  CHECK(spread.bad == 0);
+  auto off = run_stream(turns_config(0, "always"), 256, nullptr);
+  CHECK(off.bytes == 256 * chunk);
+  CHECK(off.kept == 0); // tcp-inline-turns = 0: no turn runs there
+}
+
+TEST_CASE("gathering: a readiness kept for the next pass is not lost when a "
+          "turn then holds the I/O thread (the standby delivers it)"
+          * doctest::timeout(120)) {
+  journal sink_j;
+  journal blocker_j;
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> bad{0};
+  std::atomic<int> blocked_on_io{0};
+  latch entered{1};
+  latch release{1};
+  weave::runtime rt{turns_config(8, "always")};
+  caf::scoped_actor self{rt.system()};
+  // Blocks in its first callback until the test releases it.
+  struct blocker : recording {
+    std::atomic<int>* on_io;
+    latch* entered;
+    latch* release;
+    blocker(journal* j, std::atomic<int>* on_io, latch* e, latch* r)
+      : recording(j), on_io(on_io), entered(e), release(r) {
+    }
+    void data_received(tcp_transport& t, const char*, size_t) override {
+      if (on_io_thread(weave::this_thread_name()))
+        ++*on_io;
+      entered->count_down();
+      (void) release->wait(std::chrono::minutes{2});
+      t.close();
+    }
+  };
+  auto sink_server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<checking_sink>(nullptr, &sink_j, &bytes, &bad);
+  });
+  auto block_server = spawn_tcp_server(rt, "127.0.0.1", 0, [&] {
+    return std::make_unique<blocker>(&blocker_j, &blocked_on_io, &entered,
+                                     &release);
+  });
+  int fd = dial(port_of(self, block_server));
+  constexpr uint64_t chunks = 4096;
+  spawn_tcp_connect(rt, "127.0.0.1", port_of(self, sink_server),
+                    std::make_unique<numbered_producer>(nullptr, chunks));
+  // Mid-stream (its turns keeping their readiness on the I/O thread), a
+  // callback there blocks: what it kept in that pass must still come.
+  REQUIRE(weave::test::eventually(
+    [&] { return bytes.load() >= 64 * chunk; }));
+  send_all(fd, "x");
+  REQUIRE(entered.wait(patience));
+  // The stream ends while the blocker still holds its thread.
+  bool ended = sink_j.lost_latch.wait(std::chrono::seconds{60});
+  auto at_end = bytes.load();
+  release.count_down();
+  REQUIRE_MESSAGE(ended, at_end << " bytes of " << chunks * chunk
+                                << "; blocker on the I/O thread: "
+                                << blocked_on_io.load() << "; slow: "
+                                << rt.slow_handlers());
+  CHECK(bytes == chunks * chunk);
+  CHECK(bad == 0);
+  CHECK(blocked_on_io == 1); // else this did not test the standby
+  CHECK(rt.metrics().tcp_io.kept_readiness > 0);
+  ::close(fd);
+  REQUIRE(blocker_j.lost_latch.wait(patience));
 }
 
 TEST_CASE("a producer never holds its thread for long: 1 GiB streamed with "

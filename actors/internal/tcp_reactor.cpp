@@ -257,8 +257,8 @@ int tcp_reactor::wait_events(epoll_event* evs, int timeout_ms) {
   return n;
 }
 
-bool tcp_reactor::take_ready(const epoll_event* evs, int n,
-                             std::vector<ready_item>& ready) {
+bool tcp_reactor::take_ready(const epoll_event* evs, int n) {
+  auto& ready = pending_;
   bool stop = false;
   std::unique_lock<std::mutex> guard{mtx_};
   for (int i = 0; i < n; ++i) {
@@ -284,6 +284,18 @@ bool tcp_reactor::take_ready(const epoll_event* evs, int n,
   return stop;
 }
 
+bool tcp_reactor::next_ready(ready_item& out, bool& last) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (next_ >= pending_.size()) {
+    pending_.clear(); // moved from: no reference dropped here
+    next_ = 0;
+    return false;
+  }
+  out = std::move(pending_[next_++]);
+  last = next_ == pending_.size();
+  return true;
+}
+
 void tcp_reactor::run() {
   using idle = weave::internal::blocking_detector::idle_state;
   become_io_thread("weave-tcp");
@@ -304,7 +316,6 @@ void tcp_reactor::run() {
   }
   cv_.notify_all();
   epoll_event evs[event_batch];
-  std::vector<ready_item> ready;
   bool ran = false;
   for (;;) {
     // After running turns, the next readiness is often microseconds away
@@ -332,9 +343,8 @@ void tcp_reactor::run() {
     publish(slot, idle::running);
     if (n < 0)
       break;
-    bool stop = take_ready(evs, n, ready);
-    auto direct = deliver_ready(ready);
-    ready.clear(); // outside the lock: may drop the last reference
+    bool stop = take_ready(evs, n);
+    auto direct = deliver_ready();
     ran = unit.run_chain(direct) + direct > 0;
     if (ran)
       unit.sample();
@@ -352,22 +362,23 @@ void tcp_reactor::run() {
   cv_.notify_all();
 }
 
-size_t tcp_reactor::deliver_ready(std::vector<ready_item>& ready) {
+size_t tcp_reactor::deliver_ready() {
   auto& unit = *unit_;
   bool gathering = unit.gathering();
   size_t direct = 0;
-  for (size_t i = 0; i < ready.size(); ++i) {
-    auto& item = ready[i];
+  ready_item item;
+  bool last = false;
+  while (next_ready(item, last)) {
     bool here = item.direct != nullptr
-                && (gathering ? direct < unit.turns() : i + 1 == ready.size());
+                && (gathering ? direct < unit.turns() : last);
     if (here
         && unit.run_direct(static_cast<caf::scheduled_actor*>(item.who->get()),
-                           item.direct, item.events)) {
+                           item.direct, item.events))
       ++direct;
-      continue;
-    }
-    unit.deliver(item.who,
-                 caf::make_message(tcp_ready_atom::value, item.events));
+    else
+      unit.deliver(item.who,
+                   caf::make_message(tcp_ready_atom::value, item.events));
+    item = ready_item{}; // outside the lock: may drop the last reference
   }
   return direct;
 }
@@ -404,7 +415,6 @@ void tcp_reactor::run_standby(uint64_t stuck) {
     weave::internal::service_thread_scope listed{owner_, "weave-tcp-standby"};
     auto& epoch = detector_->io_slot()->epoch;
     epoll_event evs[event_batch];
-    std::vector<ready_item> ready;
     // Until the I/O thread is out of the turn it was stuck in (looked at
     // every standby_look), or the shutdown: every readiness goes to the
     // scheduler as a message, as with `weave.tcp-inline-turns = 0`.
@@ -412,11 +422,15 @@ void tcp_reactor::run_standby(uint64_t stuck) {
       auto n = wait_events(evs, static_cast<int>(standby_look.count()));
       if (n < 0)
         break;
-      bool stop = take_ready(evs, n, ready);
-      for (auto& item : ready)
+      // With what the stuck pass had left.
+      bool stop = take_ready(evs, n);
+      ready_item item;
+      bool last = false;
+      while (next_ready(item, last)) {
         caf::anon_send(caf::actor_cast<caf::actor>(item.who),
                        tcp_ready_atom::value, item.events);
-      ready.clear();
+        item = ready_item{};
+      }
       // An actor the stuck handler made runnable waits in the unit, where
       // only the stuck thread would run it: to a worker (as a worker's
       // queue is stolen from while it is stuck).

@@ -145,17 +145,21 @@ private:
   /// (EINTR), -1 on another error.
   int wait_events(epoll_event* evs, int timeout_ms);
 
-  /// The listed actors of `n` events, then those of the readiness
-  /// `yield_ready` kept (under `mtx_`); true on the stop.
-  bool take_ready(const epoll_event* evs, int n,
-                  std::vector<ready_item>& ready);
+  /// Adds the listed actors of `n` events, then those of the readiness
+  /// `yield_ready` kept, to this pass's `pending_` (under `mtx_`); true on
+  /// the stop.
+  bool take_ready(const epoll_event* evs, int n);
+
+  /// The next readiness of the pass, taken from `pending_` (under `mtx_`;
+  /// `last`: none follows it now); false when none is left.
+  bool next_ready(ready_item& out, bool& last);
 
   /// On the I/O thread: hands each readiness to its actor. The ones whose
   /// turn would run here (gathering: up to `tcp-inline-turns` of them;
   /// spreading: the last, as the unit keeps the newest job) run at once
   /// without a message if their actor is idle (io_unit.hpp, `run_direct`);
   /// the others are messages, as before. The number of turns run.
-  size_t deliver_ready(std::vector<ready_item>& ready);
+  size_t deliver_ready();
 
   /// The watchdog saw the I/O thread in one turn (epoch `stuck`) since its
   /// last look: a handler blocks there (a sleep, a `scoped_actor`'s
@@ -183,6 +187,12 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   std::unordered_map<uint64_t, listed_actor> actors_;
+  /// The readiness of the pass that the I/O thread delivers one at a time,
+  /// from `next_`: one that a turn then holds leaves the rest here, where
+  /// the standby takes them (else a stream whose readiness came in the
+  /// same `epoll_wait` as the stuck turn's stalled until it ended).
+  std::vector<ready_item> pending_;
+  size_t next_ = 0;
   /// Readiness kept by `yield_ready` for the next pass: {id, events}.
   std::vector<std::pair<uint64_t, uint32_t>> again_;
   /// `again_` is not empty (the I/O thread looks without sleeping).
