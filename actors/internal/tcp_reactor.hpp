@@ -7,7 +7,12 @@
 // its readiness would run its turn on this thread gets that turn at once,
 // without the message (`deliver_ready`, io_unit.hpp: `run_direct`).
 // Registration is one-shot (`EPOLLONESHOT`): `arm` asks for one notification, so an actor gets at
-// most one readiness message in flight per arming.
+// most one readiness message in flight per arming. A turn on this thread
+// that stopped at its share with its socket still ready (a stream's 64 KiB)
+// asks for its readiness again with `yield_ready` instead: kept for the
+// next pass, no `epoll_ctl` (docs/design.md, "Readiness kept instead of
+// re-armed"). A pass's readiness waits in `pending_`, delivered one at a
+// time, so a turn that holds the thread leaves the rest to the standby.
 //
 // Where the woken actors run: the reactor delivers each readiness through
 // its `io_unit`, so the socket's actor, and the actors its turn answers,
