@@ -406,9 +406,10 @@ TEST_CASE("kept: 16 gathered pairs both ways at once, every byte in order, "
   }
 }
 
-// Fails 5/5: a reader's turn on the I/O thread that stops at its 1 MiB
-// (read_per_turn) keeps its readiness too (tcp_stream.cpp: still_ready is
-// set whatever gathering_here says; yield_ready looks at the thread only).
+// Failed 5/5 on 4203a4f: a reader's turn on the I/O thread that stopped at
+// its 1 MiB (read_per_turn) kept its readiness while spreading too, and
+// took the pass's one place there each time (`yield_ready` now keeps only
+// while the thread gathers).
 TEST_CASE("kept: with tcp-gather=never nothing is kept (16 pairs, inline "
           "turns 8)" * doctest::timeout(420)) {
   constexpr size_t pairs = 16;
@@ -560,11 +561,11 @@ struct blocker : tcp_protocol {
 
 } // namespace
 
-// Fails 3/5 (also 3/4 with 4203a4f's tcp_stream.cpp / tcp_connection.cpp
-// reverted, so not new): the readiness the I/O thread took in the pass whose
-// turn blocks, the kept ones included (they come after the kernel's), waits
-// in its local `ready` behind that turn; the standby sees only what is
-// still in epoll and `again_`.
+// Failed 3/5 on 4203a4f (also 3/4 with its tcp_stream.cpp /
+// tcp_connection.cpp reverted: older than keeping): the readiness the I/O
+// thread took in the pass whose turn blocks, the kept ones included, waited
+// in its local list behind that turn, where the standby could not see it
+// (now the reactor's `pending_`, which the standby takes).
 TEST_CASE("kept: a handler that blocks the I/O thread: the gathered streams "
           "whose readiness was kept go on through the standby" * doctest::timeout(420)) {
   constexpr size_t pairs = 16;

@@ -198,7 +198,9 @@ void tcp_reactor::arm(uint64_t id, int fd, bool read, bool write) {
 }
 
 bool tcp_reactor::yield_ready(uint64_t id, uint32_t events) {
-  if (io_unit::current() != unit_.get())
+  // Spreading, a pass's last readiness runs here and the rest go to the
+  // workers: one kept (always last) would take that place every pass.
+  if (io_unit::current() != unit_.get() || !unit_->gathering())
     return false;
   std::unique_lock<std::mutex> guard{mtx_};
   if (stopping_)

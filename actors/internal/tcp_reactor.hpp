@@ -99,8 +99,8 @@ public:
   /// kernel: the socket's registration is as it was armed.
   static constexpr uint32_t again_event = 1u << 24;
 
-  /// On this reactor's I/O thread only (false elsewhere, and the caller
-  /// arms instead): a turn that stopped at its share with `events` (EPOLLIN
+  /// On this reactor's I/O thread while it gathers only (false otherwise,
+  /// and the caller arms instead): a turn that stopped at its share with `events` (EPOLLIN
   /// and/or EPOLLOUT) still ready asks for its readiness again after the
   /// other ready sockets, as the kernel's level readiness would have said
   /// at once, without re-arming the registration (`epoll_ctl`). It comes as
