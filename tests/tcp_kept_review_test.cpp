@@ -410,35 +410,32 @@ TEST_CASE("kept: 16 gathered pairs both ways at once, every byte in order, "
 // its 1 MiB (read_per_turn) kept its readiness while spreading too, and
 // took the pass's one place there each time (`yield_ready` now keeps only
 // while the thread gathers).
-TEST_CASE("kept: with tcp-gather=never nothing is kept (16 pairs, inline "
-          "turns 8)" * doctest::timeout(420)) {
-  constexpr size_t pairs = 16;
-  constexpr uint64_t chunks = 48;
-  auto out = run_pairs(turns_config(8, "never"), pairs, [](size_t, bool) {
-    knobs k;
-    k.chunks = chunks;
-    return k;
-  });
-  REQUIRE(out.ended);
-  CHECK(out.bad == "");
-  CHECK(out.clean == 2 * pairs);
-  CHECK(out.rx == 2 * pairs * chunks * chunk);
-  CHECK(out.kept == 0);
-}
-
-TEST_CASE("kept: with tcp-inline-turns=0 nothing runs on the I/O thread and "
-          "nothing is kept (gather always)" * doctest::timeout(420)) {
-  constexpr size_t pairs = 8;
-  constexpr uint64_t chunks = 32;
-  auto out = run_pairs(turns_config(0, "always"), pairs, [](size_t, bool) {
-    knobs k;
-    k.chunks = chunks;
-    return k;
-  });
-  REQUIRE(out.ended);
-  CHECK(out.bad == "");
-  CHECK(out.clean == 2 * pairs);
-  CHECK(out.kept == 0);
+TEST_CASE("kept: nothing is kept while spreading (tcp-gather=never, 16 "
+          "pairs, inline turns 8) nor with tcp-inline-turns=0 (gather always, "
+          "8 pairs: nothing runs on the I/O thread)" * doctest::timeout(420)) {
+  struct run {
+    const char* name;
+    size_t turns;
+    const char* gather;
+    size_t pairs;
+    uint64_t chunks;
+  };
+  for (auto r : {run{"never", 8, "never", 16, 48},
+                 run{"turns 0", 0, "always", 8, 32}}) {
+    CAPTURE(r.name);
+    auto chunks = r.chunks;
+    auto out = run_pairs(turns_config(r.turns, r.gather), r.pairs,
+                         [chunks](size_t, bool) {
+                           knobs k;
+                           k.chunks = chunks;
+                           return k;
+                         });
+    REQUIRE(out.ended);
+    CHECK(out.bad == "");
+    CHECK(out.clean == 2 * r.pairs);
+    CHECK(out.rx == 2 * r.pairs * r.chunks * chunk);
+    CHECK(out.kept == 0);
+  }
 }
 
 TEST_CASE("kept: pause / resume and want_writable off / on, from callbacks "
