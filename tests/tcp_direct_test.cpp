@@ -85,23 +85,9 @@ TEST_CASE("an idle connection's readiness runs its turn on the I/O thread "
       });
       caf::scoped_actor self{rt.system()};
       int fd = dial(port_of(self, srv));
-      // Until a round ran on the I/O thread: the first turns of a new
-      // connection run on a worker, and a readiness that comes while one
-      // is still finishing joins it there (tcp_inline_support.hpp). On a
-      // loaded machine that can go on round after round (the reply wakes
-      // this thread, whose next byte comes before the worker's turn ended:
-      // CI saw 150 rounds in a row): after such a round, this thread
-      // pauses so that the turn ends, and the next readiness finds the
-      // connection idle. Once a turn ran on the I/O thread, the connection
-      // stays there: that thread ends the turn before it looks again.
-      auto warm_until = std::chrono::steady_clock::now() + patience;
-      while (turns > 0 && seen.on_io == 0
-             && std::chrono::steady_clock::now() < warm_until) {
-        ping_pong(fd, 1);
-        if (seen.on_io == 0)
-          std::this_thread::sleep_for(1ms);
-      }
-      REQUIRE((turns == 0 || seen.on_io > 0));
+      // Until a round ran on the I/O thread (tcp_protocol_support.hpp).
+      if (turns > 0)
+        REQUIRE(warm_up_direct(rt, fd) > 0);
       int on_io = seen.on_io;
       int total = seen.on_io + seen.elsewhere;
       auto before = rt.metrics().tcp_io;
@@ -299,8 +285,10 @@ TEST_CASE("a protocol callback that blocks in a turn without a message is "
   auto port = port_of(self, srv);
   int stuck = dial(port);
   int other = dial(port);
-  ping_pong(stuck, 1); // both accepted and running
-  ping_pong(other, 1);
+  // Both accepted, and their turns on the I/O thread
+  // (tcp_protocol_support.hpp).
+  REQUIRE(warm_up_direct(rt, stuck) > 0);
+  REQUIRE(warm_up_direct(rt, other) > 0);
   send_all(stuck, "block");
   REQUIRE(weave::test::eventually([&] { return blocked_on_io == 1; }));
   // While that turn holds the I/O thread: other bytes still echo.

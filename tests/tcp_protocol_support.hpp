@@ -241,6 +241,34 @@ inline void send_all(int fd, const std::string& data) {
   }
 }
 
+/// One-byte round trips through an echo on `fd` until one ran on the TCP
+/// I/O thread as a turn without a message (`tcp_io.direct_turns` moved
+/// after it): the rounds it took (each echoed once), 0 if none did within
+/// the test's patience. A new connection's first turns run on a worker,
+/// and a readiness that comes while such a turn is still ending joins it
+/// there; on a loaded machine the next byte can come before the worker's
+/// turn ends, round after round (CI saw 150 in a row; docs/design.md,
+/// "Readiness without a message"). After a round that joined a worker's
+/// turn, this waits up to 100 ms for its count (the turn is counted as it
+/// ends), which also lets the worker's turn end. From a direct round on,
+/// the connection stays on the I/O thread until something else sends to
+/// it.
+inline int warm_up_direct(weave::runtime& rt, int fd) {
+  auto until = std::chrono::steady_clock::now() + patience;
+  int rounds = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    auto before = rt.metrics().tcp_io.direct_turns;
+    send_all(fd, "w");
+    REQUIRE(read_n(fd, 1) == "w");
+    ++rounds;
+    if (weave::test::eventually(
+          [&] { return rt.metrics().tcp_io.direct_turns > before; },
+          std::chrono::milliseconds{100}))
+      return rounds;
+  }
+  return 0;
+}
+
 inline uint16_t port_of(caf::scoped_actor& self, const tcp_listener& l) {
   auto port = ask<uint16_t>(self, l, tcp_port_atom::value);
   REQUIRE(port);
