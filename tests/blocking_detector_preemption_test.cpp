@@ -187,6 +187,15 @@ TEST_CASE("a handler that computes past the threshold is still reported, "
     0);
   caf::anon_send(busy, 1);
   REQUIRE(result.wait_for(weave::test::patience));
+  // The watchdog reports from its own thread, perhaps after the handler
+  // returned: wait for the report, then count.
+  CHECK(weave::test::eventually([&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    for (auto& ev : events)
+      if (ev.actor == busy.id())
+        return true;
+    return false;
+  }));
   std::lock_guard<std::mutex> guard{mtx};
   size_t of_busy = 0;
   for (auto& ev : events)

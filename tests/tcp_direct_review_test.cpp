@@ -319,8 +319,7 @@ TEST_CASE("review18: an echo's actor never runs on two threads at once while "
             stream_echo(fds[i], i, 512 * 1024, 1000 + 997 * i, &bad);
             for (int k = 0; k < 300; ++k) {
               std::string msg(16, static_cast<char>('a' + (k + i) % 26));
-              if (::send(fds[i], msg.data(), msg.size(), MSG_NOSIGNAL)
-                  != static_cast<ssize_t>(msg.size())) {
+              if (!try_send_all(fds[i], msg)) {
                 bad.add("pinger " + std::to_string(i) + ": round "
                         + std::to_string(k) + ": send failed");
                 return;
@@ -439,7 +438,10 @@ TEST_CASE("review18: request API connections under direct turns: lines "
             // Two lines per send now and then: a read buffered ahead.
             if (k % 7 == 0 && k + 1 < 300) {
               auto next = std::to_string(i) + "-" + std::to_string(k + 1);
-              send_all(fd, line + "\n" + next + "\n");
+              if (!try_send_all(fd, line + "\n" + next + "\n")) {
+                bad.add("peer " + std::to_string(i) + ": send failed");
+                return;
+              }
               auto want = "r" + line + "\nr" + next + "\n";
               auto got = read_n(fd, want.size());
               if (got != want) {
@@ -450,7 +452,10 @@ TEST_CASE("review18: request API connections under direct turns: lines "
               ++k;
               continue;
             }
-            send_all(fd, line + "\n");
+            if (!try_send_all(fd, line + "\n")) {
+              bad.add("peer " + std::to_string(i) + ": send failed");
+              return;
+            }
             auto want = "r" + line + "\n";
             auto got = read_n(fd, want.size());
             if (got != want) {

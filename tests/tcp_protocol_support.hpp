@@ -230,15 +230,25 @@ inline std::string read_n(int fd, size_t want) {
   return out;
 }
 
-inline void send_all(int fd, const std::string& data) {
+/// Sends all of `data`; false if the socket refused (reset, closed).
+/// Without an assertion: for threads other than the test's, where a
+/// failed REQUIRE would end the process instead of failing the test.
+inline bool try_send_all(int fd, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
     auto n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR)
       continue;
-    REQUIRE(n > 0);
+    if (n <= 0)
+      return false;
     off += static_cast<size_t>(n);
   }
+  return true;
+}
+
+/// Sends all of `data`, on the test thread (the test fails if it cannot).
+inline void send_all(int fd, const std::string& data) {
+  REQUIRE(try_send_all(fd, data));
 }
 
 /// One-byte round trips through an echo on `fd` until one ran on the TCP

@@ -95,8 +95,9 @@ TEST_CASE("an echo whose peer reads slowly: its write buffer stays bounded "
     opts);
   int fd = dial(port_of(self, server), 16 * 1024);
   auto data = pattern_text(16 << 20, 5);
+  std::atomic<bool> sent{false};
   std::thread writer{[&] {
-    send_all(fd, data);
+    sent = try_send_all(fd, data);
     ::shutdown(fd, SHUT_WR);
   }};
   // The peer reads nothing until the echo has had to hold bytes back (a
@@ -117,6 +118,7 @@ TEST_CASE("an echo whose peer reads slowly: its write buffer stays bounded "
   }
   writer.join();
   ::close(fd);
+  CHECK(sent);
   CHECK(back.size() == data.size());
   CHECK(back == data);
   REQUIRE(j.lost_latch.wait(patience));

@@ -303,10 +303,12 @@ TEST_CASE("awkward boundaries: a frame prefix split across sends, empty and "
 TEST_CASE("a read deadline firing while half a frame has arrived consumes "
           "nothing: the next read_frame gets the whole frame") {
   tcp_options opts;
-  opts.read_timeout = 150ms;
+  opts.read_timeout = 150ms * weave::test::sanitizer_slowdown;
   pair_fixture f{opts};
-  auto first = f.self->request(f.server, patience, read_frame_atom::value);
+  // The half frame first: the read takes it as it arrives (it does not
+  // wait for a readiness that a slow run could bring after the deadline).
   f.write(f.client, std::string{"\x00\x00\x00\x06" "abc", 7});
+  auto first = f.self->request(f.server, patience, read_frame_atom::value);
   auto r = wait_for<std::string>(first);
   REQUIRE_FALSE(r.ok);
   CHECK(weave::is(r.err, weave::errc::timeout));
@@ -340,9 +342,12 @@ TEST_CASE("a zero read deadline fails a read that would wait at once, and "
 TEST_CASE("an idle deadline with traffic in one direction only: bytes read "
           "or bytes written each keep the connection open") {
   tcp_options opts;
-  opts.idle_timeout = 300ms;
+  // Longer under the sanitizers, whose slower turns could otherwise leave
+  // the connection idle that long between two bytes.
+  opts.idle_timeout = 300ms * weave::test::sanitizer_slowdown;
+  const auto every = opts.idle_timeout / 3;
   pair_fixture f{opts};
-  constexpr int bytes = 8; // one every 100 ms: 800 ms in all
+  constexpr int bytes = 8; // one every idle/3: 8/3 idle deadlines in all
   // The server only reads (one read_exact that takes every byte as it
   // comes), then only writes while the client reads.
   for (int direction = 0; direction < 2; ++direction) {
@@ -365,7 +370,7 @@ TEST_CASE("an idle deadline with traffic in one direction only: bytes read "
                 sent_p->count_down();
                 a->quit();
               } else {
-                a->delayed_send(a, 100ms, 0);
+                a->delayed_send(a, every, 0);
               }
             },
             [=](caf::error& e) {
