@@ -270,11 +270,7 @@ TEST_CASE("review18: an echo's actor never runs on two threads at once while "
         // another on its thread, and the sanitizers' slower turns get more
         // (a connection idle 300 ms under ThreadSanitizer, waiting for the
         // other streams to end, was closed: its pinger's send failed).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-        opts.idle_timeout = 1500ms;
-#else
-        opts.idle_timeout = 300ms;
-#endif
+        opts.idle_timeout = 300ms * weave::test::sanitizer_slowdown;
         opts.write_buffer = 16 * 1024;
         auto srv = spawn_tcp_server(
           rt, "127.0.0.1", 0,

@@ -262,7 +262,8 @@ inline void send_all(int fd, const std::string& data) {
 /// turn, this waits up to 100 ms for its count (the turn is counted as it
 /// ends), which also lets the worker's turn end. From a direct round on,
 /// the connection stays on the I/O thread until something else sends to
-/// it.
+/// it. The count is the runtime's: call it while no other connection of
+/// `rt` has traffic, or another's direct turn could end the warm-up.
 inline int warm_up_direct(weave::runtime& rt, int fd) {
   auto until = std::chrono::steady_clock::now() + patience;
   int rounds = 0;
